@@ -1,0 +1,1 @@
+"""A SQL Server CDC emulator hosted in PostgreSQL (see docs/emulator.md)."""

@@ -1,0 +1,40 @@
+"""The error hierarchy. Drivers' exceptions are classified once, at the driver boundary.
+
+The runner decides what to do by ``isinstance``: a :class:`TransientError` is retried with backoff and
+never drops data; a :class:`TerminalError` is about data (a row goes to the dead-letter table) or about a
+table (that table pauses). Every error a user can see says what to do next in ``hint``.
+"""
+
+from __future__ import annotations
+
+
+class Mssql2pgError(Exception):
+    """Base class. ``hint`` is the remediation shown to the operator."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n  hint: {self.hint}" if self.hint else base
+
+
+class ConfigError(Mssql2pgError):
+    """The configuration is invalid; the message names the key."""
+
+
+class TransientError(Mssql2pgError):
+    """A fault that goes away by itself: connection lost, deadlock, admin shutdown, disk full, timeout."""
+
+
+class TerminalError(Mssql2pgError):
+    """A fault that retrying cannot fix: bad data, a violated constraint, an incompatible type."""
+
+
+class IncompatibleTargetError(TerminalError):
+    """An existing target table cannot hold the source table's rows."""
+
+
+class SourceError(Mssql2pgError):
+    """The source is not set up for CDC the way mssql2pg needs (CDC off, no capture instance, ...)."""

@@ -1,0 +1,160 @@
+"""The values that flow from the source reader to the applier.
+
+This module is the contract between ``mssql2pg.source`` and ``mssql2pg.sink``. The reader turns change-table
+rows into :class:`ChangeRow` values and hands them over in :class:`TxChunk` pieces, so that a source
+transaction of any size can be streamed with bounded memory:
+
+* every chunk belongs to exactly one source transaction (one commit LSN);
+* the chunks of one transaction arrive consecutively, ``first`` set on the first and ``last`` on the last
+  (a small transaction is one chunk with both set);
+* transactions arrive in commit-LSN order, and rows inside one in (seqval, operation) order;
+* a :class:`Heartbeat` says "everything up to ``lsn`` has been delivered" and only ever comes between
+  transactions. It lets the checkpoint advance while the source is idle.
+
+The applier may only commit a PostgreSQL transaction after a chunk with ``last`` set (or a heartbeat), which
+is what keeps source transactions whole.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mssql2pg.positions import Lsn
+
+
+class Operation(enum.IntEnum):
+    """``__$operation`` codes of a SQL Server change table."""
+
+    DELETE = 1
+    INSERT = 2
+    UPDATE_BEFORE = 3
+    UPDATE_AFTER = 4
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TableId:
+    """A two-part table name, kept exactly as SQL Server spells it."""
+
+    schema: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, default_schema: str = "dbo") -> TableId:
+        """Parse ``schema.table``, ``[schema].[table]`` or ``table`` (schema defaults to ``dbo``)."""
+        parts = _split_two_part_name(text)
+        if len(parts) == 1:
+            return cls(default_schema, parts[0])
+        return cls(parts[0], parts[1])
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def _split_two_part_name(text: str) -> list[str]:
+    parts: list[str] = []
+    buf: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in '["':
+            close = "]" if ch == "[" else '"'
+            i += 1
+            while i < n:
+                if text[i] == close:
+                    if i + 1 < n and text[i + 1] == close:
+                        buf.append(close)
+                        i += 2
+                        continue
+                    break
+                buf.append(text[i])
+                i += 1
+            else:
+                msg = f"unterminated quoted name in {text!r}"
+                raise ValueError(msg)
+            i += 1
+        elif ch == ".":
+            parts.append("".join(buf))
+            buf = []
+            i += 1
+        else:
+            buf.append(ch)
+            i += 1
+    parts.append("".join(buf))
+    if len(parts) > 2 or any(p == "" for p in parts):
+        msg = f"not a table name (want schema.table): {text!r}"
+        raise ValueError(msg)
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class SourceColumn:
+    """One captured column of a capture instance, as ``cdc.captured_columns`` and the source describe it."""
+
+    name: str
+    ordinal: int  # column_ordinal: 1-based position among captured columns; the update-mask bit
+    sql_type: str  # SQL Server type name, lower case: "int", "nvarchar", "decimal", ...
+    max_length: int | None = None  # characters for (n)char/(n)varchar, bytes for binary; -1 = (max)
+    precision: int | None = None
+    scale: int | None = None
+    nullable: bool = True
+    column_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureInstance:
+    """A capture instance: one change table over one source table, frozen at its captured columns."""
+
+    name: str
+    source: TableId
+    start_lsn: Lsn
+    columns: tuple[SourceColumn, ...]
+    key_columns: tuple[str, ...]
+    object_id: int | None = None
+    supports_net_changes: bool = False
+    create_date: datetime | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """One row of a change table. ``values`` follow ``CaptureInstance.columns`` order."""
+
+    table: TableId
+    capture_instance: str
+    commit_lsn: Lsn
+    seqval: Lsn
+    operation: Operation
+    values: tuple[Any, ...]
+    command_id: int | None = None
+    update_mask: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TxChunk:
+    """A consecutive piece of one source transaction (see the module docstring for the rules)."""
+
+    commit_lsn: Lsn
+    rows: Sequence[ChangeRow]
+    first: bool = True
+    last: bool = True
+    commit_time: datetime | None = None
+    tran_id: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Everything with a commit LSN at or below ``lsn`` has been delivered; nothing is pending."""
+
+    lsn: Lsn
+    source_time: datetime | None = None
+    tables: tuple[TableId, ...] = field(default=())
+
+
+ReaderItem = TxChunk | Heartbeat
