@@ -15,6 +15,9 @@ import pytest
 from tests.fixtures.pg import PgServer, find_bindir
 from tests.fixtures.proxy import TcpProxy
 
+# Each area keeps its fixtures in its own module under tests/fixtures/.
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target"]
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     try:
