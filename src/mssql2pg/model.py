@@ -13,6 +13,29 @@ transaction of any size can be streamed with bounded memory:
 
 The applier may only commit a PostgreSQL transaction after a chunk with ``last`` set (or a heartbeat), which
 is what keeps source transactions whole.
+
+Canonical values: whatever the driver returned, ``ChangeRow.values`` hold these Python types, chosen by the
+column's SQL Server type (``SourceColumn.sql_type``), so the sink never needs to know which driver or
+backend (SQL Server or the emulator) produced them. NULL is ``None``; ``''`` stays ``''``.
+
+=============================================  ==============================================================
+SQL Server type                                Python value
+=============================================  ==============================================================
+bit                                            ``bool``
+tinyint, smallint, int, bigint                 ``int``
+decimal, numeric, money, smallmoney            ``decimal.Decimal`` (exact, as stored)
+float, real                                    ``float``
+date                                           ``datetime.date``
+time                                           ``datetime.time`` (naive)
+datetime, datetime2, smalldatetime             ``datetime.datetime`` (naive: SQL Server keeps wall-clock time)
+datetimeoffset                                 ``datetime.datetime`` aware, tzinfo = the ORIGINAL offset
+char, varchar, nchar, nvarchar, text, ntext    ``str``
+xml                                            ``str``
+binary, varbinary, image, rowversion/timestamp ``bytes``
+uniqueidentifier                               ``uuid.UUID`` (in SQL Server's canonical text order)
+hierarchyid, geography, geometry               ``bytes`` (the serialized CLR value; lossless)
+sql_variant                                    ``str`` (its value converted to text; see docs/types.md)
+=============================================  ==============================================================
 """
 
 from __future__ import annotations
