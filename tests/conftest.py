@@ -22,7 +22,7 @@ pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target"]
 def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         find_bindir()
-    except RuntimeError as exc:
+    except Exception as exc:
         raise pytest.UsageError(str(exc)) from exc
 
 
