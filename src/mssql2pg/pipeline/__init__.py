@@ -1,0 +1,1 @@
+"""The pipeline: reader → bounded queue → applier, with restarts from the committed checkpoint."""

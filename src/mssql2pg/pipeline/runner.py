@@ -1,0 +1,232 @@
+"""The replication loop.
+
+How it works, in order:
+
+1. ``sink.start()`` prepares the target and returns the last committed checkpoint LSN.
+2. A reader thread reads every change after that checkpoint (``source.read``) and puts the items
+   (``TxChunk`` / ``Heartbeat``, see :mod:`mssql2pg.model`) on a bounded queue. The bound is the
+   back-pressure: a slow target slows the reader down instead of filling memory.
+3. This thread takes items off the queue and offers them to the sink, which groups whole source transactions
+   into PostgreSQL transactions and commits data and checkpoint together. When the queue is quiet the sink is
+   ticked so a time-bounded group still commits.
+4. Any transient fault, on either side, ends the attempt: the reader stops, the sink rolls back whatever was
+   not committed, and after a backoff delay everything starts again from step 1. Because the checkpoint is
+   committed with the data, this restart neither loses nor repeats a change, and there is only one recovery
+   path to get right (the same one a crash takes).
+5. A stop request (SIGTERM, Ctrl-C) stops the reader, commits what is complete, rolls back a partial source
+   transaction, and returns.
+
+``until_caught_up`` makes one pass up to the source's max LSN as it was when the pass began, and returns.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from mssql2pg.errors import TerminalError, TransientError
+from mssql2pg.model import Heartbeat, ReaderItem, TxChunk
+from mssql2pg.positions import Lsn
+
+log = structlog.get_logger(component="runner")
+
+
+class ChangeSource(Protocol):
+    """Where changes come from."""
+
+    def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
+        """Yield items with commit LSN > ``start_after``; return when caught up (if asked) or stopped."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChangeSink(Protocol):
+    """Where changes go. Must be idempotent: offering an item at or below the checkpoint changes nothing."""
+
+    def start(self) -> Lsn:
+        """Prepare the target (DDL, control tables) and return the committed checkpoint."""
+        ...
+
+    def offer(self, item: ReaderItem) -> None: ...
+
+    def tick(self) -> None:
+        """Called when no item arrived for a while: commit a group whose time bound has passed."""
+        ...
+
+    def flush(self) -> None:
+        """Commit everything complete; roll back a source transaction that is only partly received."""
+        ...
+
+    def abandon(self) -> None:
+        """Roll back what is not committed (after a fault); the next ``start`` resumes from the checkpoint."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Classifier = Callable[[BaseException], TransientError | TerminalError]
+
+
+@dataclass
+class RunStats:
+    attempts: int = 0
+    items: int = 0
+    transactions: int = 0
+    rows: int = 0
+    last_lsn: Lsn = Lsn.NULL
+    failures: list[str] = field(default_factory=list)
+
+
+class _Done:
+    pass
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+_DONE = _Done()
+
+
+@dataclass
+class Runner:
+    source: ChangeSource
+    sink: ChangeSink
+    classify: Classifier
+    backoff: Callable[[], Iterator[float]]
+    queue_size: int = 64
+    tick_interval: float = 0.05
+    on_item: Callable[[ReaderItem], None] | None = None
+    on_retry: Callable[[int, float, BaseException], None] | None = None
+    stats: RunStats = field(default_factory=RunStats)
+
+    def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
+        """Replicate until ``stop`` is set (or, with ``until_caught_up``, until one pass is done)."""
+        delays = self.backoff()
+        while not stop.is_set():
+            self.stats.attempts += 1
+            try:
+                finished = self._attempt(stop, until_caught_up=until_caught_up)
+            except Exception as exc:
+                error = exc if isinstance(exc, TransientError | TerminalError) else self.classify(exc)
+                self._safe(self.sink.abandon)
+                self._safe(self.source.close)
+                if isinstance(error, TerminalError):
+                    raise error from exc
+                delay = next(delays)
+                self.stats.failures.append(f"{type(exc).__name__}: {error}")
+                log.warning(
+                    "transient fault; restarting from checkpoint",
+                    attempt=self.stats.attempts,
+                    next_delay_s=round(delay, 3),
+                    error=str(error),
+                )
+                if self.on_retry is not None:
+                    self.on_retry(self.stats.attempts, delay, error)
+                stop.wait(delay)
+                continue
+            delays = self.backoff()
+            if finished:
+                break
+        return self.stats
+
+    def _attempt(self, stop: threading.Event, *, until_caught_up: bool) -> bool:
+        """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
+        checkpoint = self.sink.start()
+        log.info("starting from checkpoint", checkpoint=str(checkpoint))
+        items: queue.Queue[ReaderItem | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
+        reader_stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read,
+            args=(checkpoint, items, reader_stop, until_caught_up),
+            name="mssql2pg-reader",
+            daemon=True,
+        )
+        reader.start()
+        try:
+            return self._apply_loop(items, stop)
+        finally:
+            reader_stop.set()
+            _drain(items)
+            reader.join(timeout=30)
+
+    def _read(
+        self,
+        start_after: Lsn,
+        out: queue.Queue[ReaderItem | _Done | _Failed],
+        stop: threading.Event,
+        until_caught_up: bool,
+    ) -> None:
+        try:
+            for item in self.source.read(start_after, stop, until_caught_up=until_caught_up):
+                if not _put(out, item, stop):
+                    return
+            _put(out, _DONE, stop)
+        except BaseException as exc:
+            _put(out, _Failed(exc), stop)
+
+    def _apply_loop(self, items: queue.Queue[ReaderItem | _Done | _Failed], stop: threading.Event) -> bool:
+        while True:
+            if stop.is_set():
+                self.sink.flush()
+                return True
+            try:
+                item = items.get(timeout=self.tick_interval)
+            except queue.Empty:
+                self.sink.tick()
+                continue
+            if isinstance(item, _Done):
+                self.sink.flush()
+                return True
+            if isinstance(item, _Failed):
+                raise item.error
+            self.sink.offer(item)
+            self._count(item)
+
+    def _count(self, item: ReaderItem) -> None:
+        self.stats.items += 1
+        if isinstance(item, TxChunk):
+            self.stats.rows += len(item.rows)
+            if item.last:
+                self.stats.transactions += 1
+                self.stats.last_lsn = item.commit_lsn
+        elif isinstance(item, Heartbeat):
+            self.stats.last_lsn = max(self.stats.last_lsn, item.lsn)
+        if self.on_item is not None:
+            self.on_item(item)
+
+    @staticmethod
+    def _safe(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            log.debug("cleanup step failed", step=getattr(fn, "__qualname__", "?"), error=str(exc))
+
+
+def _put(
+    q: queue.Queue[ReaderItem | _Done | _Failed], item: ReaderItem | _Done | _Failed, stop: threading.Event
+) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+        except queue.Full:
+            continue
+        return True
+    return False
+
+
+def _drain(q: queue.Queue[ReaderItem | _Done | _Failed]) -> None:
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return

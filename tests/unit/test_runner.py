@@ -1,0 +1,166 @@
+"""The runner's contract with fake source and sink: nothing lost, nothing repeated, faults restart cleanly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from mssql2pg.errors import TerminalError, TransientError
+from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
+from mssql2pg.pipeline.runner import Runner
+from mssql2pg.positions import Lsn
+
+T = TableId("dbo", "t")
+
+
+def tx(n: int) -> TxChunk:
+    lsn = Lsn.from_int(1000 + n)
+    row = ChangeRow(T, "dbo_t", lsn, lsn, Operation.INSERT, (n,))
+    return TxChunk(lsn, [row])
+
+
+@dataclass
+class FakeSource:
+    txs: list[TxChunk]
+    fail_after: dict[int, BaseException] = field(default_factory=dict)  # attempt -> error after 1st item
+    reads: list[Lsn] = field(default_factory=list)
+
+    def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
+        self.reads.append(start_after)
+        attempt = len(self.reads)
+        sent = 0
+        for t in self.txs:
+            if t.commit_lsn <= start_after:
+                continue
+            if sent == 1 and attempt in self.fail_after:
+                raise self.fail_after[attempt]
+            yield t
+            sent += 1
+        yield Heartbeat(self.txs[-1].commit_lsn)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeSink:
+    checkpoint: Lsn = Lsn.NULL
+    committed: list[int] = field(default_factory=list)
+    pending: list[tuple[Lsn, int]] = field(default_factory=list)
+    abandoned: int = 0
+
+    def start(self) -> Lsn:
+        return self.checkpoint
+
+    def offer(self, item: ReaderItem) -> None:
+        if isinstance(item, TxChunk):
+            assert item.commit_lsn > self.checkpoint, "runner re-sent an applied transaction"
+            self.pending.append((item.commit_lsn, item.rows[0].values[0]))
+            if len(self.pending) >= 2:
+                self.flush()
+
+    def tick(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        for lsn, value in self.pending:
+            self.committed.append(value)
+            self.checkpoint = lsn
+        self.pending.clear()
+
+    def abandon(self) -> None:
+        self.pending.clear()
+        self.abandoned += 1
+
+    def close(self) -> None:
+        pass
+
+
+def classify(exc: BaseException) -> TransientError | TerminalError:
+    if isinstance(exc, ConnectionError):
+        return TransientError(str(exc))
+    return TerminalError(str(exc))
+
+
+def no_wait() -> Iterator[float]:
+    while True:
+        yield 0.0
+
+
+def test_until_caught_up_applies_everything_once() -> None:
+    source, sink = FakeSource([tx(i) for i in range(10)]), FakeSink()
+    stats = Runner(source, sink, classify, no_wait).run(threading.Event(), until_caught_up=True)
+
+    assert sink.committed == list(range(10))
+    assert stats.transactions == 10
+    assert stats.last_lsn == Lsn.from_int(1009)
+
+
+def test_transient_fault_restarts_from_committed_checkpoint() -> None:
+    faults: dict[int, BaseException] = {1: ConnectionError("reset"), 2: ConnectionError("reset again")}
+    source = FakeSource([tx(i) for i in range(10)], fail_after=faults)
+    sink = FakeSink()
+    retries: list[int] = []
+    runner = Runner(source, sink, classify, no_wait, on_retry=lambda n, d, e: retries.append(n))
+
+    runner.run(threading.Event(), until_caught_up=True)
+
+    assert sink.committed == list(range(10))
+    assert sink.abandoned == 2
+    assert retries == [1, 2]
+    assert source.reads[0] == Lsn.NULL
+    assert all(b >= a for a, b in zip(source.reads, source.reads[1:], strict=False))
+
+
+def test_terminal_fault_is_raised_not_retried() -> None:
+    source = FakeSource([tx(i) for i in range(5)], fail_after={1: ValueError("bad data")})
+
+    with pytest.raises(TerminalError, match="bad data"):
+        Runner(source, FakeSink(), classify, no_wait).run(threading.Event(), until_caught_up=True)
+    assert len(source.reads) == 1
+
+
+@dataclass
+class EndlessSource:
+    produced: int = 0
+
+    def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
+        n = start_after.to_int() - 1000 + 1 if start_after else 0
+        while not stop.is_set():
+            yield tx(n)
+            self.produced = n
+            n += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_stop_request_commits_what_was_received_and_returns() -> None:
+    stop = threading.Event()
+    source, sink = EndlessSource(), FakeSink()
+    runner = Runner(source, sink, classify, no_wait, queue_size=4)
+    thread = threading.Thread(target=runner.run, args=(stop,))
+    thread.start()
+    while len(sink.committed) < 50:
+        thread.join(0.01)
+    stop.set()
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert sink.pending == []
+    assert sink.committed == list(range(len(sink.committed)))
+    assert runner.stats.transactions == len(sink.committed)
+
+
+def test_already_stopped_runner_does_nothing() -> None:
+    stop = threading.Event()
+    stop.set()
+    sink = FakeSink()
+
+    stats = Runner(FakeSource([tx(1)]), sink, classify, no_wait).run(stop)
+
+    assert stats.attempts == 0
+    assert sink.committed == []
