@@ -183,9 +183,7 @@ class Workload:
             a=first,
             b=first + count - 1,
         )
-        self._run(
-            "UPDATE dbo.customers SET balance = balance - :t WHERE id = :c", t=total * count, c=customer
-        )
+        self._run("UPDATE dbo.customers SET balance = balance - :t WHERE id = :c", t=total * count, c=customer)
 
     def _some_order(self) -> tuple[int, int, Decimal] | None:
         rows = self._run("SELECT id, customer_id, total FROM dbo.orders ORDER BY random() LIMIT 1")
@@ -241,8 +239,7 @@ class Workload:
         """One statement updating many rows."""
         low = self._customer()
         self._run(
-            "UPDATE dbo.customers SET name = name || '.', email = NULLIF(email, '') "
-            "WHERE id BETWEEN :a AND :b",
+            "UPDATE dbo.customers SET name = name || '.', email = NULLIF(email, '') WHERE id BETWEEN :a AND :b",
             a=low,
             b=min(low + 5, N_CUSTOMERS),
         )
