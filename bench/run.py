@@ -1,0 +1,253 @@
+"""`make bench`: end-to-end throughput, memory and lag, each next to a same-run baseline.
+
+The machines are shared and noisy, so absolute numbers drift; every figure is printed next to a baseline
+measured in the same run on the same servers: PostgreSQL alone ingesting the same rows (COPY into a staging
+table, then a set-based upsert, all server-side work). Output is JSON lines on stdout.
+
+Scenarios:
+  a) one source transaction inserting 1,000,000 rows;
+  b) 100,000 single-row source transactions;
+  c) steady 1,000 transactions/minute while the pipeline runs: p50/p95 commit-to-visible lag.
+The pipeline runs as a subprocess (`mssql2pg run --until-caught-up`, or `run` for the lag scenario);
+its peak RSS comes from the kernel's accounting of that child.
+
+Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
+MSSQL2PG_BENCH_LAG_SECONDS (default 60).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pg8000.native
+import yaml
+
+from mssql2pg.emulator import install
+from mssql2pg.localpg import LocalPostgres
+
+ROWS = int(os.environ.get("MSSQL2PG_BENCH_ROWS", "1000000"))
+TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
+LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
+
+TABLE_SQL = """CREATE TABLE dbo.items (
+    id bigint PRIMARY KEY, name varchar(40) NOT NULL, qty int NOT NULL,
+    price numeric(12,2) NOT NULL, created_at timestamp NOT NULL)"""
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def setup_source(server: LocalPostgres, db: str) -> pg8000.native.Connection:
+    url = server.url(db)
+    install(url)
+    conn = server.connect(db)
+    conn.run("CREATE SCHEMA IF NOT EXISTS dbo")
+    conn.run(TABLE_SQL)
+    conn.run("CALL sys.sp_cdc_enable_db()")
+    conn.run("CALL sys.sp_cdc_enable_table(source_schema => 'dbo', source_name => 'items', role_name => NULL)")
+    return conn
+
+
+def baseline_copy_upsert(server: LocalPostgres, rows: int) -> float:
+    """PostgreSQL alone: COPY `rows` rows into staging and upsert them into a keyed table. Returns seconds."""
+    db = server.create_database("baseline")
+    conn = server.connect(db)
+    conn.run(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(40), qty int, price numeric(12,2), "
+        "created_at timestamp, _lsn bytea, _op smallint)"
+    )
+    payload = io.BytesIO(
+        "".join(
+            f"{i}\titem-{i}\t{i % 100}\t{i % 1000}.25\t2026-01-01 00:00:00\t\\\\x00\t2\n" for i in range(rows)
+        ).encode()
+    )
+    started = time.perf_counter()
+    conn.run("BEGIN")
+    conn.run("CREATE TEMP TABLE stage (LIKE items) ON COMMIT DROP")
+    conn.run("COPY stage FROM STDIN", stream=payload)
+    conn.run(
+        "INSERT INTO items SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
+        "qty = EXCLUDED.qty, price = EXCLUDED.price, created_at = EXCLUDED.created_at"
+    )
+    conn.run("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def write_config(path: Path, source_url: str, target_url: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"url": source_url},
+                "target": {"url": target_url},
+                "tables": ["dbo.items"],
+                "reader": {"poll_interval": 0.05},
+                "http": {"port": 0},
+                "log": {"format": "json", "level": "warning"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_until_caught_up(config: Path) -> tuple[float, int]:
+    """Run the pipeline subprocess to the current max LSN. Returns (seconds, peak RSS bytes of that child).
+
+    ``os.wait4`` reports the resource usage of exactly this child (RUSAGE_CHILDREN would mix in earlier ones).
+    """
+    log = config.with_suffix(".log")
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mssql2pg", "run", "--config", str(config), "--until-caught-up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline failed (exit {proc.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def count(server: LocalPostgres, db: str, sql: str) -> int:
+    conn = server.connect(db)
+    try:
+        return int(conn.run(sql)[0][0])
+    finally:
+        conn.close()
+
+
+def scenario_big_transaction(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    conn = setup_source(source, sdb)
+    started = time.perf_counter()
+    conn.run("BEGIN")
+    conn.run(
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        "FROM generate_series(1, :n) g",
+        n=ROWS,
+    )
+    conn.run("COMMIT")
+    capture_s = time.perf_counter() - started
+    conn.close()
+    seconds, rss = run_until_caught_up(write_config(workdir / "a.yaml", source.url(sdb), target.url(tdb)))
+    arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
+    base = baseline_copy_upsert(target, ROWS)
+    emit(
+        scenario="one_transaction",
+        rows=ROWS,
+        rows_arrived=arrived,
+        pipeline_seconds=round(seconds, 2),
+        pipeline_rows_per_s=round(ROWS / seconds),
+        baseline_seconds=round(base, 2),
+        baseline_rows_per_s=round(ROWS / base),
+        ratio_to_baseline=round(base / seconds, 3),
+        peak_rss_mb=round(rss / 2**20, 1),
+        source_capture_seconds=round(capture_s, 2),
+    )
+
+
+def scenario_small_transactions(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    conn = setup_source(source, sdb)
+    started = time.perf_counter()
+    conn.run(
+        """DO $$ BEGIN FOR i IN 1..%d LOOP
+        INSERT INTO dbo.items VALUES (i, 'item-' || i, i %% 100, (i %% 1000) + 0.25, localtimestamp);
+        COMMIT; END LOOP; END $$"""
+        % TXNS
+    )  # noqa: UP031 - an integer, not input
+    capture_s = time.perf_counter() - started
+    conn.close()
+    seconds, rss = run_until_caught_up(write_config(workdir / "b.yaml", source.url(sdb), target.url(tdb)))
+    arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
+    base = baseline_copy_upsert(target, TXNS)
+    emit(
+        scenario="single_row_transactions",
+        transactions=TXNS,
+        rows_arrived=arrived,
+        pipeline_seconds=round(seconds, 2),
+        pipeline_rows_per_s=round(TXNS / seconds),
+        baseline_seconds=round(base, 2),
+        baseline_rows_per_s=round(TXNS / base),
+        ratio_to_baseline=round(base / seconds, 3),
+        peak_rss_mb=round(rss / 2**20, 1),
+        source_capture_seconds=round(capture_s, 2),
+    )
+
+
+def scenario_lag(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    conn = setup_source(source, sdb)
+    config = write_config(workdir / "c.yaml", source.url(sdb), target.url(tdb))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mssql2pg", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        interval = 60.0 / 1000
+        deadline = time.monotonic() + LAG_SECONDS
+        i = 0
+        next_at = time.monotonic()
+        while time.monotonic() < deadline:
+            i += 1
+            conn.run("INSERT INTO dbo.items VALUES (:i, 'lag', 1, 1, localtimestamp)", i=i)
+            next_at += interval
+            threading.Event().wait(max(0.0, next_at - time.monotonic()))
+        tconn = target.connect(tdb)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and int(tconn.run("SELECT count(*) FROM dbo.items")[0][0]) < i:
+            threading.Event().wait(0.1)
+        lags = [
+            float(r[0])
+            for r in tconn.run("SELECT extract(epoch FROM _cdc_applied_at - _cdc_commit_time) FROM dbo.items")
+        ]
+        tconn.close()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    lags.sort()
+    emit(
+        scenario="steady_1000_tx_per_min",
+        transactions=i,
+        rows_arrived=len(lags),
+        lag_p50_s=round(statistics.median(lags), 3),
+        lag_p95_s=round(lags[int(0.95 * (len(lags) - 1))], 3),
+        lag_max_s=round(lags[-1], 3),
+    )
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="mssql2pg-bench-"))
+    source, target = LocalPostgres("bench-source"), LocalPostgres("bench-target")
+    for server in (source, target):
+        server.init()
+        server.start()
+    try:
+        emit(event="bench_start", rows=ROWS, transactions=TXNS, lag_seconds=LAG_SECONDS, cpus=os.cpu_count())
+        scenario_big_transaction(source, target, workdir)
+        scenario_small_transactions(source, target, workdir)
+        scenario_lag(source, target, workdir)
+    finally:
+        source.destroy()
+        target.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
