@@ -36,7 +36,7 @@ class AlertSink(BaseHTTPRequestHandler):
         sys.stdout.flush()
         self._reply(200)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:
         """Silence the per-request access log: stdout carries only the notifications."""
 
     def _reply(self, status: int) -> None:
