@@ -1,0 +1,328 @@
+"""Every Prometheus metric the pipeline exports, defined once.
+
+Names and label sets live here as constants so that dashboards, alert rules and docs can be checked against
+one list (:func:`exported_metric_names`). Every name starts with ``mssql2pg_`` and carries its unit.
+
+Each :class:`Metrics` owns its own ``CollectorRegistry`` (never the global one), so tests are isolated and two
+pipelines in one process do not mix their numbers. The runner calls the typed methods; nothing else in the
+code base touches ``prometheus_client`` directly.
+
+Lag, exactly
+------------
+Two per-table gauges, both computed at scrape time (never stale, never "frozen" by a stuck loop):
+
+``mssql2pg_last_applied_commit_age_seconds{table}``
+    now − source commit time of the last change applied to ``table``. Simple, but on an idle table it grows
+    forever, so it is not the one to alert on.
+
+``mssql2pg_lag_seconds{table}`` (the idle-aware lag; alert on this one)
+    now − *freshness*, where freshness = max(commit time of the last change applied to the table,
+    source commit time up to which the pipeline is known to be caught up). The second term comes from
+    :meth:`Metrics.set_caught_up`, which the runner calls when a checkpoint at a source position is committed
+    (a ``Heartbeat``: "everything with a commit LSN ≤ X has been delivered"), passing the source commit time of
+    X (``Heartbeat.source_time``). On an idle source SQL Server's capture job keeps writing idle marker rows to
+    ``cdc.lsn_time_mapping``, so the max LSN and its time keep moving, heartbeats keep arriving and the lag
+    stays around one polling interval instead of growing. When the capture job is stopped, no new LSN (and no
+    marker) appears, the caught-up time stops moving and the lag grows, as it should: changes made since then
+    are not in the target.
+
+``mssql2pg_source_max_lsn_age_seconds``
+    now − commit time of the source's max LSN (``sys.fn_cdc_get_max_lsn()`` mapped through
+    ``lsn_time_mapping``). This is the "capture job is stopped / behind" signal: it grows when SQL Server stops
+    capturing, independently of how fast the pipeline is.
+
+Source commit times without a timezone are taken as UTC (the reader converts SQL Server's local
+``datetime`` values). Negative ages (clock skew) are reported as 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mssql2pg.model import TableId
+
+PREFIX = "mssql2pg_"
+
+# Label names.
+LABEL_TABLE = "table"
+LABEL_OPERATION = "operation"
+LABEL_KIND = "kind"
+LABEL_COMPONENT = "component"
+LABEL_STATUS = "status"
+LABEL_STATE = "state"
+LABEL_VERSION = "version"
+
+# Metric names (counters without the ``_total`` suffix, as prometheus_client wants them).
+ROWS_APPLIED = "mssql2pg_rows_applied"
+TRANSACTIONS_APPLIED = "mssql2pg_transactions_applied"
+LAG_SECONDS = "mssql2pg_lag_seconds"
+LAST_APPLIED_COMMIT_AGE_SECONDS = "mssql2pg_last_applied_commit_age_seconds"
+SOURCE_MAX_LSN_AGE_SECONDS = "mssql2pg_source_max_lsn_age_seconds"
+ERRORS = "mssql2pg_errors"
+RETRIES = "mssql2pg_retries"
+DEAD_LETTERS_ROUTED = "mssql2pg_dead_letters_routed"
+DEAD_LETTERS = "mssql2pg_dead_letters"
+STALE_EVENTS = "mssql2pg_stale_events"
+SCHEMA_CHANGES = "mssql2pg_schema_changes"
+BATCH_ROWS = "mssql2pg_batch_rows"
+APPLY_DURATION_SECONDS = "mssql2pg_apply_duration_seconds"
+QUEUE_DEPTH_ITEMS = "mssql2pg_queue_depth_items"
+COMPONENT_UP = "mssql2pg_component_up"
+TABLE_STATE = "mssql2pg_table_state"
+BUILD_INFO = "mssql2pg_build_info"
+PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
+
+# Label values the runner is expected to use (documented; other values are accepted).
+COMPONENTS = ("source", "target")
+TABLE_STATES = ("active", "paused", "needs_resync")
+DEAD_LETTER_STATUSES = ("pending", "retried", "ignored")
+SCHEMA_CHANGE_STATUSES = ("applied", "pending", "rejected")
+
+BATCH_ROWS_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+APPLY_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+TableRef = TableId | str
+Clock = Callable[[], float]
+
+
+def _table_label(table: TableRef) -> str:
+    return str(table)
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass
+class _LagState:
+    """What the lag collector needs; guarded by ``Metrics._lock``."""
+
+    last_applied: dict[str, float]
+    caught_up_at: float | None = None
+    source_max_lsn_time: float | None = None
+
+
+class _LagCollector(Collector):
+    """Computes the three age gauges at scrape time from the latest known commit times."""
+
+    def __init__(self, state: _LagState, lock: threading.Lock, clock: Clock) -> None:
+        self._state = state
+        self._lock = lock
+        self._clock = clock
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        now = self._clock()
+        with self._lock:
+            last_applied = dict(self._state.last_applied)
+            caught_up_at = self._state.caught_up_at
+            source_time = self._state.source_max_lsn_time
+        lag = GaugeMetricFamily(
+            LAG_SECONDS,
+            "Idle-aware replication lag: now minus max(last applied commit time, caught-up source time).",
+            labels=[LABEL_TABLE],
+        )
+        age = GaugeMetricFamily(
+            LAST_APPLIED_COMMIT_AGE_SECONDS,
+            "Now minus the source commit time of the last change applied to the table (grows when idle).",
+            labels=[LABEL_TABLE],
+        )
+        for table, applied_at in sorted(last_applied.items()):
+            age.add_metric([table], max(0.0, now - applied_at))
+            fresh = applied_at if caught_up_at is None else max(applied_at, caught_up_at)
+            lag.add_metric([table], max(0.0, now - fresh))
+        source = GaugeMetricFamily(
+            SOURCE_MAX_LSN_AGE_SECONDS,
+            "Now minus the commit time of the source max LSN; grows when the capture job is stopped.",
+        )
+        if source_time is not None:
+            source.add_metric([], max(0.0, now - source_time))
+        return [lag, age, source]
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Describing lets the registry check for duplicate names without calling collect().
+        return [
+            GaugeMetricFamily(LAG_SECONDS, "", labels=[LABEL_TABLE]),
+            GaugeMetricFamily(LAST_APPLIED_COMMIT_AGE_SECONDS, "", labels=[LABEL_TABLE]),
+            GaugeMetricFamily(SOURCE_MAX_LSN_AGE_SECONDS, ""),
+        ]
+
+
+class Metrics:
+    """The pipeline's metrics, on a private registry. Thread-safe: the reader and applier threads may both call it.
+
+    ``clock`` (seconds since the epoch) is injectable so lag tests need no sleeping.
+    """
+
+    def __init__(self, *, version: str = "unknown", clock: Clock = time.time, process: bool = True) -> None:
+        self.registry = CollectorRegistry()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._lag = _LagState(last_applied={})
+        self._table_states: dict[str, str] = {}
+        r = self.registry
+        self._rows_applied = Counter(
+            ROWS_APPLIED, "Rows applied to the target.", [LABEL_TABLE, LABEL_OPERATION], registry=r
+        )
+        self._transactions = Counter(
+            TRANSACTIONS_APPLIED, "Source transactions applied (committed) in the target.", registry=r
+        )
+        self._errors = Counter(
+            ERRORS, "Errors by table (empty if none) and kind.", [LABEL_TABLE, LABEL_KIND], registry=r
+        )
+        self._retries = Counter(RETRIES, "Retry attempts after transient faults.", [LABEL_COMPONENT], registry=r)
+        self._dead_letters_routed = Counter(
+            DEAD_LETTERS_ROUTED, "Rows routed to the dead-letter table.", [LABEL_TABLE], registry=r
+        )
+        self._dead_letters = Gauge(DEAD_LETTERS, "Rows in the dead-letter table by status.", [LABEL_STATUS], registry=r)
+        self._stale = Counter(STALE_EVENTS, "Changes older than stale_after when applied.", [LABEL_TABLE], registry=r)
+        self._schema_changes = Counter(
+            SCHEMA_CHANGES, "Source schema changes detected, by outcome.", [LABEL_TABLE, LABEL_STATUS], registry=r
+        )
+        self._batch_rows = Histogram(BATCH_ROWS, "Rows per applied batch.", buckets=BATCH_ROWS_BUCKETS, registry=r)
+        self._apply_duration = Histogram(
+            APPLY_DURATION_SECONDS,
+            "Time to apply and commit one batch.",
+            buckets=APPLY_DURATION_BUCKETS,
+            registry=r,
+        )
+        self._queue_depth = Gauge(QUEUE_DEPTH_ITEMS, "Items waiting between reader and applier.", registry=r)
+        self._up = Gauge(COMPONENT_UP, "1 when the component is reachable, else 0.", [LABEL_COMPONENT], registry=r)
+        self._table_state = Gauge(
+            TABLE_STATE, "1 for the table's current state, 0 for the others.", [LABEL_TABLE, LABEL_STATE], registry=r
+        )
+        build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
+        build.labels(version).set(1)
+        for component in COMPONENTS:
+            self._up.labels(component).set(0)
+        for status in DEAD_LETTER_STATUSES:
+            self._dead_letters.labels(status).set(0)
+        r.register(_LagCollector(self._lag, self._lock, clock))
+        if process:
+            ProcessCollector(namespace=PROCESS_NAMESPACE, registry=r)
+
+    # -- throughput -------------------------------------------------------------------------------------------
+    def rows_applied(self, table: TableRef, operation: str, n: int = 1) -> None:
+        """Count ``n`` rows applied; ``operation`` is ``insert`` | ``update`` | ``delete`` (``Operation`` names)."""
+        if n:
+            self._rows_applied.labels(_table_label(table), operation.lower()).inc(n)
+
+    def transaction_applied(self, n: int = 1) -> None:
+        self._transactions.inc(n)
+
+    def observe_batch(self, rows: int, seconds: float) -> None:
+        """One committed batch: its size in rows and how long applying and committing it took."""
+        self._batch_rows.observe(rows)
+        self._apply_duration.observe(seconds)
+
+    def set_queue_depth(self, n: int) -> None:
+        self._queue_depth.set(n)
+
+    # -- lag ---------------------------------------------------------------------------------------------------
+    def set_last_applied(self, table: TableRef, commit_time: datetime) -> None:
+        """The source commit time of the newest change now committed in the target for ``table``."""
+        with self._lock:
+            label = _table_label(table)
+            stamp = _epoch(commit_time)
+            self._lag.last_applied[label] = max(stamp, self._lag.last_applied.get(label, stamp))
+
+    def set_caught_up(self, source_time: datetime, tables: Iterable[TableRef] = ()) -> None:
+        """Everything committed in the source up to ``source_time`` is in the target (a committed heartbeat).
+
+        ``tables`` lists tables to start reporting lag for even if no change of theirs was applied yet.
+        """
+        stamp = _epoch(source_time)
+        with self._lock:
+            if self._lag.caught_up_at is None or stamp > self._lag.caught_up_at:
+                self._lag.caught_up_at = stamp
+            for table in tables:
+                self._lag.last_applied.setdefault(_table_label(table), stamp)
+
+    def set_source_max_lsn_time(self, commit_time: datetime) -> None:
+        """The commit time (``lsn_time_mapping.tran_end_time``) of the source's current max LSN."""
+        with self._lock:
+            self._lag.source_max_lsn_time = _epoch(commit_time)
+
+    def forget_table(self, table: TableRef) -> None:
+        """Stop reporting lag and state for a table that is no longer replicated."""
+        label = _table_label(table)
+        with self._lock:
+            self._lag.last_applied.pop(label, None)
+            state = self._table_states.pop(label, None)
+        if state is not None:
+            for known in {*TABLE_STATES, state}:
+                with contextlib.suppress(KeyError):
+                    self._table_state.remove(label, known)
+
+    # -- errors and recovery -----------------------------------------------------------------------------------
+    def error(self, table: TableRef | None, kind: str) -> None:
+        """Count one error. ``kind``: ``transient`` | ``terminal`` | ``data`` | ``schema`` | …; table None if none."""
+        self._errors.labels("" if table is None else _table_label(table), kind).inc()
+
+    def retry(self, component: str) -> None:
+        self._retries.labels(component).inc()
+
+    def dead_lettered(self, table: TableRef, n: int = 1) -> None:
+        self._dead_letters_routed.labels(_table_label(table)).inc(n)
+
+    def set_dead_letters(self, counts: Mapping[str, int]) -> None:
+        """Current rows in the dead-letter table per status (statuses not given are set to 0)."""
+        for status in {*DEAD_LETTER_STATUSES, *counts}:
+            self._dead_letters.labels(status).set(counts.get(status, 0))
+
+    def stale_event(self, table: TableRef, n: int = 1) -> None:
+        self._stale.labels(_table_label(table)).inc(n)
+
+    def schema_change(self, table: TableRef, status: str) -> None:
+        self._schema_changes.labels(_table_label(table), status).inc()
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    def set_up(self, component: str, up: bool) -> None:
+        """``component`` is ``source`` or ``target``."""
+        self._up.labels(component).set(1 if up else 0)
+
+    def set_table_state(self, table: TableRef, state: str) -> None:
+        """``state`` is ``active`` | ``paused`` | ``needs_resync``: the current one is 1, the others 0."""
+        label = _table_label(table)
+        with self._lock:
+            self._table_states[label] = state
+        for known in {*TABLE_STATES, state}:
+            self._table_state.labels(label, known).set(1 if known == state else 0)
+
+    # -- exposition ----------------------------------------------------------------------------------------------
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+def exported_metric_names() -> frozenset[str]:
+    """Every sample name a scrape of the pipeline can contain (what queries, alerts and dashboards may use).
+
+    Counters appear as ``<name>_total``; histograms as ``_bucket``, ``_sum`` and ``_count``.
+    """
+    names: set[str] = set()
+    for family in Metrics(process=True).registry.collect():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(family.name)
+    return frozenset(names)
