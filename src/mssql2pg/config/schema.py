@@ -1,0 +1,444 @@
+"""The configuration schema: every key, its type, default, validation and meaning.
+
+The field docstrings are the documentation: ``docs/configuration.md`` embeds the reference table rendered
+from them (:mod:`mssql2pg.config.reference`), and a test keeps the two in step. Every section forbids
+unknown keys, so a typo is an error at start-up instead of a silently ignored setting. Models are frozen:
+the configuration is read once and never changes while the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from mssql2pg.config.durations import Duration
+from mssql2pg.config.patterns import TablePattern
+
+DeleteMode = Literal["hard", "soft"]
+Naming = Literal["lower", "preserve"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["json", "console", "auto"]
+Staging = Literal["temp", "unlogged"]
+JitterMode = Literal["full", "decorrelated"]
+
+CONTROL_SCHEMA = "mssql2pg"
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+class Section(BaseModel):
+    """Common settings for every section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        coerce_numbers_to_str=True,  # MSSQL2PG__PIPELINE__NAME=2024 is the string "2024"
+        validate_default=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- databases
+
+_SOURCE_DRIVERS = {
+    "mssql": "mssql+pytds",
+    "mssql+pytds": "mssql+pytds",
+    "postgresql": "postgresql+pg8000",
+    "postgres": "postgresql+pg8000",
+    "postgresql+pg8000": "postgresql+pg8000",
+}
+_TARGET_DRIVERS = {k: v for k, v in _SOURCE_DRIVERS.items() if v == "postgresql+pg8000"}
+
+
+class DatabaseConfig(Section):
+    """A database connection. The password is kept apart from the URL so that the URL can be shown."""
+
+    _drivers: ClassVar[dict[str, str]] = _SOURCE_DRIVERS
+    _accepted: ClassVar[str] = "mssql+pytds://, mssql:// or postgresql://"
+
+    url: str
+    """Database URL without the password, e.g. ``mssql+pytds://cdc_reader@mssql:1433/shop``. A password
+    written inside the URL is accepted but moved to ``password`` (and so treated as a secret)."""
+
+    password: SecretStr | None = None
+    """The password. Prefer ``MSSQL2PG__<SECTION>__PASSWORD`` or ``password_file`` to writing it in the file.
+    Never printed, logged or put into error messages."""
+
+    password_file: Path | None = None
+    """A file holding the password (Docker/Kubernetes secrets: ``/run/secrets/...``); one trailing newline is
+    stripped. Read once at start-up; wins over a ``password`` from the file when given in the environment."""
+
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    """How long to wait for a connection to open before treating the attempt as a transient failure."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_url_password(cls, data: Any) -> Any:
+        """A password inside the URL becomes ``password`` (unless one is given explicitly, which wins)."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            url = make_url(data["url"])
+        except ArgumentError:
+            return data  # reported by the url validator
+        if url.password is None:
+            return data
+        moved = dict(data)
+        moved["url"] = _without_password(url).render_as_string(hide_password=False)
+        if moved.get("password") is None:
+            moved["password"] = str(url.password)
+        return moved
+
+    @field_validator("url")
+    @classmethod
+    def _normalise_driver(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            msg = f"not a database URL; expected {cls._accepted} followed by user@host:port/database"
+            raise ValueError(msg) from None
+        driver = cls._drivers.get(url.drivername.lower())
+        if driver is None:
+            msg = f"unsupported driver {url.drivername!r}; use {cls._accepted}"
+            if url.drivername.lower().startswith("postgresql+"):
+                msg += " (mssql2pg connects to PostgreSQL with pg8000 only)"
+            elif url.drivername.lower().startswith("mssql+"):
+                msg += " (mssql2pg connects to SQL Server with python-tds only)"
+            raise ValueError(msg)
+        if not url.host:
+            msg = "the URL has no host; expected e.g. " + ("mssql+pytds://user@host:1433/db")
+            raise ValueError(msg)
+        if not url.database:
+            msg = "the URL names no database; add /<database> after the host"
+            raise ValueError(msg)
+        return _without_password(url.set(drivername=driver)).render_as_string(hide_password=False)
+
+    @property
+    def backend(self) -> Literal["mssql", "postgresql"]:
+        """``mssql`` for SQL Server, ``postgresql`` for PostgreSQL (the target, or the emulator as source)."""
+        return "mssql" if self.url.startswith("mssql") else "postgresql"
+
+    def sqlalchemy_url(self) -> URL:
+        """The URL for ``sqlalchemy.create_engine``, password included. A ``URL`` object, never a string:
+        its ``str()`` and ``repr()`` hide the password."""
+        url = make_url(self.url)
+        if self.password is not None:
+            url = url.set(password=self.password.get_secret_value())
+        return url
+
+    def redacted_url(self) -> str:
+        """The URL as it may appear in logs and messages: the password, if any, shown as ``***``."""
+        return self.sqlalchemy_url().render_as_string(hide_password=True)
+
+    def pg8000_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only)."""
+        if self.backend != "postgresql":
+            msg = f"{self.redacted_url()} is not a PostgreSQL URL"
+            raise ValueError(msg)
+        url = self.sqlalchemy_url()
+        params: dict[str, Any] = {
+            "user": url.username or "postgres",
+            "host": url.host,
+            "port": url.port or 5432,
+            "database": url.database,
+            "timeout": self.connect_timeout,
+            "application_name": "mssql2pg",
+        }
+        if url.password is not None:
+            params["password"] = url.password
+        return params
+
+
+def _without_password(url: URL) -> URL:
+    return URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+
+
+class SourceConfig(DatabaseConfig):
+    """Where changes are read: SQL Server (``mssql+pytds://``) or the CDC emulator (``postgresql://``)."""
+
+
+class TargetConfig(DatabaseConfig):
+    """The PostgreSQL data warehouse changes are applied to."""
+
+    _drivers: ClassVar[dict[str, str]] = _TARGET_DRIVERS
+    _accepted: ClassVar[str] = "postgresql:// (or postgresql+pg8000://)"
+
+
+# ------------------------------------------------------------------------------------------------------ tables
+
+
+class Defaults(Section):
+    """Options every table gets unless its entry in ``tables`` says otherwise."""
+
+    delete_mode: DeleteMode = "hard"
+    """``hard``: a source delete deletes the target row. ``soft``: the row stays, marked deleted, with its last
+    values."""
+
+    naming: Naming = "lower"
+    """``lower``: target schema, table and column names are lower-cased (names that then collide are a
+    configuration error). ``preserve``: names keep the source spelling (and must then be quoted in SQL)."""
+
+    target_schema: str | None = None
+    """Target schema for every table; unset means the source table's schema name (lower-cased under
+    ``naming: lower``)."""
+
+    group: str = "default"
+    """The table group. Source transactions are kept atomic within a group; one process owns a group at a
+    time (see ``pipeline.group``)."""
+
+
+class TableEntry(Section):
+    """One entry of ``tables``: a name or wildcard plus optional per-table options. A plain string entry
+    ``"dbo.orders"`` is the same as ``{name: dbo.orders}``."""
+
+    name: str
+    """Source table or wildcard: ``dbo.orders``, ``orders`` (= ``dbo.orders``), ``sales.*``, ``*.*``,
+    ``dbo.order_*``, ``[dbo].[Order Lines]``. Matching ignores case."""
+
+    target: str | None = None
+    """Target ``schema.table`` (or ``table``, in the default target schema) for an explicit name; spelled
+    exactly as given. Not allowed on wildcards (use ``target_schema``)."""
+
+    target_schema: str | None = None
+    """Target schema for the tables this entry selects (overrides ``defaults.target_schema``)."""
+
+    delete_mode: DeleteMode | None = None
+    """Overrides ``defaults.delete_mode`` for these tables."""
+
+    naming: Naming | None = None
+    """Overrides ``defaults.naming`` for these tables."""
+
+    group: str | None = None
+    """Overrides ``defaults.group`` for these tables."""
+
+    @field_validator("name")
+    @classmethod
+    def _parse_name(cls, value: str) -> str:
+        TablePattern.parse(value)
+        return value.strip()
+
+    @field_validator("target")
+    @classmethod
+    def _parse_target(cls, value: str | None) -> str | None:
+        if value is not None:
+            pattern = TablePattern.parse(value)
+            if pattern.is_wildcard:
+                msg = f"a target is one table, not a wildcard: {value!r}"
+                raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _target_only_for_one_table(self) -> TableEntry:
+        if self.target is not None and self.pattern.is_wildcard:
+            msg = (
+                f"'target' renames one table but {self.name!r} is a wildcard; "
+                "use 'target_schema' to choose the schema for all the tables it matches"
+            )
+            raise ValueError(msg)
+        if self.target is not None and self.target_schema is not None:
+            msg = "give either 'target' (schema.table) or 'target_schema', not both"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def pattern(self) -> TablePattern:
+        return TablePattern.parse(self.name)
+
+
+# ---------------------------------------------------------------------------------------------------- behaviour
+
+
+class PipelineSettings(Section):
+    """Identity of this pipeline in the target's control tables."""
+
+    name: str = "default"
+    """The checkpoint key: pipelines with different names keep separate positions in the same target.
+    Letters, digits, ``_``, ``.``, ``-``; at most 63 characters."""
+
+    group: str | None = None
+    """Replicate only the tables of this group (scale-out: one process per group; several processes may be
+    started for one group and take over from each other via a lease). Unset: every selected table."""
+
+    @field_validator("name")
+    @classmethod
+    def _usable_as_key(cls, value: str) -> str:
+        if not _PIPELINE_NAME.fullmatch(value):
+            msg = f"{value!r} is not a usable pipeline name (letters, digits, '_', '.', '-'; at most 63)"
+            raise ValueError(msg)
+        return value
+
+
+class ReaderSettings(Section):
+    """How changes are read from the source's CDC change tables."""
+
+    poll_interval: Duration = Field(default=0.5, gt=0)
+    """Pause between polls for new changes when the source is idle."""
+
+    chunk_rows: int = Field(default=10_000, ge=1)
+    """Most rows handed to the applier in one piece; a bigger source transaction is streamed in several
+    pieces (still applied in one PostgreSQL transaction). Bounds memory."""
+
+    page_rows: int = Field(default=10_000, ge=1)
+    """Rows fetched from one change table per query (keyset pagination). Bounds memory on the source side."""
+
+
+class ApplySettings(Section):
+    """How changes are applied to the target."""
+
+    max_batch_rows: int = Field(default=50_000, ge=1)
+    """Small source transactions are grouped into one PostgreSQL transaction up to this many rows (a single
+    bigger source transaction is never split)."""
+
+    max_batch_seconds: Duration = Field(default=0.2, ge=0)
+    """...and for at most this long after the group's first change, so latency stays low under light load."""
+
+    staging: Staging = "temp"
+    """Where rows are COPYed before the set-based apply: ``temp`` (session TEMP tables, no WAL, private to
+    the connection) or ``unlogged`` (UNLOGGED tables in the control schema, kept between sessions)."""
+
+    heartbeat_interval: Duration = Field(default=1.0, gt=0)
+    """When the source is idle, the checkpoint advances at most this often (one small write)."""
+
+
+class RetrySettings(Section):
+    """Backoff for transient failures (connection lost, deadlock, server restart, disk full, ...)."""
+
+    initial: Duration = Field(default=1.0, gt=0)
+    """First delay."""
+
+    maximum: Duration = Field(default=60.0, gt=0)
+    """Longest delay."""
+
+    multiplier: float = Field(default=2.0, ge=1)
+    """Growth factor between attempts."""
+
+    jitter: bool = True
+    """Randomise delays so that many processes do not retry in lock-step."""
+
+    jitter_mode: JitterMode = "full"
+    """``full``: each delay is uniform between ``initial`` and the exponential bound. ``decorrelated``: each
+    delay is uniform between ``initial`` and ``multiplier`` x the previous delay (AWS "decorrelated jitter")."""
+
+    alert_after: Duration = Field(default=600.0, gt=0)
+    """After failing continuously this long, health turns unhealthy and the failure alert fires. Retrying
+    continues."""
+
+    max_attempts: int | None = Field(default=None, ge=1)
+    """Stop after this many consecutive failed attempts and exit with an error (the checkpoint keeps every
+    change, so nothing is lost; a supervisor can restart). Unset: retry forever, the recommended setting."""
+
+    @model_validator(mode="after")
+    def _maximum_not_below_initial(self) -> RetrySettings:
+        if self.maximum < self.initial:
+            msg = f"maximum ({self.maximum:g}s) is below initial ({self.initial:g}s)"
+            raise ValueError(msg)
+        return self
+
+
+class HttpSettings(Section):
+    """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+    enabled: bool = True
+    """Serve the endpoint at all."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on. Use ``0.0.0.0`` inside a container so Prometheus can scrape it."""
+
+    port: int = Field(default=9400, ge=0, le=65535)
+    """Port to listen on; ``0`` picks a free port (it is logged at start-up)."""
+
+
+class LogSettings(Section):
+    """Logging (structured, to stdout)."""
+
+    level: LogLevel = "info"
+    """``debug``, ``info``, ``warning``, ``error`` or ``critical`` (any case)."""
+
+    format: LogFormat = "auto"
+    """``json`` (one object per line, for log collectors), ``console`` (for people), or ``auto``: console
+    when stdout is a terminal, JSON otherwise."""
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+# ------------------------------------------------------------------------------------------------------- root
+
+
+def _table_list(value: Any) -> Any:
+    """Accept a comma-separated string (handy in ``MSSQL2PG__TABLES``) and plain-string entries."""
+    if isinstance(value, str):
+        value = [part for part in _split_commas(value) if part]
+    if isinstance(value, list):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+def _split_commas(text: str) -> list[str]:
+    """Split on commas that are not inside ``[...]`` or ``"..."``."""
+    parts: list[str] = []
+    buf: list[str] = []
+    close: str | None = None
+    for ch in text:
+        if close is None and ch in '["':
+            close = "]" if ch == "[" else '"'
+        elif ch == close:
+            close = None
+        elif ch == "," and close is None:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return parts
+
+
+class Config(Section):
+    """The whole configuration. Build it with :func:`mssql2pg.config.load_config`."""
+
+    source: SourceConfig
+    """The SQL Server database to read changes from (or the emulator)."""
+
+    target: TargetConfig
+    """The PostgreSQL database to write to."""
+
+    tables: Annotated[tuple[TableEntry, ...], Field(min_length=1)]
+    """The tables to replicate: names, wildcards, or entries with options. Only tables with CDC enabled can
+    match."""
+
+    defaults: Defaults = Defaults()
+    """Per-table options that apply unless a table entry overrides them."""
+
+    pipeline: PipelineSettings = PipelineSettings()
+    """Pipeline identity."""
+
+    reader: ReaderSettings = ReaderSettings()
+    """Reading changes."""
+
+    apply: ApplySettings = ApplySettings()
+    """Applying changes."""
+
+    retry: RetrySettings = RetrySettings()
+    """Retrying transient failures."""
+
+    stale_after: Duration = Field(default=86_400.0, gt=0)
+    """A change whose source commit time is older than this when it is applied is a *stale event*: it is
+    applied, flagged, counted in metrics and logged as a warning."""
+
+    http: HttpSettings = HttpSettings()
+    """Metrics and health endpoint."""
+
+    log: LogSettings = LogSettings()
+    """Logging."""
+
+    _split_tables = field_validator("tables", mode="before")(_table_list)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for log redaction (``register_secret``)."""
+        return [db.password.get_secret_value() for db in (self.source, self.target) if db.password is not None]
