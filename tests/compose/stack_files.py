@@ -148,7 +148,7 @@ def dependencies(service: dict[str, Any]) -> dict[str, str]:
 
 
 def secret_file(name: str) -> Path:
-    spec = compose()["secrets"][name]
+    spec: dict[str, str] = compose()["secrets"][name]
     return (COMPOSE_DIR / spec["file"]).resolve()
 
 
