@@ -1,14 +1,384 @@
-"""Driver exceptions → TransientError | TerminalError (placeholder; see below)."""
+"""Driver exceptions → :class:`~mssql2pg.errors.TransientError` or :class:`~mssql2pg.errors.TerminalError`.
+
+This is the one place that knows driver error codes. Everything downstream decides by ``isinstance``: the
+runner retries a transient error with backoff from the last checkpoint (nothing is lost, nothing repeated)
+and stops on a terminal one; the applier isolates the offending row of a terminal error whose ``scope`` is
+``row`` and sends it to the dead-letter table, pauses a table for ``table``, and stops for ``pipeline``.
+
+The decision is made from codes, never from message text: PostgreSQL's SQLSTATE (pg8000 puts the server's
+error fields in ``args[0]``, a dict with the SQLSTATE under ``"C"``) and SQL Server's error number (python-tds
+sets ``.number`` and ``.severity`` on :class:`pytds.tds_base.DatabaseError`). When the number is unknown,
+PostgreSQL's SQLSTATE *class* and SQL Server's *severity* (17 and above: resources and fatal errors) decide.
+Lost connections show up as ``OSError`` (refused, reset, broken pipe, timeout, DNS), pg8000
+``InterfaceError``, python-tds ``ClosedConnectionError``; they are transient. A driver exception that
+SQLAlchemy wrapped is unwrapped first. ``docs/errors.md`` has the tables with what the pipeline does.
+
+Driver messages can contain a DSN, so every message goes through :func:`scrub` before it is kept.
+"""
 
 from __future__ import annotations
 
 import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import pg8000.exceptions
+import pytds.tds_base as tds
+import sqlalchemy.exc
+
+from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
+
+Scope = Literal["connection", "row", "table", "pipeline"]
+"""What a fault is about. ``connection``: transient, retry. ``row``: that row's data (dead-letter it).
+``table``: the table's definition or permissions (pause the table). ``pipeline``: the whole process cannot
+work (login, missing database): stop with the hint."""
+
+# ----------------------------------------------------------------------------------------------- scrubbing
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_KEY_VALUE = re.compile(r"(?i)\b(?P<key>password|passwd|pwd)(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<value>[^'\"\s;,)}]*)")
+_KEY_VALUE = re.compile(
+    r"""(?i)\b(?P<key>password|passwd|pwd)(?P<sep>\s*[=:]\s*)(?P<value>'[^']*'|"[^"]*"|[^;\s,)}'"]*)"""
+)
 
 
 def scrub(text: str) -> str:
     """Remove credentials from a message: ``user:pass@`` in URLs and ``password=...`` style pairs."""
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}***", text)
+    return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}***", text)
+
+
+# ------------------------------------------------------------------------------------------ the result types
+
+
+class ClassifiedError(Mssql2pgError):
+    """Mixin data of a classified driver error: which driver, which code, what it is about."""
+
+    code: str | int | None
+    driver: str
+    scope: Scope
+
+    def __init__(
+        self, message: str, *, code: str | int | None, driver: str, scope: Scope, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.driver = driver
+        self.scope = scope
+
+
+class ClassifiedTransientError(ClassifiedError, TransientError):
+    """A transient driver error (retry from the checkpoint)."""
+
+
+class ClassifiedTerminalError(ClassifiedError, TerminalError):
+    """A terminal driver error; ``scope`` says whether a row, a table or the pipeline is affected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What one code means."""
+
+    transient: bool
+    scope: Scope
+    name: str
+    hint: str | None = None
+
+
+def _t(name: str, hint: str | None = None) -> Rule:
+    return Rule(transient=True, scope="connection", name=name, hint=hint)
+
+
+def _row(name: str, hint: str | None = None) -> Rule:
+    return Rule(transient=False, scope="row", name=name, hint=hint or _ROW_HINT)
+
+
+def _table(name: str, hint: str | None = None) -> Rule:
+    return Rule(transient=False, scope="table", name=name, hint=hint)
+
+
+def _pipeline(name: str, hint: str | None = None) -> Rule:
+    return Rule(transient=False, scope="pipeline", name=name, hint=hint)
+
+
+_ROW_HINT = "the row goes to the dead-letter table; inspect it with 'mssql2pg dlq list'"
+_RETRY_HINT = "retried automatically with backoff; nothing is lost"
+_TARGET_PERMISSION = "grant the target user the privileges listed in docs/configuration.md"
+
+# ------------------------------------------------------------------------------------- PostgreSQL (pg8000)
+
+POSTGRES_CODES: dict[str, Rule] = {
+    # transient: connection, concurrency, server shutting down or starting, resources, I/O
+    "08000": _t("connection_exception"),
+    "08001": _t("sqlclient_unable_to_establish_sqlconnection"),
+    "08003": _t("connection_does_not_exist"),
+    "08004": _t("sqlserver_rejected_establishment_of_sqlconnection"),
+    "08006": _t("connection_failure"),
+    "08007": _t("transaction_resolution_unknown"),
+    "08P01": _t("protocol_violation"),
+    "25006": _t("read_only_sql_transaction", "the target is read-only (a standby during failover?); retrying"),
+    "25P02": _t("in_failed_sql_transaction", "an earlier statement failed; the transaction is rerun"),
+    "40000": _t("transaction_rollback"),
+    "40001": _t("serialization_failure"),
+    "40003": _t("statement_completion_unknown"),
+    "40P01": _t("deadlock_detected"),
+    "53000": _t("insufficient_resources"),
+    "53100": _t("disk_full", "free disk space on the target; replication resumes by itself"),
+    "53200": _t("out_of_memory"),
+    "53300": _t("too_many_connections", "raise max_connections on the target or close idle sessions"),
+    "53400": _t("configuration_limit_exceeded"),
+    "55006": _t("object_in_use"),
+    "55P03": _t("lock_not_available"),
+    "57000": _t("operator_intervention"),
+    "57014": _t("query_canceled", "a statement timeout or a cancel; the transaction is rerun"),
+    "57P01": _t("admin_shutdown"),
+    "57P02": _t("crash_shutdown"),
+    "57P03": _t("cannot_connect_now", "the target is starting up or in recovery"),
+    "57P05": _t("idle_session_timeout"),
+    "58000": _t("system_error"),
+    "58030": _t("io_error"),
+    "72000": _t("snapshot_too_old"),
+    # terminal, about one row's data
+    "22001": _row("string_data_right_truncation"),
+    "22003": _row("numeric_value_out_of_range"),
+    "22007": _row("invalid_datetime_format"),
+    "22008": _row("datetime_field_overflow"),
+    "22012": _row("division_by_zero"),
+    "22021": _row("character_not_in_repertoire"),
+    "22P02": _row("invalid_text_representation"),
+    "22P05": _row("untranslatable_character"),
+    "23502": _row("not_null_violation"),
+    "23503": _row("foreign_key_violation"),
+    "23505": _row("unique_violation"),
+    "23514": _row("check_violation"),
+    "23P01": _row("exclusion_violation"),
+    "40002": _row("transaction_integrity_constraint_violation"),
+    # terminal, about a table's definition or rights
+    "0A000": _table("feature_not_supported"),
+    "2F005": _table("function_executed_no_return_statement"),
+    "42501": _table("insufficient_privilege", _TARGET_PERMISSION),
+    "42601": _table("syntax_error"),
+    "42703": _table("undefined_column", "the target table does not match the source; see 'mssql2pg schema list'"),
+    "42804": _table("datatype_mismatch", "the target column type cannot hold the source type"),
+    "42883": _table("undefined_function"),
+    "42P01": _table("undefined_table", "the target table is missing; 'mssql2pg resync <table>' recreates it"),
+    "42P07": _table("duplicate_table"),
+    "54000": _table("program_limit_exceeded"),
+    "54001": _table("statement_too_complex"),
+    "54011": _table("too_many_columns"),
+    "55000": _table("object_not_in_prerequisite_state"),
+    # terminal, the pipeline cannot work at all
+    "28000": _pipeline("invalid_authorization_specification", "check the target user in target.url"),
+    "28P01": _pipeline(
+        "invalid_password", "check the password (MSSQL2PG__TARGET__PASSWORD or MSSQL2PG__TARGET__PASSWORD_FILE)"
+    ),
+    "3D000": _pipeline("invalid_catalog_name", "the database in target.url does not exist; create it first"),
+    "57P04": _pipeline("database_dropped"),
+    "XX001": _pipeline("data_corrupted", "the target reports corrupted data; restore it before continuing"),
+    "XX002": _pipeline("index_corrupted", "REINDEX the index named in the message"),
+}
+
+POSTGRES_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""SQLSTATE classes whose unlisted codes are transient too (40002 and 57P04 above are the exceptions)."""
+_POSTGRES_ROW_CLASSES = frozenset({"22", "23"})
+_POSTGRES_PIPELINE_CLASSES = frozenset({"28", "3D"})
+
+
+def classify_postgres(exc: BaseException) -> ClassifiedError | None:
+    """Classify a pg8000 exception; ``None`` when ``exc`` is not one."""
+    if isinstance(exc, pg8000.exceptions.DatabaseError):
+        fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        code = str(fields.get("C", "")) or None
+        rule = _postgres_rule(code)
+        text = str(fields.get("M", "")) or (str(exc.args[0]) if exc.args else type(exc).__name__)
+        if fields.get("D"):
+            text += f" ({fields['D']})"
+        label = f"PostgreSQL error {code} ({rule.name})" if code else "PostgreSQL error"
+        return _build(rule, f"{label}: {text}", code, "pg8000")
+    if isinstance(exc, pg8000.exceptions.InterfaceError):
+        # "network error", "connection is closed", "communication error": the connection is gone. pg8000 also
+        # uses InterfaceError for misuse; retrying that is harmless (it fails again, and keeps failing loudly).
+        message = str(exc.args[0]) if exc.args else "interface error"
+        return _build(_t("connection_lost"), f"PostgreSQL connection error: {message}", None, "pg8000")
+    if isinstance(exc, pg8000.exceptions.Error):
+        return _build(_table("driver_error"), f"PostgreSQL driver error: {exc}", None, "pg8000")
+    return None
+
+
+def _postgres_rule(code: str | None) -> Rule:
+    if code is None:
+        return _table("unknown")
+    rule = POSTGRES_CODES.get(code)
+    if rule is not None:
+        return rule
+    klass = code[:2]
+    if klass in POSTGRES_TRANSIENT_CLASSES:
+        return _t(f"class {klass}")
+    if klass in _POSTGRES_ROW_CLASSES:
+        return _row(f"class {klass}")
+    if klass in _POSTGRES_PIPELINE_CLASSES:
+        return _pipeline(f"class {klass}")
+    return _table(f"class {klass}")
+
+
+# ------------------------------------------------------------------------------------- SQL Server (python-tds)
+
+_SOURCE_PERMISSION = (
+    "grant the source login SELECT on the cdc schema (or membership of the capture instance's gating role); "
+    "see docs/configuration.md"
+)
+
+MSSQL_NUMBERS: dict[int, Rule] = {
+    # transient
+    -2: _t("timeout"),
+    64: _t("connection dropped (transport)"),
+    233: _t("no process on the other end of the pipe (transport)"),
+    701: _t("insufficient system memory"),
+    1105: _t("filegroup full", "free space in the source database's filegroup"),
+    1205: _t("deadlock victim"),
+    1222: _t("lock request timeout"),
+    3960: _t("snapshot isolation update conflict"),
+    4060: _t("cannot open database (unavailable, restoring or failing over)"),
+    8645: _t("timeout waiting for memory resources"),
+    9002: _t("transaction log full", "the source's transaction log is full; back it up or grow it"),
+    10053: _t("connection aborted (transport)"),
+    10054: _t("connection reset by peer (transport)"),
+    10060: _t("connection timed out (transport)"),
+    10061: _t("connection refused (transport)"),
+    17142: _t("server paused"),
+    17187: _t("server not ready to accept connections"),
+    40197: _t("Azure: service error processing the request"),
+    40501: _t("Azure: service busy"),
+    40613: _t("Azure: database not currently available"),
+    49918: _t("Azure: not enough resources"),
+    49919: _t("Azure: too many operations in progress"),
+    49920: _t("Azure: service busy, too many operations"),
+    # terminal, a row's data
+    241: _row("date/time conversion failed"),
+    245: _row("conversion failed"),
+    515: _row("cannot insert NULL"),
+    547: _row("constraint conflict"),
+    2601: _row("duplicate key (unique index)"),
+    2627: _row("duplicate key (constraint)"),
+    2628: _row("string or binary data would be truncated"),
+    8114: _row("error converting data type"),
+    8115: _row("arithmetic overflow"),
+    8152: _row("string or binary data would be truncated"),
+    # terminal, a table
+    207: _table("invalid column name", "the capture instance no longer matches; see 'mssql2pg schema list'"),
+    208: _table("invalid object name", "the table or its capture instance is gone; check CDC on the source table"),
+    229: _table("permission denied on object", _SOURCE_PERMISSION),
+    230: _table("permission denied on column", _SOURCE_PERMISSION),
+    313: _table("wrong number of arguments to a CDC function"),
+    # terminal, the pipeline
+    18456: _pipeline(
+        "login failed",
+        "check the user in source.url and the password (MSSQL2PG__SOURCE__PASSWORD or "
+        "MSSQL2PG__SOURCE__PASSWORD_FILE), and that the login is enabled and has access to the database",
+    ),
+    18486: _pipeline("login locked out", "unlock the SQL Server login (ALTER LOGIN ... UNLOCK)"),
+    18487: _pipeline("password expired", "renew the SQL Server login's password"),
+    18488: _pipeline("password must be changed", "change the SQL Server login's password"),
+}
+
+MSSQL_TRANSIENT_SEVERITY = 17
+"""Severity 17-19 are resource and software limits, 20-25 fatal errors that end the connection: all worth a
+retry. Below 17 the statement itself is at fault."""
+
+
+def classify_mssql(exc: BaseException) -> ClassifiedError | None:
+    """Classify a python-tds exception; ``None`` when ``exc`` is not one."""
+    if isinstance(exc, tds.ClosedConnectionError):
+        return _build(_t("connection closed by server"), "SQL Server closed the connection", None, "python-tds")
+    if isinstance(exc, tds.DatabaseError) and exc.number:
+        number = int(exc.number)
+        severity = int(getattr(exc, "severity", 0) or 0)
+        rule = MSSQL_NUMBERS.get(number) or (
+            _t(f"severity {severity}") if severity >= MSSQL_TRANSIENT_SEVERITY else _table(f"severity {severity}")
+        )
+        text = str(getattr(exc, "text", "") or (exc.args[0] if exc.args else ""))
+        return _build(rule, f"SQL Server error {number} ({rule.name}): {text}", number, "python-tds")
+    if isinstance(exc, tds.DataError):
+        text = exc.args[0] if exc.args else "data error"
+        return _build(_row("client-side conversion"), f"SQL Server data error: {text}", None, "python-tds")
+    if isinstance(exc, tds.InterfaceError | tds.OperationalError):
+        text = exc.args[0] if exc.args else type(exc).__name__
+        return _build(_t("connection error"), f"SQL Server connection error: {text}", None, "python-tds")
+    if isinstance(exc, tds.Error):
+        text = exc.args[0] if exc.args else type(exc).__name__
+        return _build(_table("driver error"), f"SQL Server driver error: {text}", None, "python-tds")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def classify(exc: BaseException) -> TransientError | TerminalError:
+    """Classify any exception. Already-classified errors pass through unchanged; the result of a new
+    classification chains ``exc`` as ``__cause__`` and carries ``.code`` / ``.driver`` / ``.scope``."""
+    if isinstance(exc, TransientError | TerminalError):
+        return exc
+    for candidate in _causes(exc):
+        found = classify_postgres(candidate) or classify_mssql(candidate) or _classify_generic(candidate)
+        if found is not None:
+            assert isinstance(found, TransientError | TerminalError)  # noqa: S101 - both result classes are
+            found.__cause__ = exc
+            return found
+    message = scrub(f"{type(exc).__name__}: {exc}")
+    error = ClassifiedTerminalError(
+        f"unexpected error: {message}",
+        code=None,
+        driver="python",
+        scope="pipeline",
+        hint="this is probably a bug in mssql2pg; please report it with the log",
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, the driver error inside a SQLAlchemy wrapper, then the explicit ``__cause__`` chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None) if isinstance(current, sqlalchemy.exc.DBAPIError) else None
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            yield orig
+            seen.add(id(orig))
+        current = current.__cause__
+
+
+def _classify_generic(exc: BaseException) -> ClassifiedError | None:
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return _build(_t("connection invalidated"), f"connection lost: {exc.orig}", None, "sqlalchemy")
+    if isinstance(exc, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
+        return _build(_t("pool"), f"connection pool: {exc}", None, "sqlalchemy")
+    if isinstance(exc, socket.gaierror):
+        return _build(_t("name resolution"), f"cannot resolve the database host: {exc}", None, "socket")
+    if isinstance(exc, OSError | EOFError):
+        return _build(_t("network"), f"network error: {type(exc).__name__}: {exc}", None, "socket")
+    return None
+
+
+def _build(rule: Rule, message: str, code: str | int | None, driver: str) -> ClassifiedError:
+    kind = ClassifiedTransientError if rule.transient else ClassifiedTerminalError
+    hint = rule.hint if rule.hint is not None or not rule.transient else _RETRY_HINT
+    return kind(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
+
+
+__all__ = [
+    "MSSQL_NUMBERS",
+    "POSTGRES_CODES",
+    "ClassifiedError",
+    "ClassifiedTerminalError",
+    "ClassifiedTransientError",
+    "Rule",
+    "Scope",
+    "classify",
+    "classify_mssql",
+    "classify_postgres",
+    "scrub",
+]

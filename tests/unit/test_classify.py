@@ -1,0 +1,228 @@
+# ruff: noqa: S105 - fake passwords are the subject of the scrubbing tests
+from __future__ import annotations
+
+import socket
+
+import pg8000.exceptions
+import pytds.tds_base as tds
+import pytest
+import sqlalchemy.exc
+
+from mssql2pg.classify import ClassifiedError, classify, classify_mssql, classify_postgres, scrub
+from mssql2pg.errors import TerminalError, TransientError
+
+
+def pg_error(code: str, message: str = "boom", **fields: str) -> pg8000.exceptions.DatabaseError:
+    return pg8000.exceptions.DatabaseError({"S": "ERROR", "V": "ERROR", "C": code, "M": message, **fields})
+
+
+def tds_error(number: int, severity: int = 16, cls: type[tds.DatabaseError] = tds.OperationalError) -> Exception:
+    error = cls(f"SQL Server says {number}")
+    error.number = number
+    error.msg_no = number
+    error.severity = severity
+    return error
+
+
+TRANSIENT_SQLSTATES = [
+    "08000", "08003", "08006", "08001", "08004", "08P01",
+    "40001", "40P01", "40000", "40003",
+    "57P01", "57P02", "57P03", "57014",
+    "53000", "53100", "53200", "53300", "53400",
+    "55P03", "58000", "58030", "25006",
+]  # fmt: skip
+TERMINAL_SQLSTATES = [
+    "22001", "22003", "22007", "22012", "22P02", "22021",
+    "23502", "23503", "23505", "23514", "23P01",
+    "42601", "42P01", "42703", "42501", "42883",
+    "2F005", "0A000", "3D000", "28P01", "28000", "XX000", "P0001",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("code", TRANSIENT_SQLSTATES)
+def test_transient_sqlstates(code: str) -> None:
+    result = classify(pg_error(code))
+
+    assert isinstance(result, TransientError)
+    assert isinstance(result, ClassifiedError)
+    assert result.code == code
+
+
+@pytest.mark.parametrize("code", TERMINAL_SQLSTATES)
+def test_terminal_sqlstates(code: str) -> None:
+    result = classify(pg_error(code))
+
+    assert isinstance(result, TerminalError)
+    assert result.code == code
+
+
+@pytest.mark.parametrize(
+    ("code", "scope"),
+    [("23505", "row"), ("22012", "row"), ("42P01", "table"), ("28P01", "pipeline"), ("3D000", "pipeline")],
+)
+def test_terminal_scope_says_what_to_stop(code: str, scope: str) -> None:
+    result = classify(pg_error(code))
+
+    assert isinstance(result, ClassifiedError)
+    assert result.scope == scope
+
+
+def test_unknown_sqlstate_in_a_transient_class_is_transient() -> None:
+    assert isinstance(classify(pg_error("08XYZ")), TransientError)
+    assert isinstance(classify(pg_error("58P99")), TransientError)
+
+
+def test_unknown_sqlstate_elsewhere_is_terminal() -> None:
+    assert isinstance(classify(pg_error("ZZ999")), TerminalError)
+
+
+def test_result_chains_the_driver_exception_and_keeps_the_message() -> None:
+    original = pg_error("23505", 'duplicate key value violates unique constraint "t_pkey"', D="Key (id)=(1) exists.")
+
+    result = classify(original)
+
+    assert result.__cause__ is original
+    assert "23505" in str(result)
+    assert "unique_violation" in str(result)
+    assert "t_pkey" in str(result)
+    assert "Key (id)=(1) exists." in str(result)
+    assert result.driver == "pg8000"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pg8000.exceptions.InterfaceError("network error"),
+        pg8000.exceptions.InterfaceError("connection is closed"),
+        ConnectionRefusedError(111, "Connection refused"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        BrokenPipeError(32, "Broken pipe"),
+        TimeoutError("timed out"),
+        socket.gaierror(-2, "Name or service not known"),
+        EOFError(),
+    ],
+)
+def test_lost_connections_are_transient(exc: BaseException) -> None:
+    result = classify(exc)
+
+    assert isinstance(result, TransientError)
+    assert result.__cause__ is exc
+
+
+def test_interface_error_caused_by_a_socket_error_is_transient() -> None:
+    error = pg8000.exceptions.InterfaceError("network error")
+    error.__cause__ = ConnectionResetError(104, "reset")
+
+    assert isinstance(classify(error), TransientError)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [1205, 1222, -2, 233, 10053, 10054, 10060, 10061, 64, 4060, 40197, 40501, 40613, 49918, 49919, 49920,
+     9002, 1105, 701, 8645, 3960, 17142, 17187],
+)  # fmt: skip
+def test_transient_sql_server_numbers(number: int) -> None:
+    result = classify(tds_error(number))
+
+    assert isinstance(result, TransientError)
+    assert result.code == number  # type: ignore[union-attr]
+    assert result.driver == "python-tds"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("number", "scope"),
+    [(2627, "row"), (2601, "row"), (547, "row"), (8152, "row"), (2628, "row"), (245, "row"), (8114, "row"),
+     (208, "table"), (229, "table"), (230, "table"), (18456, "pipeline")],
+)  # fmt: skip
+def test_terminal_sql_server_numbers(number: int, scope: str) -> None:
+    result = classify(
+        tds_error(number, cls=tds.IntegrityError if number in (2627, 2601, 547) else tds.OperationalError)
+    )
+
+    assert isinstance(result, TerminalError)
+    assert result.code == number  # type: ignore[union-attr]
+    assert result.scope == scope  # type: ignore[union-attr]
+
+
+def test_login_failed_has_a_hint() -> None:
+    result = classify(tds_error(18456, severity=14, cls=tds.LoginError))
+
+    assert isinstance(result, TerminalError)
+    assert result.hint is not None
+    assert "MSSQL2PG__SOURCE__PASSWORD" in result.hint
+
+
+@pytest.mark.parametrize(("severity", "kind"), [(16, TerminalError), (17, TransientError), (20, TransientError)])
+def test_unknown_sql_server_number_falls_back_to_severity(severity: int, kind: type[Exception]) -> None:
+    assert isinstance(classify(tds_error(99999, severity=severity)), kind)
+
+
+def test_pytds_closed_connection_and_timeout_are_transient() -> None:
+    assert isinstance(classify(tds.ClosedConnectionError()), TransientError)
+    assert isinstance(classify(tds.TimeoutError()), TransientError)
+
+
+def test_pytds_client_side_data_error_is_terminal_row() -> None:
+    result = classify(tds.DataError("cannot convert"))
+
+    assert isinstance(result, TerminalError)
+    assert result.scope == "row"  # type: ignore[union-attr]
+
+
+def test_sqlalchemy_wrapped_errors_are_unwrapped() -> None:
+    driver_error = tds_error(1205, severity=13)
+    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, driver_error)
+
+    result = classify(wrapped)
+
+    assert isinstance(result, TransientError)
+    assert result.code == 1205  # type: ignore[union-attr]
+    assert result.__cause__ is wrapped
+
+
+def test_sqlalchemy_pool_timeout_is_transient() -> None:
+    assert isinstance(classify(sqlalchemy.exc.TimeoutError("QueuePool limit reached")), TransientError)
+
+
+def test_errors_already_classified_pass_through() -> None:
+    transient = TransientError("x")
+    terminal = TerminalError("y")
+
+    assert classify(transient) is transient
+    assert classify(terminal) is terminal
+
+
+def test_unknown_python_errors_are_terminal() -> None:
+    result = classify(ZeroDivisionError("bug"))
+
+    assert isinstance(result, TerminalError)
+    assert result.__cause__ is not None
+
+
+def test_driver_specific_functions_refuse_foreign_exceptions() -> None:
+    assert classify_postgres(tds_error(1205)) is None
+    assert classify_mssql(pg_error("40P01")) is None
+
+
+SECRET = "hunter2-Secret"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"could not connect to postgresql://warehouse:{SECRET}@pg:5432/dw",
+        f"connect failed: host=pg user=w password={SECRET} dbname=dw",
+        f"Server=sql;Database=shop;User Id=sa;Password={SECRET};",
+        f"password='{SECRET}'",
+        f'PWD="{SECRET}"',
+    ],
+)
+def test_messages_never_carry_credentials(message: str) -> None:
+    for exc in (pg8000.exceptions.InterfaceError(message), tds_error(18456), pg_error("28P01", message)):
+        if isinstance(exc, tds.DatabaseError):
+            exc.args = (message,)
+            exc.text = message
+        result = classify(exc)
+        assert SECRET not in str(result)
+        assert SECRET not in repr(result)
+    assert SECRET not in scrub(message)
