@@ -1,0 +1,288 @@
+"""Every SQL statement mssql2pg sends to the source, built with SQLAlchemy Core.
+
+One place for all source SQL, so that the T-SQL can be reviewed in one file and snapshotted in one test
+(``tests/unit/source/test_statements.py`` compiles each statement with the SQL Server dialect and compares it
+with ``tests/unit/snapshots/*.sql``). The same constructs run on SQL Server (``mssql+pytds://``) and on the
+emulator (``postgresql+pg8000://``); the dialect follows the engine. Values are always bound parameters;
+identifiers always go through SQLAlchemy's quoting (forced with ``quote=True`` where SQL Server would not quote
+on its own, e.g. ``__$start_lsn`` and ``<ci>_CT``).
+
+Change rows are read from the change table ``cdc.<ci>_CT`` directly (Debezium's default "direct" mode), not
+through ``cdc.fn_cdc_get_all_changes_<ci>``:
+
+* the TVF validates its window against ``fn_cdc_get_min_lsn`` / ``fn_cdc_get_max_lsn`` and answers every
+  problem with the same misleading error 313, which would surface mid-stream as an unclassifiable failure; we do
+  our own, explicit gap check against ``sys.fn_cdc_get_min_lsn`` and raise an error that names the table;
+* the TVF does not return ``__$command_id``, which current SQL Server documentation says is the correct order
+  of operations inside a transaction (KB 3030352), and which we need for a resumable keyset;
+* the change table's clustered index serves ``ORDER BY __$start_lsn, __$command_id, __$seqval, __$operation``
+  with a seek, so each keyset page costs only its own rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    table,
+)
+from sqlalchemy.sql.elements import ColumnClause, quoted_name
+from sqlalchemy.sql.expression import TableClause
+
+# ---------------------------------------------------------------------------------------------------------------
+# Catalog tables (SQL Server's names and column names; the emulator provides the same surface).
+# ---------------------------------------------------------------------------------------------------------------
+
+change_tables = table(
+    "change_tables",
+    column("object_id", Integer),
+    column("source_object_id", Integer),
+    column("capture_instance", String),
+    column("start_lsn", LargeBinary),
+    column("supports_net_changes", Boolean),
+    column("create_date", DateTime),
+    schema="cdc",
+)
+
+captured_columns = table(
+    "captured_columns",
+    column("object_id", Integer),
+    column("column_name", String),
+    column("column_id", Integer),
+    column("column_type", String),
+    column("column_ordinal", Integer),
+    schema="cdc",
+)
+
+index_columns = table(
+    "index_columns",
+    column("object_id", Integer),
+    column("column_name", String),
+    column("index_ordinal", Integer),
+    column("column_id", Integer),
+    schema="cdc",
+)
+
+lsn_time_mapping = table(
+    "lsn_time_mapping",
+    column("start_lsn", LargeBinary),
+    column("tran_end_time", DateTime),
+    column("tran_id", LargeBinary),
+    schema="cdc",
+)
+
+sys_tables = table(
+    "tables",
+    column("object_id", Integer),
+    column("schema_id", Integer),
+    column("name", String),
+    schema="sys",
+)
+
+sys_schemas = table(
+    "schemas",
+    column("schema_id", Integer),
+    column("name", String),
+    schema="sys",
+)
+
+sys_columns = table(
+    "columns",
+    column("object_id", Integer),
+    column("column_id", Integer),
+    column("name", String),
+    column("user_type_id", Integer),
+    column("max_length", Integer),
+    column("precision", Integer),
+    column("scale", Integer),
+    column("is_nullable", Boolean),
+    schema="sys",
+)
+
+sys_types = table(
+    "types",
+    column("user_type_id", Integer),
+    column("system_type_id", Integer),
+    column("name", String),
+    schema="sys",
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# LSN functions.
+# ---------------------------------------------------------------------------------------------------------------
+
+MAX_LSN = select(func.sys.fn_cdc_get_max_lsn(type_=LargeBinary).label("max_lsn"))
+"""``sys.fn_cdc_get_max_lsn()``: how far capture has got. NULL when the capture job never ran."""
+
+MIN_LSN = select(
+    func.sys.fn_cdc_get_min_lsn(bindparam("capture_instance", type_=String), type_=LargeBinary).label("min_lsn")
+)
+"""``sys.fn_cdc_get_min_lsn(:capture_instance)``: the low end of an instance's validity interval (rises with
+cleanup); ``0x00…`` when the instance does not exist or the caller may not read it."""
+
+# ---------------------------------------------------------------------------------------------------------------
+# Catalog queries.
+# ---------------------------------------------------------------------------------------------------------------
+
+_ct = change_tables.alias("ct")
+_t = sys_tables.alias("t")
+_s = sys_schemas.alias("s")
+
+CAPTURE_INSTANCES = (
+    select(
+        _s.c.name.label("source_schema"),
+        _t.c.name.label("source_table"),
+        _ct.c.capture_instance,
+        _ct.c.object_id,
+        _ct.c.source_object_id,
+        _ct.c.start_lsn,
+        _ct.c.supports_net_changes,
+        _ct.c.create_date,
+    )
+    .select_from(_ct.join(_t, _t.c.object_id == _ct.c.source_object_id).join(_s, _s.c.schema_id == _t.c.schema_id))
+    .order_by(_s.c.name, _t.c.name, _ct.c.create_date, _ct.c.capture_instance)
+)
+"""Every capture instance of the database with its source table's schema and name."""
+
+_cc = captured_columns.alias("cc")
+_c = sys_columns.alias("c")
+_ty = sys_types.alias("ty")
+
+CAPTURED_COLUMNS = (
+    select(
+        _cc.c.object_id,
+        _cc.c.column_name,
+        _cc.c.column_id,
+        _cc.c.column_ordinal,
+        _cc.c.column_type,
+        _ty.c.name.label("type_name"),
+        _c.c.max_length,
+        _c.c.precision,
+        _c.c.scale,
+        _c.c.is_nullable,
+    )
+    .select_from(
+        _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
+        .outerjoin(_c, and_(_c.c.object_id == _ct.c.source_object_id, _c.c.column_id == _cc.c.column_id))
+        .outerjoin(_ty, _ty.c.user_type_id == _c.c.user_type_id)
+    )
+    .order_by(_cc.c.object_id, _cc.c.column_ordinal)
+)
+"""Captured columns of every instance, with the SOURCE column's type facts and nullability.
+
+The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
+precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
+a captured column that was since dropped from the source still has to be read (it is NULL from then on)."""
+
+KEY_COLUMNS = select(
+    index_columns.c.object_id, index_columns.c.column_name, index_columns.c.index_ordinal, index_columns.c.column_id
+).order_by(index_columns.c.object_id, index_columns.c.index_ordinal)
+"""The row-identifying columns of every instance (the PK, or the ``@index_name`` index), in index order."""
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commit times.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def commit_times_page(page_rows: int) -> Select[tuple[bytes, object, bytes | None]]:
+    """``cdc.lsn_time_mapping`` rows with ``:after_lsn < start_lsn <= :to_lsn``, in LSN order, one page.
+
+    Paged like the change rows so that a window with very many transactions never sits in memory at once; the
+    reader walks it in step with the merged change rows (both are in commit-LSN order)."""
+    ltm = lsn_time_mapping
+    return (
+        select(ltm.c.start_lsn, ltm.c.tran_end_time, ltm.c.tran_id)
+        .where(
+            ltm.c.start_lsn > bindparam("after_lsn", type_=LargeBinary),
+            ltm.c.start_lsn <= bindparam("to_lsn", type_=LargeBinary),
+        )
+        .order_by(ltm.c.start_lsn)
+        .limit(page_rows)
+    )
+
+
+COMMIT_TIME = select(lsn_time_mapping.c.tran_end_time).where(
+    lsn_time_mapping.c.start_lsn == bindparam("lsn", type_=LargeBinary)
+)
+"""The commit time of one LSN (like ``sys.fn_cdc_map_lsn_to_time``), for heartbeats."""
+
+# ---------------------------------------------------------------------------------------------------------------
+# Change rows.
+# ---------------------------------------------------------------------------------------------------------------
+
+START_LSN = "__$start_lsn"
+SEQVAL = "__$seqval"
+OPERATION = "__$operation"
+UPDATE_MASK = "__$update_mask"
+COMMAND_ID = "__$command_id"
+METADATA_COLUMNS = (START_LSN, SEQVAL, OPERATION, UPDATE_MASK, COMMAND_ID)
+"""The ``__$`` columns the reader selects, in this order, before the captured columns."""
+
+
+def _q(name: str) -> quoted_name:
+    return quoted_name(name, quote=True)
+
+
+def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
+    """``cdc.<ci>_CT`` with its ``__$`` columns and the captured columns (all names quoted)."""
+    meta: list[ColumnClause[object]] = [
+        column(_q(START_LSN), LargeBinary),
+        column(_q(SEQVAL), LargeBinary),
+        column(_q(OPERATION), Integer),
+        column(_q(UPDATE_MASK), LargeBinary),
+        column(_q(COMMAND_ID), Integer),
+    ]
+    data: list[ColumnClause[object]] = [column(_q(name)) for name in captured]
+    return table(_q(f"{capture_instance}_CT"), *meta, *data, schema="cdc")
+
+
+def change_rows_page(
+    capture_instance: str, captured: Sequence[str], page_rows: int, *, resume: bool
+) -> Select[tuple[object, ...]]:
+    """One keyset page of a change table, in ``(__$start_lsn, __$command_id, __$seqval, __$operation)`` order.
+
+    Bounds are ``:to_lsn`` (inclusive) and either ``:after_lsn`` (exclusive, the first page of a window,
+    ``resume=False``) or the position of the last row already read (``resume=True``: ``:lsn``, ``:command_id``,
+    ``:seqval``, ``:operation``). The four-part key is unique (an update pair shares lsn, command id and seqval
+    but not the operation), so resuming after it neither skips nor repeats a row, even when a page boundary
+    falls inside a transaction or between the two halves of an update. The leading ``__$start_lsn >= :lsn``
+    range lets SQL Server seek the clustered index instead of evaluating the OR for every row.
+    """
+    ct = change_table(capture_instance, captured).alias("cdc_data")
+    c = ct.c
+    start_lsn, command_id, seqval, operation = c[START_LSN], c[COMMAND_ID], c[SEQVAL], c[OPERATION]
+    to_lsn = bindparam("to_lsn", type_=LargeBinary)
+    if resume:
+        lsn = bindparam("lsn", type_=LargeBinary)
+        cmd = bindparam("command_id", type_=Integer)
+        seq = bindparam("seqval", type_=LargeBinary)
+        op = bindparam("operation", type_=Integer)
+        after = and_(
+            start_lsn >= lsn,
+            or_(
+                start_lsn > lsn,
+                and_(start_lsn == lsn, command_id > cmd),
+                and_(start_lsn == lsn, command_id == cmd, seqval > seq),
+                and_(start_lsn == lsn, command_id == cmd, seqval == seq, operation > op),
+            ),
+        )
+    else:
+        after = start_lsn > bindparam("after_lsn", type_=LargeBinary)
+    return (
+        select(*(c[name] for name in METADATA_COLUMNS), *(c[name] for name in captured))
+        .where(after, start_lsn <= to_lsn)
+        .order_by(start_lsn, command_id, seqval, operation)
+        .limit(page_rows)
+    )
