@@ -133,6 +133,26 @@ def test_alertmanager_sends_notifications_to_the_alert_sink() -> None:
     assert int(sink["environment"]["ALERT_SINK_PORT"]) == urls[0].port
 
 
+def test_alertmanager_inhibit_rules_name_alerts_that_exist() -> None:
+    """An inhibit rule naming an alert that does not exist silently does nothing."""
+    import re  # noqa: PLC0415
+
+    rules = load_yaml(PROMETHEUS_CONFIG.parent / "alerts.yml")
+    names = {r["alert"] for group in rules["groups"] for r in group["rules"] if "alert" in r}
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    assert config["inhibit_rules"]
+    for rule in config["inhibit_rules"]:
+        for side in ("source_matchers", "target_matchers"):
+            for matcher in rule[side]:
+                match = re.fullmatch(r'alertname(=~|=|!=)"(.+)"', matcher)
+                assert match, f"unexpected matcher {matcher!r}"
+                op, value = match.groups()
+                if op == "=":
+                    assert value in names, f"{side}: no alert named {value}"
+                elif op == "=~":
+                    assert any(re.fullmatch(value, n) for n in names), f"{side}: {value} matches no alert"
+
+
 # ---- Fluent Bit -------------------------------------------------------------------------------------------
 
 
