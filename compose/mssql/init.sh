@@ -7,7 +7,7 @@
 # -I turns QUOTED_IDENTIFIER on (sqlcmd's default is off).
 set -euo pipefail
 
-SQLCMD=/opt/mssql-tools18/bin/sqlcmd
+SQLCMD="${SQLCMD:-/opt/mssql-tools18/bin/sqlcmd}"
 host="${MSSQL_HOST:-mssql}"
 sa_password_file="${MSSQL_SA_PASSWORD_FILE:-/run/secrets/mssql_sa_password}"
 reader_password_file="${CDC_READER_PASSWORD_FILE:-/run/secrets/cdc_reader_password}"
