@@ -214,3 +214,17 @@ def test_the_dockerfile_health_check_runs_the_same_probe_as_compose() -> None:
     assert json.loads(cmd) == services()["pipeline"]["healthcheck"]["test"][1:]
     options = dict(opt.lstrip("-").split("=") for opt in shlex.split(healthcheck.split(" CMD ", 1)[0]))
     assert set(options) == {"interval", "timeout", "start-period", "retries"}
+
+
+def test_the_image_command_is_a_command_the_cli_accepts() -> None:
+    """ENTRYPOINT mssql2pg + CMD run --config …: the installed CLI must know `run` and its `--config`."""
+    command = next(ins for ins in _final_stage() if ins.keyword == "CMD").exec_form()
+    result = subprocess.run(
+        [sys.executable, "-m", "mssql2pg", command[0], "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"`mssql2pg {command[0]} --help` failed: {result.stderr}"
+    assert command[1] in result.stdout
