@@ -1,0 +1,91 @@
+"""The T-SQL every source statement compiles to, compared with reviewed snapshots.
+
+No SQL Server runs here, so the production text is pinned instead: a change to a statement shows up as a diff
+of ``tests/unit/snapshots/*.sql`` in review. Snapshots are only ever rewritten on request:
+``MSSQL2PG_UPDATE_SNAPSHOTS=1 pytest tests/unit/source/test_statements.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import ClauseElement
+
+from mssql2pg.source import statements
+
+SNAPSHOTS = Path(__file__).parent.parent / "snapshots"
+UPDATE = os.environ.get("MSSQL2PG_UPDATE_SNAPSHOTS") == "1"
+
+# A capture instance and column names that need quoting, to show the quoting in the snapshot.
+_CI = "dbo_Order Lines"
+_COLS = ["id", "Name", "weird]col", "__$not_meta"]
+
+STATEMENTS: dict[str, ClauseElement] = {
+    "max_lsn": statements.MAX_LSN,
+    "min_lsn": statements.MIN_LSN,
+    "capture_instances": statements.CAPTURE_INSTANCES,
+    "captured_columns": statements.CAPTURED_COLUMNS,
+    "key_columns": statements.KEY_COLUMNS,
+    "commit_times_page": statements.commit_times_page(500),
+    "commit_time": statements.COMMIT_TIME,
+    "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
+    "change_rows_next_page": statements.change_rows_page(_CI, _COLS, 500, resume=True),
+}
+
+
+def _mssql_dialect() -> sa.Dialect:
+    # The production driver's dialect (python-tds), so the snapshot shows its parameter style too.
+    return sa.create_engine("mssql+pytds://reader@mssql/shop").dialect
+
+
+def _tsql(stmt: ClauseElement) -> str:
+    # Trailing blanks are dropped so that editors and hooks cannot break the comparison.
+    lines = str(stmt.compile(dialect=_mssql_dialect())).strip().splitlines()
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+@pytest.mark.parametrize("name", sorted(STATEMENTS))
+def test_tsql_matches_snapshot(name: str) -> None:
+    path = SNAPSHOTS / f"{name}.sql"
+    text = _tsql(STATEMENTS[name])
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no snapshot {path}; run with MSSQL2PG_UPDATE_SNAPSHOTS=1 and review the file"
+    assert text == path.read_text(encoding="utf-8"), f"T-SQL of {name} changed; review and update the snapshot"
+
+
+def test_every_snapshot_belongs_to_a_statement() -> None:
+    orphans = {p.stem for p in SNAPSHOTS.glob("*.sql")} - set(STATEMENTS)
+    assert not orphans, f"snapshots without a statement: {sorted(orphans)}"
+
+
+def test_statements_use_bind_parameters_not_literals() -> None:
+    text = _tsql(statements.change_rows_page(_CI, _COLS, 500, resume=True))
+    for param in ("%(lsn)s", "%(command_id)s", "%(seqval)s", "%(operation)s", "%(to_lsn)s"):
+        assert param in text
+    assert "0x" not in text
+
+
+def test_change_table_and_metadata_columns_are_bracket_quoted() -> None:
+    text = _tsql(statements.change_rows_page(_CI, _COLS, 10, resume=False))
+    assert "FROM cdc.[dbo_Order Lines_CT] AS cdc_data" in text
+    assert "cdc_data.[__$start_lsn]" in text
+    assert "[weird]]col]" in text  # a closing bracket is doubled
+    assert "TOP __[POSTCOMPILE_param_1]" in text
+
+
+def test_keyset_order_is_lsn_command_seqval_operation() -> None:
+    text = _tsql(statements.change_rows_page(_CI, _COLS, 10, resume=True))
+    order_by = text[text.index("ORDER BY") :]
+    positions = [order_by.index(f"[__${c}]") for c in ("start_lsn", "command_id", "seqval", "operation")]
+    assert positions == sorted(positions)
+
+
+def test_page_size_becomes_limit_on_postgresql() -> None:
+    text = str(statements.change_rows_page(_CI, _COLS, 10, resume=False).compile(dialect=postgresql.dialect()))
+    assert 'cdc."dbo_Order Lines_CT"' in text
+    assert "LIMIT" in text
