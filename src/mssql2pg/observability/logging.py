@@ -38,7 +38,8 @@ _SECRET_KEY_WORDS = ("password", "passwd", "pwd", "secret", "token", "authorizat
 _KEY_ALTERNATION = r"password|passwd|pwd|secret|token|access_token|api[_-]?key|apikey"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host  →  scheme://user:***@host
-    (re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/?#@\s]*:)(?P<secret>[^@\s/]+)(?=@)"), r"\g<head>***"),
+    # (greedy to the last "@" of the token, so a password with a raw "@" or "/" is still covered)
+    (re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/?#@\s]*:)(?P<secret>[^\s'\"]+)(?=@)"), r"\g<head>***"),
     # Authorization: Bearer xyz / Basic xyz
     (
         re.compile(r"(?i)(?P<head>authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|token)?\s*)[^\s'\",;]+"),

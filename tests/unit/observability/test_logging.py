@@ -50,6 +50,7 @@ def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
         ("Authorization: Bearer eyJhbGciOi.abc.def", "eyJhbGciOi"),
         ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
         ("https://x/api?token=abcdef123&y=2", "abcdef123"),
+        ("postgresql://app:raw@pass/word@db:5432/x", "pass/word"),
     ],
 )
 def test_patterns_scrub_credentials(text: str, secret: str) -> None:
