@@ -1,0 +1,25 @@
+"""The PostgreSQL sink: type mapping, target tables, control schema and the transaction-atomic applier.
+
+Public API (everything else is internal):
+
+* :func:`mssql2pg.sink.schema.build_target_table` + :class:`mssql2pg.sink.schema.TableOptions` → a
+  :class:`mssql2pg.sink.schema.TargetTable` describing where and how one capture instance lands;
+* :class:`mssql2pg.sink.applier.Applier` with :class:`mssql2pg.sink.applier.ApplySettings`: ``start()`` (DDL,
+  returns the checkpoint), ``offer(item)``, ``tick()``, ``flush()``, ``abandon()``, ``close()``, ``stats``;
+* :class:`mssql2pg.sink.types.UnstorableValueError`: a row PostgreSQL cannot hold (names table, column, row).
+"""
+
+from mssql2pg.sink.applier import Applier, ApplySettings, ApplyStats
+from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
+from mssql2pg.sink.types import UnstorableValueError, UnsupportedTypeError
+
+__all__ = [
+    "Applier",
+    "ApplySettings",
+    "ApplyStats",
+    "TableOptions",
+    "TargetTable",
+    "UnstorableValueError",
+    "UnsupportedTypeError",
+    "build_target_table",
+]

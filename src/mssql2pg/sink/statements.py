@@ -1,0 +1,204 @@
+"""Every SQL text the sink sends, in one place.
+
+Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; values only as bound parameters
+(``:name`` placeholders of pg8000.native) or COPY data. Functions here build text from a
+:class:`~mssql2pg.sink.schema.TargetTable`; nothing here executes anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mssql2pg.identifiers import qualified, quote_ident
+
+if TYPE_CHECKING:
+    from mssql2pg.sink.schema import TargetTable
+
+__all__ = ["qualified", "quote_ident"]
+
+CONTROL_SCHEMA = "mssql2pg"
+
+
+def _c(name: str) -> str:
+    return f"{quote_ident(CONTROL_SCHEMA)}.{quote_ident(name)}"
+
+
+# --- target tables --------------------------------------------------------------------------------------------
+
+
+def create_schema(schema: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
+
+
+def create_target_table(table: TargetTable) -> str:
+    lines = [
+        f"{quote_ident(c.name)} {c.pg_type}{'' if c.nullable or c.name in table.key else ' NOT NULL'}"
+        for c in table.columns
+    ]
+    lines += [f"{quote_ident(name)} {definition}" for name, definition in table.meta.definitions()]
+    lines.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in table.key)})")
+    body = ",\n  ".join(lines)
+    return f"CREATE TABLE IF NOT EXISTS {table.qualified_name} (\n  {body}\n)"
+
+
+SELECT_TABLE_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = :name AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+SELECT_PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = :schema AND c.relname = :name AND i.indisprimary
+ORDER BY k.ord
+"""
+
+
+# --- staging --------------------------------------------------------------------------------------------------
+
+
+def staging_name(index: int) -> str:
+    """Staging tables are session-local temp tables with generated (never user-derived) names."""
+    return quote_ident(f"mssql2pg_stage_{index}")
+
+
+def staging_columns(table: TargetTable) -> list[str]:
+    """COPY column order of a staging table: arrival sequence, operation, commit LSN, commit time, data."""
+    m = table.meta
+    return [m.prefix + "seq", m.operation, m.lsn, m.commit_time, *table.column_names]
+
+
+def create_staging(table: TargetTable, index: int) -> str:
+    types = ["bigint", "smallint", "bytea", "timestamp"] + [c.pg_type for c in table.columns]
+    cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in zip(staging_columns(table), types, strict=True))
+    return f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(index)} ({cols}) ON COMMIT DELETE ROWS"
+
+
+def copy_into_staging(table: TargetTable, index: int) -> str:
+    cols = ", ".join(quote_ident(n) for n in staging_columns(table))
+    return f"COPY {staging_name(index)} ({cols}) FROM STDIN"
+
+
+def apply_staged(table: TargetTable, index: int) -> str:
+    """One set-based statement: the last change per key wins (arrival order = commit order, then row order).
+
+    Hard delete mode: keys whose last change is a delete are deleted, the others upserted. Soft mode: every
+    key is upserted and ``<prefix>deleted`` says whether its last change was a delete; columns SQL Server
+    leaves NULL in delete rows (text/ntext/image) keep their previous value then. An upsert never overwrites a
+    row that already carries a later commit LSN.
+    """
+    m = table.meta
+    target = table.qualified_name
+    key = ", ".join(quote_ident(k) for k in table.key)
+    seq, op, lsn, ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    data = [quote_ident(c) for c in table.column_names]
+    last = f"SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC"
+    deleted = quote_ident(m.deleted)
+    insert_cols = [*data, lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale)]
+    keep = {quote_ident(c) for c in table.keep_on_delete()}
+    if table.delete_mode == "soft":
+        select_deleted, where, prelude = f"{op} = 1", "", ""
+        sets = [
+            f"{c} = CASE WHEN EXCLUDED.{deleted} THEN t.{c} ELSE EXCLUDED.{c} END"
+            if c in keep
+            else f"{c} = EXCLUDED.{c}"
+            for c in data
+        ]
+    else:
+        select_deleted, where = "false", f" WHERE {op} <> 1"
+        key_match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+        prelude = f", gone AS (DELETE FROM {target} AS t USING last AS l WHERE l.{op} = 1 AND {key_match})"
+        sets = [f"{c} = EXCLUDED.{c}" for c in data]
+    sets += [f"{c} = EXCLUDED.{c}" for c in (lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale))]
+    return (
+        f"WITH last AS ({last}){prelude}\n"
+        f"INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
+        f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, false FROM last{where}\n"
+        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}\n"
+        f"WHERE t.{lsn} <= EXCLUDED.{lsn}"
+    )
+
+
+# --- control schema -------------------------------------------------------------------------------------------
+
+CONTROL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mssql2pg.control'))"
+
+CREATE_CONTROL = [
+    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(CONTROL_SCHEMA)}",
+    f"""CREATE TABLE IF NOT EXISTS {_c("schema_version")} (
+  component text PRIMARY KEY,
+  version integer NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("checkpoints")} (
+  pipeline text PRIMARY KEY,
+  lsn bytea NOT NULL CHECK (octet_length(lsn) = 10),
+  lsn_text text NOT NULL,
+  commit_time timestamp,
+  updated_at timestamptz NOT NULL DEFAULT now()
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("table_state")} (
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  capture_instance text,
+  target_table text NOT NULL,
+  state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused', 'needs-resync')),
+  reason text,
+  remediation text,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (pipeline, source_table)
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("dead_letters")} (
+  id bigserial PRIMARY KEY,
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  capture_instance text,
+  commit_lsn bytea NOT NULL,
+  commit_lsn_text text NOT NULL,
+  seqval bytea,
+  operation smallint,
+  source_tran_id bytea,
+  change jsonb NOT NULL,
+  error_class text NOT NULL,
+  message text NOT NULL,
+  stack text,
+  first_attempt_at timestamptz NOT NULL DEFAULT now(),
+  last_attempt_at timestamptz NOT NULL DEFAULT now(),
+  retry_count integer NOT NULL DEFAULT 0,
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'resolved', 'ignored'))
+)""",
+    f"CREATE INDEX IF NOT EXISTS dead_letters_pending ON {_c('dead_letters')} (pipeline, status, source_table)",
+]
+
+SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
+INSERT_SCHEMA_VERSION = (
+    f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
+    "ON CONFLICT (component) DO NOTHING"
+)
+
+SELECT_CHECKPOINT = f"SELECT lsn FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+
+ADVANCE_CHECKPOINT = f"""
+INSERT INTO {_c("checkpoints")} AS c (pipeline, lsn, lsn_text, commit_time, updated_at)
+VALUES (:pipeline, :lsn, :lsn_text, :commit_time, now())
+ON CONFLICT (pipeline) DO UPDATE
+SET lsn = EXCLUDED.lsn, lsn_text = EXCLUDED.lsn_text,
+    commit_time = coalesce(EXCLUDED.commit_time, c.commit_time), updated_at = now()
+WHERE c.lsn <= EXCLUDED.lsn
+RETURNING lsn
+"""
+
+REGISTER_TABLE_STATE = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, updated_at = now()
+"""
