@@ -24,7 +24,9 @@ def instance(name: str, table: str, start: int = 1, columns: Sequence[str] = ("i
     cols = tuple(
         SourceColumn(name=c, ordinal=i, sql_type="int", nullable=i > 1) for i, c in enumerate(columns, start=1)
     )
-    return CaptureInstance(name=name, source=TableId.parse(table), start_lsn=lsn(start), columns=cols, key_columns=("id",))
+    return CaptureInstance(
+        name=name, source=TableId.parse(table), start_lsn=lsn(start), columns=cols, key_columns=("id",)
+    )
 
 
 @dataclass
@@ -41,9 +43,7 @@ class FakeSource:
     connections: int = 0
 
     def add(self, ci: CaptureInstance, commit: int, seqval: int, op: int, command_id: int, *values: Any) -> None:
-        self.rows.setdefault(ci.name, []).append(
-            (lsn(commit).raw, lsn(seqval).raw, op, b"\x03", command_id, *values)
-        )
+        self.rows.setdefault(ci.name, []).append((lsn(commit).raw, lsn(seqval).raw, op, b"\x03", command_id, *values))
         self.max = max(self.max, lsn(commit))
         self.times.setdefault(lsn(commit).raw or b"", (datetime(2024, 1, 1, 0, 0, commit % 60), bytes([commit % 256])))
 

@@ -217,7 +217,12 @@ def test_gap_below_min_lsn_raises_a_table_level_error() -> None:
     with pytest.raises(LsnGapError) as info:
         list(_reader(src).windows(lsn(10)))
     err = info.value
-    assert (err.table, err.capture_instance, err.checkpoint, err.min_lsn) == (ORDERS.source, "dbo_orders", lsn(10), lsn(20))
+    assert (err.table, err.capture_instance, err.checkpoint, err.min_lsn) == (
+        ORDERS.source,
+        "dbo_orders",
+        lsn(10),
+        lsn(20),
+    )
     assert "mssql2pg resync dbo.orders" in str(err)
 
 
