@@ -61,7 +61,8 @@ class DatabaseConfig(Section):
     _accepted: ClassVar[str] = "mssql+pytds://, mssql:// or postgresql://"
 
     url: str
-    """Database URL without the password, e.g. ``mssql+pytds://cdc_reader@mssql:1433/shop``. A password
+    """Database URL without the password: ``mssql+pytds://cdc_reader@mssql:1433/shop`` for SQL Server
+    (``mssql://`` means the same), or ``postgresql://user@host:5432/db`` for the CDC emulator. A password
     written inside the URL is accepted but moved to ``password`` (and so treated as a secret)."""
 
     password: SecretStr | None = None
@@ -166,6 +167,10 @@ class TargetConfig(DatabaseConfig):
 
     _drivers: ClassVar[dict[str, str]] = _TARGET_DRIVERS
     _accepted: ClassVar[str] = "postgresql:// (or postgresql+pg8000://)"
+
+    url: str
+    """PostgreSQL URL without the password, e.g. ``postgresql://warehouse@postgres:5432/dw`` (connected with
+    pg8000). A password written inside the URL is accepted but moved to ``password``."""
 
 
 # ------------------------------------------------------------------------------------------------------ tables
