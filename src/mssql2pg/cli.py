@@ -21,8 +21,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from mssql2pg.emulator.cli import emulator  # noqa: PLC0415 - keeps `--help` fast and import cycles away
+    # Imported here, not at module level, so `mssql2pg --help` stays fast and import cycles stay away.
+    from mssql2pg.demo.command import demo  # noqa: PLC0415
+    from mssql2pg.emulator.cli import emulator  # noqa: PLC0415
+    from mssql2pg.pipeline.commands import run  # noqa: PLC0415
 
+    cli.add_command(run)
+    cli.add_command(demo)
     cli.add_command(emulator)
 
 
