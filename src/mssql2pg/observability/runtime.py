@@ -1,0 +1,166 @@
+"""One object the runner holds: metrics, health and the HTTP server, updated together.
+
+Why a facade: most pipeline events change a metric *and* the health model (a lost source connection is
+``mssql2pg_component_up{component="source"} 0`` and a ``degraded`` source in ``/readyz``). Doing both in one
+call keeps them from disagreeing, and keeps the runner's wiring to a handful of lines::
+
+    obs = Observability(version=__version__, unhealthy_after=cfg.retry.alert_after)
+    obs.serve(cfg.http.host, cfg.http.port)
+    ...
+    obs.beat()                                  # every loop turn, also when idle
+    obs.component_ok("source") / obs.component_failed("target", str(exc))
+    obs.record_apply_stats(applier.stats)       # after offer()/tick()/flush()
+    obs.heartbeat_applied(hb.source_time, hb.tables)
+    obs.table_state(table, "paused", reason)
+    ...
+    obs.close()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from mssql2pg.model import Operation, TableId
+from mssql2pg.observability.health import DEFAULT_LIVENESS_TIMEOUT, Health, Status
+from mssql2pg.observability.http import DEFAULT_HOST, DEFAULT_PORT, ObservabilityServer
+from mssql2pg.observability.metrics import Metrics
+
+DEFAULT_UNHEALTHY_AFTER = 600.0  # retry.alert_after: a component failing this long is unhealthy
+
+# How a table state shows in /readyz (the overall roll-up caps tables at "degraded").
+TABLE_STATE_HEALTH = {"active": Status.HEALTHY, "paused": Status.DEGRADED, "needs_resync": Status.UNHEALTHY}
+
+_OPERATION_LABELS = {
+    Operation.INSERT: "insert",
+    Operation.UPDATE_AFTER: "update",
+    Operation.DELETE: "delete",
+}
+
+
+class ApplyStatsLike(Protocol):
+    """What :meth:`Observability.record_apply_stats` reads (``mssql2pg.sink.applier.ApplyStats``): cumulative."""
+
+    @property
+    def rows(self) -> Mapping[tuple[TableId, Operation], int]: ...
+    @property
+    def transactions(self) -> int: ...
+    @property
+    def commits(self) -> int: ...
+    @property
+    def last_commit_time(self) -> datetime | None: ...
+    @property
+    def last_batch_rows(self) -> int: ...
+    @property
+    def last_batch_seconds(self) -> float: ...
+
+
+class Observability:
+    """Metrics + health + HTTP server. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        version: str = "unknown",
+        unhealthy_after: float = DEFAULT_UNHEALTHY_AFTER,
+        liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        process_metrics: bool = True,
+    ) -> None:
+        self.metrics = Metrics(version=version, clock=wall_clock, process=process_metrics)
+        self.health = Health(liveness_timeout=liveness_timeout, clock=monotonic)
+        self.server = ObservabilityServer(self.metrics, self.health)
+        self.unhealthy_after = unhealthy_after
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._failing_since: dict[str, float] = {}
+        self._seen_rows: dict[tuple[TableId, Operation], int] = {}
+        self._seen_transactions = 0
+        self._seen_commits = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def serve(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+        """Start ``/metrics``, ``/healthz``, ``/readyz`` on ``host:port``; returns the bound port."""
+        return self.server.start(host, port)
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def beat(self) -> None:
+        """The main loop is alive (drives ``/healthz``)."""
+        self.health.beat()
+
+    # -- components --------------------------------------------------------------------------------------------
+    def component_ok(self, name: str) -> None:
+        """``name`` (``source`` | ``target``) answered: up, healthy."""
+        with self._lock:
+            self._failing_since.pop(name, None)
+        self.metrics.set_up(name, True)
+        self.health.set_component(name, Status.HEALTHY)
+
+    def component_failed(self, name: str, reason: str) -> None:
+        """``name`` is unreachable. Degraded while retrying, unhealthy once it has lasted ``unhealthy_after``."""
+        now = self._monotonic()
+        with self._lock:
+            since = self._failing_since.setdefault(name, now)
+        failing_for = now - since
+        status = Status.UNHEALTHY if failing_for >= self.unhealthy_after else Status.DEGRADED
+        self.metrics.set_up(name, False)
+        self.health.set_component(name, status, f"{reason} (failing for {failing_for:.0f}s, retrying)")
+
+    # -- tables ------------------------------------------------------------------------------------------------
+    def table_state(self, table: TableId | str, state: str, reason: str = "") -> None:
+        """``state``: ``active`` | ``paused`` | ``needs_resync`` (metric and ``/readyz`` together)."""
+        self.metrics.set_table_state(table, state)
+        self.health.set_table(table, TABLE_STATE_HEALTH.get(state, Status.DEGRADED), reason)
+
+    def forget_table(self, table: TableId | str) -> None:
+        self.metrics.forget_table(table)
+        self.health.remove_table(table)
+
+    # -- progress ------------------------------------------------------------------------------------------------
+    def record_apply_stats(self, stats: ApplyStatsLike) -> None:
+        """Turn the applier's cumulative stats into metric increments (call after every offer/tick/flush).
+
+        Rows and transactions are exact. The batch histograms get the last batch once per call that saw new
+        commits (the applier keeps only the last one). Tables with new rows get the last commit time for lag.
+        """
+        with self._lock:
+            changed_tables: set[TableId] = set()
+            for key, count in list(stats.rows.items()):
+                delta = count - self._seen_rows.get(key, 0)
+                if delta > 0:
+                    self._seen_rows[key] = count
+                    table, operation = key
+                    label = _OPERATION_LABELS.get(operation)
+                    if label is not None:
+                        self.metrics.rows_applied(table, label, delta)
+                    changed_tables.add(table)
+            transactions = stats.transactions - self._seen_transactions
+            self._seen_transactions = stats.transactions
+            new_commits = stats.commits > self._seen_commits
+            self._seen_commits = stats.commits
+        if transactions > 0:
+            self.metrics.transaction_applied(transactions)
+        if new_commits and stats.last_batch_rows:
+            self.metrics.observe_batch(stats.last_batch_rows, stats.last_batch_seconds)
+        if stats.last_commit_time is not None:
+            for table in changed_tables:
+                self.metrics.set_last_applied(table, stats.last_commit_time)
+
+    def heartbeat_applied(self, source_time: datetime | None, tables: Iterable[TableId] = ()) -> None:
+        """A heartbeat reached the target: caught up to the source position whose commit time is ``source_time``.
+
+        Without a source time nothing changes (lag then follows the last applied change, the safe side).
+        """
+        if source_time is not None:
+            self.metrics.set_caught_up(source_time, tables)
+
+    def source_position(self, max_lsn_time: datetime | None) -> None:
+        """The source's max LSN commit time, each time the reader polls it (drives the capture-stalled alert)."""
+        if max_lsn_time is not None:
+            self.metrics.set_source_max_lsn_time(max_lsn_time)
