@@ -24,9 +24,11 @@ def _register() -> None:
     # Imported here, not at module level, so `mssql2pg --help` stays fast and import cycles stay away.
     from mssql2pg.demo.command import demo  # noqa: PLC0415
     from mssql2pg.emulator.cli import emulator  # noqa: PLC0415
+    from mssql2pg.pipeline.check import check  # noqa: PLC0415
     from mssql2pg.pipeline.commands import run  # noqa: PLC0415
 
     cli.add_command(run)
+    cli.add_command(check)
     cli.add_command(demo)
     cli.add_command(emulator)
 

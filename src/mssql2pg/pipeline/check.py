@@ -1,0 +1,163 @@
+"""``mssql2pg check``: is everything in place to replicate? Each finding says what to do about it.
+
+It checks, in order, stopping where a later check could not mean anything: the configuration; the source
+connection; CDC on the database and on every selected table; that the capture job is producing LSNs; the
+target connection; and, for each table, how far the committed checkpoint is above the capture instance's
+minimum LSN (CDC cleanup deletes change rows below it; a checkpoint below it means lost changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import click
+import pg8000.native
+import sqlalchemy as sa
+
+from mssql2pg.config import Config, load_config
+from mssql2pg.errors import Mssql2pgError
+from mssql2pg.positions import Lsn
+from mssql2pg.sink import control
+from mssql2pg.source import statements
+
+
+@dataclass
+class Finding:
+    ok: bool
+    what: str
+    hint: str | None = None
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, ok: bool, what: str, hint: str | None = None) -> bool:
+        self.findings.append(Finding(ok, what, hint))
+        return ok
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+
+def run_checks(config: Config, connect_target: Callable[[], pg8000.native.Connection]) -> Report:
+    from mssql2pg.pipeline.assembly import discover, source_engine  # noqa: PLC0415 - avoids an import cycle
+
+    report = Report()
+    report.add(True, f"configuration is valid ({len(config.tables)} table entries)")
+    engine = source_engine(config)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(sa.literal(1))).scalar()
+    except Exception as exc:
+        report.add(
+            False,
+            f"cannot connect to the source {config.source.redacted_url()}: {_brief(exc)}",
+            "check source.url, the password (MSSQL2PG__SOURCE__PASSWORD), the network and the firewall",
+        )
+        return report
+    report.add(True, f"source {config.source.redacted_url()} is reachable")
+    try:
+        selections, instances = discover(engine, config)
+    except Mssql2pgError as exc:
+        report.add(False, str(exc).split("\n  hint:")[0], exc.hint)
+        return report
+    except Exception as exc:
+        report.add(
+            False,
+            f"cannot read the CDC catalog: {_brief(exc)}",
+            "enable CDC on the database (EXEC sys.sp_cdc_enable_db) and grant the pipeline's login "
+            "SELECT on the cdc schema",
+        )
+        return report
+    for sel in selections:
+        names = ", ".join(ci.name for ci in instances[sel.source])
+        report.add(True, f"{sel.source}: CDC enabled (capture instance {names}) -> {sel.target}")
+    with engine.connect() as conn:
+        max_lsn = Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
+        newest = conn.execute(statements.COMMIT_TIME, {"lsn": max_lsn.raw}).scalar() if max_lsn else None
+    if not report.add(
+        not max_lsn.is_null,
+        f"capture job has produced LSNs (max LSN {max_lsn}" + (f", committed {newest})" if newest else ")"),
+        "start SQL Server Agent and the capture job (EXEC sys.sp_cdc_start_job @job_type = N'capture')",
+    ):
+        return report
+    try:
+        target = connect_target()
+    except Exception as exc:
+        report.add(
+            False,
+            f"cannot connect to the target {config.target.redacted_url()}: {_brief(exc)}",
+            "check target.url, the password (MSSQL2PG__TARGET__PASSWORD), the network and the firewall",
+        )
+        return report
+    report.add(True, f"target {config.target.redacted_url()} is reachable")
+    try:
+        checkpoint = _checkpoint(target, config.pipeline.name)
+    finally:
+        target.close()
+    _retention(report, engine, instances, checkpoint, newest)
+    return report
+
+
+def _checkpoint(conn: pg8000.native.Connection, pipeline: str) -> Lsn:
+    exists = conn.run("SELECT to_regclass('mssql2pg.checkpoints') IS NOT NULL")[0][0]
+    return control.read_checkpoint(conn, pipeline) if exists else Lsn.NULL
+
+
+def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: Lsn, newest: datetime | None) -> None:  # type: ignore[type-arg]
+    with engine.connect() as conn:
+        for table, cis in instances.items():
+            ci = cis[0]
+            min_lsn = Lsn.from_bytes(conn.execute(statements.MIN_LSN, {"capture_instance": ci.name}).scalar())
+            if checkpoint.is_null:
+                report.add(
+                    True, f"{table}: no checkpoint yet; the first run starts at the oldest change kept ({min_lsn})"
+                )
+                continue
+            if min_lsn.raw is not None and checkpoint < min_lsn.decrement():
+                report.add(
+                    False,
+                    f"{table}: checkpoint {checkpoint} is below the oldest change kept ({min_lsn}): "
+                    "CDC cleanup removed changes this pipeline never applied",
+                    f"run `mssql2pg resync {table}` to re-snapshot the table",
+                )
+                continue
+            floor_time = conn.execute(statements.COMMIT_TIME, {"lsn": min_lsn.raw}).scalar() if min_lsn else None
+            margin = ""
+            if floor_time is not None and newest is not None:
+                margin = f"; the oldest kept change is {(newest - floor_time).total_seconds() / 3600:.1f} h old"
+            report.add(True, f"{table}: checkpoint {checkpoint} is within the retention window{margin}")
+
+
+def _brief(exc: BaseException) -> str:
+    from mssql2pg.classify import scrub  # noqa: PLC0415
+
+    return scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="pipeline YAML file (MSSQL2PG__SECTION__KEY environment variables override it)",
+)
+def check(config_path: Path | None) -> None:
+    """Check configuration, connectivity, CDC set-up, the capture job and the retention margin."""
+    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415
+
+    config = load_config(config_path)
+    report = run_checks(config, target_connector(config))
+    for f in report.findings:
+        click.echo(("  ok    " if f.ok else "  FAIL  ") + f.what)
+        if f.hint and not f.ok:
+            click.echo(f"        -> {f.hint}")
+    if not report.ok:
+        raise SystemExit(1)
+    click.echo("all checks passed")
