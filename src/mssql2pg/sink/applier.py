@@ -47,6 +47,7 @@ from mssql2pg.sink.types import COPY_NULL, UnstorableValueError
 log = structlog.get_logger(component="applier")
 
 COPY_PIECE_BYTES = 1 << 20
+BULK_INSERT_ROWS = 10_000  # insert-only batches at least this big use the update + anti-join insert path
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,13 @@ class _TableBuffer:
     rows: list[ChangeRow] = field(default_factory=list)  # parallel to lines, to name the row behind a COPY error
     staged: int = 0  # rows copied into staging in the open PostgreSQL transaction
     before: ChangeRow | None = None  # the last update before-image, to detect a key change in its after-image
+    only_inserts: bool = True  # staged rows are all inserts: keys are unique, no "last change per key" needed
+    encoders: list[Callable[[Any], str]] = field(default_factory=list)
+    nulls: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.encoders = [c.raw_encoder for c in self.table.codecs]
+        self.nulls = [c.null_text for c in self.table.codecs]
 
 
 _COPY_LINE = re.compile(r"line (\d+)")
@@ -196,6 +204,7 @@ class Applier:
             buffer.rows.clear()
             buffer.staged = 0
             buffer.before = None
+            buffer.only_inserts = True
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -288,10 +297,15 @@ class Applier:
             msg = f"{row.table}: a change row has {len(values)} values, capture instance has {len(codecs)} columns"
             raise TerminalError(msg, hint="this is a reader bug; report it with the capture instance definition")
         try:
-            fields = "\t".join([c.encode(v) for c, v in zip(codecs, values, strict=True)])
-        except UnstorableValueError as exc:
-            raise exc.for_row(buffer.table.source, row) from exc
+            fields = "\t".join([n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values)])
+        except Exception:  # noqa: BLE001 - redone below with the checked encoders, which name the column
+            try:
+                fields = "\t".join([c.encode(v) for c, v in zip(codecs, values, strict=True)])
+            except UnstorableValueError as exc:
+                raise exc.for_row(buffer.table.source, row) from exc
         self._seq += 1
+        if op != Operation.INSERT:
+            buffer.only_inserts = False
         buffer.lines.append(f"{self._seq}\t{op}\t{lsn_field}\t{time_field}\t{fields}\n")
         buffer.rows.append(row)
         self._has_rows = True
@@ -330,8 +344,11 @@ class Applier:
         conn = self._conn
         for buffer in self._buffers.values():
             self._copy(buffer)
-            if buffer.staged:
-                conn.run(sql.apply_staged(buffer.table, buffer.index))
+            if buffer.staged and buffer.only_inserts and buffer.staged >= BULK_INSERT_ROWS:
+                for statement in sql.apply_staged_inserts(buffer.table, buffer.index):
+                    conn.run(statement)
+            elif buffer.staged:
+                conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))
         control.advance_checkpoint(conn, self.pipeline, lsn, self._pending_commit_time)
         conn.run("COMMIT")
         self._in_pg_tx = False

@@ -87,20 +87,28 @@ def copy_into_staging(table: TargetTable, index: int) -> str:
     return f"COPY {staging_name(index)} ({cols}) FROM STDIN"
 
 
-def apply_staged(table: TargetTable, index: int) -> str:
+def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -> str:
     """One set-based statement: the last change per key wins (arrival order = commit order, then row order).
 
     Hard delete mode: keys whose last change is a delete are deleted, the others upserted. Soft mode: every
     key is upserted and ``<prefix>deleted`` says whether its last change was a delete; columns SQL Server
     leaves NULL in delete rows (text/ntext/image) keep their previous value then. An upsert never overwrites a
     row that already carries a later commit LSN.
+
+    ``unique_keys``: the caller knows every staged row is an insert. A consistent source cannot insert one key
+    twice without a delete in between, so the keys are unique and the sort for "last per key" is skipped (if
+    the source were inconsistent, PostgreSQL refuses the statement loudly: "cannot affect row a second time").
     """
     m = table.meta
     target = table.qualified_name
     key = ", ".join(quote_ident(k) for k in table.key)
     seq, op, lsn, ctime = (quote_ident(n) for n in staging_columns(table)[:4])
     data = [quote_ident(c) for c in table.column_names]
-    last = f"SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC"
+    last = (
+        f"SELECT * FROM {staging_name(index)}"
+        if unique_keys
+        else f"SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC"
+    )
     deleted = quote_ident(m.deleted)
     insert_cols = [*data, lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale)]
     keep = {quote_ident(c) for c in table.keep_on_delete()}
@@ -202,3 +210,28 @@ VALUES (:pipeline, :source_table, :capture_instance, :target_table)
 ON CONFLICT (pipeline, source_table) DO UPDATE
 SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, updated_at = now()
 """
+
+
+def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
+    """The fast path of :func:`apply_staged` when every staged row is an insert (so keys are unique).
+
+    A plain update of the keys that already exist (only by a newer commit LSN: a re-delivery after a resync)
+    followed by an anti-join insert of the rest is much cheaper than ``INSERT ... ON CONFLICT`` for large
+    batches. A single writer per pipeline is assumed (the checkpoint refuses to move backwards otherwise).
+    """
+    m = table.meta
+    target = table.qualified_name
+    stage = staging_name(index)
+    _seq, op, lsn, ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    data = [quote_ident(c) for c in table.column_names]
+    key_match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.key)
+    meta = [lsn, op, ctime, quote_ident(m.applied_at), quote_ident(m.deleted), quote_ident(m.stale)]
+    values = [f"s.{c}" for c in (*data, lsn, op, ctime)] + ["now()", "false", "false"]
+    sets = ", ".join(f"{c} = {v}" for c, v in zip([*data, *meta], values, strict=True))
+    return [
+        f"ANALYZE {stage}",
+        f"UPDATE {target} AS t SET {sets} FROM {stage} AS s WHERE {key_match} AND t.{lsn} <= s.{lsn}",
+        f"INSERT INTO {target} ({', '.join([*data, *meta])})\n"
+        f"SELECT {', '.join(values)} FROM {stage} AS s\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})",
+    ]

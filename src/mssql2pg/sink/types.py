@@ -112,7 +112,7 @@ def _enc_bool(v: Any) -> str:
 
 
 def _enc_int(v: Any) -> str:
-    return str(int(v))
+    return str(v) if type(v) is int else str(int(v))
 
 
 def _enc_float(v: Any) -> str:
@@ -123,6 +123,18 @@ def _decimal_encoder(precision: int, scale: int) -> Encoder:
     max_integer_digits = precision - scale
 
     def encode(v: Any) -> str:
+        if type(v) is Decimal:
+            # Fast path on the plain text form: no exponent, few enough places and integer digits.
+            text = str(v)
+            if "E" not in text and text[-1].isdigit():
+                dot = text.find(".")
+                places = len(text) - dot - 1 if dot >= 0 else 0
+                integer = (text[:dot] if dot >= 0 else text).lstrip("-").lstrip("0")
+                if places <= scale and len(integer) <= max_integer_digits:
+                    return text
+        return checked(v)
+
+    def checked(v: Any) -> str:
         if not isinstance(v, Decimal):
             v = Decimal(v) if isinstance(v, int) else Decimal(str(v))
         if not v.is_finite():
@@ -157,6 +169,8 @@ def _enc_time(v: Any) -> str:
 
 
 def _enc_timestamp(v: Any) -> str:
+    if type(v) is datetime and v.tzinfo is None:
+        return str(v)  # 'YYYY-MM-DD HH:MM:SS[.ffffff]', the fast path
     if not isinstance(v, datetime):
         msg = f"expected a datetime, got {type(v).__name__}"
         raise _ValueProblem(msg)
@@ -228,9 +242,18 @@ class ColumnCodec:
     def field_count(self) -> int:
         return 2 if self.target.offset_companion else 1
 
+    @property
+    def null_text(self) -> str:
+        return "\\N\t\\N" if self.target.offset_companion else COPY_NULL
+
+    @property
+    def raw_encoder(self) -> Encoder:
+        """The encoder without None handling or error context: for the hot loop, which retries via encode()."""
+        return self._encode
+
     def encode(self, value: Any) -> str:
         if value is None:
-            return "\\N\t\\N" if self.target.offset_companion else COPY_NULL
+            return self.null_text
         try:
             return self._encode(value)
         except _ValueProblem as exc:
