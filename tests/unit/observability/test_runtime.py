@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mssql2pg.model import Operation, TableId
+from mssql2pg.model import Heartbeat, Operation, TableId
 from mssql2pg.observability.health import Status
 from mssql2pg.observability.runtime import Observability
+from mssql2pg.positions import Lsn
 from mssql2pg.sink.applier import ApplyStats
 
 ORDERS = TableId("dbo", "orders")
@@ -117,3 +118,34 @@ def test_the_real_applier_stats_fit_the_protocol() -> None:
     assert (
         scrape(obs)[("mssql2pg_rows_applied_total", frozenset({("table", "dbo.orders"), ("operation", "delete")}))] == 2
     )
+
+
+class SideError(Exception):
+    def __init__(self, message: str, component: str) -> None:
+        super().__init__(message)
+        self.component = component
+
+
+def test_runner_hooks_mark_progress_and_retries() -> None:
+    obs, mono, wall = make()
+    stats = ApplyStats()
+    stats.rows[(ORDERS, Operation.INSERT)] += 4
+    stats.last_commit_time = T0
+    obs.on_item(Heartbeat(Lsn.parse("0000002d:00000580:001d"), source_time=T0 + timedelta(seconds=1)), stats)
+    assert obs.health.readiness()[0] is Status.HEALTHY
+    wall.now += 3
+    got = scrape(obs)
+    assert got[("mssql2pg_rows_applied_total", frozenset({("table", "dbo.orders"), ("operation", "insert")}))] == 4
+    assert got[("mssql2pg_lag_seconds", frozenset({("table", "dbo.orders")}))] == 2
+
+    obs.on_retry(1, 1.0, SideError("connection reset", "target"))
+    obs.on_retry(2, 2.0, OSError("somewhere"))
+    got = scrape(obs)
+    assert got[("mssql2pg_retries_total", frozenset({("component", "target")}))] == 1
+    assert got[("mssql2pg_retries_total", frozenset({("component", "pipeline")}))] == 1
+    assert got[("mssql2pg_errors_total", frozenset({("table", ""), ("kind", "transient")}))] == 2
+    status, body = obs.health.readiness()
+    assert status is Status.DEGRADED
+    assert "connection reset" in body["components"]["target"]["reason"]
+    mono.now += 1
+    assert obs.health.liveness()[0] is True
