@@ -297,8 +297,9 @@ class Applier:
             msg = f"{row.table}: a change row has {len(values)} values, capture instance has {len(codecs)} columns"
             raise TerminalError(msg, hint="this is a reader bug; report it with the capture instance definition")
         try:
-            fields = "\t".join([n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values)])
-        except Exception:  # noqa: BLE001 - redone below with the checked encoders, which name the column
+            encoded = [n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values, strict=True)]
+            fields = "\t".join(encoded)
+        except Exception:  # redone below with the checked encoders, which name the column
             try:
                 fields = "\t".join([c.encode(v) for c, v in zip(codecs, values, strict=True)])
             except UnstorableValueError as exc:
