@@ -173,6 +173,10 @@ class Observability:
         self.beat()
         self.component_ok("source")
         self.component_ok("target")
+        with self._lock:
+            pipeline_failing = "pipeline" in self._failing_since
+        if pipeline_failing:
+            self.component_ok("pipeline")
         if stats is not None:
             self.record_apply_stats(stats)
         if isinstance(item, Heartbeat):
@@ -182,17 +186,15 @@ class Observability:
         """A transient fault ended an attempt. Counts the retry and the error; the loop is still alive.
 
         If the error names its side (an attribute ``component`` = ``source`` | ``target``), that component turns
-        degraded (unhealthy after ``unhealthy_after``); otherwise call :meth:`component_failed` where the side
-        is known.
+        degraded (unhealthy after ``unhealthy_after``); otherwise a ``pipeline`` component does, so ``/readyz``
+        never hides a retry loop. The next item that gets through clears it.
         """
-        component = getattr(error, "component", None)
+        named = getattr(error, "component", None)
+        component = named if named in ("source", "target") else "pipeline"
         self.beat()
         self.metrics.error(None, "transient")
-        self.metrics.retry(component if isinstance(component, str) else "pipeline")
-        if component in ("source", "target"):
-            self.component_failed(
-                component, f"{type(error).__name__}: {error} (attempt {attempt}, next in {delay:.1f}s)"
-            )
+        self.metrics.retry(component)
+        self.component_failed(component, f"{type(error).__name__}: {error} (attempt {attempt}, next in {delay:.1f}s)")
 
     def source_position(self, max_lsn_time: datetime | None) -> None:
         """The source's max LSN commit time, each time the reader polls it (drives the capture-stalled alert)."""

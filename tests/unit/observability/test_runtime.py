@@ -147,5 +147,8 @@ def test_runner_hooks_mark_progress_and_retries() -> None:
     status, body = obs.health.readiness()
     assert status is Status.DEGRADED
     assert "connection reset" in body["components"]["target"]["reason"]
+    assert "somewhere" in body["components"]["pipeline"]["reason"]
     mono.now += 1
     assert obs.health.liveness()[0] is True
+    obs.on_item(Heartbeat(Lsn.parse("0000002d:00000580:001e")))
+    assert obs.health.readiness()[0] is Status.HEALTHY
