@@ -16,7 +16,7 @@ from tests.fixtures.pg import PgServer, find_bindir
 from tests.fixtures.proxy import TcpProxy
 
 # Each area keeps its fixtures in its own module under tests/fixtures/.
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target", "tests.fixtures.prometheus"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

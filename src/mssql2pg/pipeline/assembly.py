@@ -7,12 +7,13 @@ applier knowing about either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,11 @@ from mssql2pg import __version__
 from mssql2pg.classify import classify
 from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
 from mssql2pg.errors import TransientError
-from mssql2pg.model import CaptureInstance, Heartbeat, Operation, ReaderItem, TableId
-from mssql2pg.observability.health import Health, Status
-from mssql2pg.observability.metrics import Metrics
+from mssql2pg.model import CaptureInstance, Heartbeat, ReaderItem, TableId
+from mssql2pg.observability import Observability
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.positions import Lsn
-from mssql2pg.retry import Backoff, FailureTracker
+from mssql2pg.retry import Backoff
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
@@ -93,30 +93,31 @@ def target_tables(
     return tables
 
 
+def _tag(exc: BaseException, component: str) -> None:
+    """Name the side an error came from, so retry reporting can say which database is failing."""
+    if getattr(exc, "component", None) is None:
+        with contextlib.suppress(AttributeError):
+            exc.component = component  # type: ignore[attr-defined]
+
+
 @dataclass
 class ObservedSource:
     """Reports source reachability and the source's max-LSN time while passing items through."""
 
     inner: ChangeSource
-    metrics: Metrics
-    health: Health
+    obs: Observability
 
     def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
         try:
             for item in self.inner.read(start_after, stop, until_caught_up=until_caught_up):
-                self._up()
-                if isinstance(item, Heartbeat) and item.source_time is not None:
-                    self.metrics.set_source_max_lsn_time(item.source_time)
+                self.obs.component_ok("source")
+                if isinstance(item, Heartbeat):
+                    self.obs.source_position(item.source_time)
                 yield item
-            self._up()
         except Exception as exc:
-            self.metrics.set_up("source", False)
-            self.health.set_component("source", Status.DEGRADED, f"{type(exc).__name__}: {classify(exc)}")
+            _tag(exc, "source")
+            self.obs.component_failed("source", f"{type(exc).__name__}: {classify(exc)}")
             raise
-
-    def _up(self) -> None:
-        self.metrics.set_up("source", True)
-        self.health.set_component("source", Status.HEALTHY)
 
     def close(self) -> None:
         self.inner.close()
@@ -127,25 +128,15 @@ class ObservedSink:
     """Publishes what the applier committed (rows, transactions, lag, batch timings) after every step."""
 
     inner: Applier
-    metrics: Metrics
-    health: Health
+    obs: Observability
     tables: Sequence[TableId]
-    _rows: dict[tuple[TableId, Operation], int] = field(default_factory=dict)
-    _transactions: int = 0
-    _commits: int = 0
     _heartbeat: Heartbeat | None = None
 
     def start(self) -> Lsn:
-        try:
-            checkpoint = self.inner.start()
-        except Exception as exc:
-            self._down(exc)
-            raise
-        self.metrics.set_up("target", True)
-        self.health.set_component("target", Status.HEALTHY)
+        checkpoint: Lsn = self._guard(self.inner.start)
+        self.obs.component_ok("target")
         for table in self.tables:
-            self.metrics.set_table_state(table, "active")
-            self.health.set_table(table, Status.HEALTHY)
+            self.obs.table_state(table, "active")
         return checkpoint
 
     def offer(self, item: ReaderItem) -> None:
@@ -165,59 +156,37 @@ class ObservedSink:
     def close(self) -> None:
         self.inner.close()
 
-    def _step(self, fn: Any, *args: Any) -> None:
-        self.health.beat()
+    def _guard(self, fn: Any, *args: Any) -> Any:
         try:
-            fn(*args)
+            return fn(*args)
         except Exception as exc:
-            self._down(exc)
+            _tag(exc, "target")
+            if isinstance(classify(exc), TransientError):
+                self.obs.component_failed("target", f"{type(exc).__name__}: {classify(exc)}")
             raise
-        self._publish()
 
-    def _down(self, exc: BaseException) -> None:
-        error = classify(exc)
-        if isinstance(error, TransientError):
-            self.metrics.set_up("target", False)
-            self.health.set_component("target", Status.DEGRADED, f"{type(exc).__name__}: {error}")
-
-    def _publish(self) -> None:
+    def _step(self, fn: Any, *args: Any) -> None:
+        self.obs.beat()
+        self._guard(fn, *args)
         stats = self.inner.stats
-        touched: set[TableId] = set()
-        for key, total in list(stats.rows.items()):
-            delta = total - self._rows.get(key, 0)
-            if delta:
-                table, op = key
-                self.metrics.rows_applied(table, op.name, delta)
-                self._rows[key] = total
-                touched.add(table)
-        if stats.transactions != self._transactions:
-            self.metrics.transaction_applied(stats.transactions - self._transactions)
-            self._transactions = stats.transactions
-        if stats.commits != self._commits:
-            self._commits = stats.commits
-            self.metrics.observe_batch(stats.last_batch_rows, stats.last_batch_seconds)
-            if stats.last_commit_time is not None:
-                for table in touched:
-                    self.metrics.set_last_applied(table, stats.last_commit_time)
+        self.obs.record_apply_stats(stats)
         hb = self._heartbeat
-        if hb is not None and hb.source_time is not None and stats.checkpoint >= hb.lsn:
-            self.metrics.set_caught_up(hb.source_time, self.tables)
+        if hb is not None and stats.checkpoint >= hb.lsn:
+            self.obs.heartbeat_applied(hb.source_time, self.tables)
             self._heartbeat = None
 
 
 @dataclass
 class Pipeline:
-    """A configured pipeline: ``run()`` replicates; ``stats``, ``metrics`` and ``health`` observe it."""
+    """A configured pipeline: ``run()`` replicates; ``stats`` and ``obs`` (metrics, health, HTTP) observe it."""
 
     config: Config
     engine: sa.Engine
     reader: Reader
     applier: Applier
     runner: Runner
-    metrics: Metrics
-    health: Health
+    obs: Observability
     tables: list[TargetTable]
-    failures: FailureTracker
 
     @classmethod
     def from_config_file(cls, path: str | Path | None, env: Mapping[str, str] = os.environ) -> Pipeline:
@@ -225,8 +194,7 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: Config) -> Pipeline:
-        metrics = Metrics(version=__version__)
-        health = Health()
+        obs = Observability(version=__version__, unhealthy_after=config.retry.alert_after)
         engine = source_engine(config)
         selections, instances = discover(engine, config)
         tables = target_tables(selections, instances)
@@ -249,16 +217,15 @@ class Pipeline:
                 heartbeat_interval=config.apply.heartbeat_interval,
             ),
         )
-        failures = FailureTracker(config.retry.alert_after)
         source_ids = [s.source for s in selections]
         runner = Runner(
-            ObservedSource(reader, metrics, health),
-            ObservedSink(applier, metrics, health, source_ids),
+            ObservedSource(reader, obs),
+            ObservedSink(applier, obs, source_ids),
             classify,
             Backoff(config.retry).delays,
+            on_retry=obs.on_retry,
         )
-        pipeline = cls(config, engine, reader, applier, runner, metrics, health, tables, failures)
-        runner.on_retry = pipeline._on_retry
+        pipeline = cls(config, engine, reader, applier, runner, obs, tables)
         log.info(
             "pipeline configured",
             source=config.source.redacted_url(),
@@ -277,15 +244,6 @@ class Pipeline:
         finally:
             self.applier.close()
             self.reader.close()
-
-    def _on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
-        self.failures.failure(error)
-        self.metrics.retry("source" if "source" in str(type(error)).lower() else "target")
-        status = Status.UNHEALTHY if self.failures.alerting else Status.DEGRADED
-        for component in ("source", "target"):
-            current = self.health.readiness()[1]["components"].get(component, {})
-            if current.get("status") != Status.HEALTHY.value:
-                self.health.set_component(component, status, f"retrying (attempt {attempt}): {error}")
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

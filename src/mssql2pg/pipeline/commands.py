@@ -15,7 +15,6 @@ import click
 import structlog
 
 from mssql2pg.config import load_config
-from mssql2pg.observability.http import ObservabilityServer
 from mssql2pg.observability.logging import configure_logging, register_secrets
 
 log = structlog.get_logger(component="cli")
@@ -40,13 +39,12 @@ def run(config_path: Path | None, until_caught_up: bool) -> None:
     stop = threading.Event()
     _install_signal_handlers(stop)
     pipeline = Pipeline.from_config(config)
-    server = ObservabilityServer(pipeline.metrics, pipeline.health)
     if config.http.enabled:
-        server.start(config.http.host, config.http.port)
+        pipeline.obs.serve(config.http.host, config.http.port)
     try:
         stats = pipeline.run(stop, until_caught_up=until_caught_up)
     finally:
-        server.stop()
+        pipeline.obs.close()
     log.info(
         "pipeline stopped",
         reason="caught up" if until_caught_up and not stop.is_set() else "stop requested",

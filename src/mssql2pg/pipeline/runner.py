@@ -117,6 +117,8 @@ class Runner:
                 finished = self._attempt(stop, until_caught_up=until_caught_up)
             except Exception as exc:
                 error = exc if isinstance(exc, TransientError | TerminalError) else self.classify(exc)
+                if error is not exc and hasattr(exc, "component"):
+                    setattr(error, "component", exc.component)  # noqa: B010 - which side failed, for health
                 self._safe(self.sink.abandon)
                 self._safe(self.source.close)
                 if isinstance(error, TerminalError):
