@@ -118,6 +118,7 @@ class SqlBackend:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._pages: dict[tuple[str, tuple[str, ...], int, bool], Any] = {}
 
     def capture_instances(self) -> list[CaptureInstance]:
         return load_capture_instances(self._conn)
@@ -133,7 +134,12 @@ class SqlBackend:
         self, instance: CaptureInstance, after: Lsn | Position, to: Lsn, limit: int
     ) -> Sequence[Sequence[Any]]:
         resume = isinstance(after, Position)
-        stmt = statements.change_rows_page(instance.name, instance.column_names, limit, resume=resume)
+        key = (instance.name, instance.column_names, limit, resume)
+        stmt = self._pages.get(key)
+        if stmt is None:  # built once per window and cursor kind, not once per page
+            stmt = self._pages[key] = statements.change_rows_page(
+                instance.name, instance.column_names, limit, resume=resume
+            )
         params: dict[str, Any] = {"to_lsn": to.raw}
         if isinstance(after, Position):
             params |= {
@@ -159,15 +165,14 @@ Connect = Callable[[], AbstractContextManager[SourceBackend]]
 
 
 def engine_connector(engine: Engine) -> Connect:
-    """One connection per window; what was read is rolled back (never committed) when the window ends."""
+    """One connection per window; its read transaction is rolled back (never committed) when the window ends."""
 
     @contextmanager
     def connect() -> Iterator[SourceBackend]:
+        # Closing the connection rolls its read transaction back (the pool resets it); an explicit rollback in a
+        # ``finally`` could replace the real error when the connection is already broken.
         with engine.connect() as conn:
-            try:
-                yield SqlBackend(conn)
-            finally:
-                conn.rollback()
+            yield SqlBackend(conn)
 
     return connect
 

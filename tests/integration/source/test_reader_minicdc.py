@@ -94,7 +94,7 @@ def test_multi_table_transaction_and_update_pair(
             (lines, 1, (1, "x" * 5000)),
         ]
     )
-    items = list(Reader.for_tables(sa_engine := engine, TABLES).windows(Lsn.NULL))
+    items = list(Reader.for_tables(engine, TABLES).windows(Lsn.NULL))
     chunks = [i for i in items if isinstance(i, TxChunk)]
     assert [(c.commit_lsn, c.first, c.last, len(c.rows)) for c in chunks] == [
         (first, True, True, 2),
@@ -113,7 +113,6 @@ def test_multi_table_transaction_and_update_pair(
     assert chunks[0].tran_id == bytes([first.to_int() % 256]) * 4
     assert chunks[0].commit_time is not None
     assert items[-1] == Heartbeat(lsn=second, source_time=chunks[1].commit_time, tables=tuple(TABLES))
-    sa_engine.dispose()
 
 
 def test_keyset_pages_on_real_sql_split_update_pairs_without_loss(
@@ -173,13 +172,13 @@ def test_null_max_lsn_and_idle_progress(cdc: MiniCdc, engine: sa.Engine, three_t
     assert list(window.items) == []
     marker = cdc.idle_marker()  # capture ran, nothing changed: the checkpoint may still advance
     assert list(reader.windows(Lsn.NULL)) == [
-        Heartbeat(lsn=marker, source_time=reader_time(engine, marker), tables=tuple(TABLES))
+        Heartbeat(lsn=marker, source_time=_commit_time(engine, marker), tables=tuple(TABLES))
     ]
     assert list(reader.windows(marker)) == []
     assert reader.last_status is WindowStatus.CAUGHT_UP
 
 
-def reader_time(engine: sa.Engine, lsn: Lsn) -> object:
+def _commit_time(engine: sa.Engine, lsn: Lsn) -> object:
     with engine.connect() as conn:
         return conn.execute(
             sa.text("SELECT tran_end_time FROM cdc.lsn_time_mapping WHERE start_lsn = :l"), {"l": lsn.raw}
