@@ -180,9 +180,7 @@ def test_every_mapped_type_round_trips_its_boundary_values(target_connect: Conne
             t=table,
         ) == [[case.pg_type]], case.name
         if case.column.sql_type == "datetimeoffset":
-            got = conn.run(
-                f"SELECT extract(epoch FROM v)::numeric(30,6), v_offset FROM {table} ORDER BY id"
-            )
+            got = conn.run(f"SELECT extract(epoch FROM v)::numeric(30,6), v_offset FROM {table} ORDER BY id")
             epoch = datetime(1970, 1, 1, tzinfo=UTC)
             want = [
                 [
