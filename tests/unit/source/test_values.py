@@ -168,3 +168,12 @@ def test_money_text_round_trips(value: Decimal) -> None:
 @given(st.datetimes(timezones=st.just(PLUS_0530)))
 def test_datetimeoffset_text_round_trips(value: dt.datetime) -> None:
     assert decode_value("datetimeoffset", value.isoformat(sep=" ")) == value
+
+
+def test_python_tds_own_fixed_offset_tzinfo_becomes_a_plain_timezone() -> None:
+    pytds_tz = pytest.importorskip("pytds.tz")
+    value = dt.datetime(2024, 3, 10, 2, 30, 0, 1234, tzinfo=pytds_tz.FixedOffsetTimezone(-480))
+    got = decode_value("datetimeoffset", value)
+    assert got == dt.datetime(2024, 3, 10, 2, 30, 0, 1234, tzinfo=MINUS_08)
+    assert type(got.tzinfo) is dt.timezone
+    assert got.hour == 2  # wall clock at the original offset, not converted
