@@ -191,9 +191,7 @@ def test_every_mapped_type_round_trips_its_boundary_values(target_connect: Conne
             ] + [[None, None]]
             assert got == want, case.name
             # the documented way to rebuild the original wall-clock value from the companion column
-            local = conn.run(
-                f"SELECT v AT TIME ZONE make_interval(mins => v_offset) FROM {table} ORDER BY id"
-            )
+            local = conn.run(f"SELECT v AT TIME ZONE make_interval(mins => v_offset) FROM {table} ORDER BY id")
             assert [r[0] for r in local] == [v.replace(tzinfo=None) for v in case.values] + [None]
             continue
         # real: read the stored float4 exactly (as float8), not its shortest decimal text
