@@ -369,6 +369,57 @@ def _build(rule: Rule, message: str, code: str | int | None, driver: str) -> Cla
     return kind(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
 
 
+# ---------------------------------------------------------------------------------------------- documentation
+
+ACTIONS: dict[Scope, str] = {
+    "connection": "retry from the checkpoint with backoff",
+    "row": "row to the dead-letter table; the rest continues",
+    "table": "table paused with the reason; others continue",
+    "pipeline": "stop with the hint",
+}
+DOC_BEGIN = "<!-- BEGIN GENERATED: error tables (python -m mssql2pg.classify --write docs/errors.md) -->"
+DOC_END = "<!-- END GENERATED: error tables -->"
+
+
+def render_error_tables() -> str:
+    """The two code tables of ``docs/errors.md`` (a test keeps the document equal to this)."""
+    out = ["### PostgreSQL (SQLSTATE, pg8000)", ""]
+    out += _rows("SQLSTATE", sorted(POSTGRES_CODES.items(), key=lambda item: (not item[1].transient, item[0])))
+    out += [
+        "",
+        f"Unlisted codes go by class: {', '.join(sorted(POSTGRES_TRANSIENT_CLASSES))} transient; 22 and 23 "
+        "terminal (row); 28 and 3D terminal (pipeline); anything else terminal (table).",
+        "",
+        "### SQL Server (error number, python-tds)",
+        "",
+    ]
+    out += _rows("Number", sorted(MSSQL_NUMBERS.items(), key=lambda item: (not item[1].transient, item[0])))
+    out += [
+        "",
+        f"Unlisted numbers go by severity: {MSSQL_TRANSIENT_SEVERITY} and above (resources, fatal errors that "
+        "end the connection) transient; below that terminal (table).",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _rows(label: str, rules: list[tuple[str, Rule]] | list[tuple[int, Rule]]) -> list[str]:
+    lines = [f"| {label} | Meaning | Class | What the pipeline does |", "|---|---|---|---|"]
+    for code, rule in rules:
+        kind = "transient" if rule.transient else f"terminal ({rule.scope})"
+        action = ACTIONS[rule.scope] + (f"; {rule.hint}" if rule.hint else "")
+        lines.append(f"| `{code}` | {rule.name.replace('_', ' ')} | {kind} | {action} |")
+    return lines
+
+
+def _write_doc(path: str) -> None:
+    from pathlib import Path  # noqa: PLC0415 - only for the documentation command
+
+    doc = Path(path)
+    text = doc.read_text(encoding="utf-8")
+    start, end = text.index(DOC_BEGIN) + len(DOC_BEGIN), text.index(DOC_END)
+    doc.write_text(text[:start] + "\n\n" + render_error_tables() + "\n" + text[end:], encoding="utf-8")
+
+
 __all__ = [
     "MSSQL_NUMBERS",
     "POSTGRES_CODES",
@@ -382,3 +433,11 @@ __all__ = [
     "classify_postgres",
     "scrub",
 ]
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--write":
+        _write_doc(sys.argv[2])
+    else:
+        sys.stdout.write(render_error_tables())

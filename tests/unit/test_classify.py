@@ -2,13 +2,23 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pg8000.exceptions
 import pytds.tds_base as tds
 import pytest
 import sqlalchemy.exc
 
-from mssql2pg.classify import ClassifiedError, classify, classify_mssql, classify_postgres, scrub
+from mssql2pg.classify import (
+    DOC_BEGIN,
+    DOC_END,
+    ClassifiedError,
+    classify,
+    classify_mssql,
+    classify_postgres,
+    render_error_tables,
+    scrub,
+)
 from mssql2pg.errors import TerminalError, TransientError
 
 
@@ -226,3 +236,15 @@ def test_messages_never_carry_credentials(message: str) -> None:
         assert SECRET not in str(result)
         assert SECRET not in repr(result)
     assert SECRET not in scrub(message)
+
+
+def test_docs_errors_tables_are_current() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text(encoding="utf-8")
+    generated = text[text.index(DOC_BEGIN) + len(DOC_BEGIN) : text.index(DOC_END)].strip()
+
+    assert generated == render_error_tables().strip(), "run: python -m mssql2pg.classify --write docs/errors.md"
+
+
+@pytest.mark.parametrize("code", ["23505", "40P01", "57P01", "53100"])
+def test_docs_errors_lists_the_codes_the_brief_names(code: str) -> None:
+    assert f"| `{code}` |" in render_error_tables()
