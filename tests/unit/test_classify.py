@@ -248,3 +248,41 @@ def test_docs_errors_tables_are_current() -> None:
 @pytest.mark.parametrize("code", ["23505", "40P01", "57P01", "53100"])
 def test_docs_errors_lists_the_codes_the_brief_names(code: str) -> None:
     assert f"| `{code}` |" in render_error_tables()
+
+
+def _pytds_message(number: int, severity: int, text: str) -> tds.Message:
+    return {
+        "marker": 0,
+        "msgno": number,
+        "state": 1,
+        "severity": severity,
+        "sql_state": None,
+        "priv_msg_type": 0,
+        "message": text,
+        "server": "mssql",
+        "proc_name": "",
+        "line_number": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("number", "severity", "kind", "driver_class"),
+    [
+        (2627, 14, TerminalError, tds.IntegrityError),
+        (1205, 13, TransientError, tds.OperationalError),
+        (208, 16, TerminalError, tds.ProgrammingError),
+        (9002, 17, TransientError, tds.OperationalError),
+    ],
+)
+def test_exceptions_built_the_way_python_tds_builds_them(
+    number: int, severity: int, kind: type[Exception], driver_class: type[Exception]
+) -> None:
+    """python-tds turns a server ERROR token into an exception with this function: use it, not a guess."""
+    exc = tds._create_exception_by_message(_pytds_message(number, severity, f"message {number}"))
+
+    result = classify(exc)
+
+    assert isinstance(exc, driver_class)
+    assert isinstance(result, kind)
+    assert result.code == number  # type: ignore[attr-defined]
+    assert f"message {number}" in str(result)

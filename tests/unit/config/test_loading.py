@@ -232,3 +232,29 @@ def test_config_is_immutable(write_config: WriteConfig) -> None:
 
     with pytest.raises(Exception, match="frozen"):
         config.http.port = 1  # type: ignore[misc]
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(write_config: WriteConfig) -> None:
+    path = write_config(
+        "source: {url: 'mssql://r@s/shop'}\ntarget: {url: 'postgresql://w@pg/dw'}\ntables: [dbo.a]\n"
+        "http:\n  port: 1\n  port: 2\n"
+    )
+
+    with pytest.raises(ConfigError, match=r"line 6.*'port' appears twice \(first on line 5\)"):
+        load_config(path, env={})
+
+
+def test_a_whole_section_from_one_variable() -> None:
+    config = load_config(
+        None,
+        env={
+            "MSSQL2PG__SOURCE": "{url: 'mssql://r@s/shop'}",
+            "MSSQL2PG__TARGET__URL": "postgresql://w@pg/dw",
+            "MSSQL2PG__TABLES": "*.*",
+            "MSSQL2PG__SOURCE__CONNECT_TIMEOUT": "3s",
+        },
+    )
+
+    assert config.source.redacted_url() == "mssql+pytds://r@s/shop"
+    assert config.source.connect_timeout == 3.0
+    assert [t.name for t in config.tables] == ["*.*"]

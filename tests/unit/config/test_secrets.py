@@ -1,10 +1,15 @@
 # ruff: noqa: S105 - fake passwords are the subject of these tests
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 
 from mssql2pg.config import load_config
@@ -180,3 +185,47 @@ def test_pg8000_connect_params_for_the_target(write_config: WriteConfig) -> None
     assert params["port"] == 5432
     assert params["database"] == "dw"
     assert params["timeout"] == config.target.connect_timeout
+
+
+@pytest.mark.parametrize(
+    ("section", "url", "dialect", "driver"),
+    [
+        ("source", "mssql://r@sql:1433/shop", "mssql", "pytds"),
+        ("source", "postgresql://r@pg/shop", "postgresql", "pg8000"),
+        ("target", "postgresql://w@pg/dw", "postgresql", "pg8000"),
+    ],
+)
+def test_engine_urls_select_installed_drivers(
+    write_config: WriteConfig, section: str, url: str, dialect: str, driver: str
+) -> None:
+    """create_engine does not connect, but it does import the dialect and driver the URL names."""
+    config = load_config(write_config({**MINIMAL, section: {"url": url}}), env={})
+
+    engine = create_engine(getattr(config, section).sqlalchemy_url())
+    try:
+        assert (engine.dialect.name, engine.dialect.driver) == (dialect, driver)
+    finally:
+        engine.dispose()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(password=st.text(alphabet=string.ascii_letters + string.digits + "!$&()*+,;=~-_.", min_size=12, max_size=30))
+def test_no_password_reaches_an_error_message(write_config: WriteConfig, password: str) -> None:
+    escaped = quote(password, safe="")
+    data = {
+        **MINIMAL,
+        "source": {"url": f"mssql+pytds://u:{escaped}@h/db", "connect_timeout": "never"},
+        "target": {"url": "postgresql://w@pg/dw", "password": password, "bogus": password},
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(data), env={"MSSQL2PG__TARGET__PASSWORD": password})
+
+    text = str(caught.value)
+    assert "source.connect_timeout" in text
+    assert "target.bogus" in text or "'bogus'" in text
+    assert password not in text
+    assert escaped not in text
+    # pydantic's own ValidationError echoes inputs: it must not ride along as cause or context
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
