@@ -319,6 +319,11 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
     classification chains ``exc`` as ``__cause__`` and carries ``.code`` / ``.driver`` / ``.scope``."""
     if isinstance(exc, TransientError | TerminalError):
         return exc
+    if isinstance(exc, Mssql2pgError):  # ConfigError, SourceError: a setup problem, not a driver fault
+        error = ClassifiedTerminalError(scrub(exc.args[0] if exc.args else str(exc)), code=None,
+                                        driver="mssql2pg", scope="pipeline", hint=exc.hint)  # fmt: skip
+        error.__cause__ = exc
+        return error
     for candidate in _causes(exc):
         found = classify_postgres(candidate) or classify_mssql(candidate) or _classify_generic(candidate)
         if found is not None:

@@ -286,3 +286,17 @@ def test_exceptions_built_the_way_python_tds_builds_them(
     assert isinstance(result, kind)
     assert result.code == number  # type: ignore[attr-defined]
     assert f"message {number}" in str(result)
+
+
+def test_setup_errors_are_terminal_for_the_pipeline_and_keep_their_hint() -> None:
+    from mssql2pg.errors import SourceError  # noqa: PLC0415
+
+    original = SourceError("CDC is not enabled on database shop", hint="run sys.sp_cdc_enable_db")
+
+    result = classify(original)
+
+    assert isinstance(result, TerminalError)
+    assert result.scope == "pipeline"  # type: ignore[attr-defined]
+    assert result.hint == "run sys.sp_cdc_enable_db"
+    assert "CDC is not enabled" in str(result)
+    assert result.__cause__ is original

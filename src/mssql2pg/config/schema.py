@@ -135,8 +135,18 @@ class DatabaseConfig(Section):
         """The URL as it may appear in logs and messages: the password, if any, shown as ``***``."""
         return self.sqlalchemy_url().render_as_string(hide_password=True)
 
+    def engine_connect_args(self) -> dict[str, Any]:
+        """``connect_args`` for ``sqlalchemy.create_engine(self.sqlalchemy_url(), connect_args=...)``: the
+        login timeout and an application name that shows up in the server's session lists. For PostgreSQL
+        no timeout is set here: pg8000's ``timeout`` would also cut long-running statements."""
+        if self.backend == "mssql":
+            return {"login_timeout": max(1, round(self.connect_timeout)), "appname": "mssql2pg"}
+        return {"application_name": "mssql2pg"}
+
     def pg8000_params(self) -> dict[str, Any]:
-        """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only)."""
+        """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only). ``timeout`` is pg8000's
+        socket timeout: it bounds the connect, and every read after it unless the caller resets the socket's
+        timeout once connected (long statements are normal in the applier)."""
         if self.backend != "postgresql":
             msg = f"{self.redacted_url()} is not a PostgreSQL URL"
             raise ValueError(msg)

@@ -229,3 +229,12 @@ def test_no_password_reaches_an_error_message(write_config: WriteConfig, passwor
     # pydantic's own ValidationError echoes inputs: it must not ride along as cause or context
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
+
+
+def test_engine_connect_args_carry_the_login_timeout(write_config: WriteConfig) -> None:
+    data = {**MINIMAL, "source": {"url": "mssql://r@sql/shop", "connect_timeout": "5s"}}
+
+    config = load_config(write_config(data), env={})
+
+    assert config.source.engine_connect_args() == {"login_timeout": 5, "appname": "mssql2pg"}
+    assert "timeout" not in config.target.engine_connect_args()
