@@ -82,6 +82,7 @@ class _TableBuffer:
     rows: list[ChangeRow] = field(default_factory=list)  # parallel to lines, to name the row behind a COPY error
     staged: int = 0  # rows copied into staging in the open PostgreSQL transaction
     before: ChangeRow | None = None  # the last update before-image, to detect a key change in its after-image
+    counts: list[int] = field(default_factory=lambda: [0] * 5)  # rows per operation code in this group
     only_inserts: bool = True  # staged rows are all inserts: keys are unique, no "last change per key" needed
     encoders: list[Callable[[Any], str]] = field(default_factory=list)
     nulls: list[str] = field(default_factory=list)
@@ -198,13 +199,13 @@ class Applier:
         self._has_rows = False
         self._group_rows = 0
         self._group_started: float | None = None
-        self._group_counts: dict[tuple[TableId, Operation], int] = defaultdict(int)
         for buffer in getattr(self, "_buffers", {}).values():
             buffer.lines.clear()
             buffer.rows.clear()
             buffer.staged = 0
             buffer.before = None
             buffer.only_inserts = True
+            buffer.counts = [0] * 5
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -267,47 +268,51 @@ class Applier:
         return self._clock() - self._last_checkpoint_write >= self.settings.heartbeat_interval
 
     def _encode_rows(self, chunk: TxChunk) -> None:
+        """Encode a chunk into the per-table COPY buffers. The hot loop: plain ints, no per-row hashing of enums."""
         lsn_field = "\\\\x" + (chunk.commit_lsn.raw or b"").hex()
         ctime = chunk.commit_time
         time_field = COPY_NULL if ctime is None else ctime.replace(tzinfo=None).isoformat(sep=" ")
+        # per operation: "\t<op>\t<lsn>\t<time>\t", the part of a staging line between seq and the data
+        middles = [f"\t{op}\t{lsn_field}\t{time_field}\t" for op in range(5)]
         buffers = self._buffers
-        counts = self._group_counts
         for row in chunk.rows:
             buffer = buffers.get(row.capture_instance)
             if buffer is None:
                 msg = f"a change of {row.table} arrived for capture instance {row.capture_instance!r}, not configured"
                 raise TerminalError(msg, hint="add the table to the pipeline configuration, or stop capturing it")
-            op = row.operation
-            if op == Operation.UPDATE_BEFORE:
+            op = int(row.operation)
+            if op == 3:  # update before-image: not applied, but remembered to detect a key change
                 buffer.before = row
                 continue
-            if op == Operation.UPDATE_AFTER:
+            if op == 4:
                 before, buffer.before = buffer.before, None
                 if before is not None and before.seqval == row.seqval and _key(before, buffer) != _key(row, buffer):
                     # the update changed the key: the old key no longer exists
-                    self._append(buffer, before, Operation.DELETE, lsn_field, time_field)
-            self._append(buffer, row, op, lsn_field, time_field)
-            counts[(buffer.table.source, op)] += 1
+                    self._append(buffer, before, middles[1])
+                    buffer.counts[1] += 1
+            self._append(buffer, row, middles[op])
+            buffer.counts[op] += 1
+            if op != 2:
+                buffer.only_inserts = False
         self._group_rows += len(chunk.rows)
 
-    def _append(self, buffer: _TableBuffer, row: ChangeRow, op: int, lsn_field: str, time_field: str) -> None:
-        codecs = buffer.table.codecs
+    def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> None:
         values = row.values
-        if len(values) != len(codecs):
-            msg = f"{row.table}: a change row has {len(values)} values, capture instance has {len(codecs)} columns"
+        if len(values) != len(buffer.encoders):
+            msg = (
+                f"{row.table}: a change row has {len(values)} values, capture instance has "
+                f"{len(buffer.encoders)} columns"
+            )
             raise TerminalError(msg, hint="this is a reader bug; report it with the capture instance definition")
         try:
-            encoded = [n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values, strict=True)]
-            fields = "\t".join(encoded)
+            fields = "\t".join([n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values)])  # noqa: B905 - lengths checked above
         except Exception:  # redone below with the checked encoders, which name the column
             try:
-                fields = "\t".join([c.encode(v) for c, v in zip(codecs, values, strict=True)])
+                fields = "\t".join([c.encode(v) for c, v in zip(buffer.table.codecs, values, strict=True)])
             except UnstorableValueError as exc:
                 raise exc.for_row(buffer.table.source, row) from exc
         self._seq += 1
-        if op != Operation.INSERT:
-            buffer.only_inserts = False
-        buffer.lines.append(f"{self._seq}\t{op}\t{lsn_field}\t{time_field}\t{fields}\n")
+        buffer.lines.append(f"{self._seq}{middle}{fields}\n")
         buffer.rows.append(row)
         self._has_rows = True
         if len(buffer.lines) >= self.settings.stage_rows:
@@ -355,8 +360,10 @@ class Applier:
         self._in_pg_tx = False
         self._last_checkpoint_write = self._clock()
         stats = self.stats
-        for key, count in self._group_counts.items():
-            stats.rows[key] += count
+        for buffer in self._buffers.values():
+            for op, count in enumerate(buffer.counts):
+                if count:
+                    stats.rows[(buffer.table.source, Operation(op))] += count
         stats.transactions += self._pending_transactions
         stats.commits += 1
         stats.checkpoint = lsn
