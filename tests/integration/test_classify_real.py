@@ -14,7 +14,9 @@ import pg8000.native
 import pytest
 
 from mssql2pg.classify import ClassifiedError, classify
+from mssql2pg.config import RetrySettings
 from mssql2pg.errors import TerminalError, TransientError
+from mssql2pg.retry import Attempt, Backoff, retry_call
 from tests.fixtures.pg import PgServer
 from tests.fixtures.waiting import wait_for
 
@@ -176,3 +178,34 @@ def test_missing_database_is_terminal_for_the_pipeline(target_server: PgServer) 
     assert isinstance(result, TerminalError)
     assert (result.code, result.scope) == ("3D000", "pipeline")  # type: ignore[union-attr]
     assert result.hint is not None
+
+
+def test_retry_call_rides_out_a_real_outage(fresh_server: PgServer) -> None:
+    """The whole chain on a real fault: connection refused -> transient -> backoff -> server back -> success."""
+    fresh_server.stop("immediate")
+    attempts: list[Attempt] = []
+
+    def restart_after_three(attempt: Attempt) -> None:
+        attempts.append(attempt)
+        if attempt.number == 3:
+            fresh_server.start()  # the outage ends while we back off
+
+    def query() -> object:
+        conn = fresh_server.connect("postgres")
+        try:
+            return conn.run("SELECT 42")[0][0]
+        finally:
+            conn.close()
+
+    result = retry_call(
+        query,
+        classify=classify,
+        backoff=Backoff(RetrySettings(initial=0.01, maximum=0.05, jitter=False)),
+        on_attempt=restart_after_three,
+        stop_event=threading.Event(),
+        what="probe",
+    )
+
+    assert result == 42
+    assert [a.number for a in attempts] == [1, 2, 3]
+    assert all(isinstance(a.error, TransientError) for a in attempts)
