@@ -253,3 +253,12 @@ def test_stop_event_set_from_another_thread_wakes_the_wait() -> None:
 
     assert not worker.is_alive()
     assert isinstance(outcome[0], RetryStoppedError)
+
+
+def test_without_a_stop_event_the_plain_sleep_is_used() -> None:
+    calls, fn = flaky([TimeoutError("t")])
+
+    result = retry_call(fn, classify=classify, backoff=Backoff(RetrySettings(initial=0.001, maximum=0.001)))
+
+    assert result == "ok"
+    assert len(calls) == 2

@@ -206,3 +206,35 @@ def test_groups_default_and_per_table(config_with: Callable[..., Config]) -> Non
     selections = resolve_tables(config, AVAILABLE)
 
     assert [s.group for s in selections] == ["sales", "sales", "default"]
+
+
+def test_explicit_name_matching_several_tables_by_case_only_is_ambiguous(config_with: Callable[..., Config]) -> None:
+    available = [TableId("dbo", "Orders"), TableId("dbo", "ORDERS")]
+
+    with pytest.raises(ConfigError, match=r"differ only in case.*spell it exactly"):
+        resolve_tables(config_with(["dbo.orders"]), available)
+
+
+def test_no_cdc_tables_at_all_says_so(config_with: Callable[..., Config]) -> None:
+    with pytest.raises(ConfigError, match="no CDC-enabled tables at all"):
+        resolve_tables(config_with(["dbo.orders"]), [])
+
+
+@pytest.mark.parametrize("bad", ["[dbo.orders", "dbo.[]", "dbo.", ".orders", '"dbo"."x'])
+def test_malformed_names_are_refused_at_load(write_config: WriteConfig, bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"tables\.0\.name"):
+        load_config(write_config({**MINIMAL, "tables": [bad]}), env={})
+
+
+def test_comma_inside_a_quoted_name_does_not_split_the_env_list() -> None:
+    config = load_config(
+        None,
+        env={
+            "MSSQL2PG__SOURCE__URL": "mssql://r@s/shop",
+            "MSSQL2PG__TARGET__URL": "postgresql://w@pg/dw",
+            "MSSQL2PG__TABLES": "[dbo].[a,b], dbo.c",
+        },
+    )
+
+    selections = resolve_tables(config, [TableId("dbo", "a,b"), TableId("dbo", "c")])
+    assert [s.source for s in selections] == [TableId("dbo", "a,b"), TableId("dbo", "c")]
