@@ -355,6 +355,9 @@ class Applier:
                     conn.run(statement)
             elif buffer.staged:
                 conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))
+                restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
+                if restore is not None:
+                    conn.run(restore)
         control.advance_checkpoint(conn, self.pipeline, lsn, self._pending_commit_time)
         conn.run("COMMIT")
         self._in_pg_tx = False

@@ -212,6 +212,30 @@ SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target
 """
 
 
+def restore_kept_columns(table: TargetTable, index: int) -> str | None:
+    """Soft mode: give text/ntext/image columns of rows soft-deleted in this batch the value of the key's last
+    non-delete change in the batch (SQL Server writes NULL for them in the delete row).
+
+    :func:`apply_staged` already keeps the target's previous value; this covers a key inserted or updated and
+    then deleted inside the same batch, whose previous value only exists in staging. None when not needed.
+    """
+    keep = table.keep_on_delete()
+    if table.delete_mode != "soft" or not keep:
+        return None
+    stage = staging_name(index)
+    key = ", ".join(quote_ident(k) for k in table.key)
+    seq, op, lsn, _ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    sets = ", ".join(f"{quote_ident(c)} = p.{quote_ident(c)}" for c in keep)
+    join = " AND ".join(f"p.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+    match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+    return (
+        f"UPDATE {table.qualified_name} AS t SET {sets}\n"
+        f"FROM (SELECT DISTINCT ON ({key}) * FROM {stage} ORDER BY {key}, {seq} DESC) AS l\n"
+        f"JOIN (SELECT DISTINCT ON ({key}) * FROM {stage} WHERE {op} <> 1 ORDER BY {key}, {seq} DESC) AS p ON {join}\n"
+        f"WHERE l.{op} = 1 AND {match} AND t.{lsn} = l.{lsn}"
+    )
+
+
 def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
     """The fast path of :func:`apply_staged` when every staged row is an insert (so keys are unique).
 

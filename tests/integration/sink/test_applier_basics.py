@@ -138,3 +138,34 @@ def test_heartbeat_advances_checkpoint_at_most_once_per_interval(target_connect:
     again = Applier(target_connect, [table()], "hb")
     assert again.start() == lsn(6)
     again.close()
+
+
+def test_soft_delete_keeps_legacy_lob_values_that_sql_server_leaves_null(target_connect: Connect) -> None:
+    notes = capture_instance(
+        "dbo.Notes",
+        [SourceColumn("Id", 1, "int", nullable=False), SourceColumn("Body", 2, "ntext"), SourceColumn("N", 3, "int")],
+        key=["Id"],
+    )
+    applier = Applier(target_connect, [build_target_table(notes, TableOptions(delete_mode="soft"))], "lob")
+    applier.start()
+    b = TxBuilder()
+    applier.offer(b.tx((notes, I, [1, "long body", 5])))
+    applier.offer(b.tx((notes, D, [1, None, 5])))  # SQL Server writes NULL for text/ntext/image in delete rows
+    applier.flush()
+    conn = target_connect()
+    assert conn.run("SELECT body, n, _cdc_deleted FROM dbo.notes") == [["long body", 5, True]]
+    applier.offer(b.tx((notes, I, [2, "two", 1]), (notes, I, [3, "three", 1])))
+    applier.flush()
+    applier.offer(b.update(notes, [2, None, 1], [2, "two v2", 2]))
+    applier.offer(b.tx((notes, D, [2, None, 2])))  # updated then deleted in one batch: the update's value stays
+    applier.offer(b.tx((notes, I, [4, "four", 1])))  # a non-delete in the same batch is untouched
+    applier.flush()
+    applier.offer(b.tx((notes, D, [3, None, 1])))  # deleted alone: the committed value stays
+    applier.flush()
+    assert conn.run("SELECT id, body, n, _cdc_deleted FROM dbo.notes ORDER BY id") == [
+        [1, "long body", 5, True],
+        [2, "two v2", 2, True],
+        [3, "three", 1, True],
+        [4, "four", 1, False],
+    ]
+    applier.close()
