@@ -76,6 +76,9 @@ class ClassifiedTerminalError(ClassifiedError, TerminalError):
     """A terminal driver error; ``scope`` says whether a row, a table or the pipeline is affected."""
 
 
+Classified = ClassifiedTransientError | ClassifiedTerminalError
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """What one code means."""
@@ -185,7 +188,7 @@ _POSTGRES_ROW_CLASSES = frozenset({"22", "23"})
 _POSTGRES_PIPELINE_CLASSES = frozenset({"28", "3D"})
 
 
-def classify_postgres(exc: BaseException) -> ClassifiedError | None:
+def classify_postgres(exc: BaseException) -> Classified | None:
     """Classify a pg8000 exception; ``None`` when ``exc`` is not one."""
     if isinstance(exc, pg8000.exceptions.DatabaseError):
         fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
@@ -287,7 +290,7 @@ MSSQL_TRANSIENT_SEVERITY = 17
 retry. Below 17 the statement itself is at fault."""
 
 
-def classify_mssql(exc: BaseException) -> ClassifiedError | None:
+def classify_mssql(exc: BaseException) -> Classified | None:
     """Classify a python-tds exception; ``None`` when ``exc`` is not one."""
     if isinstance(exc, tds.ClosedConnectionError):
         return _build(_t("connection closed by server"), "SQL Server closed the connection", None, "python-tds")
@@ -320,14 +323,13 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
     if isinstance(exc, TransientError | TerminalError):
         return exc
     if isinstance(exc, Mssql2pgError):  # ConfigError, SourceError: a setup problem, not a driver fault
-        error = ClassifiedTerminalError(scrub(exc.args[0] if exc.args else str(exc)), code=None,
-                                        driver="mssql2pg", scope="pipeline", hint=exc.hint)  # fmt: skip
+        message = scrub(str(exc.args[0]) if exc.args else type(exc).__name__)
+        error = ClassifiedTerminalError(message, code=None, driver="mssql2pg", scope="pipeline", hint=exc.hint)
         error.__cause__ = exc
         return error
     for candidate in _causes(exc):
         found = classify_postgres(candidate) or classify_mssql(candidate) or _classify_generic(candidate)
         if found is not None:
-            assert isinstance(found, TransientError | TerminalError)  # noqa: S101 - both result classes are
             found.__cause__ = exc
             return found
     message = scrub(f"{type(exc).__name__}: {exc}")
@@ -356,7 +358,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__
 
 
-def _classify_generic(exc: BaseException) -> ClassifiedError | None:
+def _classify_generic(exc: BaseException) -> Classified | None:
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return _build(_t("connection invalidated"), f"connection lost: {exc.orig}", None, "sqlalchemy")
     if isinstance(exc, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
@@ -368,10 +370,11 @@ def _classify_generic(exc: BaseException) -> ClassifiedError | None:
     return None
 
 
-def _build(rule: Rule, message: str, code: str | int | None, driver: str) -> ClassifiedError:
-    kind = ClassifiedTransientError if rule.transient else ClassifiedTerminalError
+def _build(rule: Rule, message: str, code: str | int | None, driver: str) -> Classified:
     hint = rule.hint if rule.hint is not None or not rule.transient else _RETRY_HINT
-    return kind(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
+    if rule.transient:
+        return ClassifiedTransientError(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
+    return ClassifiedTerminalError(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------- documentation
@@ -428,6 +431,7 @@ def _write_doc(path: str) -> None:
 __all__ = [
     "MSSQL_NUMBERS",
     "POSTGRES_CODES",
+    "Classified",
     "ClassifiedError",
     "ClassifiedTerminalError",
     "ClassifiedTransientError",

@@ -111,7 +111,7 @@ class DatabaseConfig(Section):
                 msg += " (mssql2pg connects to SQL Server with python-tds only)"
             raise ValueError(msg)
         if not url.host:
-            msg = "the URL has no host; expected e.g. " + ("mssql+pytds://user@host:1433/db")
+            msg = f"the URL has no host; expected {cls._accepted} followed by user@host:port/database"
             raise ValueError(msg)
         if not url.database:
             msg = "the URL names no database; add /<database> after the host"

@@ -65,15 +65,14 @@ def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSe
             continue
         claimed[table] = (index, entry)
 
-    matched_by_wildcards = False
     for index, entry, pattern in entries:
         if not pattern.is_wildcard:
             continue
-        for table in sorted((t for t in available if pattern.matches(t)), key=_sort_key):
-            matched_by_wildcards = True
-            claimed.setdefault(table, (index, entry))
-        if not any(pattern.matches(t) for t in available):
+        matches = sorted((t for t in available if pattern.matches(t)), key=_sort_key)
+        if not matches:
             log.warning("wildcard matches no CDC-enabled table", entry=entry.name)
+        for table in matches:
+            claimed.setdefault(table, (index, entry))
 
     if not claimed and not problems:
         problems.append(
@@ -81,7 +80,6 @@ def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSe
             + ", ".join(repr(e.name) for e in config.tables)
             + f" matched none of the CDC-enabled tables{_available(available)}"
         )
-    del matched_by_wildcards
 
     ordered = sorted(claimed.items(), key=lambda item: (item[1][0], _sort_key(item[0])))
     selections = [_select(config, table, entry) for table, (_, entry) in ordered]
