@@ -273,7 +273,11 @@ MSSQL_NUMBERS: dict[int, Rule] = {
     208: _table("invalid object name", "the table or its capture instance is gone; check CDC on the source table"),
     229: _table("permission denied on object", _SOURCE_PERMISSION),
     230: _table("permission denied on column", _SOURCE_PERMISSION),
-    313: _table("wrong number of arguments to a CDC function"),
+    313: _table(
+        "CDC function refused the LSN range (its 'insufficient number of arguments' error)",
+        "the checkpoint is outside the capture instance's retained range (cleanup ran ahead?); "
+        "'mssql2pg resync <table>' starts the table again from a snapshot",
+    ),
     # terminal, the pipeline
     18456: _pipeline(
         "login failed",
