@@ -237,7 +237,8 @@ def _describe(error: ErrorDetails, layers: _Layers) -> str:
         return _missing(loc, path)
     message = error["msg"].removeprefix("Value error, ")
     if kind in {"model_type", "dict_type"}:
-        message = f"expected a mapping of keys (a section), got a {_yaml_kind(error['input'])}"
+        wanted = "a table name or a mapping with 'name'" if loc[:1] == ("tables",) else "a mapping of keys (a section)"
+        message = f"expected {wanted}, got a {_yaml_kind(error['input'])}"
     given = _given(loc, error.get("input"))
     if message.startswith("Input should be ") and given:
         return f"{path}: got {given}, expected {message.removeprefix('Input should be ')}{where}"

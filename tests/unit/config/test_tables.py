@@ -238,3 +238,8 @@ def test_comma_inside_a_quoted_name_does_not_split_the_env_list() -> None:
 
     selections = resolve_tables(config, [TableId("dbo", "a,b"), TableId("dbo", "c")])
     assert [s.source for s in selections] == [TableId("dbo", "a,b"), TableId("dbo", "c")]
+
+
+def test_a_table_entry_of_the_wrong_kind(write_config: WriteConfig) -> None:
+    with pytest.raises(ConfigError, match=r"tables\.1: expected a table name or a mapping with 'name', got a number"):
+        load_config(write_config({**MINIMAL, "tables": ["dbo.a", 5]}), env={})
