@@ -14,7 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import annotated_types
 from pydantic import BaseModel, BeforeValidator, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
@@ -78,9 +77,9 @@ def _type(info: FieldInfo) -> str:
     for meta in info.metadata:
         for attr, symbol in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
             value = getattr(meta, attr, None)
-            if value is not None and isinstance(meta, annotated_types.BaseMetadata):
+            if value is not None and not callable(meta):
                 bounds.append(f"{symbol} {format_duration(value) if _is_duration(info) else value}")
-        if isinstance(meta, annotated_types.MinLen):
+        if isinstance(getattr(meta, "min_length", None), int):
             bounds.append(f"at least {meta.min_length}")
     return text + (f" ({', '.join(bounds)})" if bounds else "")
 
