@@ -123,7 +123,10 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     else:
         select_deleted, where = "false", f" WHERE {op} <> 1"
         key_match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
-        prelude = f", gone AS (DELETE FROM {target} AS t USING last AS l WHERE l.{op} = 1 AND {key_match})"
+        prelude = (
+            f", gone AS (DELETE FROM {target} AS t USING last AS l\n"
+            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn})"
+        )
         sets = [f"{c} = EXCLUDED.{c}" for c in data]
     sets += [f"{c} = EXCLUDED.{c}" for c in (lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale))]
     return (

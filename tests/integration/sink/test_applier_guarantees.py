@@ -299,3 +299,22 @@ def test_copy_rejection_points_at_the_row(target_connect: Connect) -> None:
         applier.flush()
     assert info.value.row is chunk.rows[1]
     applier.abandon()
+
+
+def test_changes_never_overwrite_or_delete_a_row_carrying_a_later_commit_lsn(target_connect: Connect) -> None:
+    applier = Applier(target_connect, [build_target_table(ACCOUNTS_A)], "p")
+    applier.start()
+    b = TxBuilder()
+    applier.offer(b.tx((ACCOUNTS_A, INS, [1, Decimal(1)]), (ACCOUNTS_A, INS, [2, Decimal(2)])))
+    applier.flush()
+    conn = target_connect()
+    # e.g. a resync already wrote these rows as of a later source position
+    conn.run("UPDATE bank.accountsa SET _cdc_lsn = :l, amount = amount + 100", l=lsn(9_999).raw)
+    applier.offer(b.update(ACCOUNTS_A, [1, Decimal(1)], [1, Decimal(5)]))
+    applier.offer(b.tx((ACCOUNTS_A, DEL, [2, Decimal(2)])))
+    applier.flush()
+    assert conn.run("SELECT id, amount FROM bank.accountsa ORDER BY id") == [
+        [1, Decimal("101.0000")],
+        [2, Decimal("102.0000")],
+    ]
+    applier.close()
