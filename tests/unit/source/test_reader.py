@@ -177,6 +177,8 @@ def test_every_row_exactly_once_in_order_for_any_page_and_chunk_size(
     assert all(len(c.rows) <= chunk_rows for c in chunks)
     assert all(len({r.commit_lsn for r in c.rows}) == 1 for c in chunks)
     assert sum(c.last for c in chunks) == len(sizes) == sum(c.first for c in chunks)
+    # commit times are read in pages of page_rows too; every chunk still gets its own transaction's
+    assert all((c.commit_time, c.tran_id) == src.times[c.commit_lsn.raw or b""] for c in chunks)
     assert isinstance(items[-1], Heartbeat)
 
 
@@ -340,3 +342,14 @@ def test_assemble_without_rows_yields_nothing() -> None:
 def test_settings_validation(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must"):
         ReaderSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_transaction_without_a_time_mapping_row_has_no_commit_time() -> None:
+    src = FakeSource(instances=[ORDERS])
+    src.add(ORDERS, 10, 5, 2, 1, 1, 1)
+    src.add(ORDERS, 11, 6, 2, 1, 2, 1)
+    src.add(ORDERS, 12, 7, 2, 1, 3, 1)
+    del src.times[lsn(11).raw or b""]
+    chunks = _chunks(_reader(src, page_rows=1).windows(Lsn.NULL))
+    assert [c.commit_time is None for c in chunks] == [False, True, False]
+    assert chunks[2].tran_id == bytes([12])
