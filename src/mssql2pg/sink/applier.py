@@ -93,6 +93,7 @@ class _TableBuffer:
 
 
 _COPY_LINE = re.compile(r"line (\d+)")
+_COPY_COLUMN = re.compile(r"line \d+, column (.+?)(?::|$)")
 
 
 class Applier:
@@ -334,7 +335,10 @@ class Applier:
         except Exception as exc:
             failed = _row_of_copy_error(exc, buffer.rows)
             if failed is not None:
-                error = UnstorableValueError(buffer.table.source, "?", f"PostgreSQL rejected the row: {_message(exc)}")
+                column = _column_of_copy_error(exc, buffer.table)
+                error = UnstorableValueError(
+                    buffer.table.source, column, f"PostgreSQL rejected the value: {_message(exc)}"
+                )
                 raise error.for_row(buffer.table.source, failed) from exc
             raise
         buffer.staged += len(buffer.lines)
@@ -403,3 +407,13 @@ def _row_of_copy_error(exc: BaseException, rows: Sequence[ChangeRow]) -> ChangeR
         return None
     line = int(match.group(1))
     return rows[line - 1] if 0 < line <= len(rows) else None
+
+
+def _column_of_copy_error(exc: BaseException, table: TargetTable) -> str:
+    """The source column a COPY error names (PostgreSQL says ``line N, column c: ...``), or ``?``."""
+    arg = exc.args[0] if exc.args else None
+    match = _COPY_COLUMN.search(str(arg.get("W", ""))) if isinstance(arg, dict) else None
+    if match is None:
+        return "?"
+    by_target = {c.name: c.source_name for c in table.columns}
+    return by_target.get(match.group(1), match.group(1))

@@ -298,6 +298,8 @@ def test_copy_rejection_points_at_the_row(target_connect: Connect) -> None:
     with pytest.raises(UnstorableValueError) as info:
         applier.flush()
     assert info.value.row is chunk.rows[1]
+    assert info.value.column == "Doc"
+    assert "xml" in info.value.reason.lower()
     applier.abandon()
 
 
