@@ -76,6 +76,13 @@ CASES: list[tuple[str, Any, Any]] = [
         "2024-03-31 02:30:00.1234567+05:30",
         dt.datetime(2024, 3, 31, 2, 30, 0, 123456, tzinfo=PLUS_0530),
     ),
+    # the emulator's datetimeoffset domain is text, with or without a blank before the offset
+    (
+        "datetimeoffset",
+        "2024-03-31 02:30:00.1234567 +05:30",
+        dt.datetime(2024, 3, 31, 2, 30, 0, 123456, tzinfo=PLUS_0530),
+    ),
+    ("datetimeoffset", "0001-01-01T00:00:00-08:00", dt.datetime(1, 1, 1, tzinfo=MINUS_08)),
     ("datetimeoffset", (dt.datetime(2024, 1, 1, 8, 0), 330), dt.datetime(2024, 1, 1, 8, 0, tzinfo=PLUS_0530)),
     ("datetimeoffset", dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 1, tzinfo=dt.UTC)),
     ("nvarchar", "😀 e\u0301 שלום", "😀 e\u0301 שלום"),
