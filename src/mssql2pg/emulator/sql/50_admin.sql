@@ -1,0 +1,287 @@
+-- Net changes, disabling, help procedures, jobs, cleanup and DDL tracking.
+
+-- cdc.fn_cdc_get_net_changes_<ci>: one row per key changed in the window, with its final values (section 2.3).
+CREATE OR REPLACE FUNCTION cdc_emulator.generate_net(ci text, out_cols text) RETURNS void
+LANGUAGE plpgsql AS $gen$
+DECLARE inst cdc_emulator.instances; keys text;
+BEGIN
+  SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
+  SELECT string_agg(format('t.%I', k), ', ') INTO keys FROM unnest(inst.key_columns) k;
+  EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', ci || '_net');
+  EXECUTE format('CREATE TYPE cdc_emulator.%I AS ("__$start_lsn" bytea, "__$operation" int, "__$update_mask" bytea, %s)',
+                 ci || '_net',
+                 (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY cc.column_ordinal)
+                    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
+                    JOIN pg_attribute a ON a.attrelid = ct.object_id AND a.attname = cc.column_name
+                   WHERE ct.capture_instance = ci));
+  EXECUTE format($f$
+    CREATE OR REPLACE FUNCTION cdc.%1$I(from_lsn bytea, to_lsn bytea, row_filter_option text)
+    RETURNS SETOF cdc_emulator.%2$I LANGUAGE plpgsql STABLE AS $b$
+    DECLARE opt text := lower(btrim(row_filter_option));
+    BEGIN
+      PERFORM cdc_emulator.check_range(%3$L, from_lsn, to_lsn, row_filter_option, 'fn_cdc_get_net_changes_',
+                                       ARRAY['all', 'all with mask', 'all with merge']);
+      RETURN QUERY
+      WITH w AS (
+        SELECT t.*, row_number() OVER k_desc AS rn_last, count(*) OVER k_all AS n,
+               first_value(t."__$operation") OVER k_asc AS first_op
+          FROM cdc.%4$I t
+         WHERE t."__$start_lsn" >= from_lsn AND t."__$start_lsn" <= to_lsn AND t."__$operation" <> 3
+        WINDOW k_all AS (PARTITION BY %5$s),
+               k_asc AS (PARTITION BY %5$s ORDER BY t."__$start_lsn", t."__$seqval", t."__$operation"),
+               k_desc AS (PARTITION BY %5$s ORDER BY t."__$start_lsn" DESC, t."__$seqval" DESC, t."__$operation" DESC)),
+      f AS (
+        SELECT w.*, CASE
+            WHEN w.n = 1 THEN w."__$operation"
+            WHEN w.first_op = 2 THEN CASE WHEN w."__$operation" = 1 THEN NULL ELSE 2 END
+            WHEN w.first_op = 4 THEN CASE WHEN w."__$operation" = 1 THEN 1 ELSE 4 END
+            ELSE CASE WHEN w."__$operation" = 1 THEN 1 ELSE 4 END END AS net_op
+          FROM w WHERE w.rn_last = 1)
+      SELECT t."__$start_lsn",
+             CASE WHEN opt = 'all with merge' THEN CASE WHEN t.net_op = 1 THEN 1 ELSE 5 END ELSE t.net_op END,
+             CASE WHEN opt = 'all with mask' AND t.net_op = 4 THEN t."__$update_mask" ELSE NULL END,
+             %6$s
+        FROM f t WHERE t.net_op IS NOT NULL;
+    END $b$ $f$, 'fn_cdc_get_net_changes_' || ci, ci || '_net', ci, inst.ct_name, keys, out_cols);
+END $gen$;
+
+CREATE OR REPLACE PROCEDURE sys.sp_cdc_disable_table(source_schema text, source_name text, capture_instance text)
+LANGUAGE plpgsql AS $$
+DECLARE inst record; src oid;
+BEGIN
+  PERFORM cdc_emulator.require_cdc_db();
+  SELECT c.oid INTO src FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = source_schema AND c.relname = source_name;
+  IF src IS NULL THEN
+    RAISE EXCEPTION 'Msg 22830: Source table ''%.%'' does not exist in the current database.', source_schema, source_name
+      USING ERRCODE = '42P01';
+  END IF;
+  IF lower(capture_instance) <> 'all' AND NOT EXISTS (SELECT 1 FROM cdc_emulator.instances i
+      WHERE i.capture_instance = sp_cdc_disable_table.capture_instance AND i.source_oid = src) THEN
+    RAISE EXCEPTION 'Msg 22904: Could not disable change data capture: capture instance ''%'' does not exist for table ''%.%''.',
+      capture_instance, source_schema, source_name USING ERRCODE = '42704';
+  END IF;
+  FOR inst IN SELECT * FROM cdc_emulator.instances i
+               WHERE i.source_oid = src AND (lower(sp_cdc_disable_table.capture_instance) = 'all'
+                                            OR i.capture_instance = sp_cdc_disable_table.capture_instance) LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cdc_' || md5(inst.capture_instance) || '_ins', src::regclass);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cdc_' || md5(inst.capture_instance) || '_del', src::regclass);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'cdc_' || md5(inst.capture_instance) || '_upd', src::regclass);
+    EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', inst.capture_instance || '_row');
+    EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', inst.capture_instance || '_net');
+    EXECUTE format('DROP TABLE IF EXISTS cdc.%I', inst.ct_name);
+    EXECUTE format('DROP TABLE IF EXISTS cdc_emulator.%I', inst.pending_name);
+    DELETE FROM cdc.captured_columns WHERE object_id IN
+      (SELECT object_id FROM cdc.change_tables ct WHERE ct.capture_instance = inst.capture_instance);
+    DELETE FROM cdc.index_columns WHERE object_id IN
+      (SELECT object_id FROM cdc.change_tables ct WHERE ct.capture_instance = inst.capture_instance);
+    DELETE FROM cdc.ddl_history WHERE object_id IN
+      (SELECT object_id FROM cdc.change_tables ct WHERE ct.capture_instance = inst.capture_instance);
+    DELETE FROM cdc.change_tables ct WHERE ct.capture_instance = inst.capture_instance;
+    DELETE FROM cdc_emulator.tx_touch t WHERE t.capture_instance = inst.capture_instance;
+    DELETE FROM cdc_emulator.instances i WHERE i.capture_instance = inst.capture_instance;
+  END LOOP;
+  IF NOT EXISTS (SELECT 1 FROM cdc_emulator.instances WHERE source_oid = src) THEN
+    EXECUTE format('DROP TRIGGER IF EXISTS cdc_no_truncate ON %s', src::regclass);
+  END IF;
+END $$;
+
+DROP TYPE IF EXISTS cdc_emulator.help_cdc_row CASCADE;
+CREATE TYPE cdc_emulator.help_cdc_row AS (source_schema text, source_table text, capture_instance text, object_id int, source_object_id int,
+               start_lsn bytea, end_lsn bytea, supports_net_changes boolean, has_drop_pending boolean,
+               role_name text, index_name text, filegroup_name text, create_date timestamp(3),
+               index_column_list text, captured_column_list text);
+
+CREATE OR REPLACE FUNCTION sys.sp_cdc_help_change_data_capture(source_schema text DEFAULT NULL, source_name text DEFAULT NULL)
+RETURNS SETOF cdc_emulator.help_cdc_row
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  PERFORM cdc_emulator.require_cdc_db();
+  RETURN QUERY
+  SELECT n.nspname::text, c.relname::text, ct.capture_instance, ct.object_id, ct.source_object_id, ct.start_lsn,
+         ct.end_lsn, ct.supports_net_changes, ct.has_drop_pending, ct.role_name, ct.index_name, ct.filegroup_name,
+         ct.create_date,
+         (SELECT string_agg(quote_ident(ic.column_name), ', ' ORDER BY ic.index_ordinal) FROM cdc.index_columns ic
+           WHERE ic.object_id = ct.object_id),
+         (SELECT string_agg(quote_ident(cc.column_name), ', ' ORDER BY cc.column_ordinal) FROM cdc.captured_columns cc
+           WHERE cc.object_id = ct.object_id)
+    FROM cdc.change_tables ct JOIN pg_class c ON c.oid = ct.source_object_id::oid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE (sp_cdc_help_change_data_capture.source_schema IS NULL OR n.nspname = sp_cdc_help_change_data_capture.source_schema)
+     AND (sp_cdc_help_change_data_capture.source_name IS NULL OR c.relname = sp_cdc_help_change_data_capture.source_name)
+   ORDER BY 1, 2, ct.create_date;
+END $$;
+
+DROP TYPE IF EXISTS cdc_emulator.captured_column_row CASCADE;
+CREATE TYPE cdc_emulator.captured_column_row AS (source_schema text, source_table text, capture_instance text, column_name text, column_id int,
+               column_ordinal int, data_type text, character_maximum_length int, numeric_precision int,
+               numeric_precision_radix int, numeric_scale int, datetime_precision int);
+
+CREATE OR REPLACE FUNCTION sys.sp_cdc_get_captured_columns(capture_instance text)
+RETURNS SETOF cdc_emulator.captured_column_row
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM cdc.change_tables ct WHERE ct.capture_instance = sp_cdc_get_captured_columns.capture_instance) THEN
+    RAISE EXCEPTION 'Msg 22981: Object does not exist or access is denied.' USING ERRCODE = '42704';
+  END IF;
+  RETURN QUERY
+  SELECT n.nspname::text, c.relname::text, ct.capture_instance, cc.column_name, cc.column_id, cc.column_ordinal,
+         cc.column_type,
+         CASE WHEN cc.column_type IN ('nvarchar', 'nchar') THEN CASE WHEN sc.max_length = -1 THEN -1 ELSE sc.max_length / 2 END
+              WHEN cc.column_type IN ('varchar', 'char', 'varbinary', 'binary') THEN sc.max_length END,
+         CASE WHEN cc.column_type IN ('decimal', 'numeric', 'money', 'smallmoney', 'tinyint', 'smallint', 'int', 'bigint',
+                                      'float', 'real') THEN sc."precision" END,
+         CASE WHEN cc.column_type IN ('decimal', 'numeric', 'money', 'smallmoney', 'tinyint', 'smallint', 'int', 'bigint')
+              THEN 10 WHEN cc.column_type IN ('float', 'real') THEN 2 END,
+         CASE WHEN cc.column_type IN ('decimal', 'numeric', 'money', 'smallmoney', 'tinyint', 'smallint', 'int', 'bigint')
+              THEN sc.scale END,
+         CASE WHEN cc.column_type IN ('time', 'datetime2', 'datetimeoffset', 'datetime', 'smalldatetime', 'date')
+              THEN sc.scale END
+    FROM cdc.change_tables ct
+    JOIN cdc.captured_columns cc ON cc.object_id = ct.object_id
+    JOIN pg_class c ON c.oid = ct.source_object_id::oid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN sys.columns sc ON sc.object_id = ct.source_object_id AND sc.column_id = cc.column_id
+   WHERE ct.capture_instance = sp_cdc_get_captured_columns.capture_instance
+   ORDER BY cc.column_ordinal;
+END $$;
+
+DROP TYPE IF EXISTS cdc_emulator.ddl_history_row CASCADE;
+CREATE TYPE cdc_emulator.ddl_history_row AS (source_schema text, source_table text, capture_instance text, required_column_update boolean,
+               ddl_command text, ddl_lsn bytea, ddl_time timestamp(3));
+
+CREATE OR REPLACE FUNCTION sys.sp_cdc_get_ddl_history(capture_instance text)
+RETURNS SETOF cdc_emulator.ddl_history_row
+LANGUAGE sql STABLE AS $$
+  SELECT n.nspname::text, c.relname::text, ct.capture_instance, h.required_column_update, h.ddl_command, h.ddl_lsn,
+         h.ddl_time
+    FROM cdc.ddl_history h JOIN cdc.change_tables ct ON ct.object_id = h.object_id
+    JOIN pg_class c ON c.oid = ct.source_object_id::oid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE ct.capture_instance = sp_cdc_get_ddl_history.capture_instance
+   ORDER BY h.ddl_lsn
+$$;
+
+DROP TYPE IF EXISTS cdc_emulator.help_jobs_row CASCADE;
+CREATE TYPE cdc_emulator.help_jobs_row AS (job_id uuid, job_type text, job_name text, maxtrans int, maxscans int, continuous boolean,
+               pollinginterval bigint, retention bigint, threshold bigint);
+
+CREATE OR REPLACE FUNCTION sys.sp_cdc_help_jobs()
+RETURNS SETOF cdc_emulator.help_jobs_row
+LANGUAGE sql STABLE AS $$
+  SELECT md5(current_database() || j.job_type)::uuid, j.job_type, format('cdc.%s_%s', current_database(), j.job_type),
+         j.maxtrans, j.maxscans, j.continuous, j.pollinginterval, j.retention, j.threshold
+    FROM cdc_emulator.cdc_jobs j ORDER BY j.job_type
+$$;
+
+CREATE OR REPLACE PROCEDURE sys.sp_cdc_change_job(job_type text DEFAULT 'capture', maxtrans int DEFAULT NULL,
+    maxscans int DEFAULT NULL, continuous boolean DEFAULT NULL, pollinginterval bigint DEFAULT NULL,
+    retention bigint DEFAULT NULL, threshold bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE jt text := lower(btrim(job_type));
+BEGIN
+  IF jt NOT IN ('capture', 'cleanup') THEN
+    RAISE EXCEPTION 'Msg 22992: The specified job type ''%'' is not valid. Specify ''capture'' or ''cleanup''.', job_type
+      USING ERRCODE = '22023';
+  END IF;
+  IF jt = 'capture' AND (retention IS NOT NULL OR threshold IS NOT NULL) THEN
+    RAISE EXCEPTION 'Msg 22995: Retention and threshold can only be set for the cleanup job.' USING ERRCODE = '22023';
+  END IF;
+  IF jt = 'cleanup' AND (maxtrans IS NOT NULL OR maxscans IS NOT NULL OR continuous IS NOT NULL OR pollinginterval IS NOT NULL) THEN
+    RAISE EXCEPTION 'Msg 22996: maxtrans, maxscans, continuous and pollinginterval can only be set for the capture job.'
+      USING ERRCODE = '22023';
+  END IF;
+  IF maxtrans IS NOT NULL AND maxtrans <= 0 OR maxscans IS NOT NULL AND maxscans <= 0 THEN
+    RAISE EXCEPTION 'Msg 22994: maxtrans and maxscans must be greater than 0.' USING ERRCODE = '22023';
+  END IF;
+  IF pollinginterval IS NOT NULL AND (pollinginterval < 0 OR pollinginterval >= 86400) THEN
+    RAISE EXCEPTION 'Msg 22998: pollinginterval must be between 0 and 86399 seconds.' USING ERRCODE = '22023';
+  END IF;
+  IF retention IS NOT NULL AND (retention <= 0 OR retention > 52594800) THEN
+    RAISE EXCEPTION 'Msg 22993: retention must be between 1 and 52594800 minutes.' USING ERRCODE = '22023';
+  END IF;
+  UPDATE cdc_emulator.cdc_jobs j SET
+    maxtrans = coalesce(sp_cdc_change_job.maxtrans, j.maxtrans),
+    maxscans = coalesce(sp_cdc_change_job.maxscans, j.maxscans),
+    continuous = coalesce(sp_cdc_change_job.continuous, CASE WHEN sp_cdc_change_job.pollinginterval > 0 THEN true END, j.continuous),
+    pollinginterval = CASE WHEN sp_cdc_change_job.continuous = false THEN 0
+                           ELSE coalesce(sp_cdc_change_job.pollinginterval, j.pollinginterval) END,
+    retention = coalesce(sp_cdc_change_job.retention, j.retention),
+    threshold = coalesce(sp_cdc_change_job.threshold, j.threshold)
+   WHERE j.job_type = jt;
+END $$;
+
+-- Manual cleanup: raise the instance's low water mark and delete change rows below it (section 5).
+CREATE OR REPLACE PROCEDURE sys.sp_cdc_cleanup_change_table(capture_instance text, low_water_mark bytea,
+    threshold bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE inst cdc_emulator.instances;
+BEGIN
+  SELECT * INTO inst FROM cdc_emulator.instances i WHERE i.capture_instance = sp_cdc_cleanup_change_table.capture_instance;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Msg 22964: LSN %, specified as the new low endpoint for the change table associated with capture instance ''%'', is not within the Change Data Capture timeline.', low_water_mark, capture_instance
+      USING ERRCODE = '22023';
+  END IF;
+  IF low_water_mark IS NULL OR low_water_mark > coalesce(sys.fn_cdc_get_max_lsn(), '\x00'::bytea) THEN
+    RAISE EXCEPTION 'Msg 22964: LSN %, specified as the new low endpoint for the change table associated with capture instance ''%'', is not within the Change Data Capture timeline.', low_water_mark, capture_instance
+      USING ERRCODE = '22023';
+  END IF;
+  UPDATE cdc.change_tables ct SET start_lsn = low_water_mark
+   WHERE ct.capture_instance = inst.capture_instance AND (ct.start_lsn IS NULL OR ct.start_lsn < low_water_mark);
+  EXECUTE format('DELETE FROM cdc.%I WHERE "__$start_lsn" < $1', inst.ct_name) USING low_water_mark;
+END $$;
+
+-- The cleanup job: low water mark = the smallest LSN committed at or after max(tran_end_time) - retention;
+-- raises every instance's start_lsn, then deletes older change rows and lsn_time_mapping rows.
+CREATE OR REPLACE PROCEDURE sys.sp_MScdc_cleanup_job()
+LANGUAGE plpgsql AS $$
+DECLARE keep_from timestamp; lwm bytea; inst cdc_emulator.instances;
+BEGIN
+  SELECT max(tran_end_time) - make_interval(mins => (SELECT retention FROM cdc_emulator.cdc_jobs WHERE job_type = 'cleanup')::int)
+    INTO keep_from FROM cdc.lsn_time_mapping;
+  IF keep_from IS NULL THEN RETURN; END IF;
+  lwm := sys.fn_cdc_map_time_to_lsn('smallest greater than or equal', keep_from);
+  IF lwm IS NULL THEN RETURN; END IF;
+  UPDATE cdc.change_tables SET start_lsn = lwm WHERE start_lsn IS NULL OR start_lsn < lwm;
+  FOR inst IN SELECT * FROM cdc_emulator.instances LOOP
+    EXECUTE format('DELETE FROM cdc.%I WHERE "__$start_lsn" < $1', inst.ct_name) USING lwm;
+  END LOOP;
+  DELETE FROM cdc.lsn_time_mapping WHERE start_lsn < lwm;
+END $$;
+
+-- DDL on captured tables (section 4): one ddl_history row per instance; a captured column's type change alters
+-- the change-table column (required_column_update = 1); triggers are regenerated for the new shape.
+CREATE OR REPLACE FUNCTION cdc_emulator.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE cmd record; inst cdc_emulator.instances; col record; retyped boolean; lsn bytea;
+BEGIN
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'ALTER TABLE' LOOP
+    FOR inst IN SELECT * FROM cdc_emulator.instances WHERE source_oid = cmd.objid LOOP
+      retyped := false;
+      FOR col IN
+        SELECT cc.column_name, a.atttypid, a.atttypmod, ca.atttypid AS ct_typ, ca.atttypmod AS ct_mod, ct.object_id
+          FROM cdc.change_tables ct JOIN cdc.captured_columns cc ON cc.object_id = ct.object_id
+          JOIN pg_attribute a ON a.attrelid = inst.source_oid AND a.attname = cc.column_name AND NOT a.attisdropped
+          JOIN pg_attribute ca ON ca.attrelid = ct.object_id AND ca.attname = cc.column_name
+         WHERE ct.capture_instance = inst.capture_instance
+           AND (a.atttypid, a.atttypmod) IS DISTINCT FROM (ca.atttypid, ca.atttypmod)
+      LOOP
+        retyped := true;
+        EXECUTE format('ALTER TABLE cdc.%I ALTER COLUMN %I TYPE %s', inst.ct_name, col.column_name,
+                       format_type(col.atttypid, col.atttypmod));
+        EXECUTE format('ALTER TABLE cdc_emulator.%I ALTER COLUMN %I TYPE %s', inst.pending_name, col.column_name,
+                       format_type(col.atttypid, col.atttypmod));
+        UPDATE cdc.captured_columns SET column_type = (cdc_emulator.sqlserver_type(col.atttypid, col.atttypmod)).name
+         WHERE object_id = col.object_id AND column_name = col.column_name;
+      END LOOP;
+      PERFORM cdc_emulator.capture_lock();
+      lsn := cdc_emulator.next_commit_lsn();
+      INSERT INTO cdc.ddl_history
+        SELECT ct.source_object_id, ct.object_id, retyped, current_query(), lsn, localtimestamp(3)
+          FROM cdc.change_tables ct WHERE ct.capture_instance = inst.capture_instance;
+      PERFORM cdc_emulator.generate(inst.capture_instance);
+    END LOOP;
+  END LOOP;
+END $$;
+
+DROP EVENT TRIGGER IF EXISTS cdc_emulator_ddl;
+CREATE EVENT TRIGGER cdc_emulator_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+  EXECUTE FUNCTION cdc_emulator.on_ddl();
