@@ -87,6 +87,8 @@ class Workload:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)  # noqa: S311 - a test workload, not cryptography
+        # the server-side random() that picks rows to change follows the same seed, so a run can be replayed
+        self.conn.run("SELECT setseed(:s)", s=self.rng.random() * 2 - 1)
         row = self.conn.run("SELECT coalesce(max(id), 0) + 1 FROM dbo.orders")
         self.next_order_id = int(row[0][0])
 
@@ -171,7 +173,7 @@ class Workload:
         total = Decimal("1.00")
         self._run(
             "INSERT INTO dbo.orders (id, customer_id, total, status) "
-            "SELECT g, :c, :t, 'bulk' FROM generate_series(:a, :b) AS g",
+            "SELECT g, :c, :t, 'bulk' FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) AS g",
             c=customer,
             t=total,
             a=first,
@@ -179,7 +181,7 @@ class Workload:
         )
         self._run(
             "INSERT INTO dbo.order_lines (order_id, line_no, product, qty) "
-            "SELECT g, 1, 'bulk-sku', 1 FROM generate_series(:a, :b) AS g",
+            "SELECT g, 1, 'bulk-sku', 1 FROM generate_series(CAST(:a AS bigint), CAST(:b AS bigint)) AS g",
             a=first,
             b=first + count - 1,
         )
