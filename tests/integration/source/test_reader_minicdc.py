@@ -156,7 +156,7 @@ def test_large_transaction_streams_in_bounded_chunks(
             assert row.values[0] == expected_id
             expected_id += 1
     assert expected_id == 20_000
-    assert len(sizes) == 50
+    assert len(sizes) == 40
     assert max(sizes) == 500
     assert flags[0] == (True, False)
     assert flags[-1] == (False, True)
