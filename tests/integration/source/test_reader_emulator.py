@@ -189,3 +189,23 @@ def test_idle_source_still_advances_with_a_heartbeat(shop: pg8000.native.Connect
     after = _max_lsn(shop)
     items = list(Reader.for_tables(engine, [ORDERS]).windows(before))
     assert items == [Heartbeat(lsn=after, source_time=items[0].source_time, tables=(ORDERS,))]  # type: ignore[union-attr]
+
+
+def test_schema_change_with_a_second_capture_instance_reads_each_change_once(
+    shop: pg8000.native.Connection, engine: sa.Engine
+) -> None:
+    start = _max_lsn(shop)
+    shop.run("INSERT INTO dbo.orders VALUES (1, 'before', 1, NULL, 0)")
+    shop.run("ALTER TABLE dbo.orders ADD COLUMN note varchar(10)")
+    enable_table(shop, "dbo", "orders", capture_instance="dbo_orders_v2")
+    shop.run("INSERT INTO dbo.orders VALUES (2, 'after', 2, NULL, 0, 'new')")
+    shop.run("UPDATE dbo.orders SET note = 'x' WHERE id = 1")
+    rows = [r for c in _chunks(Reader.for_tables(engine, [ORDERS]), start) for r in c.rows]
+    assert [(r.capture_instance, r.values[0], r.operation) for r in rows] == [
+        ("dbo_orders", 1, Operation.INSERT),
+        ("dbo_orders_v2", 2, Operation.INSERT),
+        ("dbo_orders_v2", 1, Operation.UPDATE_BEFORE),
+        ("dbo_orders_v2", 1, Operation.UPDATE_AFTER),
+    ]
+    assert rows[1].values[-1] == "new"
+    assert rows[-1].values[-1] == "x"
