@@ -21,6 +21,7 @@ import yaml
 
 from mssql2pg.demo.workload import TABLE_COLUMNS, TABLES, TOTAL_MONEY, Workload, create_schema, money_sum, table_rows
 from mssql2pg.localpg import LocalPostgres
+from mssql2pg.observability.logging import configure_logging
 
 
 @click.command()
@@ -28,10 +29,8 @@ from mssql2pg.localpg import LocalPostgres
 @click.option("--seed", type=int, default=None, help="workload seed (random if omitted; printed)")
 def demo(transactions: int, seed: int | None) -> None:
     """Run the pipeline end to end on a throwaway local PostgreSQL (SQL Server CDC emulated)."""
-    from mssql2pg.emulator import install  # noqa: PLC0415 - heavy imports only when the demo runs
-    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415
-
     seed = seed if seed is not None else random.randrange(1 << 30)  # noqa: S311 - not cryptographic
+    configure_logging("warning", "console")
     say = _Printer()
     say.step("starting a throwaway PostgreSQL server (127.0.0.1, deleted afterwards)")
     server = LocalPostgres("demo")
@@ -39,57 +38,7 @@ def demo(transactions: int, seed: int | None) -> None:
     server.start()
     stop = threading.Event()
     try:
-        source_db = server.create_database(name="shop")
-        target_db = server.create_database(name="dw")
-        source_url, target_url = server.url(source_db), server.url(target_db)
-        say.step(f"installing the SQL Server CDC emulator into {source_db!r}; creating 3 CDC-enabled tables")
-        install(source_url)
-        src = server.connect(source_db)
-        create_schema(src)
-        config_path = Path(server.base) / "pipeline.yaml"
-        config_path.write_text(
-            yaml.safe_dump(
-                {
-                    "source": {"url": source_url},
-                    "target": {"url": target_url},
-                    "tables": list(TABLES),
-                    "reader": {"poll_interval": 0.1},
-                    "http": {"port": 0},
-                    "log": {"format": "console", "level": "warning"},
-                }
-            ),
-            encoding="utf-8",
-        )
-        pipeline = Pipeline.from_config_file(config_path)
-        say.step(f"running {transactions} source transactions (seed {seed}) while the pipeline replicates")
-        runner_thread = threading.Thread(target=pipeline.run, args=(stop,), name="pipeline", daemon=True)
-        runner_thread.start()
-        workload = Workload(src, seed)
-        started = time.monotonic()
-        last_print = 0.0
-        for done in range(1, transactions + 1):
-            workload.step()
-            now = time.monotonic()
-            if now - last_print > 0.25:
-                last_print = now
-                say.progress(_progress_line(done, transactions, pipeline, now - started))
-        say.progress(_progress_line(transactions, transactions, pipeline, time.monotonic() - started))
-        say.done()
-        say.step("workload finished; waiting for the pipeline to catch up")
-        caught_up = pipeline.wait_caught_up(timeout=120)
-        stop.set()
-        runner_thread.join(30)
-        if not caught_up:
-            raise click.ClickException("the pipeline did not catch up within 120 s; see the log above")
-        ok = _compare(server, source_db, target_db, say)
-        stats = pipeline.stats
-        say.step(
-            f"replicated {stats.transactions} transactions, {stats.rows} change rows in "
-            f"{time.monotonic() - started:.1f} s; {workload.rolled_back} rolled-back transactions never appeared"
-        )
-        if not ok:
-            raise click.ClickException("the target does NOT match the source (this is a bug: please report it)")
-        say.step("target matches source exactly ✔")
+        ok = _run_demo(server, transactions, seed, stop, say)
     except KeyboardInterrupt:
         stop.set()
         say.done()
@@ -98,6 +47,64 @@ def demo(transactions: int, seed: int | None) -> None:
     finally:
         stop.set()
         server.destroy()
+    if not ok:
+        raise click.ClickException("the target does NOT match the source (this is a bug: please report it)")
+    say.step("target matches source exactly ✔")
+
+
+def _run_demo(server: LocalPostgres, transactions: int, seed: int, stop: threading.Event, say: _Printer) -> bool:
+    from mssql2pg.emulator import install  # noqa: PLC0415 - heavy imports only when the demo runs
+    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415
+
+    source_db = server.create_database(name="shop")
+    target_db = server.create_database(name="dw")
+    say.step(f"installing the SQL Server CDC emulator into {source_db!r}; creating 3 CDC-enabled tables")
+    install(server.url(source_db))
+    src = server.connect(source_db)
+    create_schema(src)
+    pipeline = Pipeline.from_config_file(_write_config(server, source_db, target_db))
+    say.step(f"running {transactions} source transactions (seed {seed}) while the pipeline replicates")
+    runner_thread = threading.Thread(target=pipeline.run, args=(stop,), name="pipeline", daemon=True)
+    runner_thread.start()
+    workload = Workload(src, seed)
+    started = last_print = time.monotonic()
+    for done in range(1, transactions + 1):
+        workload.step()
+        if time.monotonic() - last_print > 0.25 or done == transactions:
+            last_print = time.monotonic()
+            say.progress(_progress_line(done, transactions, pipeline, last_print - started))
+    say.done()
+    say.step("workload finished; waiting for the pipeline to catch up")
+    caught_up = pipeline.wait_caught_up(timeout=120)
+    stop.set()
+    runner_thread.join(30)
+    if not caught_up:
+        raise click.ClickException("the pipeline did not catch up within 120 s; see the log above")
+    ok = _compare(server, source_db, target_db, say)
+    stats = pipeline.stats
+    say.step(
+        f"replicated {stats.transactions} transactions, {stats.rows} change rows in "
+        f"{time.monotonic() - started:.1f} s; {workload.rolled_back} rolled-back transactions never appeared"
+    )
+    return ok
+
+
+def _write_config(server: LocalPostgres, source_db: str, target_db: str) -> Path:
+    path = Path(server.base) / "pipeline.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"url": server.url(source_db)},
+                "target": {"url": server.url(target_db)},
+                "tables": list(TABLES),
+                "reader": {"poll_interval": 0.1},
+                "http": {"enabled": False},
+                "log": {"format": "console", "level": "warning"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
 
 
 def _progress_line(done: int, total: int, pipeline: object, elapsed: float) -> str:

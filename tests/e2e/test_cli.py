@@ -1,0 +1,96 @@
+"""The command line as users run it: help, demo, check, run with bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pg8000.native
+import pytest
+
+from mssql2pg.demo.workload import TABLES, create_schema
+from mssql2pg.emulator import connect
+from tests.e2e.pipeline_process import run_cli, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["emulator", "--help"],
+        ["emulator", "install", "--help"],
+        ["emulator", "agent", "--help"],
+        ["run", "--help"],
+        ["check", "--help"],
+    ],
+)
+def test_help_works(args: list[str]) -> None:
+    result = run_cli(*args)
+
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_demo_replicates_and_says_target_matches_source() -> None:
+    result = run_cli("demo", "--transactions", "150", "--seed", "7", timeout=300)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "target matches source exactly" in result.stdout
+    assert "identical" in result.stdout
+    assert "DIFFERENT" not in result.stdout
+
+
+def test_run_with_unknown_key_names_it_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "source: {url: 'postgresql://u@127.0.0.1:1/x'}\ntarget: {url: 'postgresql://u@127.0.0.1:1/y'}\n"
+        "tables: [dbo.t]\nreader: {poll_intervall: 1}\n",
+        encoding="utf-8",
+    )
+
+    result = run_cli("run", "--config", str(config))
+
+    assert result.returncode == 2
+    assert "poll_intervall" in result.stderr
+    assert "poll_interval" in result.stderr
+
+
+def test_check_passes_on_a_ready_source_and_reports_a_missing_capture_job(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src = connect(emulated_source_url)
+    create_schema(src)
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, list(TABLES))
+
+    ok = run_cli("check", "--config", str(config))
+
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "capture job has produced LSNs" in ok.stdout
+    assert "all checks passed" in ok.stdout
+
+    src.run("CALL cdc_emulator.set_capture_mode('agent')")
+    src.run("DELETE FROM cdc.lsn_time_mapping")  # as before the capture job ever ran: max LSN is NULL
+    src.close()
+    failing = run_cli("check", "--config", str(config))
+
+    assert failing.returncode == 1
+    assert "FAIL" in failing.stdout
+    assert "sp_cdc_start_job" in failing.stdout
+
+
+def test_check_names_a_table_without_cdc_with_the_command_to_fix_it(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src: pg8000.native.Connection = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.plain (id int PRIMARY KEY)")
+    src.run("CREATE TABLE dbo.tracked (id int PRIMARY KEY)")
+    src.run("CALL sys.sp_cdc_enable_table(source_schema => 'dbo', source_name => 'tracked', role_name => NULL)")
+    src.close()
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.plain"])
+
+    result = run_cli("check", "--config", str(config))
+
+    assert result.returncode == 1
+    assert "dbo.plain" in result.stdout
