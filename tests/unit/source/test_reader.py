@@ -353,3 +353,11 @@ def test_transaction_without_a_time_mapping_row_has_no_commit_time() -> None:
     chunks = _chunks(_reader(src, page_rows=1).windows(Lsn.NULL))
     assert [c.commit_time is None for c in chunks] == [False, True, False]
     assert chunks[2].tran_id == bytes([12])
+
+
+def test_lsn_gap_error_survives_pickling_with_its_table() -> None:
+    import pickle
+
+    err = LsnGapError(ORDERS.source, "dbo_orders", lsn(10), lsn(20))
+    copy = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own object
+    assert (copy.table, copy.checkpoint, copy.min_lsn, copy.hint) == (ORDERS.source, lsn(10), lsn(20), err.hint)
