@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Iterable
 
@@ -356,8 +357,6 @@ def test_transaction_without_a_time_mapping_row_has_no_commit_time() -> None:
 
 
 def test_lsn_gap_error_survives_pickling_with_its_table() -> None:
-    import pickle
-
     err = LsnGapError(ORDERS.source, "dbo_orders", lsn(10), lsn(20))
     copy = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own object
     assert (copy.table, copy.checkpoint, copy.min_lsn, copy.hint) == (ORDERS.source, lsn(10), lsn(20), err.hint)
