@@ -7,7 +7,8 @@ transaction of any size can be streamed with bounded memory:
 * every chunk belongs to exactly one source transaction (one commit LSN);
 * the chunks of one transaction arrive consecutively, ``first`` set on the first and ``last`` on the last
   (a small transaction is one chunk with both set);
-* transactions arrive in commit-LSN order, and rows inside one in (seqval, operation) order;
+* transactions arrive in commit-LSN order, and rows inside one in (command_id, seqval, operation) order
+  (``__$command_id`` first, as current SQL Server documentation says; KB 3030352);
 * a :class:`Heartbeat` says "everything up to ``lsn`` has been delivered" and only ever comes between
   transactions. It lets the checkpoint advance while the source is idle.
 
