@@ -28,10 +28,13 @@ def connect(url: str) -> pg8000.native.Connection:
     )
 
 
+# The install scripts, in order. Listed, not globbed, so a stray file in the folder never runs.
+SCRIPTS = ("10_catalog.sql", "20_lsn.sql", "30_capture.sql", "40_instances.sql", "50_admin.sql")
+
+
 def _scripts() -> list[tuple[str, str]]:
     folder = resources.files("mssql2pg.emulator") / "sql"
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+    return [(name, (folder / name).read_text(encoding="utf-8")) for name in SCRIPTS]
 
 
 def install(url: str) -> None:

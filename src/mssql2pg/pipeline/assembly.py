@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,18 @@ import structlog
 from mssql2pg import __version__
 from mssql2pg.classify import classify
 from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
-from mssql2pg.errors import TransientError
+from mssql2pg.errors import SourceError, TransientError
 from mssql2pg.model import CaptureInstance, Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
+from mssql2pg.sink import control
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
+from mssql2pg.source.errors import LsnGapError
 from mssql2pg.source.reader import Reader, ReaderSettings
 
 log = structlog.get_logger(component="pipeline")
@@ -65,17 +67,29 @@ def target_connector(config: Config) -> Any:
 
 
 def discover(
-    engine: sa.Engine, config: Config
+    engine: sa.Engine, config: Config, skip: Collection[str] = ()
 ) -> tuple[list[TableSelection], dict[TableId, tuple[CaptureInstance, ...]]]:
-    """The selected tables and their capture instances, checked against what CDC has enabled."""
+    """The selected tables and their capture instances, checked against what CDC has enabled.
+
+    ``skip`` names source tables to leave out (paused or needing resync)."""
     with engine.connect() as conn:
         instances = load_capture_instances(conn)
     available = sorted({ci.source for ci in instances})
     selections = resolve_tables(config, available)
     if config.pipeline.group is not None:
         selections = [s for s in selections if s.group == config.pipeline.group]
+    selections = [s for s in selections if str(s.source) not in skip]
     by_table = select_instances(instances, [s.source for s in selections])
     return selections, by_table
+
+
+def inactive_tables(config: Config) -> dict[str, tuple[str, str]]:
+    """Tables the target's control schema marks paused or needing resync (source table -> (state, reason))."""
+    conn = target_connector(config)()
+    try:
+        return control.inactive_tables(conn, config.pipeline.name)
+    finally:
+        conn.close()
 
 
 def target_tables(
@@ -193,10 +207,17 @@ class Pipeline:
         return cls.from_config(load_config(path, env))
 
     @classmethod
-    def from_config(cls, config: Config) -> Pipeline:
-        obs = Observability(version=__version__, unhealthy_after=config.retry.alert_after)
+    def from_config(cls, config: Config, obs: Observability | None = None) -> Pipeline:
+        obs = obs or Observability(version=__version__, unhealthy_after=config.retry.alert_after)
         engine = source_engine(config)
-        selections, instances = discover(engine, config)
+        inactive = inactive_tables(config)
+        for table, (state, reason) in inactive.items():
+            obs.table_state(table, state.replace("-", "_"), reason)
+            log.warning("table left out: it is not active", table=table, state=state, reason=reason)
+        selections, instances = discover(engine, config, skip=inactive)
+        if not selections:
+            msg = "no table left to replicate: every selected table is paused or needs a resync"
+            raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
         tables = target_tables(selections, instances)
         reader = Reader.for_tables(
             engine,
@@ -239,11 +260,47 @@ class Pipeline:
         return self.runner.stats
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
+        """Replicate; an LSN gap pauses only its table (``needs-resync``) and the others go on."""
+        pipeline = self
+        while True:
+            try:
+                return pipeline._run_once(stop, until_caught_up)
+            except LsnGapError as gap:
+                pipeline._pause(gap)
+                replacement = Pipeline.from_config(self.config, obs=self.obs)
+                replacement.runner.stats = pipeline.runner.stats
+                pipeline = replacement
+                self.tables, self.runner, self.applier, self.reader = (
+                    pipeline.tables,
+                    pipeline.runner,
+                    pipeline.applier,
+                    pipeline.reader,
+                )
+
+    def _run_once(self, stop: threading.Event, until_caught_up: bool) -> RunStats:
         try:
             return self.runner.run(stop, until_caught_up=until_caught_up)
         finally:
             self.applier.close()
             self.reader.close()
+
+    def _pause(self, gap: LsnGapError) -> None:
+        reason = str(gap).split("\n  hint:")[0]
+        remediation = f"mssql2pg resync {gap.table}" + (f" ({gap.hint})" if gap.hint else "")
+        conn = target_connector(self.config)()
+        try:
+            control.set_table_state(
+                conn, self.config.pipeline.name, str(gap.table), "needs-resync", reason=reason, remediation=remediation
+            )
+        finally:
+            conn.close()
+        self.obs.table_state(gap.table, "needs_resync", reason)
+        log.error(
+            "table paused: changes were lost to CDC cleanup",
+            table=str(gap.table),
+            reason=reason,
+            remediation=remediation,
+        )
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

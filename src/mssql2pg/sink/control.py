@@ -68,3 +68,22 @@ def register_tables(conn: Any, pipeline: str, tables: Sequence[TargetTable]) -> 
             capture_instance=table.capture_instance.name,
             target_table=f"{table.schema}.{table.name}",
         )
+
+
+def set_table_state(conn: Any, pipeline: str, source_table: str, state: str, *, reason: str, remediation: str) -> None:
+    """Record a table's state (``active`` | ``paused`` | ``needs-resync``) with the reason and what to do."""
+    conn.run(
+        sql.SET_TABLE_STATE,
+        pipeline=pipeline,
+        source_table=source_table,
+        state=state,
+        reason=reason,
+        remediation=remediation,
+    )
+
+
+def inactive_tables(conn: Any, pipeline: str) -> dict[str, tuple[str, str]]:
+    """Tables this pipeline must leave alone: source table -> (state, reason). Empty before the first run."""
+    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.table_state")[0][0]:
+        return {}
+    return {row[0]: (row[1], row[2] or "") for row in conn.run(sql.SELECT_INACTIVE_TABLES, pipeline=pipeline)}

@@ -207,6 +207,17 @@ WHERE c.lsn <= EXCLUDED.lsn
 RETURNING lsn
 """
 
+SET_TABLE_STATE = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, target_table, state, reason, remediation)
+VALUES (:pipeline, :source_table, :source_table, :state, :reason, :remediation)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET state = EXCLUDED.state, reason = EXCLUDED.reason, remediation = EXCLUDED.remediation, updated_at = now()
+"""
+
+SELECT_INACTIVE_TABLES = f"""
+SELECT source_table, state, reason FROM {_c("table_state")} WHERE pipeline = :pipeline AND state <> 'active'
+"""
+
 REGISTER_TABLE_STATE = f"""
 INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
 VALUES (:pipeline, :source_table, :capture_instance, :target_table)
