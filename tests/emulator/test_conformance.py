@@ -97,7 +97,8 @@ def test_insert_update_delete_operations_and_shared_commit_lsn(backend: Backend)
     commit = rows[0][0]
     assert all(len(r[0]) == 10 and r[1] < commit for r in rows)
     before, after = rows[2], rows[3]
-    assert before[1] == after[1] and before[3] == after[3] == b"\x04"
+    assert before[1] == after[1]
+    assert before[3] == after[3] == b"\x04"
     assert rows[0][3] == b"\x07"
     mapping = backend.run(
         pg="SELECT start_lsn, tran_id FROM cdc.lsn_time_mapping",

@@ -235,3 +235,11 @@ CREATE OR REPLACE VIEW sys.index_columns AS
     FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
    WHERE k.attnum > 0;
 
+
+-- sys.databases: this database reports is_cdc_enabled after sys.sp_cdc_enable_db(); others report false.
+CREATE OR REPLACE VIEW sys.databases AS
+  SELECT d.datname::text AS name, d.oid::int AS database_id,
+         CASE WHEN d.datname = current_database()
+              THEN coalesce((SELECT value = 'true' FROM cdc_emulator.settings WHERE key = 'cdc_enabled'), false)
+              ELSE false END AS is_cdc_enabled
+    FROM pg_database d WHERE NOT d.datistemplate;
