@@ -67,7 +67,7 @@ BEGIN
   SELECT t.typname, n.nspname INTO tname, nsp FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
    WHERE t.oid = typ;
   IF nsp = 'sys' THEN
-    name := tname;
+    name := CASE tname WHEN 'rowversion' THEN 'timestamp' ELSE tname END;  -- sys.types names it timestamp
   ELSE
     name := CASE tname
       WHEN 'bool' THEN 'bit' WHEN 'int2' THEN 'smallint' WHEN 'int4' THEN 'int' WHEN 'int8' THEN 'bigint'

@@ -138,9 +138,9 @@ BEGIN
     INSERT INTO cdc.captured_columns VALUES (ct_oid::int, col.name, col.attnum, col.sqltype, ord, col.computed, NULL);
     -- change-table columns are nullable: a domain's NOT NULL must not apply, so sys domains keep their own type
     EXECUTE format('ALTER TABLE cdc.%I ADD COLUMN %I %s', ct_name, col.name,
-                   CASE WHEN col.sqltype = 'rowversion' THEN 'bytea' ELSE col.pgtype END);
+                   CASE WHEN col.sqltype = 'timestamp' THEN 'bytea' ELSE col.pgtype END);
     EXECUTE format('ALTER TABLE cdc_emulator.%I ADD COLUMN %I %s', pending_name, col.name,
-                   CASE WHEN col.sqltype = 'rowversion' THEN 'bytea' ELSE col.pgtype END);
+                   CASE WHEN col.sqltype = 'timestamp' THEN 'bytea' ELSE col.pgtype END);
     IF col.sqltype IN ('text', 'ntext', 'image') THEN
       legacy := legacy || col.name;
     ELSIF col.max_length = -1 AND col.sqltype IN ('nvarchar', 'varchar', 'varbinary', 'xml') THEN
