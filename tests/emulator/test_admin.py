@@ -86,3 +86,14 @@ def test_help_procedures(conn: pg8000.native.Connection) -> None:
     conn.run("CALL sys.sp_cdc_change_job(job_type => 'capture', pollinginterval => 1)")
     jobs = {r[0]: r[1] for r in conn.run("SELECT job_type, pollinginterval FROM sys.sp_cdc_help_jobs()")}
     assert jobs["capture"] == 1
+
+
+def test_unmapped_type_is_left_out_of_sys_columns_and_refused_by_enable(conn: pg8000.native.Connection) -> None:
+    """A PostgreSQL-only type never breaks catalog queries; capturing it is refused with a hint."""
+    conn.run("CREATE TABLE dbo.j (id int PRIMARY KEY, doc jsonb)")
+    names = conn.run(
+        "SELECT c.name FROM sys.columns c JOIN sys.tables t ON t.object_id = c.object_id WHERE t.name = 'j'"
+    )
+    assert names == [["id"]]
+    with pytest.raises(pg8000.exceptions.DatabaseError, match="no SQL Server type"):
+        enable_table(conn, "dbo", "j")

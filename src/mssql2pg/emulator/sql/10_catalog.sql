@@ -58,7 +58,9 @@ INSERT INTO cdc_emulator.type_ids VALUES
 ON CONFLICT (name) DO NOTHING;
 
 -- The SQL Server type of a PostgreSQL column: name, max_length (bytes, -1 = max), precision, scale.
-CREATE OR REPLACE FUNCTION cdc_emulator.sqlserver_type(typ oid, typmod int,
+-- strict = false (the sys.columns view) gives NULLs for a type with no SQL Server counterpart instead of an
+-- error, so one odd column elsewhere in the database never breaks catalog queries.
+CREATE OR REPLACE FUNCTION cdc_emulator.sqlserver_type(typ oid, typmod int, strict boolean,
     OUT name text, OUT max_length int, OUT "precision" int, OUT scale int)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -76,7 +78,9 @@ BEGIN
       WHEN 'timestamptz' THEN 'datetimeoffset' WHEN 'varchar' THEN 'nvarchar' WHEN 'bpchar' THEN 'nchar'
       WHEN 'text' THEN 'nvarchar' WHEN 'bytea' THEN 'varbinary' WHEN 'uuid' THEN 'uniqueidentifier'
       WHEN 'xml' THEN 'xml' ELSE NULL END;
-    IF name IS NULL THEN
+    IF name IS NULL AND NOT strict THEN
+      RETURN;
+    ELSIF name IS NULL THEN
       RAISE EXCEPTION 'Msg 22831: the emulator has no SQL Server type for PostgreSQL type %', format_type(typ, typmod)
         USING ERRCODE = '42804',
               HINT = 'use a type listed in docs/emulator.md (e.g. int, numeric(p,s), varchar(n), sys.money)';
@@ -104,6 +108,10 @@ BEGIN
     scale := 6;
   END IF;
 END $$;
+
+CREATE OR REPLACE FUNCTION cdc_emulator.sqlserver_type(typ oid, typmod int,
+    OUT name text, OUT max_length int, OUT "precision" int, OUT scale int)
+LANGUAGE sql STABLE AS $$ SELECT * FROM cdc_emulator.sqlserver_type(typ, typmod, true) $$;
 
 -- The CDC catalog, with SQL Server's column names and order (reference/sqlserver-cdc.md section 1).
 CREATE TABLE IF NOT EXISTS cdc.change_tables (
@@ -218,7 +226,7 @@ CREATE OR REPLACE VIEW sys.columns AS
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
     JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-    CROSS JOIN LATERAL cdc_emulator.sqlserver_type(a.atttypid, a.atttypmod) st
+    CROSS JOIN LATERAL cdc_emulator.sqlserver_type(a.atttypid, a.atttypmod, false) st
     JOIN cdc_emulator.type_ids ti ON ti.name = st.name
    WHERE a.attnum > 0 AND NOT a.attisdropped
      AND n.nspname NOT IN ('cdc_emulator');
