@@ -202,3 +202,14 @@ def test_cli_install(source_server) -> None:  # type: ignore[no-untyped-def]
         assert conn.run("SELECT is_cdc_enabled FROM sys.databases WHERE name = current_database()") == [[True]]
     finally:
         conn.close()
+
+
+def test_enable_table_helper_accepts_a_url(emulated_source_url: str) -> None:
+    """The fixture helper works with a URL too and returns the capture instance name."""
+    conn = connect(emulated_source_url)
+    try:
+        conn.run("CREATE SCHEMA sales; CREATE TABLE sales.items (id int PRIMARY KEY)")
+        assert enable_table(emulated_source_url, "sales", "items", capture_instance="items_v1") == "items_v1"
+        assert conn.run("SELECT capture_instance FROM cdc.change_tables") == [["items_v1"]]
+    finally:
+        conn.close()
