@@ -97,3 +97,21 @@ def test_unmapped_type_is_left_out_of_sys_columns_and_refused_by_enable(conn: pg
     assert names == [["id"]]
     with pytest.raises(pg8000.exceptions.DatabaseError, match="no SQL Server type"):
         enable_table(conn, "dbo", "j")
+
+
+def test_retention_cleanup_job_raises_every_start_lsn(conn: pg8000.native.Connection) -> None:
+    """§2.7 cleanup algorithm: low water mark = smallest LSN committed at or after max(tran_end_time) -
+    retention; every instance's start_lsn is raised to it and older change rows are deleted."""
+    enable_table(conn, "dbo", "o")
+    enable_table(conn, "dbo", "o", capture_instance="dbo_o_v2")
+    conn.run("INSERT INTO dbo.o (id, q) VALUES (1, 1)")
+    conn.run("INSERT INTO dbo.o (id, q) VALUES (2, 1)")
+    old, new = (r[0] for r in conn.run("SELECT start_lsn FROM cdc.lsn_time_mapping ORDER BY 1"))
+    conn.run(
+        "UPDATE cdc.lsn_time_mapping SET tran_end_time = tran_end_time - interval '2 hours' WHERE start_lsn = :l", l=old
+    )
+    conn.run("CALL sys.sp_cdc_change_job(job_type => 'cleanup', retention => 60)")
+    conn.run("CALL sys.sp_MScdc_cleanup_job()")
+    assert conn.run("SELECT sys.fn_cdc_get_min_lsn('dbo_o'), sys.fn_cdc_get_min_lsn('dbo_o_v2')") == [[new, new]]
+    assert conn.run('SELECT id FROM cdc."dbo_o_CT"') == [[2]]
+    assert conn.run('SELECT id FROM cdc."dbo_o_v2_CT"') == [[2]]
