@@ -8,6 +8,7 @@ import sys
 import threading
 from decimal import Decimal
 
+import pg8000.exceptions
 import pytest
 from click.testing import CliRunner
 
@@ -211,5 +212,19 @@ def test_enable_table_helper_accepts_a_url(emulated_source_url: str) -> None:
         conn.run("CREATE SCHEMA sales; CREATE TABLE sales.items (id int PRIMARY KEY)")
         assert enable_table(emulated_source_url, "sales", "items", capture_instance="items_v1") == "items_v1"
         assert conn.run("SELECT capture_instance FROM cdc.change_tables") == [["items_v1"]]
+    finally:
+        conn.close()
+
+
+def test_enable_table_before_enable_db_raises_22901(source_server) -> None:  # type: ignore[no-untyped-def]
+    """§2.6: without sp_cdc_enable_db, CDC procedures raise 22901 (database not enabled for CDC)."""
+    url = source_server.url(source_server.create_database("noenable"))
+    install(url)
+    conn = connect(url)
+    try:
+        conn.run("CREATE SCHEMA dbo; CREATE TABLE dbo.t (id int PRIMARY KEY)")
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="22901"):
+            enable_table(conn, "dbo", "t")
+        assert conn.run("SELECT is_cdc_enabled FROM sys.databases WHERE name = current_database()") == [[False]]
     finally:
         conn.close()
