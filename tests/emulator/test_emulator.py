@@ -228,3 +228,23 @@ def test_enable_table_before_enable_db_raises_22901(source_server) -> None:  # t
         assert conn.run("SELECT is_cdc_enabled FROM sys.databases WHERE name = current_database()") == [[False]]
     finally:
         conn.close()
+
+
+def test_interleaved_transactions_give_non_monotonic_seqvals(emulated_source_url: str) -> None:
+    """§3.2: seqval increases within a transaction but not across commits when transactions interleave;
+    ordering by (commit LSN, seqval) is still a total order."""
+    a, b = connect(emulated_source_url), connect(emulated_source_url)
+    try:
+        a.run("CREATE SCHEMA dbo; CREATE TABLE dbo.t (id int PRIMARY KEY)")
+        enable_table(a, "dbo", "t")
+        a.run("BEGIN")
+        a.run("INSERT INTO dbo.t VALUES (1)")
+        b.run("INSERT INTO dbo.t VALUES (2)")
+        a.run("COMMIT")
+        rows = a.run('SELECT id, "__$start_lsn", "__$seqval" FROM cdc."dbo_t_CT" ORDER BY "__$start_lsn"')
+        assert [r[0] for r in rows] == [2, 1]
+        assert rows[0][2] > rows[1][2]
+        assert all(r[2] < r[1] for r in rows)
+    finally:
+        a.close()
+        b.close()
