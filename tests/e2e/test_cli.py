@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pg8000.native
@@ -94,3 +95,27 @@ def test_check_names_a_table_without_cdc_with_the_command_to_fix_it(
 
     assert result.returncode == 1
     assert "dbo.plain" in result.stdout
+
+
+def test_status_shows_checkpoint_tables_and_caught_up(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src = connect(emulated_source_url)
+    create_schema(src)
+    src.close()
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, list(TABLES))
+
+    before = run_cli("status", "--config", str(config))
+
+    assert before.returncode == 0, before.stderr
+    assert "none yet" in before.stdout
+
+    assert run_cli("run", "--config", str(config), "--until-caught-up").returncode == 0
+    after = run_cli("status", "--config", str(config), "--json")
+
+    assert after.returncode == 0, after.stderr
+    report = json.loads(after.stdout)
+    assert report["caught_up"] is True
+    assert {t["source"] for t in report["tables"]} == set(TABLES)
+    assert all(t["state"] == "active" for t in report["tables"])
+    assert report["checkpoint"]["lsn"] == report["source_max_lsn"]["lsn"]
