@@ -19,9 +19,24 @@ How it works:
 4. A heartbeat between transactions moves the checkpoint forward (idle progress), at most once per
    ``heartbeat_interval`` seconds when it is the only thing to commit.
 
-Failures: the applier does not retry. A driver error propagates (the runner classifies and restarts, calling
-``abandon()`` which rolls back); a row PostgreSQL cannot store raises
-:class:`~mssql2pg.sink.types.UnstorableValueError` carrying that row.
+Failures: the applier does not retry. A transient driver error propagates (the runner classifies and restarts,
+calling ``abandon()`` which rolls back). A *row* fault (a value the encoder or PostgreSQL refuses, a constraint
+the target has and the source does not, a write the target silently swallowed) does not stop the pipeline:
+
+* a value the encoder refuses is dead-lettered right away, the rest of its transaction goes on;
+* any other row fault rolls the group back and re-applies it table by table in halves (bisection), each half
+  inside a savepoint, until the failing rows are found. They become dead letters and everything else commits,
+  together with the dead letters and the checkpoint, in one PostgreSQL transaction (so exactly-once holds).
+  Halves are applied in arrival order, so a key whose earlier change was dead-lettered still ends at its later
+  change. Isolation needs the group's encoded rows, which are kept while the group has at most
+  ``isolate_max_rows`` rows; a bigger (single huge) transaction fails as before, naming the row.
+
+Write validation (FR-014): every COPY must report as many rows as were sent, and after a set-based apply that
+wrote fewer rows than it staged, :func:`statements.count_unwritten` checks that each change reached the target.
+A mismatch is a row fault (isolated, then dead-lettered), never a silent write.
+
+Stale events: a transaction whose source commit time is older than ``stale_after`` seconds is applied with the
+target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``.
 """
 
 from __future__ import annotations
@@ -31,16 +46,18 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from mssql2pg.classify import classify
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control
+from mssql2pg.sink import control, deadletters
 from mssql2pg.sink import statements as sql
+from mssql2pg.sink.deadletters import DeadLetter
 from mssql2pg.sink.schema import TargetTable, ensure_target_table
 from mssql2pg.sink.types import COPY_NULL, UnstorableValueError
 
@@ -59,6 +76,9 @@ class ApplySettings:
     heartbeat_interval: float = 1.0  # at most one checkpoint-only transaction per this many seconds
     stage_rows: int = 20_000  # rows buffered per table before they are copied into staging
     work_mem: str | None = "64MB"  # session work_mem for the set-based apply (sorting by key); None: default
+    isolate_max_rows: int = 200_000  # groups up to this size keep their encoded rows to isolate a bad row
+    stale_after: float | None = 86_400.0  # seconds; older source commits are flagged stale; None: never
+    stale_log_limit: int = 20  # stale changes logged one by one per group (the rest are only counted)
 
 
 @dataclass
@@ -72,6 +92,8 @@ class ApplyStats:
     last_commit_time: datetime | None = None  # source commit time of the last applied transaction
     last_batch_seconds: float = 0.0  # duration of the last PostgreSQL commit (apply + checkpoint)
     last_batch_rows: int = 0
+    dead_letters: dict[TableId, int] = field(default_factory=lambda: defaultdict(int))  # rows dead-lettered
+    stale: dict[TableId, int] = field(default_factory=lambda: defaultdict(int))  # rows applied stale-flagged
 
 
 @dataclass(eq=False)
@@ -83,6 +105,7 @@ class _TableBuffer:
     staged: int = 0  # rows copied into staging in the open PostgreSQL transaction
     before: ChangeRow | None = None  # the last update before-image, to detect a key change in its after-image
     counts: list[int] = field(default_factory=lambda: [0] * 5)  # rows per operation code in this group
+    stale: int = 0  # rows flagged stale in this group
     only_inserts: bool = True  # staged rows are all inserts: keys are unique, no "last change per key" needed
     encoders: list[Callable[[Any], str]] = field(default_factory=list)
     nulls: list[str] = field(default_factory=list)
@@ -90,6 +113,10 @@ class _TableBuffer:
     def __post_init__(self) -> None:
         self.encoders = [c.raw_encoder for c in self.table.codecs]
         self.nulls = [c.null_text for c in self.table.codecs]
+
+
+class WriteMismatchError(TerminalError):
+    """The target did not write what it was sent (validation at the write boundary, FR-014)."""
 
 
 _COPY_LINE = re.compile(r"line (\d+)")
@@ -107,6 +134,7 @@ class Applier:
         settings: ApplySettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         names = [t.capture_instance.name for t in tables]
         if len(set(names)) != len(names):
@@ -117,6 +145,7 @@ class Applier:
         self.pipeline = pipeline
         self.settings = settings or ApplySettings()
         self._clock = clock
+        self._wall_clock = wall_clock
         self.stats = ApplyStats()
         self._conn: Any = None
         self._buffers: dict[str, _TableBuffer] = {
@@ -200,6 +229,11 @@ class Applier:
         self._has_rows = False
         self._group_rows = 0
         self._group_started: float | None = None
+        self._retained: list[tuple[_TableBuffer, ChangeRow, str]] | None = []  # None: group too big to isolate
+        self._dead: list[DeadLetter] = []
+        self._tran_ids: dict[Lsn, bytes | None] = {}
+        self._failure: BaseException | None = None  # a row fault during a COPY before the commit
+        self._stale_logged = 0
         for buffer in getattr(self, "_buffers", {}).values():
             buffer.lines.clear()
             buffer.rows.clear()
@@ -207,6 +241,7 @@ class Applier:
             buffer.before = None
             buffer.only_inserts = True
             buffer.counts = [0] * 5
+            buffer.stale = 0
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -273,8 +308,10 @@ class Applier:
         lsn_field = "\\\\x" + (chunk.commit_lsn.raw or b"").hex()
         ctime = chunk.commit_time
         time_field = COPY_NULL if ctime is None else ctime.replace(tzinfo=None).isoformat(sep=" ")
-        # per operation: "\t<op>\t<lsn>\t<time>\t", the part of a staging line between seq and the data
-        middles = [f"\t{op}\t{lsn_field}\t{time_field}\t" for op in range(5)]
+        stale = self._is_stale(ctime)
+        # per operation: "\t<op>\t<lsn>\t<time>\t<stale>\t", the part of a staging line between seq and the data
+        middles = [f"\t{op}\t{lsn_field}\t{time_field}\t{'t' if stale else 'f'}\t" for op in range(5)]
+        self._tran_ids[chunk.commit_lsn] = chunk.tran_id
         buffers = self._buffers
         for row in chunk.rows:
             buffer = buffers.get(row.capture_instance)
@@ -291,13 +328,45 @@ class Applier:
                     # the update changed the key: the old key no longer exists
                     self._append(buffer, before, middles[1])
                     buffer.counts[1] += 1
-            self._append(buffer, row, middles[op])
+            if not self._append(buffer, row, middles[op]):
+                continue
             buffer.counts[op] += 1
             if op != 2:
                 buffer.only_inserts = False
+            if stale:
+                buffer.stale += 1
+                self._log_stale(buffer, row, ctime)
         self._group_rows += len(chunk.rows)
+        if self._retained is not None and self._group_rows > self.settings.isolate_max_rows:
+            self._retained = None  # bounded memory wins over isolation for a huge transaction
 
-    def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> None:
+    def _is_stale(self, commit_time: datetime | None) -> bool:
+        limit = self.settings.stale_after
+        if limit is None or commit_time is None:
+            return False
+        now = self._wall_clock()
+        if commit_time.tzinfo is None:  # SQL Server's wall-clock time: compare with ours, without a zone
+            now = now.astimezone().replace(tzinfo=None) if now.tzinfo is not None else now
+        elif now.tzinfo is None:
+            now = now.astimezone()
+        return (now - commit_time).total_seconds() > limit
+
+    def _log_stale(self, buffer: _TableBuffer, row: ChangeRow, commit_time: datetime | None) -> None:
+        if self._stale_logged >= self.settings.stale_log_limit:
+            return
+        self._stale_logged += 1
+        log.warning(
+            "stale change applied and flagged",
+            table=str(buffer.table.source),
+            key={k: str(row.values[i]) for k, i in zip(buffer.table.key, buffer.table.key_positions, strict=True)},
+            lsn=str(row.commit_lsn),
+            seqval=str(row.seqval),
+            commit_time=None if commit_time is None else commit_time.isoformat(),
+            stale_after_s=self.settings.stale_after,
+        )
+
+    def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> bool:
+        """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter)."""
         values = row.values
         if len(values) != len(buffer.encoders):
             msg = (
@@ -311,24 +380,55 @@ class Applier:
             try:
                 fields = "\t".join([c.encode(v) for c, v in zip(buffer.table.codecs, values, strict=True)])
             except UnstorableValueError as exc:
-                raise exc.for_row(buffer.table.source, row) from exc
+                error = exc.for_row(buffer.table.source, row)
+                self._dead.append(deadletters.dead_letter(buffer.table, row, error, self._tran_ids.get(row.commit_lsn)))
+                log.warning("change dead-lettered: value cannot be stored", table=str(row.table), error=str(error))
+                self._has_rows = True
+                return False
         self._seq += 1
-        buffer.lines.append(f"{self._seq}{middle}{fields}\n")
+        line = f"{self._seq}{middle}{fields}\n"
+        buffer.lines.append(line)
+        if self._retained is not None:
+            self._retained.append((buffer, row, line))
         buffer.rows.append(row)
         self._has_rows = True
         if len(buffer.lines) >= self.settings.stage_rows:
-            self._copy(buffer)
+            self._copy_early(buffer)
+        return True
 
     def _begin(self) -> None:
         if not self._in_pg_tx:
             self._conn.run("BEGIN")
             self._in_pg_tx = True
 
+    def _copy_early(self, buffer: _TableBuffer) -> None:
+        """Stream a full buffer into staging before the commit; a row fault here is isolated at the commit."""
+        if self._failure is not None:
+            buffer.lines.clear()  # the group is re-applied from the retained rows at the commit
+            buffer.rows.clear()
+            return
+        try:
+            self._copy(buffer)
+        except Exception as exc:
+            if self._retained is None or not _is_row_fault(exc):
+                raise
+            self._failure = exc
+            self._conn.run("ROLLBACK")
+            self._in_pg_tx = False
+            buffer.lines.clear()
+            buffer.rows.clear()
+
     def _copy(self, buffer: _TableBuffer) -> None:
         if not buffer.lines:
             return
         self._begin()
-        data = "".join(buffer.lines).encode("utf-8")
+        self._copy_lines(buffer, buffer.lines, buffer.rows)
+        buffer.staged += len(buffer.lines)
+        buffer.lines.clear()
+        buffer.rows.clear()
+
+    def _copy_lines(self, buffer: _TableBuffer, lines: Sequence[str], rows: Sequence[ChangeRow]) -> None:
+        data = "".join(lines).encode("utf-8")
         pieces = [data[i : i + COPY_PIECE_BYTES] for i in range(0, len(data), COPY_PIECE_BYTES)]
         try:
             self._conn.run(sql.copy_into_staging(buffer.table, buffer.index), stream=pieces)
@@ -341,27 +441,29 @@ class Applier:
                 )
                 raise error.for_row(buffer.table.source, failed) from exc
             raise
-        buffer.staged += len(buffer.lines)
-        buffer.lines.clear()
-        buffer.rows.clear()
+        copied = self._conn.row_count
+        if copied != len(lines):
+            msg = f"{buffer.table.source}: COPY into staging reported {copied} rows, {len(lines)} were sent"
+            raise WriteMismatchError(msg, hint="the row is kept in mssql2pg.dead_letters; see 'mssql2pg dlq list'")
 
     def _commit(self) -> None:
         lsn = self._pending_lsn
         if lsn is None:
             return
         started = self._clock()
-        self._begin()
+        try:
+            if self._failure is not None:
+                raise self._failure
+            self._begin()
+            for buffer in self._buffers.values():
+                self._copy(buffer)
+                self._apply_staged(buffer)
+        except Exception as exc:
+            if self._retained is None or not _is_row_fault(exc):
+                raise
+            self._isolate(exc)
         conn = self._conn
-        for buffer in self._buffers.values():
-            self._copy(buffer)
-            if buffer.staged and buffer.only_inserts and buffer.staged >= BULK_INSERT_ROWS:
-                for statement in sql.apply_staged_inserts(buffer.table, buffer.index):
-                    conn.run(statement)
-            elif buffer.staged:
-                conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))
-                restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
-                if restore is not None:
-                    conn.run(restore)
+        self._record_dead_letters()
         control.advance_checkpoint(conn, self.pipeline, lsn, self._pending_commit_time)
         conn.run("COMMIT")
         self._in_pg_tx = False
@@ -371,6 +473,11 @@ class Applier:
             for op, count in enumerate(buffer.counts):
                 if count:
                     stats.rows[(buffer.table.source, Operation(op))] += count
+        for letter in self._dead:
+            stats.dead_letters[letter.row.table] += 1
+        for buffer in self._buffers.values():
+            if buffer.stale:
+                stats.stale[buffer.table.source] += buffer.stale
         stats.transactions += self._pending_transactions
         stats.commits += 1
         stats.checkpoint = lsn
@@ -380,10 +487,107 @@ class Applier:
         stats.last_batch_seconds = self._last_checkpoint_write - started
         self._reset_group()
 
+    def _record_dead_letters(self) -> None:
+        if not self._dead:
+            return
+        ids = deadletters.record(self._conn, self.pipeline, self._dead)
+        for letter, dead_id in zip(self._dead, ids, strict=True):
+            log.error(
+                "change dead-lettered",
+                id=dead_id,
+                table=str(letter.row.table),
+                lsn=str(letter.row.commit_lsn),
+                seqval=str(letter.row.seqval),
+                operation=int(letter.row.operation),
+                error_class=letter.error_class,
+                error=letter.message,
+            )
+
+    def _apply_staged(self, buffer: _TableBuffer, *, validate: bool = False) -> None:
+        """The set-based apply of one staged table, then the write validation."""
+        conn = self._conn
+        staged = buffer.staged
+        if not staged:
+            return
+        if buffer.only_inserts and staged >= BULK_INSERT_ROWS:
+            written = 0
+            for statement in sql.apply_staged_inserts(buffer.table, buffer.index):
+                conn.run(statement)
+                written += max(conn.row_count, 0) if not statement.startswith("ANALYZE") else 0
+        else:
+            conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))
+            written = conn.row_count
+            restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
+            if restore is not None:
+                conn.run(restore)
+        deletes = buffer.counts[1] if buffer.table.delete_mode == "hard" else 0
+        if validate or deletes or written < staged:  # fewer writes than changes: repeated keys, or lost writes
+            self._validate_written(buffer)
+
+    def _validate_written(self, buffer: _TableBuffer) -> None:
+        missing = int(self._conn.run(sql.count_unwritten(buffer.table, buffer.index))[0][0])
+        if missing:
+            msg = (
+                f"{buffer.table.source}: the target did not write {missing} change(s) it was sent "
+                "(a trigger, rule or row-level security policy on the target table swallowed the write)"
+            )
+            raise WriteMismatchError(
+                msg, hint="remove what discards writes on the target table, then 'mssql2pg dlq retry ID'"
+            )
+
+    def _isolate(self, cause: BaseException) -> None:
+        """Re-apply the group from its retained rows, table by table in halves, dead-lettering what fails."""
+        retained = self._retained or []
+        log.warning("a row of the group was refused; isolating it", error=str(cause).split("\n")[0], rows=len(retained))
+        conn = self._conn
+        if self._in_pg_tx:
+            conn.run("ROLLBACK")
+            self._in_pg_tx = False
+        self._failure = None
+        self._begin()
+        for buffer in self._buffers.values():
+            items = [(row, line) for b, row, line in retained if b is buffer]
+            if items:
+                self._bisect(buffer, items)
+
+    def _bisect(self, buffer: _TableBuffer, items: Sequence[tuple[ChangeRow, str]]) -> None:
+        conn = self._conn
+        conn.run("SAVEPOINT mssql2pg_isolate")
+        try:
+            conn.run(sql.truncate_staging(buffer.index))
+            self._copy_lines(buffer, [line for _row, line in items], [row for row, _line in items])
+            buffer.staged = len(items)
+            buffer.only_inserts = False
+            self._apply_staged(buffer, validate=True)
+            conn.run(sql.truncate_staging(buffer.index))
+            conn.run("RELEASE SAVEPOINT mssql2pg_isolate")
+        except Exception as exc:
+            if not _is_row_fault(exc):
+                raise
+            conn.run("ROLLBACK TO SAVEPOINT mssql2pg_isolate")
+            conn.run("RELEASE SAVEPOINT mssql2pg_isolate")
+            if len(items) == 1:
+                row = items[0][0]
+                buffer.counts[1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)] -= 1
+                self._dead.append(deadletters.dead_letter(buffer.table, row, exc, self._tran_ids.get(row.commit_lsn)))
+                return
+            half = len(items) // 2
+            self._bisect(buffer, items[:half])
+            self._bisect(buffer, items[half:])
+        finally:
+            buffer.staged = 0
+
     def _rollback(self) -> None:
         if self._in_pg_tx:
             self._conn.run("ROLLBACK")
         self._reset_group()
+
+
+def _is_row_fault(exc: BaseException) -> bool:
+    """A fault of the data of some row(s) - isolate and dead-letter - rather than of the connection or table."""
+    if isinstance(exc, UnstorableValueError | WriteMismatchError):
+        return True
+    return getattr(classify(exc), "scope", None) == "row"
 
 
 def _key(row: ChangeRow, buffer: _TableBuffer) -> tuple[Any, ...]:

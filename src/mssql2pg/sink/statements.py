@@ -71,13 +71,14 @@ def staging_name(index: int) -> str:
 
 
 def staging_columns(table: TargetTable) -> list[str]:
-    """COPY column order of a staging table: arrival sequence, operation, commit LSN, commit time, data."""
+    """COPY column order of a staging table: arrival sequence, operation, commit LSN, commit time, stale flag,
+    data. The stale flag is decided per source transaction when it is encoded (see ``ApplySettings.stale_after``)."""
     m = table.meta
-    return [m.prefix + "seq", m.operation, m.lsn, m.commit_time, *table.column_names]
+    return [m.prefix + "seq", m.operation, m.lsn, m.commit_time, m.stale, *table.column_names]
 
 
 def create_staging(table: TargetTable, index: int) -> str:
-    types = ["bigint", "smallint", "bytea", "timestamp"] + [c.pg_type for c in table.columns]
+    types = ["bigint", "smallint", "bytea", "timestamp", "boolean"] + [c.pg_type for c in table.columns]
     cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in zip(staging_columns(table), types, strict=True))
     return f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(index)} ({cols}) ON COMMIT DELETE ROWS"
 
@@ -102,7 +103,7 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     m = table.meta
     target = table.qualified_name
     key = ", ".join(quote_ident(k) for k in table.key)
-    seq, op, lsn, ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    seq, op, lsn, ctime, stale = (quote_ident(n) for n in staging_columns(table)[:5])
     data = [quote_ident(c) for c in table.column_names]
     last = (
         f"SELECT * FROM {staging_name(index)}"
@@ -132,7 +133,7 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     return (
         f"WITH last AS ({last}){prelude}\n"
         f"INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
-        f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, false FROM last{where}\n"
+        f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, {stale} FROM last{where}\n"
         f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}\n"
         f"WHERE t.{lsn} <= EXCLUDED.{lsn}"
     )
@@ -238,7 +239,7 @@ def restore_kept_columns(table: TargetTable, index: int) -> str | None:
         return None
     stage = staging_name(index)
     key = ", ".join(quote_ident(k) for k in table.key)
-    seq, op, lsn, _ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    seq, op, lsn, _ctime, _stale = (quote_ident(n) for n in staging_columns(table)[:5])
     sets = ", ".join(f"{quote_ident(c)} = p.{quote_ident(c)}" for c in keep)
     join = " AND ".join(f"p.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
     match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
@@ -260,11 +261,11 @@ def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
     m = table.meta
     target = table.qualified_name
     stage = staging_name(index)
-    _seq, op, lsn, ctime = (quote_ident(n) for n in staging_columns(table)[:4])
+    _seq, op, lsn, ctime, stale = (quote_ident(n) for n in staging_columns(table)[:5])
     data = [quote_ident(c) for c in table.column_names]
     key_match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.key)
-    meta = [lsn, op, ctime, quote_ident(m.applied_at), quote_ident(m.deleted), quote_ident(m.stale)]
-    values = [f"s.{c}" for c in (*data, lsn, op, ctime)] + ["now()", "false", "false"]
+    meta = [lsn, op, ctime, quote_ident(m.applied_at), quote_ident(m.deleted), stale]
+    values = [f"s.{c}" for c in (*data, lsn, op, ctime)] + ["now()", "false", f"s.{stale}"]
     sets = ", ".join(f"{c} = {v}" for c, v in zip([*data, *meta], values, strict=True))
     return [
         f"ANALYZE {stage}",
@@ -273,3 +274,78 @@ def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
         f"SELECT {', '.join(values)} FROM {stage} AS s\n"
         f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})",
     ]
+
+
+# --- isolation and write validation ---------------------------------------------------------------------------
+
+
+def truncate_staging(index: int) -> str:
+    return f"TRUNCATE {staging_name(index)}"
+
+
+def count_unwritten(table: TargetTable, index: int) -> str:
+    """How many staged changes did NOT reach the target: the write validation of FR-014.
+
+    For the last change per key: a delete (hard mode) must have left no row with an older or equal commit LSN;
+    anything else must have left a row carrying this commit LSN or a later one. Zero after every apply, unless
+    something on the target (a trigger returning NULL, a rule, a row-level security policy) swallowed a write.
+    """
+    key = ", ".join(quote_ident(k) for k in table.key)
+    seq, op, lsn = (quote_ident(n) for n in staging_columns(table)[:3])
+    match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+    present = f"EXISTS (SELECT 1 FROM {table.qualified_name} AS t WHERE {match} AND t.{lsn} >= l.{lsn})"
+    kept = f"EXISTS (SELECT 1 FROM {table.qualified_name} AS t WHERE {match} AND t.{lsn} <= l.{lsn})"
+    missing = (
+        f"NOT {present}" if table.delete_mode == "soft" else f"CASE WHEN l.{op} = 1 THEN {kept} ELSE NOT {present} END"
+    )
+    return (
+        f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
+        f" AS l WHERE {missing}"
+    )
+
+
+# --- dead letters ---------------------------------------------------------------------------------------------
+
+INSERT_DEAD_LETTER = f"""
+INSERT INTO {_c("dead_letters")} (pipeline, source_table, capture_instance, commit_lsn, commit_lsn_text, seqval,
+  operation, source_tran_id, change, error_class, message, stack)
+VALUES (:pipeline, :source_table, :capture_instance, :commit_lsn, :commit_lsn_text, :seqval, :operation,
+  :source_tran_id, CAST(:change AS jsonb), :error_class, :message, :stack)
+RETURNING id
+"""
+
+DEAD_LETTER_COLUMNS = (
+    "id, pipeline, source_table, capture_instance, commit_lsn_text, seqval, operation, source_tran_id, change, "
+    "error_class, message, stack, first_attempt_at, last_attempt_at, retry_count, status"
+)
+
+
+def select_dead_letters(*, by_status: bool, by_pipeline: bool, limit: bool) -> str:
+    where = []
+    if by_status:
+        where.append("status = :status")
+    if by_pipeline:
+        where.append("pipeline = :pipeline")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')}{clause} ORDER BY id" + (
+        " LIMIT :limit" if limit else ""
+    )
+
+
+SELECT_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')} WHERE id = :id FOR UPDATE"
+
+RESOLVE_DEAD_LETTER = f"""
+UPDATE {_c("dead_letters")} SET status = 'resolved', last_attempt_at = now(), retry_count = retry_count + 1
+WHERE id = :id
+"""
+
+FAIL_DEAD_LETTER_RETRY = f"""
+UPDATE {_c("dead_letters")}
+SET last_attempt_at = now(), retry_count = retry_count + 1, error_class = :error_class, message = :message,
+    stack = :stack
+WHERE id = :id
+"""
+
+IGNORE_DEAD_LETTER = (
+    f"UPDATE {_c('dead_letters')} SET status = 'ignored' WHERE id = :id AND status = 'pending' RETURNING id"
+)

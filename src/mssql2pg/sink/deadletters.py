@@ -1,0 +1,207 @@
+"""Dead letters: changes the target refused, kept with everything needed to understand and re-apply them.
+
+A dead letter is written in the same PostgreSQL transaction as the good rows of its group and the checkpoint,
+so a change is either applied, or dead-lettered, exactly once (a crash before that commit re-delivers the group
+and the isolation runs again).
+
+The ``change`` column holds the row as JSON that round-trips to the canonical Python values of
+:mod:`mssql2pg.model`: ``{"values": {source column: value}, "types": {source column: SQL Server type}, ...}``.
+JSON has no bytes, decimals or dates, so those are tagged: ``{"$hex": "..."}`` for bytes, ``{"$decimal": "1.50"}``,
+``{"$datetime": ISO}``, ``{"$date": ...}``, ``{"$time": ...}``, ``{"$uuid": ...}``, ``{"$float": "nan"}`` for
+non-finite floats, and ``{"$text_utf16le": hex}`` for text PostgreSQL's jsonb cannot hold (NUL, unpaired
+surrogates) - which is typically exactly the value that made the row fail, so it must be kept losslessly.
+
+Messages go through :func:`mssql2pg.classify.scrub`: a dead letter never contains credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from mssql2pg.classify import scrub
+from mssql2pg.model import ChangeRow, Operation, SourceColumn
+from mssql2pg.positions import Lsn
+from mssql2pg.sink import statements as sql
+from mssql2pg.sink.schema import TargetTable
+
+PAYLOAD_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One refused change, ready to be inserted into ``mssql2pg.dead_letters``."""
+
+    table: TargetTable
+    row: ChangeRow
+    tran_id: bytes | None
+    error_class: str
+    message: str
+    stack: str
+
+
+def dead_letter(table: TargetTable, row: ChangeRow, error: BaseException, tran_id: bytes | None) -> DeadLetter:
+    """Describe why ``row`` was refused: error class with SQLSTATE when PostgreSQL refused it, scrubbed message."""
+    return DeadLetter(
+        table=table,
+        row=row,
+        tran_id=tran_id,
+        error_class=error_class(error),
+        message=scrub(error_message(error)),
+        stack=scrub("".join(traceback.format_exception(error))),
+    )
+
+
+def error_class(error: BaseException) -> str:
+    """``UnstorableValueError``, or the driver's class with the SQLSTATE: ``DatabaseError [23505]``."""
+    fields = _server_fields(error)
+    if fields is not None:
+        return f"{type(_root(error)).__name__} [{fields.get('C', '?')}]"
+    return type(error).__name__
+
+
+def error_message(error: BaseException) -> str:
+    """A readable one-paragraph reason: PostgreSQL's message, detail and context when it has them."""
+    fields = _server_fields(error)
+    if fields is None:
+        return str(error).split("\n  hint:")[0]
+    parts = [str(fields.get("M", "")).strip()]
+    parts += [f"{label}: {fields[k]}" for k, label in (("D", "detail"), ("W", "where")) if fields.get(k)]
+    return "; ".join(p for p in parts if p)
+
+
+def _root(error: BaseException) -> BaseException:
+    current: BaseException | None = error
+    while current is not None:
+        if _own_fields(current) is not None:
+            return current
+        current = current.__cause__
+    return error
+
+
+def _own_fields(error: BaseException) -> dict[str, Any] | None:
+    arg = error.args[0] if error.args else None
+    return arg if isinstance(arg, dict) else None
+
+
+def _server_fields(error: BaseException) -> dict[str, Any] | None:
+    return _own_fields(_root(error))
+
+
+# --- the change as JSON ---------------------------------------------------------------------------------------
+
+
+def encode_value(value: Any) -> Any:  # noqa: PLR0911 - one return per canonical type reads best
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return {"$text_utf16le": value.encode("utf-16-le", "surrogatepass").hex()}
+        return value if "\x00" not in value else {"$text_utf16le": value.encode("utf-16-le").hex()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$hex": bytes(value).hex()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    return {"$repr": repr(value)}
+
+
+_DECODERS: dict[str, Any] = {
+    "$float": float,
+    "$text_utf16le": lambda v: bytes.fromhex(v).decode("utf-16-le", "surrogatepass"),
+    "$hex": bytes.fromhex,
+    "$decimal": Decimal,
+    "$datetime": datetime.fromisoformat,
+    "$date": date.fromisoformat,
+    "$time": time.fromisoformat,
+    "$uuid": uuid.UUID,
+}
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, text),) = value.items()
+        decoder = _DECODERS.get(tag)
+        if decoder is None:
+            msg = f"dead letter value {value!r} cannot be turned back into a source value"
+            raise ValueError(msg)
+        return decoder(text)
+    return value
+
+
+def change_payload(table: TargetTable, row: ChangeRow, tran_id: bytes | None) -> dict[str, Any]:
+    columns = table.capture_instance.columns
+    return {
+        "version": PAYLOAD_VERSION,
+        "source_table": str(row.table),
+        "target_table": f"{table.schema}.{table.name}",
+        "capture_instance": row.capture_instance,
+        "commit_lsn": str(row.commit_lsn),
+        "seqval": str(row.seqval),
+        "operation": int(row.operation),
+        "command_id": row.command_id,
+        "source_tran_id": tran_id.hex() if tran_id is not None else None,
+        "values": {c.name: encode_value(v) for c, v in zip(columns, row.values, strict=True)},
+        "types": {c.name: c.sql_type for c in columns},
+    }
+
+
+def row_from_payload(payload: dict[str, Any], table: TargetTable) -> ChangeRow:
+    """The :class:`ChangeRow` a dead letter holds, in ``table``'s column order (for ``dlq retry``)."""
+    values = payload["values"]
+    columns: tuple[SourceColumn, ...] = table.capture_instance.columns
+    missing = [c.name for c in columns if c.name not in values]
+    if missing:
+        msg = f"dead letter has no value for column(s) {missing} of {table.source}; the capture instance changed"
+        raise ValueError(msg)
+    return ChangeRow(
+        table=table.source,
+        capture_instance=payload["capture_instance"],
+        commit_lsn=Lsn.parse(payload["commit_lsn"]),
+        seqval=Lsn.parse(payload["seqval"]),
+        operation=Operation(int(payload["operation"])),
+        values=tuple(decode_value(values[c.name]) for c in columns),
+        command_id=payload.get("command_id"),
+    )
+
+
+def record(conn: Any, pipeline: str, letters: list[DeadLetter]) -> list[int]:
+    """Insert ``letters`` in the caller's transaction; return their ids."""
+    ids: list[int] = []
+    for letter in letters:
+        row = letter.row
+        payload = json.dumps(change_payload(letter.table, row, letter.tran_id), ensure_ascii=False)
+        result = conn.run(
+            sql.INSERT_DEAD_LETTER,
+            pipeline=pipeline,
+            source_table=str(row.table),
+            capture_instance=row.capture_instance,
+            commit_lsn=row.commit_lsn.raw,
+            commit_lsn_text=str(row.commit_lsn),
+            seqval=row.seqval.raw,
+            operation=int(row.operation),
+            source_tran_id=letter.tran_id,
+            change=payload,
+            error_class=letter.error_class,
+            message=letter.message,
+            stack=letter.stack,
+        )
+        ids.append(int(result[0][0]))
+    return ids
