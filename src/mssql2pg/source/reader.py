@@ -320,9 +320,12 @@ def _cursor(backend: SourceBackend, segment: Segment, page_rows: int) -> Iterato
     while True:
         page = backend.change_page(ci, after, segment.to, page_rows)
         _check_floor(backend, ci, after)
+        commit: Lsn | None = None
         for raw in page:
-            row = _change_row(ci, raw, decode)
-            yield row
+            # consecutive rows mostly share a commit LSN: reuse its value instead of building one per row
+            if commit is None or commit.raw != raw[0]:
+                commit = Lsn(bytes(raw[0]))
+            yield _change_row(ci, raw, decode, commit)
         if len(page) < page_rows:
             return
         last = page[-1]
@@ -350,7 +353,10 @@ def _check_floor(backend: SourceBackend, ci: CaptureInstance, after: Lsn | Posit
         raise LsnGapError(ci.source, ci.name, Lsn(after.lsn) if isinstance(after, Position) else after, floor)
 
 
-def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder) -> ChangeRow:
+_OPERATIONS = {int(op): op for op in Operation}
+
+
+def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder, commit: Lsn | None = None) -> ChangeRow:
     command_id = raw[4]
     if command_id is None:
         raise SourceError(
@@ -362,9 +368,9 @@ def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder) -> 
     return ChangeRow(
         table=ci.source,
         capture_instance=ci.name,
-        commit_lsn=Lsn(bytes(raw[0])),
+        commit_lsn=commit if commit is not None else Lsn(bytes(raw[0])),
         seqval=Lsn(bytes(raw[1])),
-        operation=Operation(int(raw[2])),
+        operation=_OPERATIONS.get(raw[2]) or Operation(int(raw[2])),
         values=decode(tuple(raw[5:])),
         command_id=int(command_id),
         update_mask=None if mask is None else bytes(mask),

@@ -238,13 +238,22 @@ def decode_value(sql_type: str, value: Any) -> Any:
 class RowDecoder:
     """Decodes the captured-column values of one capture instance's rows, decoders chosen once."""
 
-    __slots__ = ("_decoders",)
+    __slots__ = ("_decoders", "_work")
 
     def __init__(self, columns: tuple[SourceColumn, ...]) -> None:
         self._decoders = tuple(decoder_for(c.sql_type) for c in columns)
+        # Columns whose decoder has real work to do; the rest pass through untouched (the hot path per row).
+        self._work = tuple((i, d) for i, d in enumerate(self._decoders) if d is not _identity)
 
     def __call__(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
         if len(values) != len(self._decoders):
             msg = f"expected {len(self._decoders)} captured values, got {len(values)}"
             raise ValueError(msg)
-        return tuple(None if v is None else d(v) for d, v in zip(self._decoders, values, strict=True))
+        if len(self._work) == len(self._decoders):
+            return tuple([None if v is None else d(v) for d, v in zip(self._decoders, values, strict=True)])
+        out = list(values)
+        for i, d in self._work:
+            v = out[i]
+            if v is not None:
+                out[i] = d(v)
+        return tuple(out)
