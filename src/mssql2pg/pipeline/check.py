@@ -17,6 +17,7 @@ import click
 import pg8000.native
 import sqlalchemy as sa
 
+from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import Mssql2pgError
 from mssql2pg.positions import Lsn
@@ -141,13 +142,7 @@ def _brief(exc: BaseException) -> str:
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="pipeline YAML file (MSSQL2PG__SECTION__KEY environment variables override it)",
-)
+@config_option
 def check(config_path: Path | None) -> None:
     """Check configuration, connectivity, CDC set-up, the capture job and the retention margin."""
     from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415

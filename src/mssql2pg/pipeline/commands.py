@@ -14,6 +14,7 @@ from types import FrameType
 import click
 import structlog
 
+from mssql2pg.cli_options import config_option
 from mssql2pg.config import load_config
 from mssql2pg.observability.logging import configure_logging, register_secrets
 
@@ -21,13 +22,7 @@ log = structlog.get_logger(component="cli")
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="pipeline YAML file (MSSQL2PG__SECTION__KEY environment variables override it)",
-)
+@config_option
 @click.option("--until-caught-up", is_flag=True, help="apply everything up to the source's current max LSN, then exit")
 def run(config_path: Path | None, until_caught_up: bool) -> None:
     """Replicate the configured tables from SQL Server CDC into PostgreSQL."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from mssql2pg.cli_options import config_option
 from mssql2pg.config import load_config
 from mssql2pg.positions import Lsn
 from mssql2pg.sink.statements import CONTROL_SCHEMA
@@ -78,13 +79,7 @@ def _iso(value: Any) -> str | None:
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="pipeline YAML file (MSSQL2PG__SECTION__KEY environment variables override it)",
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def status(config_path: Path | None, as_json: bool) -> None:
     """Show the checkpoint, how far behind the source it is, table states and dead letters."""
