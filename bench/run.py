@@ -131,63 +131,51 @@ def count(server: LocalPostgres, db: str, sql: str) -> int:
         conn.close()
 
 
-def scenario_big_transaction(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+def _throughput(
+    name: str, rows: int, load: str, *, source: LocalPostgres, target: LocalPostgres, workdir: Path
+) -> None:
+    """Load ``rows`` into the source with the SQL ``load``, drain them with the pipeline, and compare to the
+    PostgreSQL-alone baseline of the same number of rows."""
     sdb, tdb = source.create_database("src"), target.create_database("dw")
     conn = setup_source(source, sdb)
     started = time.perf_counter()
-    conn.run("BEGIN")
-    conn.run(
-        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
-        "FROM generate_series(1, :n) g",
-        n=ROWS,
-    )
-    conn.run("COMMIT")
+    conn.run(load)
     capture_s = time.perf_counter() - started
     conn.close()
-    seconds, rss = run_until_caught_up(write_config(workdir / "a.yaml", source.url(sdb), target.url(tdb)))
+    seconds, rss = run_until_caught_up(write_config(workdir / f"{name}.yaml", source.url(sdb), target.url(tdb)))
     arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
-    base = baseline_copy_upsert(target, ROWS)
+    base = baseline_copy_upsert(target, rows)
     emit(
-        scenario="one_transaction",
-        rows=ROWS,
+        scenario=name,
+        rows=rows,
         rows_arrived=arrived,
         pipeline_seconds=round(seconds, 2),
-        pipeline_rows_per_s=round(ROWS / seconds),
+        pipeline_rows_per_s=round(rows / seconds),
         baseline_seconds=round(base, 2),
-        baseline_rows_per_s=round(ROWS / base),
+        baseline_rows_per_s=round(rows / base),
         ratio_to_baseline=round(base / seconds, 3),
         peak_rss_mb=round(rss / 2**20, 1),
         source_capture_seconds=round(capture_s, 2),
     )
+
+
+def scenario_big_transaction(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """One source transaction inserting ROWS rows (one multi-row statement)."""
+    n = int(ROWS)  # integers we own, so they can be spelled into the SQL
+    load = (
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        f"FROM generate_series(1, {n}) g"
+    )
+    _throughput("one_transaction", n, load, source=source, target=target, workdir=workdir)
 
 
 def scenario_small_transactions(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
-    sdb, tdb = source.create_database("src"), target.create_database("dw")
-    conn = setup_source(source, sdb)
-    started = time.perf_counter()
-    loop = int(TXNS)  # an integer we own, so it can be spelled into the DO block
-    conn.run(
-        f"""DO $$ BEGIN FOR i IN 1..{loop} LOOP
+    """TXNS single-row source transactions (a server-side loop committing after every insert)."""
+    n = int(TXNS)
+    load = f"""DO $$ BEGIN FOR i IN 1..{n} LOOP
         INSERT INTO dbo.items VALUES (i, 'item-' || i, i % 100, (i % 1000) + 0.25, localtimestamp);
         COMMIT; END LOOP; END $$"""
-    )
-    capture_s = time.perf_counter() - started
-    conn.close()
-    seconds, rss = run_until_caught_up(write_config(workdir / "b.yaml", source.url(sdb), target.url(tdb)))
-    arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
-    base = baseline_copy_upsert(target, TXNS)
-    emit(
-        scenario="single_row_transactions",
-        transactions=TXNS,
-        rows_arrived=arrived,
-        pipeline_seconds=round(seconds, 2),
-        pipeline_rows_per_s=round(TXNS / seconds),
-        baseline_seconds=round(base, 2),
-        baseline_rows_per_s=round(TXNS / base),
-        ratio_to_baseline=round(base / seconds, 3),
-        peak_rss_mb=round(rss / 2**20, 1),
-        source_capture_seconds=round(capture_s, 2),
-    )
+    _throughput("single_row_transactions", n, load, source=source, target=target, workdir=workdir)
 
 
 def scenario_lag(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
