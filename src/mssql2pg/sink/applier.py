@@ -60,6 +60,7 @@ from mssql2pg.sink import statements as sql
 from mssql2pg.sink.deadletters import DeadLetter
 from mssql2pg.sink.schema import TargetTable, ensure_target_table
 from mssql2pg.sink.types import COPY_NULL, UnstorableValueError
+from mssql2pg.sink.validation import WriteMismatchError, check_copied, check_written
 
 log = structlog.get_logger(component="applier")
 
@@ -113,10 +114,6 @@ class _TableBuffer:
     def __post_init__(self) -> None:
         self.encoders = [c.raw_encoder for c in self.table.codecs]
         self.nulls = [c.null_text for c in self.table.codecs]
-
-
-class WriteMismatchError(TerminalError):
-    """The target did not write what it was sent (validation at the write boundary, FR-014)."""
 
 
 _COPY_LINE = re.compile(r"line (\d+)")
@@ -231,7 +228,7 @@ class Applier:
         self._group_started: float | None = None
         self._retained: list[tuple[_TableBuffer, ChangeRow, str]] | None = []  # None: group too big to isolate
         self._dead: list[DeadLetter] = []
-        self._tran_ids: dict[Lsn, bytes | None] = {}
+        self._tran_ids: dict[Lsn, tuple[bytes | None, datetime | None]] = {}
         self._failure: BaseException | None = None  # a row fault during a COPY before the commit
         self._stale_logged = 0
         for buffer in getattr(self, "_buffers", {}).values():
@@ -305,13 +302,12 @@ class Applier:
 
     def _encode_rows(self, chunk: TxChunk) -> None:
         """Encode a chunk into the per-table COPY buffers. The hot loop: plain ints, no per-row hashing of enums."""
-        lsn_field = "\\\\x" + (chunk.commit_lsn.raw or b"").hex()
         ctime = chunk.commit_time
         time_field = COPY_NULL if ctime is None else ctime.replace(tzinfo=None).isoformat(sep=" ")
         stale = self._is_stale(ctime)
-        # per operation: "\t<op>\t<lsn>\t<time>\t<stale>\t", the part of a staging line between seq and the data
-        middles = [f"\t{op}\t{lsn_field}\t{time_field}\t{'t' if stale else 'f'}\t" for op in range(5)]
-        self._tran_ids[chunk.commit_lsn] = chunk.tran_id
+        # per operation: the part of a staging line between seq and the data
+        middles = [sql.staging_middle(op, chunk.commit_lsn.raw, time_field)[stale] for op in range(5)]
+        self._tran_ids[chunk.commit_lsn] = (chunk.tran_id, ctime)
         buffers = self._buffers
         for row in chunk.rows:
             buffer = buffers.get(row.capture_instance)
@@ -381,7 +377,9 @@ class Applier:
                 fields = "\t".join([c.encode(v) for c, v in zip(buffer.table.codecs, values, strict=True)])
             except UnstorableValueError as exc:
                 error = exc.for_row(buffer.table.source, row)
-                self._dead.append(deadletters.dead_letter(buffer.table, row, error, self._tran_ids.get(row.commit_lsn)))
+                self._dead.append(
+                    deadletters.dead_letter(buffer.table, row, error, *self._tran_ids.get(row.commit_lsn, (None, None)))
+                )
                 log.warning("change dead-lettered: value cannot be stored", table=str(row.table), error=str(error))
                 self._has_rows = True
                 return False
@@ -441,10 +439,7 @@ class Applier:
                 )
                 raise error.for_row(buffer.table.source, failed) from exc
             raise
-        copied = self._conn.row_count
-        if copied != len(lines):
-            msg = f"{buffer.table.source}: COPY into staging reported {copied} rows, {len(lines)} were sent"
-            raise WriteMismatchError(msg, hint="the row is kept in mssql2pg.dead_letters; see 'mssql2pg dlq list'")
+        check_copied(self._conn, buffer.table, len(lines))
 
     def _commit(self) -> None:
         lsn = self._pending_lsn
@@ -525,15 +520,7 @@ class Applier:
             self._validate_written(buffer)
 
     def _validate_written(self, buffer: _TableBuffer) -> None:
-        missing = int(self._conn.run(sql.count_unwritten(buffer.table, buffer.index))[0][0])
-        if missing:
-            msg = (
-                f"{buffer.table.source}: the target did not write {missing} change(s) it was sent "
-                "(a trigger, rule or row-level security policy on the target table swallowed the write)"
-            )
-            raise WriteMismatchError(
-                msg, hint="remove what discards writes on the target table, then 'mssql2pg dlq retry ID'"
-            )
+        check_written(self._conn, buffer.table, buffer.index)
 
     def _isolate(self, cause: BaseException) -> None:
         """Re-apply the group from its retained rows, table by table in halves, dead-lettering what fails."""
@@ -569,7 +556,9 @@ class Applier:
             if len(items) == 1:
                 row = items[0][0]
                 buffer.counts[1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)] -= 1
-                self._dead.append(deadletters.dead_letter(buffer.table, row, exc, self._tran_ids.get(row.commit_lsn)))
+                self._dead.append(
+                    deadletters.dead_letter(buffer.table, row, exc, *self._tran_ids.get(row.commit_lsn, (None, None)))
+                )
                 return
             half = len(items) // 2
             self._bisect(buffer, items[:half])

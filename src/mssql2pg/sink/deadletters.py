@@ -25,11 +25,13 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from mssql2pg.classify import scrub
+from mssql2pg.classify import classify, scrub
+from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
+from mssql2pg.sink.validation import check_copied, check_written
 
 PAYLOAD_VERSION = 1
 
@@ -44,14 +46,22 @@ class DeadLetter:
     error_class: str
     message: str
     stack: str
+    commit_time: datetime | None = None
 
 
-def dead_letter(table: TargetTable, row: ChangeRow, error: BaseException, tran_id: bytes | None) -> DeadLetter:
+def dead_letter(
+    table: TargetTable,
+    row: ChangeRow,
+    error: BaseException,
+    tran_id: bytes | None,
+    commit_time: datetime | None = None,
+) -> DeadLetter:
     """Describe why ``row`` was refused: error class with SQLSTATE when PostgreSQL refused it, scrubbed message."""
     return DeadLetter(
         table=table,
         row=row,
         tran_id=tran_id,
+        commit_time=commit_time,
         error_class=error_class(error),
         message=scrub(error_message(error)),
         stack=scrub("".join(traceback.format_exception(error))),
@@ -146,9 +156,12 @@ def decode_value(value: Any) -> Any:
     return value
 
 
-def change_payload(table: TargetTable, row: ChangeRow, tran_id: bytes | None) -> dict[str, Any]:
+def change_payload(
+    table: TargetTable, row: ChangeRow, tran_id: bytes | None, commit_time: datetime | None = None
+) -> dict[str, Any]:
     columns = table.capture_instance.columns
     return {
+        "commit_time": None if commit_time is None else commit_time.isoformat(),
         "version": PAYLOAD_VERSION,
         "source_table": str(row.table),
         "target_table": f"{table.schema}.{table.name}",
@@ -187,7 +200,7 @@ def record(conn: Any, pipeline: str, letters: list[DeadLetter]) -> list[int]:
     ids: list[int] = []
     for letter in letters:
         row = letter.row
-        payload = json.dumps(change_payload(letter.table, row, letter.tran_id), ensure_ascii=False)
+        payload = json.dumps(change_payload(letter.table, row, letter.tran_id, letter.commit_time), ensure_ascii=False)
         result = conn.run(
             sql.INSERT_DEAD_LETTER,
             pipeline=pipeline,
@@ -205,3 +218,160 @@ def record(conn: Any, pipeline: str, letters: list[DeadLetter]) -> list[int]:
         )
         ids.append(int(result[0][0]))
     return ids
+
+
+# --- reading and acting on stored dead letters (the ``mssql2pg dlq`` commands) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A row of ``mssql2pg.dead_letters``."""
+
+    id: int
+    pipeline: str
+    source_table: str
+    capture_instance: str | None
+    commit_lsn: str
+    seqval: bytes | None
+    operation: int | None
+    source_tran_id: bytes | None
+    change: dict[str, Any]
+    error_class: str
+    message: str
+    stack: str | None
+    first_attempt_at: datetime
+    last_attempt_at: datetime
+    retry_count: int
+    status: str
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> StoredDeadLetter:
+        values = list(row)
+        if isinstance(values[8], str):
+            values[8] = json.loads(values[8])
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    id: int
+    resolved: bool
+    message: str
+
+
+def list_dead_letters(
+    conn: Any, *, status: str | None = None, pipeline: str | None = None, limit: int | None = None
+) -> list[StoredDeadLetter]:
+    statement = sql.select_dead_letters(
+        by_status=status is not None, by_pipeline=pipeline is not None, limit=bool(limit)
+    )
+    params: dict[str, Any] = {}
+    if status is not None:
+        params["status"] = status
+    if pipeline is not None:
+        params["pipeline"] = pipeline
+    if limit:
+        params["limit"] = limit
+    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0]:
+        return []
+    return [StoredDeadLetter.from_row(r) for r in conn.run(statement, **params)]
+
+
+def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
+    rows = conn.run(sql.SELECT_DEAD_LETTER, id=letter_id)
+    return StoredDeadLetter.from_row(rows[0]) if rows else None
+
+
+def ignore(conn: Any, letter_id: int) -> bool:
+    """Mark a pending dead letter ``ignored`` (in its own transaction); False if it is not pending."""
+    return bool(conn.run(sql.IGNORE_DEAD_LETTER, id=letter_id))
+
+
+def retry(
+    conn: Any,
+    letter_id: int,
+    tables: dict[str, TargetTable],
+    *,
+    stale_after: float | None = None,
+    now: datetime | None = None,
+) -> RetryOutcome:
+    """Re-apply one pending dead letter to its target table, with the applier's rules (last commit LSN wins,
+    delete mode, stale flag, write validation), and mark it ``resolved``; if it fails again, keep it pending
+    with the new error, the attempt time and one more retry. One PostgreSQL transaction per dead letter.
+
+    ``tables`` maps capture instance names to their target tables (built from the configuration).
+    """
+    conn.run("BEGIN")
+    try:
+        outcome = _retry_in_transaction(conn, letter_id, tables, stale_after, now)
+    except BaseException:
+        conn.run("ROLLBACK")
+        raise
+    conn.run("COMMIT")
+    return outcome
+
+
+def _retry_in_transaction(
+    conn: Any,
+    letter_id: int,
+    tables: dict[str, TargetTable],
+    stale_after: float | None,
+    now: datetime | None,
+) -> RetryOutcome:
+    letter = get_dead_letter(conn, letter_id)
+    if letter is None:
+        return RetryOutcome(letter_id, False, "no such dead letter")
+    if letter.status != "pending":
+        return RetryOutcome(letter_id, False, f"not retried: status is {letter.status}")
+    table = tables.get(letter.capture_instance or "")
+    if table is None:
+        return RetryOutcome(
+            letter_id,
+            False,
+            f"capture instance {letter.capture_instance!r} of {letter.source_table} is not replicated by this "
+            "configuration; retry with the configuration of the pipeline that wrote it",
+        )
+    conn.run("SAVEPOINT mssql2pg_dlq_retry")
+    try:
+        _apply_one(conn, table, letter.change, stale_after, now)
+    except Exception as exc:
+        if not isinstance(classify(exc), TerminalError):
+            raise  # connection trouble: nothing was recorded, the dead letter stays as it was
+        conn.run("ROLLBACK TO SAVEPOINT mssql2pg_dlq_retry")
+        message = scrub(error_message(exc))
+        conn.run(
+            sql.FAIL_DEAD_LETTER_RETRY,
+            id=letter_id,
+            error_class=error_class(exc),
+            message=message,
+            stack=scrub("".join(traceback.format_exception(exc))),
+        )
+        return RetryOutcome(letter_id, False, f"failed again: {message}")
+    conn.run(sql.RESOLVE_DEAD_LETTER, id=letter_id)
+    return RetryOutcome(letter_id, True, "applied; resolved")
+
+
+_RETRY_STAGE = 9_999  # staging index of a retry session (the applier's are 0..tables-1)
+
+
+def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_after: float | None, now: Any) -> None:
+    row = row_from_payload(change, table)
+    fields = "\t".join(c.encode(v) for c, v in zip(table.codecs, row.values, strict=True))
+    commit_time = datetime.fromisoformat(change["commit_time"]) if change.get("commit_time") else None
+    time_text = "\\N" if commit_time is None else commit_time.replace(tzinfo=None).isoformat(sep=" ")
+    stale = False
+    if stale_after is not None and commit_time is not None:
+        reference = now or (datetime.now(commit_time.tzinfo) if commit_time.tzinfo else datetime.now())
+        stale = (reference - commit_time).total_seconds() > stale_after
+    op = 1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)  # a key change's old key: delete
+    line = f"1{sql.staging_middle(op, row.commit_lsn.raw, time_text)[stale]}{fields}\n"
+    conn.run(f"DROP TABLE IF EXISTS {sql.staging_name(_RETRY_STAGE)}")
+    conn.run(sql.create_staging(table, _RETRY_STAGE))
+    conn.run(sql.copy_into_staging(table, _RETRY_STAGE), stream=[line.encode("utf-8")])
+    check_copied(conn, table, 1)
+    conn.run(sql.apply_staged(table, _RETRY_STAGE))
+    restore = sql.restore_kept_columns(table, _RETRY_STAGE)
+    if restore is not None:
+        conn.run(restore)
+    check_written(conn, table, _RETRY_STAGE)
+    conn.run(f"DROP TABLE {sql.staging_name(_RETRY_STAGE)}")

@@ -77,6 +77,14 @@ def staging_columns(table: TargetTable) -> list[str]:
     return [m.prefix + "seq", m.operation, m.lsn, m.commit_time, m.stale, *table.column_names]
 
 
+def staging_middle(operation: int, commit_lsn_raw: bytes | None, commit_time_text: str) -> tuple[str, str]:
+    """The COPY text of a staging line between arrival sequence and data, as (not stale, stale) variants:
+    ``\t<op>\t<lsn>\t<time>\t<stale>\t`` (column order of :func:`staging_columns`). ``commit_time_text`` is
+    already COPY text (``\\N`` for NULL)."""
+    head = f"\t{operation}\t\\\\x{(commit_lsn_raw or b'').hex()}\t{commit_time_text}\t"
+    return head + "f\t", head + "t\t"
+
+
 def create_staging(table: TargetTable, index: int) -> str:
     types = ["bigint", "smallint", "bytea", "timestamp", "boolean"] + [c.pg_type for c in table.columns]
     cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in zip(staging_columns(table), types, strict=True))
