@@ -375,3 +375,10 @@ def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_afte
         conn.run(restore)
     check_written(conn, table, _RETRY_STAGE)
     conn.run(f"DROP TABLE {sql.staging_name(_RETRY_STAGE)}")
+
+
+def count_by_status(conn: Any, pipeline: str) -> dict[str, int]:
+    """Dead letters of ``pipeline`` per status (for the ``mssql2pg_dead_letters{status}`` gauge)."""
+    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0]:
+        return {}
+    return {str(s): int(n) for s, n in conn.run(sql.COUNT_DEAD_LETTERS_BY_STATUS, pipeline=pipeline)}

@@ -357,3 +357,7 @@ WHERE id = :id
 IGNORE_DEAD_LETTER = (
     f"UPDATE {_c('dead_letters')} SET status = 'ignored' WHERE id = :id AND status = 'pending' RETURNING id"
 )
+
+COUNT_DEAD_LETTERS_BY_STATUS = (
+    f"SELECT status, count(*) FROM {_c('dead_letters')} WHERE pipeline = :pipeline GROUP BY status"
+)
