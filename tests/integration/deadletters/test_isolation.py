@@ -273,3 +273,51 @@ def test_stale_flag_on_the_bulk_insert_path(target_connect: Connect) -> None:
     assert query(target_connect, "SELECT count(*) FROM dbo.orders WHERE _cdc_stale") == [[10_000]]
     assert applier.stats.stale[ORDERS.source] == 10_000
     applier.close()
+
+
+@pytest.mark.parametrize(
+    ("errcode", "kind"),
+    [("40001", "transient"), ("42501", "table")],
+    ids=["serialization-failure-is-retried", "permission-error-stops"],
+)
+def test_faults_that_are_not_about_a_row_propagate_and_nothing_is_dead_lettered(
+    target_connect: Connect, errcode: str, kind: str
+) -> None:
+    from mssql2pg.classify import classify  # noqa: PLC0415
+    from mssql2pg.errors import TransientError  # noqa: PLC0415
+
+    applier = make(target_connect)
+    query(
+        target_connect,
+        "CREATE FUNCTION dbo.fail() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN IF NEW.name = 'boom' THEN RAISE EXCEPTION 'injected' USING ERRCODE = '{errcode}'; END IF; "
+        "RETURN NEW; END $$",
+    )
+    query(target_connect, "CREATE TRIGGER fail BEFORE INSERT ON dbo.people FOR EACH ROW EXECUTE FUNCTION dbo.fail()")
+    b = TxBuilder()
+    applier.offer(b.tx((PEOPLE, INS, person(1)), (PEOPLE, INS, person(2, name="boom"))))
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the driver's error, classified below
+        applier.flush()
+    assert isinstance(classify(info.value), TransientError) is (kind == "transient")
+    applier.abandon()
+    assert query(target_connect, "SELECT count(*) FROM dbo.people") == [[0]]
+    assert query(target_connect, "SELECT count(*) FROM mssql2pg.dead_letters") == [[0]]
+    assert applier.start().is_null
+    applier.close()
+
+
+def test_copy_rejection_while_streaming_a_large_transaction_is_isolated_at_commit(target_connect: Connect) -> None:
+    docs = capture_instance(
+        "dbo.Docs", [SourceColumn("Id", 1, "int", nullable=False), SourceColumn("Doc", 2, "xml")], ["Id"]
+    )
+    applier = Applier(target_connect, [build_target_table(docs)], "p", ApplySettings(stage_rows=7))
+    applier.start()
+    b = TxBuilder()
+    values = iter([[i, "<broken>" if i in (3, 58) else f"<d n='{i}'/>"] for i in range(1, 61)])
+    for chunk in b.chunks(docs, values, 10):
+        applier.offer(chunk)
+    applier.flush()
+    assert ids(target_connect, "dbo.docs") == [i for i in range(1, 61) if i not in (3, 58)]
+    assert [lt["change"]["values"]["Id"] for lt in letters(target_connect)] == [3, 58]  # type: ignore[index]
+    assert applier.stats.rows[(docs.source, INS)] == 58
+    applier.close()
