@@ -554,8 +554,9 @@ class Applier:
             conn.run("ROLLBACK TO SAVEPOINT mssql2pg_isolate")
             conn.run("RELEASE SAVEPOINT mssql2pg_isolate")
             if len(items) == 1:
-                row = items[0][0]
+                row, line = items[0]
                 buffer.counts[1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)] -= 1
+                buffer.stale -= line.split("\t", 5)[4] == "t"  # the stale column of the staging line
                 self._dead.append(
                     deadletters.dead_letter(buffer.table, row, exc, *self._tran_ids.get(row.commit_lsn, (None, None)))
                 )

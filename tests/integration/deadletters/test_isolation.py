@@ -251,7 +251,17 @@ def test_stale_changes_are_applied_flagged_and_counted(target_connect: Connect) 
     applier = Applier(target_connect, tables, "p", ApplySettings(stale_after=3600), wall_clock=lambda: now)
     applier.start()
     b = TxBuilder()
-    applier.offer(b.tx((PEOPLE, INS, person(1)), (PEOPLE, INS, person(2)), commit_time=now - timedelta(hours=2)))
+    query(target_connect, "CREATE UNIQUE INDEX people_email ON dbo.people (email)")
+    old = now - timedelta(hours=2)
+    # a stale change that is dead-lettered is not counted as a stale event applied
+    applier.offer(
+        b.tx(
+            (PEOPLE, INS, person(1)),
+            (PEOPLE, INS, person(2)),
+            (PEOPLE, INS, person(9, email="p1@example.org")),
+            commit_time=old,
+        )
+    )
     applier.offer(b.tx((PEOPLE, INS, person(3)), commit_time=now - timedelta(minutes=5)))
     # a fresh change of a stale-flagged row clears the flag
     applier.offer(b.tx((PEOPLE, DEL, person(2)), (PEOPLE, INS, person(2, name="fresh")), commit_time=now))
@@ -259,6 +269,7 @@ def test_stale_changes_are_applied_flagged_and_counted(target_connect: Connect) 
     rows = query(target_connect, "SELECT id, name, _cdc_stale FROM dbo.people ORDER BY id")
     assert rows == [[1, "ok", True], [2, "fresh", False], [3, "ok", False]]
     assert applier.stats.stale == {PEOPLE.source: 2}
+    assert applier.stats.dead_letters == {PEOPLE.source: 1}
     applier.close()
 
 
