@@ -23,6 +23,7 @@ def cli() -> None:
 def _register() -> None:
     # Imported here, not at module level, so `mssql2pg --help` stays fast and import cycles stay away.
     from mssql2pg.demo.command import demo  # noqa: PLC0415
+    from mssql2pg.dlq import dlq  # noqa: PLC0415
     from mssql2pg.emulator.cli import emulator  # noqa: PLC0415
     from mssql2pg.pipeline.check import check  # noqa: PLC0415
     from mssql2pg.pipeline.commands import run  # noqa: PLC0415
@@ -32,6 +33,7 @@ def _register() -> None:
     cli.add_command(check)
     cli.add_command(status)
     cli.add_command(demo)
+    cli.add_command(dlq)
     cli.add_command(emulator)
 
 

@@ -91,7 +91,7 @@ PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seco
 # Label values the runner is expected to use (documented; other values are accepted).
 COMPONENTS = ("source", "target")
 TABLE_STATES = ("active", "paused", "needs_resync")
-DEAD_LETTER_STATUSES = ("pending", "retried", "ignored")
+DEAD_LETTER_STATUSES = ("pending", "resolved", "ignored")  # as mssql2pg.dead_letters.status stores them
 SCHEMA_CHANGE_STATUSES = ("applied", "pending", "rejected")
 
 BATCH_ROWS_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
 from mssql2pg.sink import control
 from mssql2pg.sink.applier import Applier, ApplySettings
+from mssql2pg.sink.deadletters import count_by_status
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
@@ -172,13 +173,27 @@ class ObservedSink:
     obs: Observability
     tables: Sequence[TableId]
     _heartbeat: Heartbeat | None = None
+    connect: Any = None  # a target connector, for the dead-letter gauge
+    _dead_letters: dict[TableId, int] = field(default_factory=dict)
+    _stale: dict[TableId, int] = field(default_factory=dict)
 
     def start(self) -> Lsn:
         checkpoint: Lsn = self._guard(self.inner.start)
         self.obs.component_ok("target")
         for table in self.tables:
             self.obs.table_state(table, "active")
+        self._publish_dead_letter_counts()
         return checkpoint
+
+    def _publish_dead_letter_counts(self) -> None:
+        """The dead-letter gauge by status: read at start and whenever rows were dead-lettered (rare)."""
+        if self.connect is None:
+            return
+        connection = self.connect()
+        try:
+            self.obs.metrics.set_dead_letters(count_by_status(connection, self.inner.pipeline))
+        finally:
+            connection.close()
 
     def offer(self, item: ReaderItem) -> None:
         if isinstance(item, Heartbeat):
@@ -197,6 +212,18 @@ class ObservedSink:
     def close(self) -> None:
         self.inner.close()
 
+    @staticmethod
+    def _publish_deltas(totals: Mapping[TableId, int], seen: dict[TableId, int], count: Any) -> bool:
+        """Turn the applier's cumulative per-table counts into metric increments; True if any grew."""
+        grew = False
+        for table, total in list(totals.items()):
+            delta = total - seen.get(table, 0)
+            if delta > 0:
+                count(table, delta)
+                seen[table] = total
+                grew = True
+        return grew
+
     def _guard(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
@@ -211,6 +238,9 @@ class ObservedSink:
         self._guard(fn, *args)
         stats = self.inner.stats
         self.obs.record_apply_stats(stats)
+        if self._publish_deltas(stats.dead_letters, self._dead_letters, self.obs.metrics.dead_lettered):
+            self._publish_dead_letter_counts()
+        self._publish_deltas(stats.stale, self._stale, self.obs.metrics.stale_event)
         hb = self._heartbeat
         if hb is not None and stats.checkpoint >= hb.lsn:
             self.obs.heartbeat_applied(hb.source_time, self.tables)
@@ -268,7 +298,7 @@ class Pipeline:
         source_ids = [s.source for s in selections]
         runner = Runner(
             ObservedSource(reader, obs),
-            ObservedSink(applier, obs, source_ids),
+            ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
             classify,
             Backoff(config.retry).delays,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
