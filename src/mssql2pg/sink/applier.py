@@ -509,14 +509,15 @@ class Applier:
             for statement in sql.apply_staged_inserts(buffer.table, buffer.index):
                 conn.run(statement)
                 written += max(conn.row_count, 0) if not statement.startswith("ANALYZE") else 0
+            complete = written == staged
         else:
-            conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))
-            written = conn.row_count
+            counts = conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))[0]
+            upserted, upserts, deleted, deletes = (int(n) for n in counts)
+            complete = upserted == upserts and deleted == deletes
             restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
             if restore is not None:
                 conn.run(restore)
-        deletes = buffer.counts[1] if buffer.table.delete_mode == "hard" else 0
-        if validate or deletes or written < staged:  # fewer writes than changes: repeated keys, or lost writes
+        if validate or not complete:  # fewer writes than changes: a later row already there, or lost writes
             self._validate_written(buffer)
 
     def _validate_written(self, buffer: _TableBuffer) -> None:

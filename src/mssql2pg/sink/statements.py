@@ -104,6 +104,10 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     leaves NULL in delete rows (text/ntext/image) keep their previous value then. An upsert never overwrites a
     row that already carries a later commit LSN.
 
+    The statement returns one row for the write validation: (upserts written, upserts expected, deletes done,
+    deletes expected). Fewer upserts than expected happen legitimately only when the target already holds a later
+    commit LSN, fewer deletes only when the key is absent; anything else means the target swallowed a write.
+
     ``unique_keys``: the caller knows every staged row is an insert. A consistent source cannot insert one key
     twice without a delete in between, so the keys are unique and the sort for "last per key" is skipped (if
     the source were inconsistent, PostgreSQL refuses the statement loudly: "cannot affect row a second time").
@@ -123,6 +127,7 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     keep = {quote_ident(c) for c in table.keep_on_delete()}
     if table.delete_mode == "soft":
         select_deleted, where, prelude = f"{op} = 1", "", ""
+        deletes = "0, 0"
         sets = [
             f"{c} = CASE WHEN EXCLUDED.{deleted} THEN t.{c} ELSE EXCLUDED.{c} END"
             if c in keep
@@ -134,16 +139,18 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
         key_match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
         prelude = (
             f", gone AS (DELETE FROM {target} AS t USING last AS l\n"
-            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn})"
+            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn} RETURNING 1)"
         )
+        deletes = f"(SELECT count(*) FROM gone), (SELECT count(*) FROM last WHERE {op} = 1)"
         sets = [f"{c} = EXCLUDED.{c}" for c in data]
     sets += [f"{c} = EXCLUDED.{c}" for c in (lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale))]
     return (
-        f"WITH last AS ({last}){prelude}\n"
-        f"INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
+        f"WITH last AS ({last}){prelude},\n"
+        f"written AS (INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
         f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, {stale} FROM last{where}\n"
         f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}\n"
-        f"WHERE t.{lsn} <= EXCLUDED.{lsn}"
+        f"WHERE t.{lsn} <= EXCLUDED.{lsn} RETURNING 1)\n"
+        f"SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM last{where}), {deletes}"
     )
 
 
