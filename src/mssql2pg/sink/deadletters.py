@@ -272,18 +272,27 @@ def list_dead_letters(
         params["pipeline"] = pipeline
     if limit:
         params["limit"] = limit
-    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0]:
+    if not _table_exists(conn):
         return []
     return [StoredDeadLetter.from_row(r) for r in conn.run(statement, **params)]
 
 
 def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
+    if not _table_exists(conn):
+        return None
     rows = conn.run(sql.SELECT_DEAD_LETTER, id=letter_id)
     return StoredDeadLetter.from_row(rows[0]) if rows else None
 
 
+def _table_exists(conn: Any) -> bool:
+    """Before the pipeline's first start the control schema does not exist: nothing is dead-lettered yet."""
+    return bool(conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0])
+
+
 def ignore(conn: Any, letter_id: int) -> bool:
     """Mark a pending dead letter ``ignored`` (in its own transaction); False if it is not pending."""
+    if not _table_exists(conn):
+        return False
     return bool(conn.run(sql.IGNORE_DEAD_LETTER, id=letter_id))
 
 
@@ -379,6 +388,6 @@ def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_afte
 
 def count_by_status(conn: Any, pipeline: str) -> dict[str, int]:
     """Dead letters of ``pipeline`` per status (for the ``mssql2pg_dead_letters{status}`` gauge)."""
-    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0]:
+    if not _table_exists(conn):
         return {}
     return {str(s): int(n) for s, n in conn.run(sql.COUNT_DEAD_LETTERS_BY_STATUS, pipeline=pipeline)}

@@ -163,3 +163,13 @@ def test_stale_events_are_flagged_through_the_pipeline(
     assert dst.run("SELECT id, _cdc_stale FROM dbo.people") == [[1, True]]
     dst.close()
     src.close()
+
+
+def test_dlq_on_a_target_that_never_replicated(target_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "p.yaml", target_url, target_url, ["dbo.t"])
+    code, out = _dlq("list", "--config", str(config), "--status", "all")
+    assert code == 0
+    assert out.strip() == "no dead letters"
+    result = CliRunner().invoke(dlq, ["show", "--config", str(config), "1"])
+    assert result.exit_code == 1
+    assert "no dead letter with id 1" in result.output
