@@ -185,10 +185,13 @@ BEGIN
                          ELSE 'o.' || quote_ident(cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
          string_agg(CASE WHEN a.attnum IS NULL OR cc.is_computed OR cc.column_name = ANY(inst.legacy_lob_columns) THEN 'NULL'
                          WHEN cc.column_name = ANY(inst.lob_columns)
-                           THEN format('CASE WHEN OLD.%1$I IS DISTINCT FROM NEW.%1$I THEN OLD.%1$I END', cc.column_name)
+                           THEN format('CASE WHEN OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s THEN OLD.%1$I END', cc.column_name,
+                                       CASE WHEN cc.column_type = 'xml' THEN '::text' ELSE '' END)
                          ELSE 'OLD.' || quote_ident(cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
          string_agg(CASE WHEN a.attnum IS NULL THEN 'false'
-                         ELSE format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
+                         -- xml has no equality operator in PostgreSQL: compare its text
+                         ELSE format('OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s', cc.column_name,
+                                     CASE WHEN cc.column_type = 'xml' THEN '::text' ELSE '' END) END, ', ' ORDER BY cc.column_ordinal),
          string_agg(format('t.%I', cc.column_name), ', ' ORDER BY cc.column_ordinal)
     INTO n, cols, vals_new, vals_old, vals_old_before, changed, out_cols
     FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
