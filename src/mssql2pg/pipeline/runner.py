@@ -95,6 +95,10 @@ class _Failed:
 
 _DONE = _Done()
 
+# Reader items travel to the applier in batches of at most this many rows or items (see ``Runner._read``).
+BATCH_ROWS = 5_000
+BATCH_ITEMS = 1_000
+
 
 @dataclass
 class Runner:
@@ -144,7 +148,7 @@ class Runner:
         """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
         checkpoint = self.sink.start()
         log.info("starting from checkpoint", checkpoint=str(checkpoint))
-        items: queue.Queue[ReaderItem | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
+        items: queue.Queue[list[ReaderItem] | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
         reader_stop = threading.Event()
         reader = threading.Thread(
             target=self._read,
@@ -163,19 +167,29 @@ class Runner:
     def _read(
         self,
         start_after: Lsn,
-        out: queue.Queue[ReaderItem | _Done | _Failed],
+        out: queue.Queue[list[ReaderItem] | _Done | _Failed],
         stop: threading.Event,
         until_caught_up: bool,
     ) -> None:
         try:
+            batch: list[ReaderItem] = []
+            rows = 0
             for item in self.source.read(start_after, stop, until_caught_up=until_caught_up):
-                if not _put(out, item, stop):
-                    return
+                batch.append(item)
+                rows += len(item.rows) if isinstance(item, TxChunk) else 0
+                # Hand items over in batches: one queue hand-off per single-row transaction made the two
+                # threads trade the GIL for every change. A heartbeat ends a window: flush before waiting.
+                if isinstance(item, Heartbeat) or rows >= BATCH_ROWS or len(batch) >= BATCH_ITEMS:
+                    if not _put(out, batch, stop):
+                        return
+                    batch, rows = [], 0
+            if batch and not _put(out, batch, stop):
+                return
             _put(out, _DONE, stop)
         except BaseException as exc:
             _put(out, _Failed(exc), stop)
 
-    def _apply_loop(self, items: queue.Queue[ReaderItem | _Done | _Failed], stop: threading.Event) -> bool:
+    def _apply_loop(self, items: queue.Queue[list[ReaderItem] | _Done | _Failed], stop: threading.Event) -> bool:
         while True:
             if stop.is_set():
                 self.sink.flush()
@@ -190,8 +204,9 @@ class Runner:
                 return True
             if isinstance(item, _Failed):
                 raise item.error
-            self.sink.offer(item)
-            self._count(item)
+            for one in item:
+                self.sink.offer(one)
+                self._count(one)
 
     def _count(self, item: ReaderItem) -> None:
         self.stats.items += 1
@@ -214,7 +229,7 @@ class Runner:
 
 
 def _put(
-    q: queue.Queue[ReaderItem | _Done | _Failed], item: ReaderItem | _Done | _Failed, stop: threading.Event
+    q: queue.Queue[list[ReaderItem] | _Done | _Failed], item: list[ReaderItem] | _Done | _Failed, stop: threading.Event
 ) -> bool:
     while not stop.is_set():
         try:
@@ -225,7 +240,7 @@ def _put(
     return False
 
 
-def _drain(q: queue.Queue[ReaderItem | _Done | _Failed]) -> None:
+def _drain(q: queue.Queue[list[ReaderItem] | _Done | _Failed]) -> None:
     deadline = time.monotonic() + 1
     while time.monotonic() < deadline:
         try:
