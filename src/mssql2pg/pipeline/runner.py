@@ -171,8 +171,8 @@ class Runner:
         stop: threading.Event,
         until_caught_up: bool,
     ) -> None:
+        batch: list[ReaderItem] = []
         try:
-            batch: list[ReaderItem] = []
             rows = 0
             for item in self.source.read(start_after, stop, until_caught_up=until_caught_up):
                 batch.append(item)
@@ -187,6 +187,9 @@ class Runner:
                 return
             _put(out, _DONE, stop)
         except BaseException as exc:
+            # what was read before the fault is good: apply it, so the retry resumes from a later checkpoint
+            if batch and not _put(out, batch, stop):
+                return
             _put(out, _Failed(exc), stop)
 
     def _apply_loop(self, items: queue.Queue[list[ReaderItem] | _Done | _Failed], stop: threading.Event) -> bool:
