@@ -28,7 +28,7 @@ transactions = st.lists(st.lists(step, min_size=1, max_size=6), min_size=1, max_
 _runs = itertools.count()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(txs=transactions, group_rows=st.integers(1, 20))
 def test_final_state_is_the_last_accepted_change_per_key(
     target_connect: Connect, txs: list[list[tuple[int, int, bool]]], group_rows: int
