@@ -19,7 +19,12 @@ def quote_ident(name: str) -> str:
     if "\x00" in name:
         msg = f"identifier contains a NUL character: {name!r}"
         raise ValueError(msg)
-    if len(name.encode("utf-8")) > PG_MAX_IDENTIFIER_BYTES:
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = f"identifier is not valid Unicode (it holds a lone surrogate): {name!r}"
+        raise ValueError(msg) from exc
+    if len(encoded) > PG_MAX_IDENTIFIER_BYTES:
         msg = (
             f"identifier {name!r} is longer than PostgreSQL's {PG_MAX_IDENTIFIER_BYTES}-byte limit; "
             "map it to a shorter target name in the table options"

@@ -293,6 +293,7 @@ class Pipeline:
                 group_max_rows=config.apply.max_batch_rows,
                 group_max_delay=config.apply.max_batch_seconds,
                 heartbeat_interval=config.apply.heartbeat_interval,
+                stale_after=config.stale_after,
             ),
         )
         source_ids = [s.source for s in selections]
