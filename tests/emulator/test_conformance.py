@@ -4,6 +4,8 @@ Parametrized over the emulator and a real SQL Server (skipped unless MSSQL2PG_TE
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.emulator.backends import Backend
@@ -24,7 +26,7 @@ def _orders(b: Backend, *, extra_pg: str = "", extra_tsql: str = "") -> None:
     )
 
 
-def _ct(b: Backend, ci: str = "dbo_orders", cols: str = "id") -> list[tuple[object, ...]]:
+def _ct(b: Backend, ci: str = "dbo_orders", cols: str = "id") -> list[tuple[Any, ...]]:
     return b.run(
         pg=f'SELECT "__$start_lsn", "__$seqval", "__$operation", "__$update_mask", "__$command_id", {cols} '
         f'FROM cdc."{ci}_CT" ORDER BY 1, 5, 2, 3',
