@@ -115,3 +115,14 @@ def test_retention_cleanup_job_raises_every_start_lsn(conn: pg8000.native.Connec
     assert conn.run("SELECT sys.fn_cdc_get_min_lsn('dbo_o'), sys.fn_cdc_get_min_lsn('dbo_o_v2')") == [[new, new]]
     assert conn.run('SELECT id FROM cdc."dbo_o_CT"') == [[2]]
     assert conn.run('SELECT id FROM cdc."dbo_o_v2_CT"') == [[2]]
+
+
+def test_capture_instance_name_longer_than_postgresql_allows_is_refused(conn: pg8000.native.Connection) -> None:
+    """Not emulated (docs/emulator.md): SQL Server allows 100-character instance names (§2.5); the emulator's
+    generated function names must fit 63 bytes, so 41+ bytes are refused with Msg 22997 and 40 are accepted."""
+    with pytest.raises(pg8000.exceptions.DatabaseError, match="22997"):
+        enable_table(conn, "dbo", "o", capture_instance="x" * 41)
+    assert conn.run("SELECT count(*) FROM cdc.change_tables") == [[0]]
+    enable_table(conn, "dbo", "o", capture_instance="y" * 40)
+    conn.run("INSERT INTO dbo.o (id, q) VALUES (1, 1)")
+    assert conn.run(f'SELECT id FROM cdc."{"y" * 40}_CT"') == [[1]]
