@@ -252,6 +252,26 @@ def test_net_changes_row_filter_options(backend: Backend) -> None:
     assert net("all with merge") == [(1, 5, None, 7), (2, 1, None, 1), (3, 5, None, 9)]
 
 
+def test_net_changes_all_with_mask_ors_every_update_in_the_window(backend: Backend) -> None:
+    """§2.3: under 'all with mask' an op 4 row's mask is the OR of the masks of all the key's updates in the
+    window (SQL Server's CLR sys.ORMask), not just the last update's."""
+    _orders(backend)
+    backend.run(pg="INSERT INTO dbo.orders VALUES (1, 'a', 1)", tsql="INSERT INTO dbo.orders VALUES (1, N'a', 1)")
+    backend.capture()
+    ((first,),) = _same(backend, "SELECT sys.fn_cdc_get_max_lsn()")
+    backend.run(pg="UPDATE dbo.orders SET name = 'b'", tsql="UPDATE dbo.orders SET name = N'b'")
+    _same(backend, "UPDATE dbo.orders SET qty = 2")
+    backend.capture()
+    rows = backend.run(
+        pg='SELECT "__$operation", "__$update_mask" FROM cdc.fn_cdc_get_net_changes_dbo_orders('
+        "sys.fn_cdc_increment_lsn(:f), sys.fn_cdc_get_max_lsn(), 'all with mask')",
+        tsql="DECLARE @f binary(10) = sys.fn_cdc_increment_lsn(:f), @t binary(10) = sys.fn_cdc_get_max_lsn(); "
+        "SELECT __$operation, __$update_mask FROM cdc.fn_cdc_get_net_changes_dbo_orders(@f, @t, 'all with mask')",
+        f=first,
+    )
+    assert rows == [(4, b"\x06")]
+
+
 # --- point 5: procedures ---------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,22 @@
 -- Net changes, disabling, help procedures, jobs, cleanup and DDL tracking.
 
+-- SQL Server's CLR aggregate sys.ORMask: the byte-wise OR of update masks (all masks of one instance have the
+-- same length). 'all with mask' reports the OR over a key's changes in the window, not the last mask.
+CREATE OR REPLACE FUNCTION cdc_emulator.mask_or(a bytea, b bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE r bytea;
+BEGIN
+  IF a IS NULL THEN RETURN b; END IF;
+  IF b IS NULL OR octet_length(b) <> octet_length(a) THEN RETURN a; END IF;
+  r := a;
+  FOR i IN 0..octet_length(a) - 1 LOOP
+    r := set_byte(r, i, get_byte(a, i) | get_byte(b, i));
+  END LOOP;
+  RETURN r;
+END $$;
+
+CREATE OR REPLACE AGGREGATE cdc_emulator.or_mask(bytea) (SFUNC = cdc_emulator.mask_or, STYPE = bytea);
+
 -- cdc.fn_cdc_get_net_changes_<ci>: one row per key changed in the window, with its final values (section 2.3).
 CREATE OR REPLACE FUNCTION cdc_emulator.generate_net(ci text, out_cols text) RETURNS void
 LANGUAGE plpgsql AS $gen$
@@ -24,6 +41,7 @@ BEGIN
       RETURN QUERY
       WITH w AS (
         SELECT t.*, row_number() OVER k_desc AS rn_last, count(*) OVER k_all AS n,
+               cdc_emulator.or_mask(t."__$update_mask") OVER k_all AS window_mask,
                first_value(t."__$operation") OVER k_asc AS first_op
           FROM cdc.%4$I t
          WHERE t."__$start_lsn" >= from_lsn AND t."__$start_lsn" <= to_lsn AND t."__$operation" <> 3
@@ -39,7 +57,7 @@ BEGIN
           FROM w WHERE w.rn_last = 1)
       SELECT t."__$start_lsn",
              CASE WHEN opt = 'all with merge' THEN CASE WHEN t.net_op = 1 THEN 1 ELSE 5 END ELSE t.net_op END,
-             CASE WHEN opt = 'all with mask' AND t.net_op = 4 THEN t."__$update_mask" ELSE NULL END,
+             CASE WHEN opt = 'all with mask' AND t.net_op = 4 THEN t.window_mask ELSE NULL END,
              %6$s
         FROM f t WHERE t.net_op IS NOT NULL;
     END $b$ $f$, 'fn_cdc_get_net_changes_' || ci, ci || '_net', ci, inst.ct_name, keys, out_cols);
