@@ -2,11 +2,14 @@
 
 Each case states its SQL once per dialect (``pg=`` and ``tsql=``); the backend picks its own. The SQL Server
 backend needs ``MSSQL2PG_TEST_MSSQL_URL`` (the ``mssql_url`` fixture skips otherwise) and a database where
-``sys.sp_cdc_enable_db`` is allowed; it runs ``sys.sp_cdc_scan`` after each write to capture synchronously.
+``CREATE DATABASE`` and ``sys.sp_cdc_enable_db`` are allowed (sysadmin): each case gets a fresh CDC-enabled
+database, dropped afterwards. ``capture()`` runs ``sys.sp_cdc_scan`` to capture synchronously, so the capture job
+should not be running (SQL Server Agent stopped, or ``sys.sp_cdc_stop_job``).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Protocol
 
 import pg8000.native
@@ -43,14 +46,28 @@ class EmulatorBackend:
         self.conn.close()
 
 
+def _bracket(name: str) -> str:
+    """A T-SQL delimited identifier."""
+    return "[" + name.replace("]", "]]") + "]"
+
+
 class MssqlBackend:
+    """A fresh database per case on the configured SQL Server (CDC enabled), dropped afterwards."""
+
     name = "mssql"
 
     def __init__(self, url: str) -> None:
-        from sqlalchemy import create_engine  # noqa: PLC0415 - only when a real SQL Server is configured
+        from sqlalchemy import create_engine, text  # noqa: PLC0415 - only when a real SQL Server is configured
+        from sqlalchemy.engine import make_url  # noqa: PLC0415
 
-        self.engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        server = make_url(url)
+        self.admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        self.database = f"mssql2pg_conformance_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as admin:
+            admin.execute(text(f"CREATE DATABASE {_bracket(self.database)}"))
+        self.engine = create_engine(server.set(database=self.database), isolation_level="AUTOCOMMIT")
         self.conn = self.engine.connect()
+        self.run(pg="", tsql="EXEC sys.sp_cdc_enable_db")
 
     def run(self, *, pg: str, tsql: str, **params: Any) -> list[tuple[Any, ...]]:
         del pg
@@ -63,5 +80,15 @@ class MssqlBackend:
         self.run(pg="", tsql="EXEC sys.sp_cdc_scan @maxtrans = 100000, @maxscans = 1, @continuous = 0")
 
     def close(self) -> None:
-        self.conn.close()
-        self.engine.dispose()
+        from sqlalchemy import text  # noqa: PLC0415
+
+        try:
+            self.run(pg="", tsql="EXEC sys.sp_cdc_disable_db")
+        finally:
+            self.conn.close()
+            self.engine.dispose()
+            with self.admin.connect() as admin:
+                db = _bracket(self.database)
+                admin.execute(text(f"ALTER DATABASE {db} SET SINGLE_USER WITH ROLLBACK IMMEDIATE"))
+                admin.execute(text(f"DROP DATABASE {db}"))
+            self.admin.dispose()
