@@ -148,15 +148,19 @@ class ObservedSource:
 
     inner: ChangeSource
     obs: Observability
+    _reported_ok: bool = False  # report "source up" once per recovery, not once per item (hot path)
 
     def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
         try:
             for item in self.inner.read(start_after, stop, until_caught_up=until_caught_up):
-                self.obs.component_ok("source")
+                if not self._reported_ok:
+                    self.obs.component_ok("source")
+                    self._reported_ok = True
                 if isinstance(item, Heartbeat):
                     self.obs.source_position(item.source_time)
                 yield item
         except Exception as exc:
+            self._reported_ok = False
             _tag(exc, "source")
             self.obs.component_failed("source", f"{type(exc).__name__}: {classify(exc)}")
             raise
@@ -174,6 +178,7 @@ class ObservedSink:
     tables: Sequence[TableId]
     _heartbeat: Heartbeat | None = None
     connect: Any = None  # a target connector, for the dead-letter gauge
+    _commits_seen: int = -1
     _dead_letters: dict[TableId, int] = field(default_factory=dict)
     _stale: dict[TableId, int] = field(default_factory=dict)
 
@@ -237,6 +242,9 @@ class ObservedSink:
         self.obs.beat()
         self._guard(fn, *args)
         stats = self.inner.stats
+        if stats.commits == self._commits_seen:
+            return  # nothing committed since the last step: nothing new to publish (the common case per item)
+        self._commits_seen = stats.commits
         self.obs.record_apply_stats(stats)
         if self._publish_deltas(stats.dead_letters, self._dead_letters, self.obs.metrics.dead_lettered):
             self._publish_dead_letter_counts()
