@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 from mssql2pg.demo.workload import TABLES, Workload, create_schema
-from mssql2pg.emulator import connect, install
+from mssql2pg.emulator import connect
 from mssql2pg.localpg import free_port
 from tests.e2e.pipeline_process import PipelineProcess, run_cli, write_config
 from tests.e2e.test_exactly_once import InvariantWatcher, assert_target_equals_source
+from tests.fixtures.emulator import emulated_source_on
 from tests.fixtures.pg import PgServer
 from tests.fixtures.proxy import TcpProxy
 from tests.fixtures.waiting import wait_for
@@ -60,18 +61,6 @@ def equal(source_url: str, target_url: str) -> bool:
     except (AssertionError, Exception):
         return False
     return True
-
-
-def emulated_source_on(server: PgServer) -> str:
-    """A database with the CDC emulator on ``server`` (for tests that stop the source server)."""
-    url = server.url(server.create_database("mssql"))
-    install(url)
-    conn = connect(url)
-    try:
-        conn.run("CALL sys.sp_cdc_enable_db()")
-    finally:
-        conn.close()
-    return url
 
 
 def report(fault: str, seconds: float, *, metric: str = "recover_s", **extra: object) -> None:
