@@ -29,7 +29,10 @@ from typing import Protocol
 from mssql2pg.model import Heartbeat, Operation, ReaderItem, TableId
 from mssql2pg.observability.health import DEFAULT_LIVENESS_TIMEOUT, Health, Status
 from mssql2pg.observability.http import DEFAULT_HOST, DEFAULT_PORT, ObservabilityServer
+from mssql2pg.observability.logging import get_logger
 from mssql2pg.observability.metrics import Metrics
+
+log = get_logger("observability")
 
 DEFAULT_UNHEALTHY_AFTER = 600.0  # retry.alert_after: a component failing this long is unhealthy
 
@@ -113,6 +116,15 @@ class Observability:
         status = Status.UNHEALTHY if failing_for >= self.unhealthy_after else Status.DEGRADED
         self.metrics.set_up(name, False)
         self.health.set_component(name, status, f"{reason} (failing for {failing_for:.0f}s, retrying)")
+        if status is Status.UNHEALTHY:
+            # the alert condition: metric (component_up 0, alert rules), health (unhealthy) and this log line
+            log.error(
+                "component failing beyond the alert threshold; still retrying, nothing is dropped",
+                component_name=name,
+                failing_for_s=round(failing_for),
+                alert_after_s=self.unhealthy_after,
+                reason=reason,
+            )
 
     # -- tables ------------------------------------------------------------------------------------------------
     def table_state(self, table: TableId | str, state: str, reason: str = "") -> None:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from mssql2pg.model import Heartbeat, Operation, TableId
@@ -152,3 +153,21 @@ def test_runner_hooks_mark_progress_and_retries() -> None:
     assert obs.health.liveness()[0] is True
     obs.on_item(Heartbeat(Lsn.parse("0000002d:00000580:001e")))
     assert obs.health.readiness()[0] is Status.HEALTHY
+
+
+def test_alert_condition_is_logged_once_the_failure_lasts_alert_after() -> None:
+    obs, mono, _ = make()
+    with structlog.testing.capture_logs() as logs:
+        obs.component_failed("source", "connection refused")
+        mono.now += 599
+        obs.component_failed("source", "connection refused")
+
+        assert [e for e in logs if e["log_level"] == "error"] == []
+
+        mono.now += 2
+        obs.component_failed("source", "connection refused")
+    errors = [e for e in logs if e["log_level"] == "error"]
+
+    assert len(errors) == 1
+    assert errors[0]["component_name"] == "source"
+    assert errors[0]["failing_for_s"] == 601
