@@ -23,6 +23,23 @@ CREATE OR REPLACE FUNCTION cdc_emulator.touch(ci text) RETURNS void LANGUAGE sql
   INSERT INTO cdc_emulator.tx_touch VALUES (pg_current_xact_id(), ci) ON CONFLICT DO NOTHING
 $$;
 
+-- The captured columns of an instance, quoted, in column_ordinal order, each after ``prefix``.
+CREATE OR REPLACE FUNCTION cdc_emulator.column_list(ci text, prefix text DEFAULT '') RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT string_agg(prefix || quote_ident(cc.column_name), ', ' ORDER BY cc.column_ordinal)
+    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
+   WHERE ct.capture_instance = ci
+$$;
+
+-- "name type, ..." of an instance's captured columns as its change table holds them (for the TVF row types).
+CREATE OR REPLACE FUNCTION cdc_emulator.ct_column_defs(ci text) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY cc.column_ordinal)
+    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
+    JOIN pg_attribute a ON a.attrelid = ct.object_id AND a.attname = cc.column_name
+   WHERE ct.capture_instance = ci
+$$;
+
 -- Move one transaction's pending rows of one instance into its change table.
 CREATE OR REPLACE FUNCTION cdc_emulator.publish(ci text, txids xid8[], lsns bytea[]) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -30,19 +47,14 @@ DECLARE inst cdc_emulator.instances; cols text; moved bigint;
 BEGIN
   SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
   IF NOT FOUND THEN RETURN 0; END IF;   -- instance disabled meanwhile: its changes go with it
-  SELECT string_agg(quote_ident(column_name), ', ' ORDER BY column_ordinal) INTO cols
-    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
-   WHERE ct.capture_instance = ci;
+  cols := cdc_emulator.column_list(ci);
   EXECUTE format(
     'WITH m AS (DELETE FROM cdc_emulator.%1$I p WHERE p.__txid = ANY($1) RETURNING *),
           l AS (SELECT * FROM unnest($1, $2) AS l(txid, lsn))
      INSERT INTO cdc.%2$I ("__$start_lsn", "__$end_lsn", "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
      SELECT l.lsn, NULL, m."__$seqval", m."__$operation", m."__$update_mask", %4$s, m."__$command_id"
        FROM m JOIN l ON l.txid = m.__txid ORDER BY l.lsn, m.__ord',
-    inst.pending_name, inst.ct_name, cols,
-    (SELECT string_agg('m.' || quote_ident(column_name), ', ' ORDER BY column_ordinal)
-       FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
-      WHERE ct.capture_instance = ci))
+    inst.pending_name, inst.ct_name, cols, cdc_emulator.column_list(ci, 'm.'))
   USING txids, lsns;
   GET DIAGNOSTICS moved = ROW_COUNT;
   RETURN moved;

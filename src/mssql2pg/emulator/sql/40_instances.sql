@@ -174,6 +174,7 @@ DECLARE
   cols text; vals_new text; vals_old text; vals_old_before text; changed text; out_cols text;
   keychanged text; fullmask text; net boolean;
   fn text;
+  kind record;
 BEGIN
   SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
   src := inst.source_oid::regclass::text;
@@ -207,31 +208,22 @@ BEGIN
   END IF;
   fn := 'cdc_' || md5(ci);
 
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
-    DECLARE base bigint;
-    BEGIN
-      PERFORM cdc_emulator.touch(%2$L);
-      base := cdc_emulator.reserve_commands((SELECT count(*) FROM n));
-      INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-      SELECT pg_current_xact_id(), cdc_emulator.lsn(nextval('cdc_emulator.change_seq')), 2, %5$s, %6$s,
-             base + row_number() OVER ()
-        FROM n;
-      RETURN NULL;
-    END $b$ $f$, fn || '_ins', ci, inst.pending_name, cols, fullmask, vals_new);
-
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
-    DECLARE base bigint;
-    BEGIN
-      PERFORM cdc_emulator.touch(%2$L);
-      base := cdc_emulator.reserve_commands((SELECT count(*) FROM o));
-      INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-      SELECT pg_current_xact_id(), cdc_emulator.lsn(nextval('cdc_emulator.change_seq')), 1, %5$s, %6$s,
-             base + row_number() OVER ()
-        FROM o;
-      RETURN NULL;
-    END $b$ $f$, fn || '_del', ci, inst.pending_name, cols, fullmask, vals_old);
+  -- INSERT (op 2, transition table n) and DELETE (op 1, transition table o): set-based, one template
+  FOR kind IN SELECT * FROM (VALUES ('_ins', 'n', 2, vals_new), ('_del', 'o', 1, vals_old)) AS k(suffix, alias, op, vals)
+  LOOP
+    EXECUTE format($f$
+      CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
+      DECLARE base bigint;
+      BEGIN
+        PERFORM cdc_emulator.touch(%2$L);
+        base := cdc_emulator.reserve_commands((SELECT count(*) FROM %7$s));
+        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
+        SELECT pg_current_xact_id(), cdc_emulator.lsn(nextval('cdc_emulator.change_seq')), %8$s, %5$s, %6$s,
+               base + row_number() OVER ()
+          FROM %7$s;
+        RETURN NULL;
+      END $b$ $f$, fn || kind.suffix, ci, inst.pending_name, cols, fullmask, kind.vals, kind.alias, kind.op);
+  END LOOP;
 
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
@@ -273,11 +265,7 @@ BEGIN
   -- the row type of the table-valued functions: no __$end_lsn and no __$command_id (section 2.2)
   EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', ci || '_row');
   EXECUTE format('CREATE TYPE cdc_emulator.%I AS ("__$start_lsn" bytea, "__$seqval" bytea, "__$operation" int, '
-                 '"__$update_mask" bytea, %s)', ci || '_row',
-                 (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY cc.column_ordinal)
-                    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
-                    JOIN pg_attribute a ON a.attrelid = ct.object_id AND a.attname = cc.column_name
-                   WHERE ct.capture_instance = ci));
+                 '"__$update_mask" bytea, %s)', ci || '_row', cdc_emulator.ct_column_defs(ci));
   -- cdc.fn_cdc_get_all_changes_<ci>(from_lsn, to_lsn, row_filter_option)
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION cdc.%1$I(from_lsn bytea, to_lsn bytea, row_filter_option text)

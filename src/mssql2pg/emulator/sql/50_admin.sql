@@ -26,11 +26,7 @@ BEGIN
   SELECT string_agg(format('t.%I', k), ', ') INTO keys FROM unnest(inst.key_columns) k;
   EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', ci || '_net');
   EXECUTE format('CREATE TYPE cdc_emulator.%I AS ("__$start_lsn" bytea, "__$operation" int, "__$update_mask" bytea, %s)',
-                 ci || '_net',
-                 (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY cc.column_ordinal)
-                    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
-                    JOIN pg_attribute a ON a.attrelid = ct.object_id AND a.attname = cc.column_name
-                   WHERE ct.capture_instance = ci));
+                 ci || '_net', cdc_emulator.ct_column_defs(ci));
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION cdc.%1$I(from_lsn bytea, to_lsn bytea, row_filter_option text)
     RETURNS SETOF cdc_emulator.%2$I LANGUAGE plpgsql STABLE AS $b$
