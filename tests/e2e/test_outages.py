@@ -354,6 +354,27 @@ def _insert_bulk(stream: Stream, rows: int) -> None:
     stream.conn.run("COMMIT")
 
 
+def _stream_inside_bulk_via_proxy(
+    source_url: str,
+    target_server: PgServer,
+    target_url: str,
+    tcp_proxy: Callable[[PgServer], TcpProxy],
+    stream_factory: Callable[..., Stream],
+) -> tuple[Stream, TcpProxy]:
+    """A pipeline that reaches the target through a proxy, caught up, then busy applying a bulk transaction."""
+    proxy = tcp_proxy(target_server)
+    via_proxy = target_url.replace(f":{target_server.port}/", f":{proxy.listen_port}/")
+    stream = stream_factory(source_url, target_url, pipeline_target=via_proxy)
+    stream.start()
+    stream.workload.run(10)
+    stream.wait_equal()
+    _insert_bulk(stream, CUT_BULK_ROWS)
+    wait_for(
+        lambda: _applying_bulk(target_url), timeout=60, interval=0.01, what="the applier inside the bulk transaction"
+    )
+    return stream, proxy
+
+
 def test_network_cut_to_target_inside_the_bulk_transaction(
     emulated_source_url: str,
     target_server: PgServer,
@@ -361,15 +382,8 @@ def test_network_cut_to_target_inside_the_bulk_transaction(
     tcp_proxy: Callable[[PgServer], TcpProxy],
     stream_factory: Callable[..., Stream],
 ) -> None:
-    proxy = tcp_proxy(target_server)
-    via_proxy = target_url.replace(f":{target_server.port}/", f":{proxy.listen_port}/")
-    stream = stream_factory(emulated_source_url, target_url, pipeline_target=via_proxy)
-    stream.start()
-    stream.workload.run(10)
-    stream.wait_equal()
-    _insert_bulk(stream, CUT_BULK_ROWS)
-    wait_for(
-        lambda: _applying_bulk(target_url), timeout=60, interval=0.01, what="the applier inside the bulk transaction"
+    stream, proxy = _stream_inside_bulk_via_proxy(
+        emulated_source_url, target_server, target_url, tcp_proxy, stream_factory
     )
     proxy.cut()
     status = stream.wait_component_not_healthy("target")
@@ -415,15 +429,8 @@ def test_sigterm_while_target_network_hangs_exits_0(
     stream_factory: Callable[..., Stream],
 ) -> None:
     """A black-holed connection (packets stop, no reset) mid-transaction must not make SIGTERM hang."""
-    proxy = tcp_proxy(target_server)
-    via_proxy = target_url.replace(f":{target_server.port}/", f":{proxy.listen_port}/")
-    stream = stream_factory(emulated_source_url, target_url, pipeline_target=via_proxy)
-    stream.start()
-    stream.workload.run(10)
-    stream.wait_equal()
-    _insert_bulk(stream, CUT_BULK_ROWS)
-    wait_for(
-        lambda: _applying_bulk(target_url), timeout=60, interval=0.01, what="the applier inside the bulk transaction"
+    stream, proxy = _stream_inside_bulk_via_proxy(
+        emulated_source_url, target_server, target_url, tcp_proxy, stream_factory
     )
     proxy.pause()
     began = time.monotonic()
