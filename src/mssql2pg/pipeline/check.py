@@ -106,8 +106,7 @@ def run_checks(config: Config, connect_target: Callable[[], pg8000.native.Connec
 
 
 def _checkpoint(conn: pg8000.native.Connection, pipeline: str) -> Lsn:
-    exists = conn.run("SELECT to_regclass('mssql2pg.checkpoints') IS NOT NULL")[0][0]
-    return control.read_checkpoint(conn, pipeline) if exists else Lsn.NULL
+    return control.read_checkpoint(conn, pipeline) if control.control_table_exists(conn, "checkpoints") else Lsn.NULL
 
 
 def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: Lsn, newest: datetime | None) -> None:  # type: ignore[type-arg]

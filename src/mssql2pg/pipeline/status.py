@@ -16,11 +16,11 @@ import click
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import load_config
 from mssql2pg.positions import Lsn
+from mssql2pg.sink import control
 from mssql2pg.sink.statements import CONTROL_SCHEMA
 from mssql2pg.source import statements
 
 # Read-only reporting queries over the control schema (its DDL and write statements live in sink/statements.py).
-CONTROL_EXISTS = "SELECT to_regclass(:t) IS NOT NULL"
 CHECKPOINT_ROW = f"SELECT lsn, commit_time, updated_at FROM {CONTROL_SCHEMA}.checkpoints WHERE pipeline = :p"
 TABLE_STATES = (
     f"SELECT source_table, target_table, state, reason, remediation FROM {CONTROL_SCHEMA}.table_state "
@@ -40,7 +40,7 @@ def collect(config_path: Path | None) -> dict[str, Any]:
     }
     conn = target_connector(config)()
     try:
-        if not conn.run(CONTROL_EXISTS, t=f"{CONTROL_SCHEMA}.checkpoints")[0][0]:
+        if not control.control_table_exists(conn, "checkpoints"):
             report["checkpoint"] = None
             report["tables"] = []
             report["dead_letters"] = {}

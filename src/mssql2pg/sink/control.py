@@ -82,8 +82,14 @@ def set_table_state(conn: Any, pipeline: str, source_table: str, state: str, *, 
     )
 
 
+def control_table_exists(conn: Any, table: str) -> bool:
+    """Whether ``mssql2pg.<table>`` exists: before a pipeline's first start the control schema is not there yet,
+    and readers (check, status, dlq) must say "nothing yet" instead of failing."""
+    return bool(conn.run(sql.CONTROL_TABLE_EXISTS, t=f"{sql.CONTROL_SCHEMA}.{table}")[0][0])
+
+
 def inactive_tables(conn: Any, pipeline: str) -> dict[str, tuple[str, str]]:
     """Tables this pipeline must leave alone: source table -> (state, reason). Empty before the first run."""
-    if not conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.table_state")[0][0]:
+    if not control_table_exists(conn, "table_state"):
         return {}
     return {row[0]: (row[1], row[2] or "") for row in conn.run(sql.SELECT_INACTIVE_TABLES, pipeline=pipeline)}

@@ -29,6 +29,7 @@ from mssql2pg.classify import classify, scrub
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
 from mssql2pg.positions import Lsn
+from mssql2pg.sink import control
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.sink.validation import check_copied, check_written
@@ -286,7 +287,7 @@ def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
 
 def _table_exists(conn: Any) -> bool:
     """Before the pipeline's first start the control schema does not exist: nothing is dead-lettered yet."""
-    return bool(conn.run("SELECT to_regclass(:t) IS NOT NULL", t=f"{sql.CONTROL_SCHEMA}.dead_letters")[0][0])
+    return control.control_table_exists(conn, "dead_letters")
 
 
 def ignore(conn: Any, letter_id: int) -> bool:

@@ -223,6 +223,8 @@ WHERE c.lsn <= EXCLUDED.lsn
 RETURNING lsn
 """
 
+CONTROL_TABLE_EXISTS = "SELECT to_regclass(:t) IS NOT NULL"
+
 SET_TABLE_STATE = f"""
 INSERT INTO {_c("table_state")} (pipeline, source_table, target_table, state, reason, remediation)
 VALUES (:pipeline, :source_table, :source_table, :state, :reason, :remediation)
