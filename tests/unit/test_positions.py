@@ -55,6 +55,15 @@ def test_order_equals_integer_order(a: bytes, b: bytes) -> None:
     assert (Lsn(a) < Lsn(b)) == (int.from_bytes(a, "big") < int.from_bytes(b, "big"))
 
 
+@given(st.one_of(st.none(), lsn_bytes), st.one_of(st.none(), lsn_bytes))
+def test_all_comparisons_agree_with_integer_order_and_null_lowest(a: bytes | None, b: bytes | None) -> None:
+    """NULL is -1 here: it sorts below every real LSN, including ZERO."""
+    x, y = (-1 if v is None else int.from_bytes(v, "big") for v in (a, b))
+    la, lb = Lsn(a), Lsn(b)
+
+    assert [la < lb, la <= lb, la > lb, la >= lb, la == lb] == [x < y, x <= y, x > y, x >= y, x == y]
+
+
 @given(lsn_bytes)
 def test_text_round_trip(raw: bytes) -> None:
     lsn = Lsn(raw)

@@ -46,7 +46,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -151,6 +151,8 @@ class Applier:
         self._reset_group()
         self._last_checkpoint_write = float("-inf")
         self._seq = 0
+        self._stale_limits: tuple[datetime, datetime] | None = None  # see _is_stale
+        self._stale_limits_at = float("-inf")
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
@@ -303,10 +305,15 @@ class Applier:
     def _encode_rows(self, chunk: TxChunk) -> None:
         """Encode a chunk into the per-table COPY buffers. The hot loop: plain ints, no per-row hashing of enums."""
         ctime = chunk.commit_time
-        time_field = COPY_NULL if ctime is None else ctime.replace(tzinfo=None).isoformat(sep=" ")
+        if ctime is None:
+            time_field = COPY_NULL
+        else:
+            time_field = (ctime if ctime.tzinfo is None else ctime.replace(tzinfo=None)).isoformat(sep=" ")
         stale = self._is_stale(ctime)
-        # per operation: the part of a staging line between seq and the data
-        middles = [sql.staging_middle(op, chunk.commit_lsn.raw, time_field)[stale] for op in range(5)]
+        # per operation: the part of a staging line between seq and the data; built when an operation first
+        # occurs in this chunk (a single-row transaction needs one of the five)
+        middles: list[str | None] = [None] * 5
+        lsn_raw = chunk.commit_lsn.raw
         self._tran_ids[chunk.commit_lsn] = (chunk.tran_id, ctime)
         buffers = self._buffers
         for row in chunk.rows:
@@ -322,9 +329,14 @@ class Applier:
                 before, buffer.before = buffer.before, None
                 if before is not None and before.seqval == row.seqval and _key(before, buffer) != _key(row, buffer):
                     # the update changed the key: the old key no longer exists
-                    self._append(buffer, before, middles[1])
+                    delete_middle = middles[1] or sql.staging_middle(1, lsn_raw, time_field)[stale]
+                    middles[1] = delete_middle
+                    self._append(buffer, before, delete_middle)
                     buffer.counts[1] += 1
-            if not self._append(buffer, row, middles[op]):
+            middle = middles[op]
+            if middle is None:
+                middle = middles[op] = sql.staging_middle(op, lsn_raw, time_field)[stale]
+            if not self._append(buffer, row, middle):
                 continue
             buffer.counts[op] += 1
             if op != 2:
@@ -337,15 +349,21 @@ class Applier:
             self._retained = None  # bounded memory wins over isolation for a huge transaction
 
     def _is_stale(self, commit_time: datetime | None) -> bool:
+        """Whether a source commit is older than ``stale_after``. The limit (now - stale_after, as naive
+        wall-clock time for SQL Server's zone-less times and as an aware instant) is refreshed at most once per
+        second of the monotonic clock: per-transaction zone conversions were a measurable part of the hot path,
+        and a second is nothing against a threshold measured in hours."""
         limit = self.settings.stale_after
         if limit is None or commit_time is None:
             return False
-        now = self._wall_clock()
-        if commit_time.tzinfo is None:  # SQL Server's wall-clock time: compare with ours, without a zone
-            now = now.astimezone().replace(tzinfo=None) if now.tzinfo is not None else now
-        elif now.tzinfo is None:
-            now = now.astimezone()
-        return (now - commit_time).total_seconds() > limit
+        if self._stale_limits is None or self._clock() - self._stale_limits_at >= 1.0:
+            now = self._wall_clock()
+            aware = now if now.tzinfo is not None else now.astimezone()
+            naive = aware.astimezone().replace(tzinfo=None) if now.tzinfo is not None else now
+            self._stale_limits = (naive - timedelta(seconds=limit), aware - timedelta(seconds=limit))
+            self._stale_limits_at = self._clock()
+        naive_limit, aware_limit = self._stale_limits
+        return commit_time < (naive_limit if commit_time.tzinfo is None else aware_limit)
 
     def _log_stale(self, buffer: _TableBuffer, row: ChangeRow, commit_time: datetime | None) -> None:
         if self._stale_logged >= self.settings.stale_log_limit:
