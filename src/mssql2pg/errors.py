@@ -19,6 +19,19 @@ class Mssql2pgError(Exception):
         base = super().__str__()
         return f"{base}\n  hint: {self.hint}" if self.hint else base
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with every attribute (hint, code, table, which side failed ...), whatever the subclass's
+        constructor looks like: the source reader runs in a process of its own and sends its errors to the
+        applier's process, which decides by type and fields whether to retry, pause a table or stop."""
+        return (_restore, (type(self), self.args, dict(vars(self))))
+
+
+def _restore(cls: type[Mssql2pgError], args: tuple[object, ...], state: dict[str, object]) -> Mssql2pgError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(Mssql2pgError):
     """The configuration is invalid; the message names the key."""

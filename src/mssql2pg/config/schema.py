@@ -300,6 +300,11 @@ class ReaderSettings(Section):
     page_rows: int = Field(default=10_000, ge=1)
     """Rows fetched from one change table per query (keyset pagination). Bounds memory on the source side."""
 
+    separate_process: bool = False
+    """Read the source in a process of its own, so that reading and applying each get a CPU core (both are
+    CPU-bound Python; in one process they take turns). Costs one more process (~60 MB); turn it off to run in
+    one process, e.g. where only one CPU is available."""
+
 
 class ApplySettings(Section):
     """How changes are applied to the target."""

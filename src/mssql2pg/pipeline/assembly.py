@@ -8,6 +8,7 @@ applier knowing about either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -28,6 +29,7 @@ from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
 from mssql2pg.errors import SourceError, TransientError
 from mssql2pg.model import CaptureInstance, Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
+from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
@@ -109,6 +111,20 @@ def discover(
     selections = [s for s in selections if str(s.source) not in skip]
     by_table = select_instances(instances, [s.source for s in selections])
     return selections, by_table
+
+
+def build_reader(config: Config, tables: Sequence[TableId], engine: sa.Engine | None = None) -> Reader:
+    """The source reader for ``tables``. Module-level so that a spawned reader process can call it
+    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments)."""
+    return Reader.for_tables(
+        engine if engine is not None else source_engine(config),
+        list(tables),
+        ReaderSettings(
+            chunk_rows=config.reader.chunk_rows,
+            page_rows=config.reader.page_rows,
+            poll_interval=config.reader.poll_interval,
+        ),
+    )
 
 
 def inactive_tables(config: Config) -> dict[str, tuple[str, str]]:
@@ -261,7 +277,7 @@ class Pipeline:
 
     config: Config
     engine: sa.Engine
-    reader: Reader
+    reader: ChangeSource  # a Reader, or a ProcessSource running one in a process of its own
     applier: Applier
     runner: Runner
     obs: Observability
@@ -284,14 +300,14 @@ class Pipeline:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
         tables = target_tables(selections, instances)
-        reader = Reader.for_tables(
-            engine,
-            [s.source for s in selections],
-            ReaderSettings(
-                chunk_rows=config.reader.chunk_rows,
-                page_rows=config.reader.page_rows,
-                poll_interval=config.reader.poll_interval,
-            ),
+        source_ids = [s.source for s in selections]
+        reader: ChangeSource = (
+            ProcessSource(
+                functools.partial(build_reader, config, source_ids),
+                ChildLogging(config.log.level, config.log.format, tuple(config.secrets())),
+            )
+            if config.reader.separate_process
+            else build_reader(config, source_ids, engine)
         )
         applier = Applier(
             target_connector(config),
@@ -304,7 +320,6 @@ class Pipeline:
                 stale_after=config.stale_after,
             ),
         )
-        source_ids = [s.source for s in selections]
         runner = Runner(
             ObservedSource(reader, obs),
             ObservedSink(applier, obs, source_ids, connect=target_connector(config)),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,7 +95,7 @@ class _Failed:
 
 _DONE = _Done()
 
-# Reader items travel to the applier in batches of at most this many rows or items (see ``Runner._read``).
+# Reader items travel to the applier in batches of at most this many rows or items (see :func:`relay`).
 BATCH_ROWS = 5_000
 BATCH_ITEMS = 1_000
 
@@ -171,25 +171,12 @@ class Runner:
         stop: threading.Event,
         until_caught_up: bool,
     ) -> None:
-        batch: list[ReaderItem] = []
         try:
-            rows = 0
-            for item in self.source.read(start_after, stop, until_caught_up=until_caught_up):
-                batch.append(item)
-                rows += len(item.rows) if isinstance(item, TxChunk) else 0
-                # Hand items over in batches: one queue hand-off per single-row transaction made the two
-                # threads trade the GIL for every change. A heartbeat ends a window: flush before waiting.
-                if isinstance(item, Heartbeat) or rows >= BATCH_ROWS or len(batch) >= BATCH_ITEMS:
-                    if not _put(out, batch, stop):
-                        return
-                    batch, rows = [], 0
-            if batch and not _put(out, batch, stop):
-                return
-            _put(out, _DONE, stop)
+            if relay(
+                self.source.read(start_after, stop, until_caught_up=until_caught_up), lambda b: _put(out, b, stop)
+            ):
+                _put(out, _DONE, stop)
         except BaseException as exc:
-            # what was read before the fault is good: apply it, so the retry resumes from a later checkpoint
-            if batch and not _put(out, batch, stop):
-                return
             _put(out, _Failed(exc), stop)
 
     def _apply_loop(self, items: queue.Queue[list[ReaderItem] | _Done | _Failed], stop: threading.Event) -> bool:
@@ -229,6 +216,31 @@ class Runner:
             fn()
         except Exception as exc:
             log.debug("cleanup step failed", step=getattr(fn, "__qualname__", "?"), error=str(exc))
+
+
+def relay(items: Iterable[ReaderItem], put: Callable[[list[ReaderItem]], bool]) -> bool:
+    """Hand ``items`` to ``put`` in batches of at most :data:`BATCH_ROWS` rows or :data:`BATCH_ITEMS` items.
+
+    One hand-off per single-row transaction made the reader and the applier trade the interpreter lock (or a
+    pipe) for every change. A heartbeat ends a window, so the batch is flushed before the reader waits. If
+    reading fails, the items read before the fault are good: they are put first, so the retry resumes from a
+    later checkpoint, and then the fault is raised. False when ``put`` refused a batch (the consumer stopped).
+    """
+    batch: list[ReaderItem] = []
+    rows = 0
+    try:
+        for item in items:
+            batch.append(item)
+            rows += len(item.rows) if isinstance(item, TxChunk) else 0
+            if isinstance(item, Heartbeat) or rows >= BATCH_ROWS or len(batch) >= BATCH_ITEMS:
+                if not put(batch):
+                    return False
+                batch, rows = [], 0
+    except BaseException:
+        if batch:
+            put(batch)
+        raise
+    return not batch or put(batch)
 
 
 def _put(

@@ -27,6 +27,3 @@ class LsnGapError(TerminalError):
             hint=f"run `mssql2pg resync {table}` to snapshot the table again; if cleanup caused it, raise the CDC "
             "retention (EXEC sys.sp_cdc_change_job @job_type = N'cleanup', @retention = <minutes>)",
         )
-
-    def __reduce__(self) -> tuple[type[LsnGapError], tuple[TableId, str, Lsn, Lsn]]:
-        return (type(self), (self.table, self.capture_instance, self.checkpoint, self.min_lsn))
