@@ -29,7 +29,6 @@ once per chunk.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -136,18 +135,15 @@ class ProcessSource:
         self.close()
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue(maxsize=self.queue_batches)
-        self._stop = context.Event()
+        stop_reader, self._stop = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child_main,
-            args=(
-                _ChildArgs(
-                    self.build, start_after, until_caught_up, self._queue, self._stop, os.getpid(), self.logging
-                ),
-            ),
+            args=(_ChildArgs(self.build, start_after, until_caught_up, self._queue, stop_reader, self.logging),),
             name="mssql2pg-reader",
             daemon=True,
         )
         self._process.start()
+        stop_reader.close()  # the child holds it now; our write end closing is its signal to stop
         log.debug("reader process started", pid=self._process.pid, start_after=str(start_after))
         try:
             while not stop.is_set():
@@ -186,7 +182,7 @@ class ProcessSource:
         process, self._process = self._process, None
         if process is None:
             return
-        self._stop.set()
+        self._stop.close()  # the reader process sees end-of-file: stop
         deadline = time.monotonic() + STOP_SECONDS
         while process.is_alive() and time.monotonic() < deadline:
             try:  # drain, so that its queue feeder can finish writing and the process can exit
@@ -209,8 +205,7 @@ class _ChildArgs:
     start_after: Lsn
     until_caught_up: bool
     out: Any  # multiprocessing Queue of messages to the parent
-    stop_requested: Any  # multiprocessing Event set by the parent
-    parent_pid: int
+    stop_requested: Any  # read end of a pipe whose write end only the parent holds: end-of-file means stop
     logging: ChildLogging | None
 
 
@@ -223,15 +218,17 @@ def _child_main(args: _ChildArgs) -> None:
 
         configure_logging(args.logging.level, args.logging.format)
         register_secrets(list(args.logging.secrets))
-    out, parent_pid = args.out, args.parent_pid
+    out = args.out
     stop = threading.Event()
-
-    def orphaned() -> bool:
-        return os.getppid() != parent_pid
+    told_to_stop = threading.Event()
 
     def watch() -> None:
+        # End-of-file on the pipe comes both from the parent closing it (a stop request) and from the parent dying
+        # (the kernel closes its descriptors), so one wait covers both. A multiprocessing Event would not: its
+        # set() waits for every sleeper to wake, and a sleeper that died never does.
         while not stop.is_set():
-            if args.stop_requested.wait(POLL_SECONDS) or orphaned():
+            if args.stop_requested.poll(POLL_SECONDS):
+                told_to_stop.set()
                 stop.set()
 
     threading.Thread(target=watch, name="mssql2pg-reader-watch", daemon=True).start()
@@ -256,8 +253,9 @@ def _child_main(args: _ChildArgs) -> None:
     finally:
         if source is not None:
             _close_quietly(source)
-        if orphaned():
-            out.cancel_join_thread()  # nobody will read what is queued: do not wait to flush it
+        if told_to_stop.is_set():
+            # the parent no longer wants what is queued (and if it died, nobody could read it): do not wait to flush
+            out.cancel_join_thread()
 
 
 def _portable(exc: BaseException) -> BaseException:
