@@ -27,11 +27,13 @@ def _register() -> None:
     from mssql2pg.emulator.cli import emulator  # noqa: PLC0415
     from mssql2pg.pipeline.check import check  # noqa: PLC0415
     from mssql2pg.pipeline.commands import run  # noqa: PLC0415
+    from mssql2pg.pipeline.resync import resync  # noqa: PLC0415
     from mssql2pg.pipeline.status import status  # noqa: PLC0415
 
     cli.add_command(run)
     cli.add_command(check)
     cli.add_command(status)
+    cli.add_command(resync)
     cli.add_command(demo)
     cli.add_command(dlq)
     cli.add_command(emulator)

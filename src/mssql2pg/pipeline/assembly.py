@@ -113,9 +113,15 @@ def discover(
     return selections, by_table
 
 
-def build_reader(config: Config, tables: Sequence[TableId], engine: sa.Engine | None = None) -> Reader:
+def build_reader(
+    config: Config,
+    tables: Sequence[TableId],
+    engine: sa.Engine | None = None,
+    starts: Mapping[TableId, Lsn] | None = None,
+) -> Reader:
     """The source reader for ``tables``. Module-level so that a spawned reader process can call it
-    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments)."""
+    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments). ``starts``: tables
+    a resync brought to a later LSN than the pipeline's checkpoint."""
     return Reader.for_tables(
         engine if engine is not None else source_engine(config),
         list(tables),
@@ -124,14 +130,27 @@ def build_reader(config: Config, tables: Sequence[TableId], engine: sa.Engine | 
             page_rows=config.reader.page_rows,
             poll_interval=config.reader.poll_interval,
         ),
+        starts=starts,
     )
 
 
-def inactive_tables(config: Config) -> dict[str, tuple[str, str]]:
-    """Tables the target's control schema marks paused or needing resync (source table -> (state, reason))."""
+@dataclass(frozen=True)
+class ControlState:
+    """What the target's control schema says about the tables before a start."""
+
+    inactive: dict[str, tuple[str, str]]  # paused or needing resync: source table -> (state, reason)
+    positions: dict[str, Lsn]  # resynced tables: source table -> the LSN their changes resume after
+    checkpoint: Lsn
+
+
+def control_state(config: Config) -> ControlState:
     conn = target_connector(config)()
     try:
-        return control.inactive_tables(conn, config.pipeline.name)
+        name = config.pipeline.name
+        checkpoint = (
+            control.read_checkpoint(conn, name) if control.control_table_exists(conn, "checkpoints") else Lsn.NULL
+        )
+        return ControlState(control.inactive_tables(conn, name), control.resume_positions(conn, name), checkpoint)
     finally:
         conn.close()
 
@@ -282,6 +301,7 @@ class Pipeline:
     runner: Runner
     obs: Observability
     tables: list[TargetTable]
+    resume_positions: dict[str, Lsn] = field(default_factory=dict)  # resynced tables (see pipeline.resync)
 
     @classmethod
     def from_config_file(cls, path: str | Path | None, env: Mapping[str, str] = os.environ) -> Pipeline:
@@ -291,7 +311,8 @@ class Pipeline:
     def from_config(cls, config: Config, obs: Observability | None = None) -> Pipeline:
         obs = obs or Observability(version=__version__, unhealthy_after=config.retry.alert_after)
         engine = source_engine(config)
-        inactive = inactive_tables(config)
+        known = control_state(config)
+        inactive = known.inactive
         for table, (state, reason) in inactive.items():
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
@@ -301,13 +322,14 @@ class Pipeline:
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
         tables = target_tables(selections, instances)
         source_ids = [s.source for s in selections]
+        starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
         reader: ChangeSource = (
             ProcessSource(
-                functools.partial(build_reader, config, source_ids),
+                functools.partial(build_reader, config, source_ids, starts=starts),
                 ChildLogging(config.log.level, config.log.format, tuple(config.secrets())),
             )
             if config.reader.separate_process
-            else build_reader(config, source_ids, engine)
+            else build_reader(config, source_ids, engine, starts)
         )
         applier = Applier(
             target_connector(config),
@@ -328,7 +350,7 @@ class Pipeline:
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
             on_retry=obs.on_retry,
         )
-        pipeline = cls(config, engine, reader, applier, runner, obs, tables)
+        pipeline = cls(config, engine, reader, applier, runner, obs, tables, {str(s): p for s, p in starts.items()})
         log.info(
             "pipeline configured",
             source=config.source.redacted_url(),
@@ -346,6 +368,8 @@ class Pipeline:
         pipeline = self
         while True:
             try:
+                if not pipeline._catch_up(stop):
+                    return pipeline.runner.stats
                 return pipeline._run_once(stop, until_caught_up)
             except LsnGapError as gap:
                 pipeline._pause(gap)
@@ -358,6 +382,17 @@ class Pipeline:
                     pipeline.applier,
                     pipeline.reader,
                 )
+
+    def _catch_up(self, stop: threading.Event) -> bool:
+        """Resynced tables behind the checkpoint catch up first (see :func:`~mssql2pg.pipeline.resync.catch_up`).
+        False when a stop request ended it early."""
+        if not self.resume_positions:
+            return True
+        from mssql2pg.pipeline.resync import catch_up  # noqa: PLC0415 - resync imports this module
+
+        checkpoint = control_state(self.config).checkpoint
+        catch_up(self.config, self.engine, self.tables, self.resume_positions, checkpoint, stop)
+        return not stop.is_set()
 
     def _run_once(self, stop: threading.Event, until_caught_up: bool) -> RunStats:
         try:

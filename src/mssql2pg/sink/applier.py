@@ -132,6 +132,7 @@ class Applier:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        checkpoints: control.CheckpointStore | None = None,
     ) -> None:
         names = [t.capture_instance.name for t in tables]
         if len(set(names)) != len(names):
@@ -141,6 +142,7 @@ class Applier:
         self._tables = tuple(tables)
         self.pipeline = pipeline
         self.settings = settings or ApplySettings()
+        self._checkpoints = checkpoints or control.PipelineCheckpoint(pipeline)
         self._clock = clock
         self._wall_clock = wall_clock
         self.stats = ApplyStats()
@@ -167,7 +169,7 @@ class Applier:
         for table in self._tables:
             ensure_target_table(conn, table)
         control.register_tables(conn, self.pipeline, self._tables)
-        checkpoint = control.read_checkpoint(conn, self.pipeline)
+        checkpoint = self._checkpoints.read(conn)
         conn.run("COMMIT")
         if self.settings.work_mem:
             conn.run("SELECT set_config('work_mem', :v, false)", v=self.settings.work_mem)
@@ -416,6 +418,7 @@ class Applier:
         if not self._in_pg_tx:
             self._conn.run("BEGIN")
             self._in_pg_tx = True
+            self._checkpoints.begin(self._conn)
 
     def _copy_early(self, buffer: _TableBuffer) -> None:
         """Stream a full buffer into staging before the commit; a row fault here is isolated at the commit."""
@@ -477,7 +480,7 @@ class Applier:
             self._isolate(exc)
         conn = self._conn
         self._record_dead_letters()
-        control.advance_checkpoint(conn, self.pipeline, lsn, self._pending_commit_time)
+        self._checkpoints.write(conn, lsn, self._pending_commit_time)
         conn.run("COMMIT")
         self._in_pg_tx = False
         self._last_checkpoint_write = self._clock()

@@ -8,8 +8,9 @@ newer than this code is refused rather than written with assumptions that may no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mssql2pg.errors import IncompatibleTargetError, TerminalError
 from mssql2pg.positions import Lsn
@@ -93,3 +94,66 @@ def inactive_tables(conn: Any, pipeline: str) -> dict[str, tuple[str, str]]:
     if not control_table_exists(conn, "table_state"):
         return {}
     return {row[0]: (row[1], row[2] or "") for row in conn.run(sql.SELECT_INACTIVE_TABLES, pipeline=pipeline)}
+
+
+def resume_positions(conn: Any, pipeline: str) -> dict[str, Lsn]:
+    """Active tables that rejoined after a resync: source table -> the LSN their changes resume after.
+
+    Empty before the first run. Once the pipeline's checkpoint has passed a position it no longer matters."""
+    if not control_table_exists(conn, "table_state"):
+        return {}
+    columns = {r[0] for r in conn.run(sql.SELECT_CONTROL_COLUMNS, t="table_state")}
+    if "resume_after" not in columns:
+        return {}
+    return {row[0]: Lsn.from_bytes(row[1]) for row in conn.run(sql.SELECT_RESUME_POSITIONS, pipeline=pipeline)}
+
+
+class CheckpointStore(Protocol):
+    """Where the applier keeps its position, written in the same PostgreSQL transaction as the data.
+
+    The pipeline has one checkpoint (:class:`PipelineCheckpoint`); a resync writes a table's snapshot position
+    instead (``pipeline.resync``), and a table catching up after a resync moves its own resume position."""
+
+    def read(self, conn: Any) -> Lsn: ...
+
+    def begin(self, conn: Any) -> None:
+        """Called right after each ``BEGIN`` of the applier."""
+
+    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class PipelineCheckpoint:
+    """The pipeline's checkpoint row in ``mssql2pg.checkpoints``: only ever moves forward."""
+
+    pipeline: str
+
+    def read(self, conn: Any) -> Lsn:
+        return read_checkpoint(conn, self.pipeline)
+
+    def begin(self, conn: Any) -> None:
+        pass
+
+    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+        advance_checkpoint(conn, self.pipeline, lsn, commit_time)
+
+
+@dataclass(frozen=True)
+class ResumePositions:
+    """Tables catching up after a resync: each one's ``resume_after`` moves forward (never back) with the data."""
+
+    pipeline: str
+    positions: dict[str, Lsn]
+
+    def read(self, conn: Any) -> Lsn:
+        """The lowest committed position of these tables (after a restart, the reader's per-table starts skip
+        what a table further ahead already has)."""
+        stored = resume_positions(conn, self.pipeline)
+        return min(stored.get(table, position) for table, position in self.positions.items())
+
+    def begin(self, conn: Any) -> None:
+        pass
+
+    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+        for table in self.positions:
+            conn.run(sql.ADVANCE_RESUME_POSITION, pipeline=self.pipeline, source_table=table, lsn=lsn.raw)

@@ -203,6 +203,8 @@ CREATE_CONTROL = [
   status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'resolved', 'ignored'))
 )""",
     f"CREATE INDEX IF NOT EXISTS dead_letters_pending ON {_c('dead_letters')} (pipeline, status, source_table)",
+    # added after version 1 shipped; harmless for older code, which never reads it
+    f"ALTER TABLE {_c('table_state')} ADD COLUMN IF NOT EXISTS resume_after bytea",
 ]
 
 SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
@@ -225,6 +227,10 @@ RETURNING lsn
 
 CONTROL_TABLE_EXISTS = "SELECT to_regclass(:t) IS NOT NULL"
 
+SELECT_CONTROL_COLUMNS = f"""
+SELECT column_name FROM information_schema.columns WHERE table_schema = '{CONTROL_SCHEMA}' AND table_name = :t
+"""
+
 SET_TABLE_STATE = f"""
 INSERT INTO {_c("table_state")} (pipeline, source_table, target_table, state, reason, remediation)
 VALUES (:pipeline, :source_table, :source_table, :state, :reason, :remediation)
@@ -234,6 +240,24 @@ SET state = EXCLUDED.state, reason = EXCLUDED.reason, remediation = EXCLUDED.rem
 
 SELECT_INACTIVE_TABLES = f"""
 SELECT source_table, state, reason FROM {_c("table_state")} WHERE pipeline = :pipeline AND state <> 'active'
+"""
+
+SELECT_RESUME_POSITIONS = f"""
+SELECT source_table, resume_after FROM {_c("table_state")}
+WHERE pipeline = :pipeline AND state = 'active' AND resume_after IS NOT NULL
+"""
+
+MARK_RESYNCED = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, state, reason, resume_after)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table, 'active', :reason, :lsn)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, state = 'active',
+    reason = EXCLUDED.reason, remediation = NULL, resume_after = EXCLUDED.resume_after, updated_at = now()
+"""
+
+ADVANCE_RESUME_POSITION = f"""
+UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after < :lsn
 """
 
 REGISTER_TABLE_STATE = f"""
@@ -291,6 +315,29 @@ def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
         f"SELECT {', '.join(values)} FROM {stage} AS s\n"
         f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})",
     ]
+
+
+def remove_outside_snapshot(table: TargetTable) -> str:
+    """After a resync loaded a snapshot taken at ``:lsn``: the rows it did not cover are gone from the source.
+
+    Every row the snapshot wrote carries ``:lsn`` (or a later LSN, written by changes after it), so a row with an
+    older commit LSN was not in the snapshot: hard mode deletes it, soft mode flags it deleted as of ``:lsn``.
+    """
+    m = table.meta
+    lsn = quote_ident(m.lsn)
+    if table.delete_mode == "soft":
+        return (
+            f"UPDATE {table.qualified_name} SET {quote_ident(m.deleted)} = true, {quote_ident(m.operation)} = 1, "
+            f"{lsn} = :lsn, {quote_ident(m.commit_time)} = :commit_time, {quote_ident(m.applied_at)} = now() "
+            f"WHERE {lsn} < :lsn AND NOT {quote_ident(m.deleted)}"
+        )
+    return f"DELETE FROM {table.qualified_name} WHERE {lsn} < :lsn"
+
+
+def lock_for_resync(table: TargetTable) -> str:
+    """Writers of the table (a running pipeline) wait until the resync commits; readers keep reading the old
+    content until then, so nobody sees a half-loaded table."""
+    return f"LOCK TABLE {table.qualified_name} IN SHARE ROW EXCLUSIVE MODE"
 
 
 # --- isolation and write validation ---------------------------------------------------------------------------

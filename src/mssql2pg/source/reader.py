@@ -204,8 +204,12 @@ class Reader:
         *,
         tables: Sequence[TableId] | None = None,
         engine: Engine | None = None,
+        starts: Mapping[TableId, Lsn] | None = None,
+        until: Lsn | None = None,
     ) -> None:
         self._connect = connect
+        self._starts = dict(starts or {})
+        self._until = until
         self._settings = settings or ReaderSettings()
         self._tables = tuple(tables) if tables is not None else None
         self._instances = _group(instances)
@@ -213,8 +217,19 @@ class Reader:
         self.last_status: WindowStatus | None = None
 
     @classmethod
-    def for_tables(cls, engine: Engine, tables: Sequence[TableId], settings: ReaderSettings | None = None) -> Reader:
-        return cls(engine_connector(engine), (), settings, tables=tables, engine=engine)
+    def for_tables(
+        cls,
+        engine: Engine,
+        tables: Sequence[TableId],
+        settings: ReaderSettings | None = None,
+        *,
+        starts: Mapping[TableId, Lsn] | None = None,
+        until: Lsn | None = None,
+    ) -> Reader:
+        """``starts``: tables whose changes begin later than the pipeline's position (a resync snapshot took
+        them to that LSN; older changes are already in it). ``until``: read no further than this LSN (a table
+        catching up to the pipeline's checkpoint)."""
+        return cls(engine_connector(engine), (), settings, tables=tables, engine=engine, starts=starts, until=until)
 
     @property
     def settings(self) -> ReaderSettings:
@@ -228,6 +243,8 @@ class Reader:
         """Find the window after ``start_after`` (one query) and return it with its lazily read items."""
         with self._connect() as backend:
             to = backend.max_lsn()
+        if self._until is not None and not to.is_null and to > self._until:
+            to = self._until
         if to.is_null:
             return Window(WindowStatus.NO_MAX_LSN, start_after, to, iter(()))
         if to <= start_after:
@@ -282,10 +299,11 @@ class Reader:
         settings = self._settings
         with self._connect() as backend:
             instances = self._current_instances(backend)
+            starts = self._starts
             cursors = [
                 _cursor(backend, segment, settings.effective_page_rows)
-                for table_instances in instances.values()
-                for segment in instance_segments(table_instances, after, to)
+                for table, table_instances in instances.items()
+                for segment in instance_segments(table_instances, max(after, starts.get(table, after)), to)
             ]
             merged = heapq.merge(*cursors, key=_sort_key)
             times = CommitTimes(backend, after, to, settings.effective_page_rows)

@@ -22,6 +22,7 @@ through ``cdc.fn_cdc_get_all_changes_<ci>``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -34,11 +35,12 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
+    or_,
     select,
     table,
     union_all,
 )
-from sqlalchemy.sql.elements import ColumnClause, quoted_name
+from sqlalchemy.sql.elements import BindParameter, ColumnClause, quoted_name
 from sqlalchemy.sql.expression import TableClause
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -296,3 +298,32 @@ def change_rows_page(
     page = union_all(*branches).subquery("page")
     pc = page.c
     return select(*pc).order_by(pc[START_LSN], pc[COMMAND_ID], pc[SEQVAL], pc[OPERATION]).limit(page_rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Snapshot of a source table (``mssql2pg resync``).
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def source_rows_page(
+    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str], page_rows: int, *, resume: bool
+) -> Select[tuple[object, ...]]:
+    """One keyset page of the source table itself: the captured columns, in primary-key order.
+
+    ``resume=True`` continues after the key of the last row read, bound as ``:key_0`` … ``:key_<n-1>``. The
+    predicate "after (k0, k1, …)" is spelled out as ``k0 > :key_0 OR (k0 = :key_0 AND k1 > :key_1) …``
+    because T-SQL has no row-value comparison; for the usual one-column key it is a plain index range. Keyset
+    pages rather than one long cursor: memory stays bounded whatever the driver does with result sets, and no
+    read holds locks or a version store for the length of a whole table scan.
+    """
+    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
+    keys = [src.c[name] for name in key]
+    stmt = select(*(src.c[name] for name in captured)).order_by(*keys).limit(page_rows)
+    if not resume:
+        return stmt
+    after: list[BindParameter[Any]] = [bindparam(f"key_{i}") for i in range(len(keys))]
+    branches = [
+        and_(*(keys[j] == after[j] for j in range(i)), keys[i] > after[i]) if i else keys[0] > after[0]
+        for i in range(len(keys))
+    ]
+    return stmt.where(or_(*branches))

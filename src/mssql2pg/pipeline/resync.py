@@ -1,0 +1,242 @@
+"""``mssql2pg resync TABLE``: load one table again from a snapshot at a known LSN; streaming takes over from there.
+
+The remedy for a table that cannot continue from the checkpoint (CDC cleanup removed changes it had not read:
+state ``needs-resync``), for a missing target table, and for a target that drifted (hand edits, a restore).
+
+How it stays exactly once (the details are in :mod:`mssql2pg.source.snapshot` and ``docs/operations.md``):
+
+1. Snapshot at ``S`` = the source's max LSN read before the first row. The rows are loaded into the target table
+   in ONE PostgreSQL transaction, each carrying commit LSN ``S``; rows of the target the snapshot did not
+   contain (commit LSN below ``S``) are deleted, or flagged deleted in soft mode. The table is locked against
+   other writers meanwhile; readers see the old content until the commit, then the new one.
+2. In the same transaction the table's state becomes ``active`` with ``resume_after = S``; the pipeline
+   checkpoint is not touched (the other tables are unaffected).
+3. The next time the pipeline starts (or right away when it is not running), the table rejoins: its changes
+   after ``S`` are applied; if the pipeline's checkpoint has meanwhile moved past ``S`` (it kept replicating
+   the other tables), the table first catches up from ``S`` to the checkpoint on its own
+   (:func:`catch_up`), so no change between the two is skipped.
+
+A change at or below ``S`` that arrives again is harmless: an upsert or delete never overwrites a row that
+carries a later commit LSN.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+import structlog
+
+from mssql2pg.classify import classify
+from mssql2pg.cli_options import config_option
+from mssql2pg.config import Config, load_config
+from mssql2pg.errors import ConfigError
+from mssql2pg.model import TableId
+from mssql2pg.observability.logging import configure_logging, register_secrets
+from mssql2pg.pipeline.runner import Runner, RunStats
+from mssql2pg.positions import Lsn
+from mssql2pg.retry import Backoff
+from mssql2pg.sink import control
+from mssql2pg.sink import statements as sql
+from mssql2pg.sink.applier import Applier, ApplySettings
+from mssql2pg.sink.schema import TargetTable
+from mssql2pg.source.reader import Reader, ReaderSettings
+from mssql2pg.source.snapshot import read_snapshot
+
+log = structlog.get_logger(component="resync")
+
+PROGRESS_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class ResyncResult:
+    table: TableId
+    lsn: Lsn
+    rows: int  # rows read from the source table
+    removed: int  # target rows the snapshot did not contain (deleted, or flagged deleted in soft mode)
+    dead_letters: int  # rows PostgreSQL refused, kept in mssql2pg.dead_letters
+    seconds: float
+
+
+@dataclass
+class SnapshotPosition:
+    """The applier's :class:`~mssql2pg.sink.control.CheckpointStore` during a resync: instead of moving the
+    pipeline checkpoint, the commit removes what the snapshot did not contain and marks the table resynced."""
+
+    pipeline: str
+    table: TargetTable
+    rows: int = 0
+    removed: int = field(default=0, init=False)
+
+    def read(self, conn: Any) -> Lsn:
+        return Lsn.NULL  # nothing of the snapshot is applied yet
+
+    def begin(self, conn: Any) -> None:
+        conn.run(sql.lock_for_resync(self.table))
+
+    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+        naive = commit_time.replace(tzinfo=None) if commit_time is not None else None
+        params: dict[str, Any] = {"lsn": lsn.raw}
+        if self.table.delete_mode == "soft":
+            params["commit_time"] = naive
+        conn.run(sql.remove_outside_snapshot(self.table), **params)
+        self.removed = max(conn.row_count, 0)
+        conn.run(
+            sql.MARK_RESYNCED,
+            pipeline=self.pipeline,
+            source_table=str(self.table.source),
+            capture_instance=self.table.capture_instance.name,
+            target_table=f"{self.table.schema}.{self.table.name}",
+            reason=f"resynced from a snapshot at LSN {lsn} ({self.rows} rows, {self.removed} removed)",
+            lsn=lsn.raw,
+        )
+
+
+def resync_table(config: Config, table_name: str) -> ResyncResult:
+    """Snapshot ``table_name`` into the target (see the module docstring). Raises with a hint on any problem."""
+    from mssql2pg.pipeline.assembly import discover, source_engine, target_connector, target_tables  # noqa: PLC0415
+
+    try:
+        wanted = TableId.parse(table_name)
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="name the table as schema.table, e.g. dbo.orders") from exc
+    started = time.monotonic()
+    engine = source_engine(config)
+    try:
+        selections, instances = discover(engine, config)
+        selection = next((s for s in selections if s.source == wanted), None)
+        if selection is None:
+            known = ", ".join(str(s.source) for s in selections) or "none"
+            raise ConfigError(
+                f"{wanted} is not replicated by pipeline {config.pipeline.name!r} (it replicates: {known})",
+                hint="check the spelling, or add the table under `tables:` in the configuration",
+            )
+        newest = instances[wanted][-1]  # after a capture-instance switch, the new instance describes the table
+        target = target_tables([selection], {wanted: (newest,)})[0]
+        position = SnapshotPosition(config.pipeline.name, target)
+        applier = Applier(
+            target_connector(config),
+            [target],
+            config.pipeline.name,
+            ApplySettings(stale_after=None),
+            checkpoints=position,
+        )
+        progress = _Progress(wanted)
+        try:
+            applier.start()
+            with read_snapshot(engine, newest, page_rows=config.reader.page_rows, on_rows=progress) as snapshot:
+                log.info(
+                    "resync started", table=str(wanted), snapshot_lsn=str(snapshot.lsn), target=target.qualified_name
+                )
+                for chunk in snapshot.chunks:
+                    position.rows += len(chunk.rows)
+                    applier.offer(chunk)
+                applier.flush()
+        finally:
+            applier.close()
+        dead = applier.stats.dead_letters.get(wanted, 0)
+        result = ResyncResult(wanted, snapshot.lsn, position.rows, position.removed, dead, time.monotonic() - started)
+        log.info(
+            "resync committed",
+            table=str(wanted),
+            snapshot_lsn=str(result.lsn),
+            rows=result.rows,
+            removed=result.removed,
+            dead_letters=result.dead_letters,
+            seconds=round(result.seconds, 2),
+        )
+        return result
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class _Progress:
+    """Logs rows read and the rate every :data:`PROGRESS_SECONDS` (a large table takes a while)."""
+
+    table: TableId
+    _started: float = field(default_factory=time.monotonic)
+    _last: float = field(default_factory=time.monotonic)
+
+    def __call__(self, rows: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            log.info(
+                "resync progress", table=str(self.table), rows=rows, rows_per_s=round(rows / (now - self._started))
+            )
+
+
+def catch_up(  # noqa: PLR0917 - one caller, which names them in order
+    config: Config,
+    engine: sa.Engine,
+    tables: list[TargetTable],
+    positions: dict[str, Lsn],
+    checkpoint: Lsn,
+    stop: threading.Event,
+) -> RunStats | None:
+    """Bring resynced tables whose position is behind the pipeline checkpoint up to it, on their own.
+
+    ``tables`` are the pipeline's target tables; those whose source table has a position below ``checkpoint``
+    read their changes from there up to ``checkpoint`` and move their own position with the data. Transient
+    faults are retried like the pipeline's. None when no table was behind."""
+    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
+
+    behind = {t: p for t, p in positions.items() if p < checkpoint}
+    chosen = [t for t in tables if str(t.source) in behind]
+    if not chosen:
+        return None
+    sources = sorted({t.source for t in chosen})
+    log.info(
+        "resynced tables catching up to the pipeline checkpoint",
+        tables={str(s): str(behind[str(s)]) for s in sources},
+        checkpoint=str(checkpoint),
+    )
+    reader = Reader.for_tables(
+        engine,
+        sources,
+        ReaderSettings(chunk_rows=config.reader.chunk_rows, page_rows=config.reader.page_rows),
+        starts={s: behind[str(s)] for s in sources},
+        until=checkpoint,
+    )
+    applier = Applier(
+        target_connector(config),
+        chosen,
+        config.pipeline.name,
+        ApplySettings(stale_after=config.stale_after),
+        checkpoints=control.ResumePositions(config.pipeline.name, {str(s): behind[str(s)] for s in sources}),
+    )
+    runner = Runner(reader, applier, classify, Backoff(config.retry).delays)
+    try:
+        stats = runner.run(stop, until_caught_up=True)
+    finally:
+        applier.close()
+        reader.close()
+    log.info("resynced tables caught up", tables=[str(s) for s in sources], rows=stats.rows)
+    return stats
+
+
+@click.command()
+@config_option
+@click.argument("table")
+def resync(config_path: Path | None, table: str) -> None:
+    """Load TABLE again from a snapshot of the source; streaming then continues from the snapshot's LSN."""
+    config = load_config(config_path)
+    configure_logging(config.log.level, config.log.format)
+    register_secrets(config.secrets())
+    result = resync_table(config, table)
+    click.echo(
+        f"resynced {result.table}: {result.rows} rows at LSN {result.lsn} in {result.seconds:.1f} s; "
+        f"{result.removed} target rows were not in the source any more; {result.dead_letters} dead-lettered"
+        + (" (see `mssql2pg dlq list`)" if result.dead_letters else "")
+    )
+    click.echo(
+        "a running pipeline picks the table up when it restarts (it catches up from the snapshot on its own); "
+        "`mssql2pg status` shows its state"
+    )

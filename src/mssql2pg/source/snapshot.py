@@ -1,0 +1,120 @@
+"""Read a whole source table as of a known LSN, for ``mssql2pg resync``.
+
+The snapshot position is ``sys.fn_cdc_get_max_lsn()`` read *before* the first row (Debezium does the same,
+see ``reference/sqlserver-cdc.md`` §6.4). Every change with a commit LSN at or below it was committed before the
+read began, so the rows read include it; a change committed during the read may or may not be included, but its
+LSN is above the position, so streaming from the position delivers it again and the target's LSN guard (an
+upsert or delete never overwrites a row carrying a later LSN) makes that repeat harmless. So correctness does
+not depend on the isolation level; on the emulator (PostgreSQL) the read still runs in one REPEATABLE READ
+transaction, on SQL Server under its default READ COMMITTED (SNAPSHOT isolation would need
+``ALLOW_SNAPSHOT_ISOLATION`` on the source database, a setting we do not want to require).
+
+Rows arrive as insert :class:`~mssql2pg.model.ChangeRow` values of one "source transaction" at the snapshot
+LSN, in chunks, so the applier loads them with the code that loads any large transaction: bounded memory,
+COPY into staging, dead letters for values PostgreSQL refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from mssql2pg.errors import SourceError
+from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
+from mssql2pg.positions import Lsn
+from mssql2pg.source import statements
+from mssql2pg.source.values import RowDecoder
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A table's rows as of ``lsn``; ``chunks`` is lazy (iterate it inside the ``read_snapshot`` block)."""
+
+    lsn: Lsn
+    commit_time: datetime | None
+    chunks: Iterator[TxChunk]
+
+
+@contextmanager
+def read_snapshot(
+    engine: Engine,
+    instance: CaptureInstance,
+    *,
+    page_rows: int,
+    on_rows: Callable[[int], None] | None = None,
+) -> Iterator[Snapshot]:
+    """Open a snapshot of ``instance``'s source table (its captured columns, by its key), one page per chunk."""
+    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect() as opened:
+        conn = opened.execution_options(**options) if options else opened
+        lsn = Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
+        if lsn.is_null:
+            raise SourceError(
+                f"cannot snapshot {instance.source}: the source has no maximum LSN (the CDC capture job never ran)",
+                hint="start SQL Server Agent and the capture job (EXEC sys.sp_cdc_start_job), then run resync again",
+            )
+        value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar()
+        commit_time = value if isinstance(value, datetime) else None
+        yield Snapshot(lsn, commit_time, _chunks(conn, instance, lsn, commit_time, page_rows, on_rows))
+
+
+def _chunks(  # noqa: PLR0917 - private, one caller
+    conn: Connection,
+    ci: CaptureInstance,
+    lsn: Lsn,
+    commit_time: datetime | None,
+    page_rows: int,
+    on_rows: Callable[[int], None] | None,
+) -> Iterator[TxChunk]:
+    decode = RowDecoder(ci.columns)
+    pages = _pages(conn, ci, page_rows)
+    page = next(pages)
+    first, read = True, 0
+    while True:
+        following = next(pages, None) if len(page) == page_rows else None
+        rows = tuple(_row(ci, lsn, raw, decode) for raw in page)
+        read += len(rows)
+        yield TxChunk(commit_lsn=lsn, rows=rows, first=first, last=following is None, commit_time=commit_time)
+        if on_rows is not None:
+            on_rows(read)
+        if following is None:
+            return
+        first, page = False, following
+
+
+def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Sequence[Any]]:
+    captured = ci.column_names
+    positions = [captured.index(k) for k in ci.key_columns]
+    source = ci.source
+    first = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=False)
+    after = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=True)
+    page: Sequence[Any] = conn.execute(first).all()
+    yield page
+    while len(page) == page_rows:
+        last = page[-1]
+        page = conn.execute(after, {f"key_{i}": last[p] for i, p in enumerate(positions)}).all()
+        yield page
+
+
+def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) -> ChangeRow:
+    try:
+        values = decode(tuple(raw))
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        key = {k: raw[ci.column_names.index(k)] for k in ci.key_columns}
+        raise SourceError(
+            f"cannot snapshot {ci.source}: the row with key {key} has a value mssql2pg cannot read ({exc})",
+            hint="correct the value in the source table, then run resync again",
+        ) from exc
+    return ChangeRow(
+        table=ci.source,
+        capture_instance=ci.name,
+        commit_lsn=lsn,
+        seqval=lsn,
+        operation=Operation.INSERT,
+        values=values,
+    )

@@ -1,0 +1,197 @@
+"""``mssql2pg resync TABLE``: snapshot one table at a known LSN, then streaming takes over (issue 4, point 8).
+
+What must hold, whatever happened before: after the resync and a pipeline run, the target table equals the
+source table row for row (extra target rows removed - or flagged in soft mode -, missing rows added, drifted
+rows corrected), changes made after the snapshot arrive exactly once, and the other tables are untouched.
+The emulated SQL Server is the source.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from mssql2pg.config import load_config
+from mssql2pg.emulator import connect
+from mssql2pg.errors import Mssql2pgError
+from mssql2pg.pipeline.assembly import Pipeline
+from mssql2pg.pipeline.resync import ResyncResult, resync_table
+from mssql2pg.positions import Lsn
+from tests.e2e.pipeline_process import run_cli, write_config
+from tests.fixtures.emulator import enable_table
+
+pytestmark = pytest.mark.integration
+
+
+def _run_once(config_path: Path) -> Pipeline:
+    pipeline = Pipeline.from_config(load_config(config_path))
+    pipeline.run(threading.Event(), until_caught_up=True)
+    return pipeline
+
+
+def _rows(conn: pg8000.native.Connection, table: str, where: str = "") -> list[list[Any]]:
+    return conn.run(f"SELECT id, v FROM {table}{where} ORDER BY id")
+
+
+def _state(dst: pg8000.native.Connection, table: str) -> str:
+    return str(dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = :t", t=table)[0][0])
+
+
+@pytest.fixture
+def two_tables(emulated_source_url: str) -> pg8000.native.Connection:
+    src = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.a (id int PRIMARY KEY, v text)")
+    src.run("CREATE TABLE dbo.b (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "a")
+    enable_table(src, "dbo", "b")
+    src.run("INSERT INTO dbo.a VALUES (1, 'a1')")
+    src.run("INSERT INTO dbo.b VALUES (1, 'b1')")
+    return src
+
+
+def _lose_changes_of_a(src: pg8000.native.Connection) -> None:
+    """Two changes to dbo.a, then CDC cleanup removes them before replication saw them (an LSN gap)."""
+    src.run("INSERT INTO dbo.a VALUES (2, 'lost')")
+    src.run("UPDATE dbo.a SET v = 'a1 changed' WHERE id = 1")
+    low = src.run("SELECT sys.fn_cdc_get_max_lsn()")[0][0]
+    src.run("CALL sys.sp_cdc_cleanup_change_table(capture_instance => 'dbo_a', low_water_mark => :l)", l=low)
+
+
+def test_resync_after_an_lsn_gap_restores_the_table_and_streaming_resumes(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+    _lose_changes_of_a(src)
+    _run_once(config)
+    dst = connect(target_url)
+    assert _state(dst, "dbo.a") == "needs-resync"
+    # while the pipeline is stopped, cleanup runs again: the table's floor is now above the pipeline checkpoint
+    src.run("UPDATE dbo.a SET v = 'lost too' WHERE id = 2")
+    low = src.run("SELECT sys.fn_cdc_get_max_lsn()")[0][0]
+    src.run("CALL sys.sp_cdc_cleanup_change_table(capture_instance => 'dbo_a', low_water_mark => :l)", l=low)
+
+    result = resync_table(load_config(config), "dbo.a")
+
+    assert isinstance(result, ResyncResult)
+    assert result.rows == 2
+    assert _rows(dst, "dbo.a") == _rows(src, "dbo.a") == [[1, "a1 changed"], [2, "lost too"]]
+    assert _state(dst, "dbo.a") == "active"
+    snapshot_lsn = dst.run("SELECT resume_after FROM mssql2pg.table_state WHERE source_table = 'dbo.a'")[0][0]
+    assert Lsn(bytes(snapshot_lsn)) == result.lsn
+    # snapshot rows carry the snapshot LSN, so older re-deliveries can never overwrite them
+    assert {bytes(r[0]) for r in dst.run("SELECT _cdc_lsn FROM dbo.a")} == {result.lsn.raw}
+
+    src.run("INSERT INTO dbo.a VALUES (3, 'after')")
+    src.run("DELETE FROM dbo.a WHERE id = 2")
+    src.run("INSERT INTO dbo.b VALUES (2, 'b2')")
+    pipeline = _run_once(config)
+
+    assert "dbo.a" in {str(t.source) for t in pipeline.tables}
+    assert _state(dst, "dbo.a") == "active"  # the old checkpoint is below the table's floor: it starts at S
+    assert _rows(dst, "dbo.a") == _rows(src, "dbo.a") == [[1, "a1 changed"], [3, "after"]]
+    assert _rows(dst, "dbo.b") == _rows(src, "dbo.b")
+    src.close()
+    dst.close()
+
+
+def test_changes_the_running_pipeline_made_after_the_snapshot_are_caught_up(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """The pipeline went on without the paused table while the resync ran; on rejoining, the table's changes
+    between the snapshot and the pipeline's checkpoint must not be skipped."""
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+    _lose_changes_of_a(src)
+    _run_once(config)
+    running = Pipeline.from_config(load_config(config))  # built while dbo.a needs a resync: it leaves dbo.a out
+
+    result = resync_table(load_config(config), "dbo.a")
+    src.run("INSERT INTO dbo.a VALUES (4, 'while running')")
+    src.run("UPDATE dbo.a SET v = 'updated while running' WHERE id = 2")
+    src.run("DELETE FROM dbo.a WHERE id = 1")
+    src.run("INSERT INTO dbo.b VALUES (2, 'b2')")
+    running.run(threading.Event(), until_caught_up=True)  # the checkpoint moves past the snapshot LSN
+    dst = connect(target_url)
+    checkpoint = Lsn(bytes(dst.run("SELECT lsn FROM mssql2pg.checkpoints")[0][0]))
+    assert checkpoint > result.lsn
+    assert _rows(dst, "dbo.a") == [[1, "a1 changed"], [2, "lost"]]  # untouched by the pipeline without it
+
+    src.run("INSERT INTO dbo.a VALUES (5, 'later')")
+    _run_once(config)
+
+    assert (
+        _rows(dst, "dbo.a") == _rows(src, "dbo.a") == [[2, "updated while running"], [4, "while running"], [5, "later"]]
+    )
+    assert _rows(dst, "dbo.b") == _rows(src, "dbo.b")
+    src.close()
+    dst.close()
+
+
+@pytest.mark.parametrize("delete_mode", ["hard", "soft"])
+def test_resync_repairs_drift_of_an_active_table(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path, delete_mode: str
+) -> None:
+    src = two_tables
+    src.run("INSERT INTO dbo.a SELECT g, 'v' || g FROM generate_series(2, 2500) AS g")
+    tables: list[Any] = [{"name": "dbo.a", "delete_mode": delete_mode}, "dbo.b"]
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, tables)
+    _run_once(config)
+    dst = connect(target_url)
+    # someone edits the warehouse by hand
+    dst.run("DELETE FROM dbo.a WHERE id BETWEEN 10 AND 19")
+    dst.run("UPDATE dbo.a SET v = 'drifted' WHERE id = 100")
+    dst.run(
+        "INSERT INTO dbo.a (id, v, _cdc_lsn, _cdc_operation) SELECT 9000 + g, 'extra', '\\x00'::bytea || "
+        "decode(lpad('', 18, '0'), 'hex'), 2 FROM generate_series(1, 3) AS g"
+    )
+    b_before = dst.run("SELECT id, v, _cdc_lsn, _cdc_applied_at FROM dbo.b ORDER BY id")
+
+    result = resync_table(load_config(config), "dbo.a")
+
+    assert result.rows == 2500
+    live = " WHERE NOT _cdc_deleted" if delete_mode == "soft" else ""
+    assert _rows(dst, "dbo.a", live) == _rows(src, "dbo.a")
+    removed = dst.run("SELECT count(*) FROM dbo.a WHERE id > 9000")[0][0]
+    assert removed == (3 if delete_mode == "soft" else 0)
+    assert result.removed == 3
+    assert dst.run("SELECT id, v, _cdc_lsn, _cdc_applied_at FROM dbo.b ORDER BY id") == b_before
+
+    src.run("UPDATE dbo.a SET v = 'x' WHERE id = 5")
+    _run_once(config)
+    assert _rows(dst, "dbo.a", live) == _rows(src, "dbo.a")
+    src.close()
+    dst.close()
+
+
+def test_resync_of_a_table_the_pipeline_does_not_replicate_is_refused(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a"])
+    with pytest.raises(Mssql2pgError) as caught:
+        resync_table(load_config(config), "dbo.b")
+    assert "dbo.b" in str(caught.value)
+    assert caught.value.hint is not None
+    assert "tables" in caught.value.hint
+
+
+def test_resync_command_line_reports_what_it_did(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    done = run_cli("resync", "--config", str(config), "dbo.a")
+    assert done.returncode == 0, done.stderr
+    assert "resynced dbo.a: 1 rows" in done.stdout
+    missing = run_cli("resync", "--config", str(config), "dbo.nope")
+    assert missing.returncode == 2
+    assert "dbo.nope" in missing.stderr
+    dst = connect(target_url)
+    assert _rows(dst, "dbo.a") == [[1, "a1"]]
+    dst.close()
