@@ -290,6 +290,63 @@ class ObservedSink:
             self._heartbeat = None
 
 
+CONTROL_POLL_SECONDS = 10.0
+"""How often a running pipeline looks at the control schema for tables whose state changed."""
+
+
+@dataclass
+class ControlWatcher:
+    """Sets ``halt`` when ``stop`` is set, or when the control schema's table states no longer match what
+    ``pipeline`` was built for (a table became active again, or a resync gave a table a new position)."""
+
+    config: Config
+    pipeline: Pipeline
+    stop: threading.Event
+    halt: threading.Event
+    interval: float = field(default_factory=lambda: CONTROL_POLL_SECONDS)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ControlWatcher:
+        replicated = {str(t.source) for t in self.pipeline.tables}
+        known = set(self.pipeline.resume_positions)
+        self._thread = threading.Thread(
+            target=self._watch, args=(replicated, known), name="mssql2pg-control", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _watch(self, replicated: set[str], known_positions: set[str]) -> None:
+        next_check = time.monotonic() + self.interval
+        while not self._done.is_set():
+            if self.stop.wait(0.1):
+                self.halt.set()
+                return
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + self.interval
+            try:
+                state = control_state(self.config)
+            except Exception as exc:  # the target is down: the runner reports and retries that
+                log.debug("control schema not readable", error=str(exc))
+                continue
+            rejoined = {t for t in state.positions if t not in known_positions}
+            paused = replicated & set(state.inactive)
+            if rejoined or paused:
+                log.info(
+                    "table states changed; re-planning the pipeline",
+                    resynced=sorted(rejoined),
+                    paused=sorted(paused),
+                )
+                self.halt.set()
+                return
+
+
 @dataclass
 class Pipeline:
     """A configured pipeline: ``run()`` replicates; ``stats`` and ``obs`` (metrics, health, HTTP) observe it."""
@@ -341,6 +398,7 @@ class Pipeline:
                 heartbeat_interval=config.apply.heartbeat_interval,
                 stale_after=config.stale_after,
             ),
+            checkpoints=control.PipelineCheckpoint(config.pipeline.name, {str(s): p for s, p in starts.items()}),
         )
         runner = Runner(
             ObservedSource(reader, obs),
@@ -364,24 +422,40 @@ class Pipeline:
         return self.runner.stats
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
-        """Replicate; an LSN gap pauses only its table (``needs-resync``) and the others go on."""
+        """Replicate; an LSN gap pauses only its table (``needs-resync``) and the others go on.
+
+        Running continuously, the pipeline also notices when a table's state changes in the control schema (a
+        ``mssql2pg resync`` made a table active again) and re-plans: it stops cleanly at a transaction boundary
+        and starts again with the new set of tables."""
         pipeline = self
         while True:
+            halt = stop if until_caught_up else threading.Event()
+            watcher = None if until_caught_up else ControlWatcher(self.config, pipeline, stop, halt).start()
             try:
-                if not pipeline._catch_up(stop):
-                    return pipeline.runner.stats
-                return pipeline._run_once(stop, until_caught_up)
+                if pipeline._catch_up(halt):
+                    stats = pipeline._run_once(halt, until_caught_up)
+                    if until_caught_up or stop.is_set():
+                        return stats
             except LsnGapError as gap:
                 pipeline._pause(gap)
-                replacement = Pipeline.from_config(self.config, obs=self.obs)
-                replacement.runner.stats = pipeline.runner.stats
-                pipeline = replacement
-                self.tables, self.runner, self.applier, self.reader = (
-                    pipeline.tables,
-                    pipeline.runner,
-                    pipeline.applier,
-                    pipeline.reader,
-                )
+            finally:
+                if watcher is not None:
+                    watcher.close()
+            if stop.is_set():
+                return pipeline.runner.stats
+            pipeline = self._replace(pipeline)
+
+    def _replace(self, old: Pipeline) -> Pipeline:
+        """A pipeline for the tables as the control schema now has them; ``self`` keeps pointing at its parts."""
+        replacement = Pipeline.from_config(self.config, obs=self.obs)
+        replacement.runner.stats = old.runner.stats
+        self.tables, self.runner, self.applier, self.reader = (
+            replacement.tables,
+            replacement.runner,
+            replacement.applier,
+            replacement.reader,
+        )
+        return replacement
 
     def _catch_up(self, stop: threading.Event) -> bool:
         """Resynced tables behind the checkpoint catch up first (see :func:`~mssql2pg.pipeline.resync.catch_up`).

@@ -8,7 +8,7 @@ newer than this code is refused rather than written with assumptions that may no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -122,11 +122,16 @@ class CheckpointStore(Protocol):
     def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class PipelineCheckpoint:
-    """The pipeline's checkpoint row in ``mssql2pg.checkpoints``: only ever moves forward."""
+    """The pipeline's checkpoint row in ``mssql2pg.checkpoints``: only ever moves forward.
+
+    ``resumed``: resynced tables replicated by this pipeline and their resume positions. The first checkpoint at
+    or past a position clears it, in the same transaction: from then on the pipeline checkpoint covers the table
+    again, and a later start must not mistake the old position for a table that still has to catch up."""
 
     pipeline: str
+    resumed: dict[str, Lsn] = field(default_factory=dict)
 
     def read(self, conn: Any) -> Lsn:
         return read_checkpoint(conn, self.pipeline)
@@ -136,6 +141,11 @@ class PipelineCheckpoint:
 
     def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
         advance_checkpoint(conn, self.pipeline, lsn, commit_time)
+        if self.resumed:
+            passed = [table for table, position in self.resumed.items() if position <= lsn]
+            for table in passed:
+                conn.run(sql.CLEAR_RESUME_POSITION, pipeline=self.pipeline, source_table=table, lsn=lsn.raw)
+                del self.resumed[table]
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,11 @@ UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
 WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after < :lsn
 """
 
+CLEAR_RESUME_POSITION = f"""
+UPDATE {_c("table_state")} SET resume_after = NULL, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after <= :lsn
+"""
+
 REGISTER_TABLE_STATE = f"""
 INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
 VALUES (:pipeline, :source_table, :capture_instance, :target_table)

@@ -18,11 +18,13 @@ import pytest
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.pipeline import assembly
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.resync import ResyncResult, resync_table
 from mssql2pg.positions import Lsn
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import enable_table
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +41,10 @@ def _rows(conn: pg8000.native.Connection, table: str, where: str = "") -> list[l
 
 def _state(dst: pg8000.native.Connection, table: str) -> str:
     return str(dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = :t", t=table)[0][0])
+
+
+def _resume_after(dst: pg8000.native.Connection, table: str) -> object:
+    return dst.run("SELECT resume_after FROM mssql2pg.table_state WHERE source_table = :t", t=table)[0][0]
 
 
 @pytest.fixture
@@ -96,6 +102,7 @@ def test_resync_after_an_lsn_gap_restores_the_table_and_streaming_resumes(
     assert "dbo.a" in {str(t.source) for t in pipeline.tables}
     assert _state(dst, "dbo.a") == "active"  # the old checkpoint is below the table's floor: it starts at S
     assert _rows(dst, "dbo.a") == _rows(src, "dbo.a") == [[1, "a1 changed"], [3, "after"]]
+    assert _resume_after(dst, "dbo.a") is None  # the pipeline checkpoint covers the table again
     assert _rows(dst, "dbo.b") == _rows(src, "dbo.b")
     src.close()
     dst.close()
@@ -195,3 +202,40 @@ def test_resync_command_line_reports_what_it_did(
     dst = connect(target_url)
     assert _rows(dst, "dbo.a") == [[1, "a1"]]
     dst.close()
+
+
+def test_a_running_pipeline_takes_the_resynced_table_back(
+    two_tables: pg8000.native.Connection,
+    emulated_source_url: str,
+    target_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(assembly, "CONTROL_POLL_SECONDS", 0.2)
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+    _lose_changes_of_a(src)
+    dst = connect(target_url)
+    stop = threading.Event()
+    pipeline = Pipeline.from_config(load_config(config))
+    thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: _state(dst, "dbo.a") == "needs-resync", what="dbo.a paused by the gap")
+        src.run("INSERT INTO dbo.b VALUES (2, 'b2')")
+        wait_for(lambda: len(_rows(dst, "dbo.b")) == 2, what="dbo.b replicating without dbo.a")
+
+        resync_table(load_config(config), "dbo.a")
+        src.run("INSERT INTO dbo.a VALUES (8, 'live')")
+        src.run("INSERT INTO dbo.b VALUES (3, 'b3')")
+
+        wait_for(lambda: _rows(dst, "dbo.a") == _rows(src, "dbo.a"), what="dbo.a streaming again", timeout=60)
+        wait_for(lambda: _rows(dst, "dbo.b") == _rows(src, "dbo.b"), what="dbo.b still streaming")
+        assert "dbo.a" in {str(t.source) for t in pipeline.tables}
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    dst.close()
+    src.close()
