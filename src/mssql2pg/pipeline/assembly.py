@@ -26,7 +26,7 @@ import structlog
 from mssql2pg import __version__
 from mssql2pg.classify import classify
 from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
-from mssql2pg.errors import SourceError, TransientError
+from mssql2pg.errors import SourceError, TableFaultError, TransientError
 from mssql2pg.model import CaptureInstance, Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
@@ -39,8 +39,9 @@ from mssql2pg.sink.deadletters import count_by_status
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
-from mssql2pg.source.errors import LsnGapError
+from mssql2pg.source.errors import TableShapeError
 from mssql2pg.source.reader import Reader, ReaderSettings
+from mssql2pg.source.validation import check_instance
 
 log = structlog.get_logger(component="pipeline")
 
@@ -125,6 +126,48 @@ def build_reader(config: Config, tables: Sequence[TableId], engine: sa.Engine | 
             poll_interval=config.reader.poll_interval,
         ),
     )
+
+
+def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> None:
+    """Record a table fault: the table's state (``paused`` / ``needs-resync``) with reason and remediation in
+    ``mssql2pg.table_state``, the ``mssql2pg_table_state`` metric and ``/readyz``, and an error log line."""
+    reason = str(fault).split("\n  hint:")[0]
+    conn = target_connector(config)()
+    try:
+        control.set_table_state(
+            conn, config.pipeline.name, str(fault.table), fault.state, reason=reason, remediation=fault.remediation
+        )
+    finally:
+        conn.close()
+    obs.table_state(str(fault.table), fault.state.replace("-", "_"), reason)
+    log.error(
+        "table paused; the other tables go on",
+        table=str(fault.table),
+        state=fault.state,
+        error_class=type(fault).__name__,
+        reason=reason,
+        remediation=fault.remediation,
+    )
+
+
+def _pause_unusable(
+    config: Config,
+    obs: Observability,
+    selections: list[TableSelection],
+    instances: Mapping[TableId, tuple[CaptureInstance, ...]],
+) -> list[TableSelection]:
+    """Read-side validation at start-up: a table whose capture instance cannot be applied by key is paused
+    (:class:`TableShapeError`) instead of stopping every table; the usable selections are returned."""
+    usable = []
+    for selection in selections:
+        try:
+            for ci in instances[selection.source]:
+                check_instance(ci)
+        except TableShapeError as fault:
+            pause_table(config, obs, fault)
+            continue
+        usable.append(selection)
+    return usable
 
 
 def inactive_tables(config: Config) -> dict[str, tuple[str, str]]:
@@ -296,6 +339,7 @@ class Pipeline:
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
         selections, instances = discover(engine, config, skip=inactive)
+        selections = _pause_unusable(config, obs, selections, instances)
         if not selections:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
@@ -342,13 +386,14 @@ class Pipeline:
         return self.runner.stats
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
-        """Replicate; an LSN gap pauses only its table (``needs-resync``) and the others go on."""
+        """Replicate; a table fault (an LSN gap: ``needs-resync``; a change table that does not match its capture
+        instance: ``paused``) pauses only its table, and the others go on in a pipeline rebuilt without it."""
         pipeline = self
         while True:
             try:
                 return pipeline._run_once(stop, until_caught_up)
-            except LsnGapError as gap:
-                pipeline._pause(gap)
+            except TableFaultError as fault:
+                pipeline._pause(fault)
                 replacement = Pipeline.from_config(self.config, obs=self.obs)
                 replacement.runner.stats = pipeline.runner.stats
                 pipeline = replacement
@@ -366,23 +411,8 @@ class Pipeline:
             self.applier.close()
             self.reader.close()
 
-    def _pause(self, gap: LsnGapError) -> None:
-        reason = str(gap).split("\n  hint:")[0]
-        remediation = f"mssql2pg resync {gap.table}" + (f" ({gap.hint})" if gap.hint else "")
-        conn = target_connector(self.config)()
-        try:
-            control.set_table_state(
-                conn, self.config.pipeline.name, str(gap.table), "needs-resync", reason=reason, remediation=remediation
-            )
-        finally:
-            conn.close()
-        self.obs.table_state(gap.table, "needs_resync", reason)
-        log.error(
-            "table paused: changes were lost to CDC cleanup",
-            table=str(gap.table),
-            reason=reason,
-            remediation=remediation,
-        )
+    def _pause(self, fault: TableFaultError) -> None:
+        pause_table(self.config, self.obs, fault)
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

@@ -380,7 +380,7 @@ def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder, com
     fault = None
     try:
         values = decode(tuple(raw[5:]))
-    except Exception:  # noqa: BLE001 - read-side validation: find the column(s), mark the row, go on
+    except Exception:
         values, fault = faulty_values(ci, raw[5:])
     return ChangeRow(
         table=ci.source,

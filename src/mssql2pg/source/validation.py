@@ -71,7 +71,7 @@ def missing_column_fault(ci: CaptureInstance, exc: BaseException) -> TableShapeE
             text = str(arg.get("M", "")) if isinstance(arg, dict) else str(arg)
             if (
                 (isinstance(arg, dict) and arg.get("C") == "42703")
-                or getattr(candidate, "number", None) == 207  # noqa: PLR2004 - SQL Server: Invalid column name
+                or getattr(candidate, "number", None) == 207
                 or "Invalid column name" in text
             ):
                 return TableShapeError(
@@ -104,7 +104,7 @@ def faulty_values(ci: CaptureInstance, raw: Sequence[Any]) -> tuple[tuple[Any, .
             continue
         try:
             values.append(decoder_for(column.sql_type)(value))
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is this value's fault
+        except Exception as exc:
             values.append(raw_form(value))
             text = repr(value)
             if len(text) > RAW_TEXT_LIMIT:

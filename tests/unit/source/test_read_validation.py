@@ -61,7 +61,8 @@ def test_an_undecodable_value_marks_only_its_row_faulty_and_keeps_the_raw_value(
     assert bad.values == (2, "twelve", b"\x00\xff")  # decoded where possible, raw (picklable) where not
     assert bad.fault is not None
     assert "dbo.orders" in bad.fault
-    assert "column qty (int)" in bad.fault and "'twelve'" in bad.fault
+    assert "column qty (int)" in bad.fault
+    assert "'twelve'" in bad.fault
     assert "column at (date)" in bad.fault
     assert "id" not in bad.fault.split(":")[0]  # the good column is not blamed
     assert rows[3].values == (3, 7, None)
@@ -93,7 +94,8 @@ def test_rows_wider_or_narrower_than_the_captured_columns_pause_the_table() -> N
     assert isinstance(err, TerminalError)
     assert err.table == ORDERS.source
     assert err.state == "paused"
-    assert "2 captured values" in str(err) and "3 columns" in str(err)
+    assert "2 captured values" in str(err)
+    assert "3 columns" in str(err)
     assert "mssql2pg resync dbo.orders" in err.remediation
 
 
@@ -136,12 +138,12 @@ def test_missing_change_table_column_is_a_table_fault() -> None:
     """A captured column the change table no longer has (SQL Server Msg 207, PostgreSQL 42703)."""
     from mssql2pg.source.validation import missing_column_fault  # noqa: PLC0415
 
-    class Undefined(Exception):
+    class UndefinedError(Exception):
         pass
 
     ci: CaptureInstance = ORDERS
-    fault = missing_column_fault(ci, Undefined({"C": "42703", "M": 'column cdc_data.qty does not exist'}))
+    fault = missing_column_fault(ci, UndefinedError({"C": "42703", "M": "column cdc_data.qty does not exist"}))
     assert isinstance(fault, TableShapeError)
     assert "qty" in str(fault)
-    assert missing_column_fault(ci, Undefined("Invalid column name 'qty'.")) is not None
-    assert missing_column_fault(ci, Undefined("connection reset")) is None
+    assert missing_column_fault(ci, UndefinedError("Invalid column name 'qty'.")) is not None
+    assert missing_column_fault(ci, UndefinedError("connection reset")) is None
