@@ -134,9 +134,12 @@ def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> N
     reason = str(fault).split("\n  hint:")[0]
     conn = target_connector(config)()
     try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)  # a table can be paused at the very first start
         control.set_table_state(
             conn, config.pipeline.name, str(fault.table), fault.state, reason=reason, remediation=fault.remediation
         )
+        conn.run("COMMIT")
     finally:
         conn.close()
     obs.table_state(str(fault.table), fault.state.replace("-", "_"), reason)
