@@ -48,6 +48,30 @@ log = structlog.get_logger(component="pipeline")
 # Dead peers are found by TCP keepalive rather than a socket timeout: a timeout would also cut a long but
 # healthy statement (the set-based apply of a million-row transaction).
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+# Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
+# see (a peer that stops acknowledging while we have queued data). An idle wait for a long statement sends
+# nothing, so it is not cut. Linux only; elsewhere the option is skipped.
+TCP_USER_TIMEOUT_MS = 30_000
+
+
+def tune_socket(sock: object) -> None:
+    """Keepalive and ``TCP_USER_TIMEOUT`` on a database connection's socket (each option where the OS has it)."""
+    if not isinstance(sock, socket.socket):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (*KEEPALIVE.items(), ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def driver_socket(dbapi_connection: object) -> object:
+    """The TCP socket under a driver connection: pg8000 keeps it in ``_usock``; python-tds in
+    ``_tds_socket.sock`` (wrapped by its TLS layer as ``_transport`` when encrypted). ``None`` if not found."""
+    sock = getattr(dbapi_connection, "_usock", None)
+    if sock is None:
+        sock = getattr(getattr(dbapi_connection, "_tds_socket", None), "sock", None)
+        sock = getattr(sock, "_transport", sock)
+    return sock
 
 
 # Rows that may wait between reader and applier: the queue holds chunks, so its length is this over the chunk
@@ -71,6 +95,11 @@ def source_engine(config: Config) -> sa.Engine:
         max_overflow=2,
         connect_args=config.source.engine_connect_args(),
     )
+
+    @sa.event.listens_for(engine, "connect")
+    def _tune_socket(dbapi_connection: Any, _record: Any) -> None:
+        tune_socket(driver_socket(dbapi_connection))
+
     if config.source.backend == "postgresql":
 
         @sa.event.listens_for(engine, "connect")
@@ -85,13 +114,10 @@ def target_connector(config: Config) -> Any:
 
     def connect() -> pg8000.native.Connection:
         conn = pg8000.native.Connection(**params)
-        sock = getattr(conn, "_usock", None)
+        sock = driver_socket(conn)
         if isinstance(sock, socket.socket):
             sock.settimeout(None)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for name, value in KEEPALIVE.items():
-                if hasattr(socket, name):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+            tune_socket(sock)
         return conn
 
     return connect

@@ -72,7 +72,7 @@ def test_an_undecodable_value_is_a_dead_letter_and_everything_else_applies(
     src.run("INSERT INTO dbo.a VALUES (1, 10, 'ok'), (2, 20, 'bad'), (3, 30, 'ok')")
     src.run("INSERT INTO dbo.b VALUES (1, 'b1')")
     src.run("COMMIT")
-    src.run('UPDATE cdc."dbo_a_CT" SET qty = \'twenty\' WHERE id = 2')
+    src.run("UPDATE cdc.\"dbo_a_CT\" SET qty = 'twenty' WHERE id = 2")
     src.run("INSERT INTO dbo.a VALUES (4, 40, 'later')")
     src.run("INSERT INTO dbo.b VALUES (2, 'b2')")
 
