@@ -45,6 +45,28 @@ class TerminalError(Mssql2pgError):
     """A fault that retrying cannot fix: bad data, a violated constraint, an incompatible type."""
 
 
+class TableFaultError(TerminalError):
+    """A fault of one table (not of a row, not of the pipeline): that table pauses, the others go on.
+
+    ``table`` is the source table (a :class:`~mssql2pg.model.TableId`), ``state`` the state it gets in
+    ``mssql2pg.table_state`` (``paused`` or ``needs-resync``) and ``remediation`` what the operator runs to
+    bring it back. The pipeline records the pause and rebuilds itself without the table (see
+    :meth:`mssql2pg.pipeline.assembly.Pipeline.run`); every attribute survives pickling, so a fault raised in
+    the reader process arrives intact.
+    """
+
+    def __init__(self, message: str, *, table: object, state: str, remediation: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.table = table
+        self.state = state
+        self.remediation = remediation
+
+
+class SourceValueError(TerminalError):
+    """A value read from the source that cannot be decoded to its column's type (a read-side row fault):
+    the change becomes a dead letter, the rest continues."""
+
+
 class IncompatibleTargetError(TerminalError):
     """An existing target table cannot hold the source table's rows."""
 

@@ -148,7 +148,12 @@ class CaptureInstance:
 
 @dataclass(frozen=True, slots=True)
 class ChangeRow:
-    """One row of a change table. ``values`` follow ``CaptureInstance.columns`` order."""
+    """One row of a change table. ``values`` follow ``CaptureInstance.columns`` order.
+
+    ``fault`` is set when the reader could not decode some value (read-side validation): it names the table,
+    the column(s) and the problem, ``values`` then hold the canonical value where a column decoded and the
+    driver's value (bytes-likes as ``bytes``, unknown objects as their ``repr``) where it did not. Such a row
+    is never applied; the applier makes it a dead letter (``SourceValueError``)."""
 
     table: TableId
     capture_instance: str
@@ -158,6 +163,7 @@ class ChangeRow:
     values: tuple[Any, ...]
     command_id: int | None = None
     update_mask: bytes | None = None
+    fault: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

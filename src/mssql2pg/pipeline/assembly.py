@@ -26,7 +26,7 @@ import structlog
 from mssql2pg import __version__
 from mssql2pg.classify import classify
 from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
-from mssql2pg.errors import SourceError, TransientError
+from mssql2pg.errors import SourceError, TableFaultError, TransientError
 from mssql2pg.model import CaptureInstance, Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
@@ -39,14 +39,39 @@ from mssql2pg.sink.deadletters import count_by_status
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
-from mssql2pg.source.errors import LsnGapError
+from mssql2pg.source.errors import TableShapeError
 from mssql2pg.source.reader import Reader, ReaderSettings
+from mssql2pg.source.validation import check_instance
 
 log = structlog.get_logger(component="pipeline")
 
 # Dead peers are found by TCP keepalive rather than a socket timeout: a timeout would also cut a long but
 # healthy statement (the set-based apply of a million-row transaction).
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+# Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
+# see (a peer that stops acknowledging while we have queued data). An idle wait for a long statement sends
+# nothing, so it is not cut. Linux only; elsewhere the option is skipped.
+TCP_USER_TIMEOUT_MS = 30_000
+
+
+def tune_socket(sock: object) -> None:
+    """Keepalive and ``TCP_USER_TIMEOUT`` on a database connection's socket (each option where the OS has it)."""
+    if not isinstance(sock, socket.socket):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (*KEEPALIVE.items(), ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def driver_socket(dbapi_connection: object) -> object:
+    """The TCP socket under a driver connection: pg8000 keeps it in ``_usock``; python-tds in
+    ``_tds_socket.sock`` (wrapped by its TLS layer as ``_transport`` when encrypted). ``None`` if not found."""
+    sock = getattr(dbapi_connection, "_usock", None)
+    if sock is None:
+        sock = getattr(getattr(dbapi_connection, "_tds_socket", None), "sock", None)
+        sock = getattr(sock, "_transport", sock)
+    return sock
 
 
 # Rows that may wait between reader and applier: the queue holds chunks, so its length is this over the chunk
@@ -70,6 +95,11 @@ def source_engine(config: Config) -> sa.Engine:
         max_overflow=2,
         connect_args=config.source.engine_connect_args(),
     )
+
+    @sa.event.listens_for(engine, "connect")
+    def _tune_socket(dbapi_connection: Any, _record: Any) -> None:
+        tune_socket(driver_socket(dbapi_connection))
+
     if config.source.backend == "postgresql":
 
         @sa.event.listens_for(engine, "connect")
@@ -84,13 +114,10 @@ def target_connector(config: Config) -> Any:
 
     def connect() -> pg8000.native.Connection:
         conn = pg8000.native.Connection(**params)
-        sock = getattr(conn, "_usock", None)
+        sock = driver_socket(conn)
         if isinstance(sock, socket.socket):
             sock.settimeout(None)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for name, value in KEEPALIVE.items():
-                if hasattr(socket, name):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+            tune_socket(sock)
         return conn
 
     return connect
@@ -132,6 +159,51 @@ def build_reader(
         ),
         starts=starts,
     )
+
+
+def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> None:
+    """Record a table fault: the table's state (``paused`` / ``needs-resync``) with reason and remediation in
+    ``mssql2pg.table_state``, the ``mssql2pg_table_state`` metric and ``/readyz``, and an error log line."""
+    reason = str(fault).split("\n  hint:")[0]
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)  # a table can be paused at the very first start
+        control.set_table_state(
+            conn, config.pipeline.name, str(fault.table), fault.state, reason=reason, remediation=fault.remediation
+        )
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    obs.table_state(str(fault.table), fault.state.replace("-", "_"), reason)
+    log.error(
+        "table paused; the other tables go on",
+        table=str(fault.table),
+        state=fault.state,
+        error_class=type(fault).__name__,
+        reason=reason,
+        remediation=fault.remediation,
+    )
+
+
+def _pause_unusable(
+    config: Config,
+    obs: Observability,
+    selections: list[TableSelection],
+    instances: Mapping[TableId, tuple[CaptureInstance, ...]],
+) -> list[TableSelection]:
+    """Read-side validation at start-up: a table whose capture instance cannot be applied by key is paused
+    (:class:`TableShapeError`) instead of stopping every table; the usable selections are returned."""
+    usable = []
+    for selection in selections:
+        try:
+            for ci in instances[selection.source]:
+                check_instance(ci)
+        except TableShapeError as fault:
+            pause_table(config, obs, fault)
+            continue
+        usable.append(selection)
+    return usable
 
 
 @dataclass(frozen=True)
@@ -374,6 +446,7 @@ class Pipeline:
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
         selections, instances = discover(engine, config, skip=inactive)
+        selections = _pause_unusable(config, obs, selections, instances)
         if not selections:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
@@ -422,7 +495,8 @@ class Pipeline:
         return self.runner.stats
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
-        """Replicate; an LSN gap pauses only its table (``needs-resync``) and the others go on.
+        """Replicate; a table fault (an LSN gap: ``needs-resync``; a change table that does not match its capture
+        instance: ``paused``) pauses only its table, and the others go on in a pipeline rebuilt without it.
 
         Running continuously, the pipeline also notices when a table's state changes in the control schema (a
         ``mssql2pg resync`` made a table active again) and re-plans: it stops cleanly at a transaction boundary
@@ -436,8 +510,8 @@ class Pipeline:
                     stats = pipeline._run_once(halt, until_caught_up)
                     if until_caught_up or stop.is_set():
                         return stats
-            except LsnGapError as gap:
-                pipeline._pause(gap)
+            except TableFaultError as fault:
+                pipeline._pause(fault)
             finally:
                 if watcher is not None:
                     watcher.close()
@@ -475,23 +549,8 @@ class Pipeline:
             self.applier.close()
             self.reader.close()
 
-    def _pause(self, gap: LsnGapError) -> None:
-        reason = str(gap).split("\n  hint:")[0]
-        remediation = f"mssql2pg resync {gap.table}" + (f" ({gap.hint})" if gap.hint else "")
-        conn = target_connector(self.config)()
-        try:
-            control.set_table_state(
-                conn, self.config.pipeline.name, str(gap.table), "needs-resync", reason=reason, remediation=remediation
-            )
-        finally:
-            conn.close()
-        self.obs.table_state(gap.table, "needs_resync", reason)
-        log.error(
-            "table paused: changes were lost to CDC cleanup",
-            table=str(gap.table),
-            reason=reason,
-            remediation=remediation,
-        )
+    def _pause(self, fault: TableFaultError) -> None:
+        pause_table(self.config, self.obs, fault)
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

@@ -76,7 +76,9 @@ def pack(batch: Sequence[ReaderItem]) -> Packed:
             index = tables.get(key)
             if index is None:
                 index = tables[key] = len(tables)
-            rows.append((index, row.seqval.raw, int(row.operation), row.values, row.command_id, row.update_mask))
+            rows.append(
+                (index, row.seqval.raw, int(row.operation), row.values, row.command_id, row.update_mask, row.fault)
+            )
         items.append((_CHUNK, lsn_raw, item.first, item.last, item.commit_time, item.tran_id, rows))
     return tuple((t.schema, t.name, ci) for t, ci in tables), items
 
@@ -94,8 +96,8 @@ def unpack(packed: Packed) -> list[ReaderItem]:
         _, raw, first, last, commit_time, tran_id, rows = item
         lsn = Lsn(raw)
         changes = tuple(
-            ChangeRow(tables[i][0], tables[i][1], lsn, Lsn(seq), _OPERATIONS[op], values, command_id, mask)
-            for i, seq, op, values, command_id, mask in rows
+            ChangeRow(tables[i][0], tables[i][1], lsn, Lsn(seq), _OPERATIONS[op], values, command_id, mask, fault)
+            for i, seq, op, values, command_id, mask, fault in rows
         )
         out.append(TxChunk(lsn, changes, first, last, commit_time, tran_id))
     return out

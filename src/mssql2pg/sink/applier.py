@@ -52,7 +52,7 @@ from typing import Any
 import structlog
 
 from mssql2pg.classify import classify
-from mssql2pg.errors import TerminalError
+from mssql2pg.errors import SourceValueError, TerminalError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control, deadletters
@@ -304,7 +304,7 @@ class Applier:
     def _heartbeat_due(self) -> bool:
         return self._clock() - self._last_checkpoint_write >= self.settings.heartbeat_interval
 
-    def _encode_rows(self, chunk: TxChunk) -> None:
+    def _encode_rows(self, chunk: TxChunk) -> None:  # noqa: PLR0912 - the hot loop stays one function
         """Encode a chunk into the per-table COPY buffers. The hot loop: plain ints, no per-row hashing of enums."""
         ctime = chunk.commit_time
         if ctime is None:
@@ -323,6 +323,9 @@ class Applier:
             if buffer is None:
                 msg = f"a change of {row.table} arrived for capture instance {row.capture_instance!r}, not configured"
                 raise TerminalError(msg, hint="add the table to the pipeline configuration, or stop capturing it")
+            if row.fault is not None:  # the reader could not decode it (read-side validation): never applied
+                self._dead_letter_fault(buffer, row)
+                continue
             op = int(row.operation)
             if op == 3:  # update before-image: not applied, but remembered to detect a key change
                 buffer.before = row
@@ -380,6 +383,17 @@ class Applier:
             commit_time=None if commit_time is None else commit_time.isoformat(),
             stale_after_s=self.settings.stale_after,
         )
+
+    def _dead_letter_fault(self, buffer: _TableBuffer, row: ChangeRow) -> None:
+        error = SourceValueError(
+            row.fault or "value cannot be decoded",
+            hint="fix the value at the source (a retry reads the same stored value); see docs/reliability.md",
+        )
+        self._dead.append(
+            deadletters.dead_letter(buffer.table, row, error, *self._tran_ids.get(row.commit_lsn, (None, None)))
+        )
+        log.warning("change dead-lettered: value read from the source cannot be decoded", table=str(row.table))
+        self._has_rows = True
 
     def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> bool:
         """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter)."""

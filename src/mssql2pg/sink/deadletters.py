@@ -35,6 +35,7 @@ from mssql2pg.sink.schema import TargetTable
 from mssql2pg.sink.validation import check_copied, check_written
 
 PAYLOAD_VERSION = 1
+SOURCE_VALUE_ERROR = "SourceValueError"  # error class of a change the reader could not decode (read-side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ def change_payload(
     table: TargetTable, row: ChangeRow, tran_id: bytes | None, commit_time: datetime | None = None
 ) -> dict[str, Any]:
     columns = table.capture_instance.columns
-    return {
+    payload: dict[str, Any] = {
         "commit_time": None if commit_time is None else commit_time.isoformat(),
         "version": PAYLOAD_VERSION,
         "source_table": str(row.table),
@@ -175,6 +176,9 @@ def change_payload(
         "values": {c.name: encode_value(v) for c, v in zip(columns, row.values, strict=True)},
         "types": {c.name: c.sql_type for c in columns},
     }
+    if row.fault is not None:  # read-side validation: the values are partly raw (see ChangeRow.fault)
+        payload["source_fault"] = row.fault
+    return payload
 
 
 def row_from_payload(payload: dict[str, Any], table: TargetTable) -> ChangeRow:
@@ -333,6 +337,15 @@ def _retry_in_transaction(
         return RetryOutcome(letter_id, False, "no such dead letter")
     if letter.status != "pending":
         return RetryOutcome(letter_id, False, f"not retried: status is {letter.status}")
+    if letter.error_class == SOURCE_VALUE_ERROR:
+        return RetryOutcome(
+            letter_id,
+            False,
+            f"not retried, still pending: the change was refused when it was READ from the source ({letter.message}); "
+            "a retry would only read the same stored value again. Fix the row at the source (an update there is "
+            f"replicated as a new change) or run `mssql2pg resync {letter.source_table}`, then "
+            f"`mssql2pg dlq ignore {letter_id}`",
+        )
     table = tables.get(letter.capture_instance or "")
     if table is None:
         return RetryOutcome(

@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
-from mssql2pg.errors import TerminalError
+from mssql2pg.errors import TableFaultError
 from mssql2pg.model import TableId
 from mssql2pg.positions import Lsn
 
 
-class LsnGapError(TerminalError):
+class LsnGapError(TableFaultError):
     """CDC cleanup removed changes of one table that were not replicated yet.
 
     Table-level and terminal: reading on would silently skip changes, and retrying cannot bring them back. The
     table must be snapshotted again (``mssql2pg resync``); other tables are not affected, which is why the error
-    carries the table so the caller can pause just that one.
+    carries the table so the caller can pause just that one (state ``needs-resync``).
     """
 
+    table: TableId
+
     def __init__(self, table: TableId, capture_instance: str, checkpoint: Lsn, min_lsn: Lsn) -> None:
-        self.table = table
-        self.capture_instance = capture_instance
-        self.checkpoint = checkpoint
-        self.min_lsn = min_lsn
+        hint = (
+            f"run `mssql2pg resync {table}` to snapshot the table again; if cleanup caused it, raise the CDC "
+            "retention (EXEC sys.sp_cdc_change_job @job_type = N'cleanup', @retention = <minutes>)"
+        )
         super().__init__(
             f"changes of {table} after {checkpoint} are no longer available: capture instance {capture_instance} "
             f"now starts at {min_lsn} (CDC cleanup ran ahead of replication, or the instance is newer than the "
             "checkpoint)",
-            hint=f"run `mssql2pg resync {table}` to snapshot the table again; if cleanup caused it, raise the CDC "
-            "retention (EXEC sys.sp_cdc_change_job @job_type = N'cleanup', @retention = <minutes>)",
+            table=table,
+            state="needs-resync",
+            remediation=f"mssql2pg resync {table} ({hint})",
+            hint=hint,
         )
+        self.capture_instance = capture_instance
+        self.checkpoint = checkpoint
+        self.min_lsn = min_lsn
+
+
+class TableShapeError(TableFaultError):
+    """A change table's rows do not match its capture instance's metadata (read-side validation, FR-014).
+
+    The captured columns in ``cdc.captured_columns`` are what every row is decoded and applied by; rows of
+    another width, a captured column the change table does not deliver, or a capture instance without a usable
+    key would be written wrongly or not at all. The table pauses (state ``paused``); the others go on.
+    """
+
+    table: TableId
+
+    def __init__(self, table: TableId, capture_instance: str, problem: str) -> None:
+        remediation = (
+            f"re-create the capture instance (EXEC sys.sp_cdc_disable_table, then sys.sp_cdc_enable_table for "
+            f"{table}), then `mssql2pg resync {table}`"
+        )
+        super().__init__(
+            f"{table}: capture instance {capture_instance} does not match its change table: {problem}",
+            table=table,
+            state="paused",
+            remediation=remediation,
+            hint=remediation,
+        )
+        self.capture_instance = capture_instance
+        self.problem = problem

@@ -41,6 +41,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import Segment, instance_segments, load_capture_instances, select_instances
 from mssql2pg.source.errors import LsnGapError
+from mssql2pg.source.validation import check_instance, check_width, faulty_values, missing_column_fault
 from mssql2pg.source.values import RowDecoder
 
 log = structlog.get_logger(component="reader")
@@ -150,7 +151,13 @@ class SqlBackend:
             }
         else:
             params["after_lsn"] = (after if not after.is_null else Lsn.ZERO).raw
-        return self._conn.execute(stmt, params).all()
+        try:
+            return self._conn.execute(stmt, params).all()
+        except Exception as exc:
+            fault = missing_column_fault(instance, exc)
+            if fault is not None:
+                raise fault from exc
+            raise
 
     def commit_times(self, after: Lsn, to: Lsn, limit: int) -> Sequence[Sequence[Any]]:
         params = {"after_lsn": (after if not after.is_null else Lsn.ZERO).raw, "to_lsn": to.raw}
@@ -313,6 +320,9 @@ class Reader:
     def _current_instances(self, backend: SourceBackend) -> Mapping[TableId, tuple[CaptureInstance, ...]]:
         if self._tables is not None:
             self._instances = select_instances(backend.capture_instances(), self._tables)
+        for table_instances in self._instances.values():
+            for ci in table_instances:
+                check_instance(ci)  # a capture instance without a usable key pauses its table
         return self._instances
 
 
@@ -339,6 +349,8 @@ def _cursor(backend: SourceBackend, segment: Segment, page_rows: int) -> Iterato
         page = backend.change_page(ci, after, segment.to, page_rows)
         _check_floor(backend, ci, after)
         commit: Lsn | None = None
+        if page:
+            check_width(ci, page[0])  # one query per page: every row has the same width
         for raw in page:
             # consecutive rows mostly share a commit LSN: reuse its value instead of building one per row
             if commit is None or commit.raw != raw[0]:
@@ -383,15 +395,21 @@ def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder, com
             "re-create the capture instance",
         )
     mask = raw[3]
+    fault = None
+    try:
+        values = decode(tuple(raw[5:]))
+    except Exception:
+        values, fault = faulty_values(ci, raw[5:])
     return ChangeRow(
         table=ci.source,
         capture_instance=ci.name,
         commit_lsn=commit if commit is not None else Lsn(bytes(raw[0])),
         seqval=Lsn(bytes(raw[1])),
         operation=_OPERATIONS.get(raw[2]) or Operation(int(raw[2])),
-        values=decode(tuple(raw[5:])),
+        values=values,
         command_id=int(command_id),
         update_mask=None if mask is None else bytes(mask),
+        fault=fault,
     )
 
 

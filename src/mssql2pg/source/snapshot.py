@@ -11,7 +11,7 @@ transaction, on SQL Server under its default READ COMMITTED (SNAPSHOT isolation 
 
 Rows arrive as insert :class:`~mssql2pg.model.ChangeRow` values of one "source transaction" at the snapshot
 LSN, in chunks, so the applier loads them with the code that loads any large transaction: bounded memory,
-COPY into staging, dead letters for values PostgreSQL refuses.
+COPY into staging, dead letters for values that cannot be read or that PostgreSQL refuses.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mssql2pg.errors import SourceError
 from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
+from mssql2pg.source.validation import faulty_values
 from mssql2pg.source.values import RowDecoder
 
 
@@ -102,14 +103,12 @@ def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Se
 
 
 def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) -> ChangeRow:
+    """A value that cannot be decoded marks the row faulty; the applier dead-letters it (as for change rows)."""
+    fault = None
     try:
         values = decode(tuple(raw))
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        key = {k: raw[ci.column_names.index(k)] for k in ci.key_columns}
-        raise SourceError(
-            f"cannot snapshot {ci.source}: the row with key {key} has a value mssql2pg cannot read ({exc})",
-            hint="correct the value in the source table, then run resync again",
-        ) from exc
+    except Exception:
+        values, fault = faulty_values(ci, raw)
     return ChangeRow(
         table=ci.source,
         capture_instance=ci.name,
@@ -117,4 +116,5 @@ def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) 
         seqval=lsn,
         operation=Operation.INSERT,
         values=values,
+        fault=fault,
     )

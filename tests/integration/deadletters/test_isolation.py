@@ -7,6 +7,7 @@ UTF-16 surrogates cannot exist in the emulator's PostgreSQL source, so this is t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -331,4 +332,31 @@ def test_copy_rejection_while_streaming_a_large_transaction_is_isolated_at_commi
     assert ids(target_connect, "dbo.docs") == [i for i in range(1, 61) if i not in (3, 58)]
     assert [lt["change"]["values"]["Id"] for lt in letters(target_connect)] == [3, 58]  # type: ignore[index]
     assert applier.stats.rows[(docs.source, INS)] == 58
+    applier.close()
+
+
+def test_a_row_the_reader_could_not_decode_is_dead_lettered_and_never_applied(target_connect: Connect) -> None:
+    """Read-side validation: the reader marks a row whose value it could not decode (``ChangeRow.fault``); the
+    applier dead-letters it as ``SourceValueError`` with the raw value, and the rest of the transaction applies."""
+    applier = make(target_connect)
+    b = TxBuilder()
+    # the faulty row's values would be storable: only the fault mark keeps it out of the target
+    tx = b.tx((PEOPLE, INS, person(1)), (PEOPLE, INS, person(2, name="twelve")), (ORDERS, INS, [10, 1]))
+    fault = "dbo.People: value read from capture instance dbo_People refused: column Born (date): cannot decode"
+    rows = list(tx.rows)
+    rows[1] = dataclasses.replace(rows[1], fault=fault)
+    applier.offer(dataclasses.replace(tx, rows=tuple(rows)))
+    applier.offer(b.update(PEOPLE, person(1), person(1, name="changed")))
+    applier.flush()
+
+    assert ids(target_connect) == [1]
+    assert query(target_connect, "SELECT name FROM dbo.people") == [["changed"]]
+    assert ids(target_connect, "dbo.orders") == [10]
+    [letter] = letters(target_connect)
+    assert letter["error_class"] == "SourceValueError"
+    assert letter["message"] == fault
+    assert letter["change"]["values"]["Name"] == "twelve"  # type: ignore[index]
+    assert letter["change"]["source_fault"] == fault  # type: ignore[index]
+    assert applier.stats.dead_letters[PEOPLE.source] == 1
+    assert applier.stats.rows[(PEOPLE.source, INS)] == 1
     applier.close()

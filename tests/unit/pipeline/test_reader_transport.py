@@ -118,3 +118,26 @@ def test_errors_keep_type_message_and_fields_across_processes(error: Mssql2pgErr
     assert str(back) == str(error)
     assert back.hint == error.hint
     assert vars(back) == vars(error)
+
+
+def test_a_faulty_row_keeps_its_fault_and_raw_values_across_processes() -> None:
+    """Read-side validation marks undecodable rows; the mark must reach the applier, or the row would be applied."""
+    faulty = ChangeRow(
+        ORDERS,
+        "dbo_orders",
+        _lsn(12),
+        _lsn(1),
+        Operation.INSERT,
+        (1, "twelve", b"\x00"),
+        command_id=1,
+        fault="dbo.orders: column qty (int): cannot decode 'twelve'",
+    )
+    good = ChangeRow(ORDERS, "dbo_orders", _lsn(12), _lsn(2), Operation.INSERT, (2, 12, None), command_id=2)
+    batch: list[ReaderItem] = [TxChunk(_lsn(12), (faulty, good))]
+
+    received = unpack(pickle.loads(pickle.dumps(pack(batch))))  # noqa: S301
+
+    assert received == batch
+    chunk = received[0]
+    assert isinstance(chunk, TxChunk)
+    assert [r.fault for r in chunk.rows] == [faulty.fault, None]
