@@ -119,7 +119,7 @@ def show_command(config_path: Path | None, letter_id: int) -> None:
 @click.argument("letter_ids", metavar="ID...", type=int, nargs=-1, required=True)
 def retry_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None:
     """Re-apply dead letters; each one applied is marked resolved."""
-    from mssql2pg.pipeline.assembly import discover, source_engine, target_tables  # noqa: PLC0415
+    from mssql2pg.pipeline.assembly import discover, source_engine, target_tables, usable_selections  # noqa: PLC0415
 
     config = load_config(config_path)
     engine = source_engine(config)
@@ -127,7 +127,8 @@ def retry_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None
         selections, instances = discover(engine, config)
     finally:
         engine.dispose()
-    tables = {t.capture_instance.name: t for t in target_tables(selections, instances)}
+    usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
+    tables = {t.capture_instance.name: t for t in target_tables(usable, instances)}
     conn = _connect(config)
     failed = 0
     try:

@@ -186,23 +186,35 @@ def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> N
     )
 
 
+def usable_selections(
+    selections: list[TableSelection], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+) -> tuple[list[TableSelection], list[TableShapeError]]:
+    """Read-side validation of the capture instances: the selections that can be applied by key, and the
+    :class:`TableShapeError` of each one that cannot."""
+    usable: list[TableSelection] = []
+    faults: list[TableShapeError] = []
+    for selection in selections:
+        try:
+            for ci in instances[selection.source]:
+                check_instance(ci)
+        except TableShapeError as fault:
+            faults.append(fault)
+            continue
+        usable.append(selection)
+    return usable, faults
+
+
 def _pause_unusable(
     config: Config,
     obs: Observability,
     selections: list[TableSelection],
     instances: Mapping[TableId, tuple[CaptureInstance, ...]],
 ) -> list[TableSelection]:
-    """Read-side validation at start-up: a table whose capture instance cannot be applied by key is paused
-    (:class:`TableShapeError`) instead of stopping every table; the usable selections are returned."""
-    usable = []
-    for selection in selections:
-        try:
-            for ci in instances[selection.source]:
-                check_instance(ci)
-        except TableShapeError as fault:
-            pause_table(config, obs, fault)
-            continue
-        usable.append(selection)
+    """At start-up, a table whose capture instance cannot be applied by key is paused instead of stopping
+    every table; the usable selections are returned."""
+    usable, faults = usable_selections(selections, instances)
+    for fault in faults:
+        pause_table(config, obs, fault)
     return usable
 
 
