@@ -301,9 +301,10 @@ class ReaderSettings(Section):
     """Rows fetched from one change table per query (keyset pagination). Bounds memory on the source side."""
 
     separate_process: bool = False
-    """Read the source in a process of its own, so that reading and applying each get a CPU core (both are
-    CPU-bound Python; in one process they take turns). Costs one more process (~60 MB); turn it off to run in
-    one process, e.g. where only one CPU is available."""
+    """Read the source in a process of its own, so that reading and applying each can use a CPU core (both are
+    CPU-bound Python; in one process they take turns). Costs one more process (~90 MB). Off by default: on a
+    2-CPU machine that also runs both databases it gained nothing (README, benchmarks); try it where the
+    databases run elsewhere and the pipeline has two cores of its own."""
 
 
 class ApplySettings(Section):
