@@ -89,12 +89,27 @@ def _chunks(  # noqa: PLR0917 - private, one caller
 
 
 def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Sequence[Any]]:
+    """The table in pages of ``page_rows``, in key order.
+
+    SQL Server: one query whose rows python-tds reads off the connection as they are fetched, so memory stays
+    bounded without paging. (Keyset pages there would compare the last key, bound as nvarchar, with varchar
+    key columns: under a SQL collation the comparison and the index order can disagree and skip rows. And the
+    "server-side cursor" of the SQLAlchemy dialect is a STATIC cursor fetched one row per round trip.)
+    PostgreSQL (the emulator): pg8000 reads a whole result into memory, so keyset pages, all in the snapshot's
+    one REPEATABLE READ transaction; PostgreSQL compares and orders keys by the same rules."""
     captured = ci.column_names
-    positions = [captured.index(k) for k in ci.key_columns]
     source = ci.source
+    if conn.dialect.name == "mssql":
+        result = conn.execute(statements.source_rows(source.schema, source.name, captured, ci.key_columns))
+        while True:
+            page = result.fetchmany(page_rows)
+            yield page
+            if len(page) < page_rows:
+                return
+    positions = [captured.index(k) for k in ci.key_columns]
     first = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=False)
     after = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=True)
-    page: Sequence[Any] = conn.execute(first).all()
+    page = conn.execute(first).all()
     yield page
     while len(page) == page_rows:
         last = page[-1]

@@ -305,6 +305,14 @@ def change_rows_page(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def source_rows(
+    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str]
+) -> Select[tuple[object, ...]]:
+    """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``)."""
+    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
+    return select(*(src.c[name] for name in captured)).order_by(*(src.c[name] for name in key))
+
+
 def source_rows_page(
     source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str], page_rows: int, *, resume: bool
 ) -> Select[tuple[object, ...]]:

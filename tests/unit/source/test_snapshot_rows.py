@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mssql2pg.model import Operation, SourceColumn
-from mssql2pg.source.snapshot import _row
+from mssql2pg.source.snapshot import _pages, _row
 from mssql2pg.source.values import RowDecoder
 from tests.unit.source.fakes import instance, lsn
 
@@ -35,3 +35,42 @@ def test_an_undecodable_snapshot_value_marks_the_row_faulty_and_names_the_column
     assert "qty" in row.fault
     assert "twenty" in row.fault
     assert row.values[0] == 2
+
+
+class _StreamedResult:
+    def __init__(self, rows: list[tuple[int, str]]) -> None:
+        self._rows = rows
+        self.fetches: list[int] = []
+
+    def fetchmany(self, size: int) -> list[tuple[int, str]]:
+        self.fetches.append(size)
+        page, self._rows = self._rows[:size], self._rows[size:]
+        return page
+
+
+class _MssqlConnection:
+    """Stands in for a SQLAlchemy connection to SQL Server: one query, rows fetched as they are needed."""
+
+    def __init__(self, rows: list[tuple[int, str]]) -> None:
+        self.dialect = type("Dialect", (), {"name": "mssql"})()
+        self.result = _StreamedResult(rows)
+        self.statements: list[str] = []
+
+    def execute(self, statement: object, *_args: object) -> _StreamedResult:
+        self.statements.append(str(statement))
+        return self.result
+
+
+def test_sql_server_snapshot_is_one_streamed_query_fetched_page_by_page() -> None:
+    rows = [(i, str(i)) for i in range(1, 8)]
+    conn = _MssqlConnection(rows)
+    pages = list(_pages(conn, ORDERS, 3))  # type: ignore[arg-type]
+    assert [list(p) for p in pages] == [rows[0:3], rows[3:6], rows[6:7]]
+    assert len(conn.statements) == 1  # no keyset comparisons on SQL Server
+    assert "ORDER BY" in conn.statements[0]
+    assert conn.result.fetches == [3, 3, 3]
+
+
+def test_a_table_of_exactly_full_pages_ends_with_an_empty_page() -> None:
+    conn = _MssqlConnection([(1, "1"), (2, "2")])
+    assert [list(p) for p in _pages(conn, ORDERS, 2)] == [[(1, "1"), (2, "2")], []]  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ STATEMENTS: dict[str, ClauseElement] = {
     "commit_time": statements.COMMIT_TIME,
     "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
     "change_rows_next_page": statements.change_rows_page(_CI, _COLS, 500, resume=True),
+    "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
