@@ -24,7 +24,10 @@ def main() -> int:
         return 1
     if rc != 0:
         return rc
-    subprocess.run([sys.executable, "-m", "coverage", "combine", "--quiet"], check=False)
+    # --append: pytest-cov has already combined what it saw into .coverage; data files that processes started
+    # by the tests (spawned reader processes, CLI subprocesses) finish writing later are added to it. Without it,
+    # combine REPLACES .coverage with just those late files (an empty report, "No data to report").
+    subprocess.run([sys.executable, "-m", "coverage", "combine", "--append", "--quiet"], check=False)
     return subprocess.run([sys.executable, "-m", "coverage", "report"], check=False).returncode
 
 
