@@ -381,7 +381,8 @@ CONTROL_POLL_SECONDS = 10.0
 @dataclass
 class ControlWatcher:
     """Sets ``halt`` when ``stop`` is set, or when the control schema's table states no longer match what
-    ``pipeline`` was built for (a table became active again, or a resync gave a table a new position)."""
+    ``pipeline`` was built for: a table it replicates was paused (``mssql2pg resync`` pauses a table first and
+    waits for the pipeline to leave it), or a table it left out is active again (the resync is done)."""
 
     config: Config
     pipeline: Pipeline
@@ -392,11 +393,7 @@ class ControlWatcher:
     _thread: threading.Thread | None = None
 
     def start(self) -> ControlWatcher:
-        replicated = {str(t.source) for t in self.pipeline.tables}
-        known = set(self.pipeline.resume_positions)
-        self._thread = threading.Thread(
-            target=self._watch, args=(replicated, known), name="mssql2pg-control", daemon=True
-        )
+        self._thread = threading.Thread(target=self._watch, name="mssql2pg-control", daemon=True)
         self._thread.start()
         return self
 
@@ -405,7 +402,9 @@ class ControlWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _watch(self, replicated: set[str], known_positions: set[str]) -> None:
+    def _watch(self) -> None:
+        replicated = {str(t.source) for t in self.pipeline.tables}
+        left_out = self.pipeline.inactive_at_start
         next_check = time.monotonic() + self.interval
         while not self._done.is_set():
             if self.stop.wait(0.1):
@@ -415,16 +414,16 @@ class ControlWatcher:
                 continue
             next_check = time.monotonic() + self.interval
             try:
-                state = control_state(self.config)
+                inactive = set(control_state(self.config).inactive)
             except Exception as exc:  # the target is down: the runner reports and retries that
                 log.debug("control schema not readable", error=str(exc))
                 continue
-            rejoined = {t for t in state.positions if t not in known_positions}
-            paused = replicated & set(state.inactive)
+            rejoined = left_out - inactive
+            paused = replicated & inactive
             if rejoined or paused:
                 log.info(
                     "table states changed; re-planning the pipeline",
-                    resynced=sorted(rejoined),
+                    active_again=sorted(rejoined),
                     paused=sorted(paused),
                 )
                 self.halt.set()
@@ -443,6 +442,7 @@ class Pipeline:
     obs: Observability
     tables: list[TargetTable]
     resume_positions: dict[str, Lsn] = field(default_factory=dict)  # resynced tables (see pipeline.resync)
+    inactive_at_start: frozenset[str] = frozenset()  # tables left out because the control schema said so
 
     @classmethod
     def from_config_file(cls, path: str | Path | None, env: Mapping[str, str] = os.environ) -> Pipeline:
@@ -493,7 +493,17 @@ class Pipeline:
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
             on_retry=obs.on_retry,
         )
-        pipeline = cls(config, engine, reader, applier, runner, obs, tables, {str(s): p for s, p in starts.items()})
+        pipeline = cls(
+            config,
+            engine,
+            reader,
+            applier,
+            runner,
+            obs,
+            tables,
+            {str(s): p for s, p in starts.items()},
+            frozenset(inactive),
+        )
         log.info(
             "pipeline configured",
             source=config.source.redacted_url(),

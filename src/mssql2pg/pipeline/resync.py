@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ import structlog
 from mssql2pg.classify import classify
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
-from mssql2pg.errors import ConfigError
+from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
 from mssql2pg.observability.logging import configure_logging, register_secrets
 from mssql2pg.pipeline.runner import Runner, RunStats
@@ -52,6 +53,11 @@ from mssql2pg.source.snapshot import read_snapshot
 log = structlog.get_logger(component="resync")
 
 PROGRESS_SECONDS = 5.0
+DEFAULT_WAIT_SECONDS = 120.0  # a running pipeline looks at table states every CONTROL_POLL_SECONDS (10 s)
+
+
+class TableStillReplicatedError(Mssql2pgError):
+    """The pipeline did not leave the table in time; nothing was changed (the table's state is restored)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,34 @@ class SnapshotPosition:
 
     pipeline: str
     table: TargetTable
+    wait: float = DEFAULT_WAIT_SECONDS
     rows: int = 0
     removed: int = field(default=0, init=False)
 
     def read(self, conn: Any) -> Lsn:
         return Lsn.NULL  # nothing of the snapshot is applied yet
+
+    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+        """Wait until no pipeline writes the table any more (it re-plans without it once it sees it paused).
+        Only then is the snapshot LSN read: nothing can have been applied to the table above it."""
+        (table,) = tables
+        started = time.monotonic()
+        reported = started
+        pause = threading.Event()
+        while not control.try_claim_table(conn, self.pipeline, table):
+            now = time.monotonic()
+            if now - started >= self.wait:
+                raise TableStillReplicatedError(
+                    f"a pipeline still writes {table} after {self.wait:.0f} s (it was paused for the resync)",
+                    hint="a pipeline running with --until-caught-up, or one stuck retrying, does not re-plan: wait "
+                    "for it or stop it, then run resync again (or give it longer with --wait)",
+                )
+            if now - reported >= PROGRESS_SECONDS:
+                reported = now
+                log.info(
+                    "waiting for the running pipeline to leave the table", table=table, waited_s=round(now - started)
+                )
+            pause.wait(0.2)
 
     def begin(self, conn: Any) -> None:
         conn.run(sql.lock_for_resync(self.table))
@@ -98,7 +127,7 @@ class SnapshotPosition:
         )
 
 
-def resync_table(config: Config, table_name: str) -> ResyncResult:
+def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_SECONDS) -> ResyncResult:
     """Snapshot ``table_name`` into the target (see the module docstring). Raises with a hint on any problem."""
     from mssql2pg.pipeline.assembly import discover, source_engine, target_connector, target_tables  # noqa: PLC0415
 
@@ -119,7 +148,7 @@ def resync_table(config: Config, table_name: str) -> ResyncResult:
             )
         newest = instances[wanted][-1]  # after a capture-instance switch, the new instance describes the table
         target = target_tables([selection], {wanted: (newest,)})[0]
-        position = SnapshotPosition(config.pipeline.name, target)
+        position = SnapshotPosition(config.pipeline.name, target, wait)
         applier = Applier(
             target_connector(config),
             [target],
@@ -128,6 +157,7 @@ def resync_table(config: Config, table_name: str) -> ResyncResult:
             checkpoints=position,
         )
         progress = _Progress(wanted)
+        previous = _pause_for_resync(config, wanted)
         try:
             applier.start()
             with read_snapshot(engine, newest, page_rows=config.reader.page_rows, on_rows=progress) as snapshot:
@@ -138,6 +168,9 @@ def resync_table(config: Config, table_name: str) -> ResyncResult:
                     position.rows += len(chunk.rows)
                     applier.offer(chunk)
                 applier.flush()
+        except BaseException:
+            _restore_state(config, wanted, previous)
+            raise
         finally:
             applier.close()
         dead = applier.stats.dead_letters.get(wanted, 0)
@@ -154,6 +187,49 @@ def resync_table(config: Config, table_name: str) -> ResyncResult:
         return result
     finally:
         engine.dispose()
+
+
+def _pause_for_resync(config: Config, table: TableId) -> tuple[str, str | None, str | None] | None:
+    """Pause the table (a running pipeline re-plans without it) and return its state before, to restore if the
+    resync fails. A table already inactive keeps its state until the resync commits."""
+    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
+
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        before = control.read_table_state(conn, config.pipeline.name, str(table))
+        if before is None or before[0] == "active":
+            control.set_table_state(
+                conn,
+                config.pipeline.name,
+                str(table),
+                "paused",
+                reason="a resync is loading this table",
+                remediation=f"wait for `mssql2pg resync {table}` to finish, or run it again if it was interrupted",
+            )
+        conn.run("COMMIT")
+        return before
+    finally:
+        conn.close()
+
+
+def _restore_state(config: Config, table: TableId, before: tuple[str, str | None, str | None] | None) -> None:
+    """The resync failed (nothing of it was committed): put a table that was active back as it was."""
+    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
+
+    if before is None or before[0] != "active":
+        return
+    try:
+        conn = target_connector(config)()
+        try:
+            control.set_table_state(
+                conn, config.pipeline.name, str(table), "active", reason=before[1] or "", remediation=before[2] or ""
+            )
+        finally:
+            conn.close()
+    except Exception as exc:
+        log.error("could not restore the table's state after the failed resync", table=str(table), error=str(exc))
 
 
 @dataclass
@@ -224,19 +300,26 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
 
 @click.command()
 @config_option
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_WAIT_SECONDS,
+    show_default=True,
+    help="seconds to wait for a running pipeline to leave the table before giving up",
+)
 @click.argument("table")
-def resync(config_path: Path | None, table: str) -> None:
+def resync(config_path: Path | None, wait: float, table: str) -> None:
     """Load TABLE again from a snapshot of the source; streaming then continues from the snapshot's LSN."""
     config = load_config(config_path)
     configure_logging(config.log.level, config.log.format)
     register_secrets(config.secrets())
-    result = resync_table(config, table)
+    result = resync_table(config, table, wait=wait)
     click.echo(
         f"resynced {result.table}: {result.rows} rows at LSN {result.lsn} in {result.seconds:.1f} s; "
         f"{result.removed} target rows were not in the source any more; {result.dead_letters} dead-lettered"
         + (" (see `mssql2pg dlq list`)" if result.dead_letters else "")
     )
     click.echo(
-        "a running pipeline picks the table up when it restarts (it catches up from the snapshot on its own); "
-        "`mssql2pg status` shows its state"
+        "a running pipeline takes the table back within seconds (catching up from the snapshot on its own if it "
+        "has moved past it); `mssql2pg status` shows its state"
     )

@@ -164,6 +164,7 @@ class Applier:
         self._reset_group()
         conn = self._connect()
         self._conn = conn
+        self._checkpoints.claim(conn, sorted({str(t.source) for t in self._tables}))
         conn.run("BEGIN")
         control.ensure_control_schema(conn)
         for table in self._tables:

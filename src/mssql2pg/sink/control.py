@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from mssql2pg.errors import IncompatibleTargetError, TerminalError
+from mssql2pg.errors import IncompatibleTargetError, TerminalError, TransientError
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
@@ -108,6 +108,29 @@ def resume_positions(conn: Any, pipeline: str) -> dict[str, Lsn]:
     return {row[0]: Lsn.from_bytes(row[1]) for row in conn.run(sql.SELECT_RESUME_POSITIONS, pipeline=pipeline)}
 
 
+class TableBusyError(TransientError):
+    """Another connection writes the table: a resync is loading it. Retried; the running pipeline re-plans
+    without the table as soon as it sees the table paused."""
+
+
+def claim_tables(conn: Any, pipeline: str, tables: Sequence[str]) -> None:
+    """Take the write lock of each table (:data:`~mssql2pg.sink.statements.TRY_TABLE_LOCK`) or fail at once."""
+    for table in tables:
+        if not conn.run(sql.TRY_TABLE_LOCK, pipeline=pipeline, source_table=table)[0][0]:
+            msg = f"{table} is being written by another connection (a `mssql2pg resync {table}` in progress?)"
+            raise TableBusyError(msg, hint="the pipeline retries, and leaves the table out once it sees it paused")
+
+
+def try_claim_table(conn: Any, pipeline: str, table: str) -> bool:
+    return bool(conn.run(sql.TRY_TABLE_LOCK, pipeline=pipeline, source_table=table)[0][0])
+
+
+def read_table_state(conn: Any, pipeline: str, table: str) -> tuple[str, str | None, str | None] | None:
+    """(state, reason, remediation) of one table; None when the pipeline never registered it."""
+    rows = conn.run(sql.SELECT_TABLE_STATE, pipeline=pipeline, source_table=table)
+    return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+
 class CheckpointStore(Protocol):
     """Where the applier keeps its position, written in the same PostgreSQL transaction as the data.
 
@@ -115,6 +138,9 @@ class CheckpointStore(Protocol):
     instead (``pipeline.resync``), and a table catching up after a resync moves its own resume position."""
 
     def read(self, conn: Any) -> Lsn: ...
+
+    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+        """Take the write locks of ``tables`` on the applier's connection, at every (re)start."""
 
     def begin(self, conn: Any) -> None:
         """Called right after each ``BEGIN`` of the applier."""
@@ -135,6 +161,9 @@ class PipelineCheckpoint:
 
     def read(self, conn: Any) -> Lsn:
         return read_checkpoint(conn, self.pipeline)
+
+    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+        claim_tables(conn, self.pipeline, tables)
 
     def begin(self, conn: Any) -> None:
         pass
@@ -160,6 +189,9 @@ class ResumePositions:
         what a table further ahead already has)."""
         stored = resume_positions(conn, self.pipeline)
         return min(stored.get(table, position) for table, position in self.positions.items())
+
+    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+        claim_tables(conn, self.pipeline, tables)
 
     def begin(self, conn: Any) -> None:
         pass

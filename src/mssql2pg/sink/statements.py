@@ -260,6 +260,14 @@ UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
 WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after < :lsn
 """
 
+TRY_TABLE_LOCK = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.table'), hashtext(:pipeline || '/' || :source_table))"
+"""A session lock per (pipeline, source table), held by whatever writes the table: the applier of a running
+pipeline, or a resync. Released when its connection closes, so a crash cannot leave it behind."""
+
+SELECT_TABLE_STATE = f"""
+SELECT state, reason, remediation FROM {_c("table_state")} WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
 CLEAR_RESUME_POSITION = f"""
 UPDATE {_c("table_state")} SET resume_after = NULL, updated_at = now()
 WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after <= :lsn

@@ -20,8 +20,9 @@ from mssql2pg.emulator import connect
 from mssql2pg.errors import Mssql2pgError
 from mssql2pg.pipeline import assembly
 from mssql2pg.pipeline.assembly import Pipeline
-from mssql2pg.pipeline.resync import ResyncResult, resync_table
+from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, resync_table
 from mssql2pg.positions import Lsn
+from mssql2pg.sink import control
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import enable_table
 from tests.fixtures.waiting import wait_for
@@ -239,3 +240,77 @@ def test_a_running_pipeline_takes_the_resynced_table_back(
     assert not thread.is_alive()
     dst.close()
     src.close()
+
+
+def test_resync_of_a_table_the_running_pipeline_writes_waits_for_it_to_leave(
+    two_tables: pg8000.native.Connection,
+    emulated_source_url: str,
+    target_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline must not write the table between the snapshot LSN and the resync's commit: the resync pauses
+    the table, waits until the running pipeline has re-planned without it, and only then reads the snapshot."""
+    monkeypatch.setattr(assembly, "CONTROL_POLL_SECONDS", 0.2)
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    dst = connect(target_url)
+    stop = threading.Event()
+    pipeline = Pipeline.from_config(load_config(config))
+    thread = threading.Thread(target=pipeline.run, args=(stop,), daemon=True)
+    thread.start()
+    writes = threading.Event()
+
+    def keep_writing() -> None:
+        writer = connect(emulated_source_url)
+        n = 100
+        while not writes.is_set():
+            n += 1
+            writer.run("INSERT INTO dbo.b VALUES (:n, 'w')", n=n)
+            writer.run("UPDATE dbo.b SET v = 'u' || :n WHERE id = :m", n=n, m=n - 1)
+            if n % 3 == 0:
+                writer.run("DELETE FROM dbo.b WHERE id = :m", m=n - 2)
+        writer.close()
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    try:
+        wait_for(lambda: _rows(dst, "dbo.b") == _rows(src, "dbo.b"), what="dbo.b replicated")
+        writer.start()
+        dst.run("DELETE FROM dbo.b WHERE id = 1")  # drift, repaired by the resync
+
+        result = resync_table(load_config(config), "dbo.b", wait=30)
+
+        assert result.rows >= 1
+        writes.set()
+        writer.join(timeout=30)
+        wait_for(lambda: _rows(dst, "dbo.b") == _rows(src, "dbo.b"), what="dbo.b equal to the source", timeout=60)
+        wait_for(lambda: "dbo.b" in {str(t.source) for t in pipeline.tables}, what="dbo.b replicated again")
+        src.run("INSERT INTO dbo.a VALUES (9, 'a9')")
+        wait_for(lambda: _rows(dst, "dbo.a") == _rows(src, "dbo.a"), what="dbo.a still replicating")
+    finally:
+        writes.set()
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert _state(dst, "dbo.b") == "active"
+    dst.close()
+
+
+def test_resync_gives_up_cleanly_when_a_writer_does_not_leave_the_table(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+    dst = connect(target_url)
+    holder = connect(target_url)  # stands in for a pipeline that does not re-plan (e.g. --until-caught-up)
+    assert control.try_claim_table(holder, "default", "dbo.a")
+    with pytest.raises(TableStillReplicatedError) as caught:
+        resync_table(load_config(config), "dbo.a", wait=0.5)
+    assert "dbo.a" in str(caught.value)
+    assert caught.value.hint is not None
+    assert _state(dst, "dbo.a") == "active"  # put back as it was; nothing else changed
+    assert _rows(dst, "dbo.a") == [[1, "a1"]]
+    with pytest.raises(control.TableBusyError):  # and a pipeline applier refuses to write a claimed table
+        control.claim_tables(dst, "default", ["dbo.a"])
+    holder.close()
+    dst.close()
