@@ -5,15 +5,18 @@ state ``needs-resync``), for a missing target table, and for a target that drift
 
 How it stays exactly once (the details are in :mod:`mssql2pg.source.snapshot` and ``docs/operations.md``):
 
+0. The table is paused first, and the resync waits until no pipeline writes it any more (every applier holds
+   a session lock per table it writes; a running pipeline re-plans without a paused table within
+   ``CONTROL_POLL_SECONDS``). So nothing is applied to the table between the snapshot and the resync's commit.
 1. Snapshot at ``S`` = the source's max LSN read before the first row. The rows are loaded into the target table
    in ONE PostgreSQL transaction, each carrying commit LSN ``S``; rows of the target the snapshot did not
-   contain (commit LSN below ``S``) are deleted, or flagged deleted in soft mode. The table is locked against
-   other writers meanwhile; readers see the old content until the commit, then the new one.
+   contain (commit LSN below ``S``) are deleted, or flagged deleted in soft mode. Readers see the old content
+   until the commit, then the new one.
 2. In the same transaction the table's state becomes ``active`` with ``resume_after = S``; the pipeline
    checkpoint is not touched (the other tables are unaffected).
-3. The next time the pipeline starts (or right away when it is not running), the table rejoins: its changes
-   after ``S`` are applied; if the pipeline's checkpoint has meanwhile moved past ``S`` (it kept replicating
-   the other tables), the table first catches up from ``S`` to the checkpoint on its own
+3. A running pipeline sees the table active again and re-plans; a pipeline that starts later does the same.
+   The table's changes after ``S`` are applied; if the pipeline's checkpoint has meanwhile moved past ``S``
+   (it kept replicating the other tables), the table first catches up from ``S`` to the checkpoint on its own
    (:func:`catch_up`), so no change between the two is skipped.
 
 A change at or below ``S`` that arrives again is harmless: an upsert or delete never overwrites a row that

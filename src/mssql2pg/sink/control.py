@@ -117,8 +117,15 @@ def claim_tables(conn: Any, pipeline: str, tables: Sequence[str]) -> None:
     """Take the write lock of each table (:data:`~mssql2pg.sink.statements.TRY_TABLE_LOCK`) or fail at once."""
     for table in tables:
         if not conn.run(sql.TRY_TABLE_LOCK, pipeline=pipeline, source_table=table)[0][0]:
-            msg = f"{table} is being written by another connection (a `mssql2pg resync {table}` in progress?)"
-            raise TableBusyError(msg, hint="the pipeline retries, and leaves the table out once it sees it paused")
+            msg = (
+                f"{table} is being written by another connection: a `mssql2pg resync {table}` in progress, or "
+                "another process running this pipeline"
+            )
+            raise TableBusyError(
+                msg,
+                hint="the pipeline retries; during a resync it leaves the table out once it sees it paused. Run "
+                "one process per pipeline name (and per pipeline.group)",
+            )
 
 
 def try_claim_table(conn: Any, pipeline: str, table: str) -> bool:

@@ -113,7 +113,13 @@ def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Se
     yield page
     while len(page) == page_rows:
         last = page[-1]
-        page = conn.execute(after, {f"key_{i}": last[p] for i, p in enumerate(positions)}).all()
+        key = {f"key_{i}": last[p] for i, p in enumerate(positions)}
+        if any(v is None for v in key.values()):  # "after NULL" matches nothing: the rest would be skipped
+            raise SourceError(
+                f"cannot snapshot {source}: a row has NULL in a key column ({', '.join(ci.key_columns)})",
+                hint="capture the table by its primary key (sys.sp_cdc_enable_table without @index_name)",
+            )
+        page = conn.execute(after, key).all()
         yield page
 
 
