@@ -10,6 +10,7 @@ import pytest
 
 from mssql2pg.errors import TerminalError, TransientError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
+from mssql2pg.pipeline import runner as runner_module
 from mssql2pg.pipeline.runner import Runner
 from mssql2pg.positions import Lsn
 
@@ -74,6 +75,9 @@ class FakeSink:
     def abandon(self) -> None:
         self.pending.clear()
         self.abandoned += 1
+
+    def mid_transaction(self) -> bool:
+        return False
 
     def close(self) -> None:
         pass
@@ -164,3 +168,69 @@ def test_already_stopped_runner_does_nothing() -> None:
 
     assert stats.attempts == 0
     assert sink.committed == []
+
+
+@dataclass
+class ChunkedSink(FakeSink):
+    """Commits whole source transactions only; knows when one has arrived in part."""
+
+    open_tx: Lsn | None = None
+    ticks: int = 0
+
+    def offer(self, item: ReaderItem) -> None:
+        if isinstance(item, TxChunk):
+            self.open_tx = None if item.last else item.commit_lsn
+            self.pending.append((item.commit_lsn, item.rows[0].values[0]))
+
+    def flush(self) -> None:
+        if self.open_tx is not None:  # a partly received transaction is rolled back, as the applier does
+            self.pending.clear()
+            return
+        super().flush()
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.open_tx is None:
+            super().tick()
+
+    def mid_transaction(self) -> bool:
+        return self.open_tx is not None
+
+
+def test_replan_ends_the_run_at_a_transaction_boundary_without_rolling_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "BATCH_ITEMS", 1)  # hand each chunk over on its own
+    lsn = Lsn.from_int(2000)
+    halves = [
+        TxChunk(lsn, [ChangeRow(T, "dbo_t", lsn, lsn, Operation.INSERT, (1,))], first=True, last=False),
+        TxChunk(lsn, [ChangeRow(T, "dbo_t", lsn, lsn, Operation.INSERT, (2,))], first=False, last=True),
+    ]
+    replan = threading.Event()
+    sink = ChunkedSink()
+
+    class Source:
+        def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
+            yield halves[0]
+            assert wait_until(sink.mid_transaction)
+            ticks = sink.ticks
+            replan.set()  # the request arrives while the sink holds half of the transaction ...
+            wait_until(lambda: sink.ticks > ticks + 1)  # ... and the runner goes round its loop with it
+            yield halves[1]
+            stop.wait(30)  # then nothing more arrives until the runner stops the reader
+
+        def close(self) -> None:
+            pass
+
+    runner = Runner(Source(), sink, classify, no_wait, replan=replan)
+    runner.run(threading.Event())
+
+    assert sink.committed == [1, 2]  # the whole transaction, not rolled back
+    assert sink.checkpoint == lsn
+
+
+def wait_until(probe: object, timeout: float = 10.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if probe():  # type: ignore[operator]
+            return True
+        done.wait(0.01)
+    return False

@@ -333,6 +333,9 @@ class ObservedSink:
     def abandon(self) -> None:
         self.inner.abandon()
 
+    def mid_transaction(self) -> bool:
+        return self.inner.mid_transaction()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -380,14 +383,14 @@ CONTROL_POLL_SECONDS = 10.0
 
 @dataclass
 class ControlWatcher:
-    """Sets ``halt`` when ``stop`` is set, or when the control schema's table states no longer match what
-    ``pipeline`` was built for: a table it replicates was paused (``mssql2pg resync`` pauses a table first and
-    waits for the pipeline to leave it), or a table it left out is active again (the resync is done)."""
+    """Sets ``replan`` when the control schema's table states no longer match what ``pipeline`` was built for:
+    a table it replicates was paused (``mssql2pg resync`` pauses a table first and waits for the pipeline to
+    leave it), or a table it left out is active again (the resync is done). The runner then stops at the next
+    source-transaction boundary."""
 
     config: Config
     pipeline: Pipeline
-    stop: threading.Event
-    halt: threading.Event
+    replan: threading.Event
     interval: float = field(default_factory=lambda: CONTROL_POLL_SECONDS)
     _done: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -405,14 +408,7 @@ class ControlWatcher:
     def _watch(self) -> None:
         replicated = {str(t.source) for t in self.pipeline.tables}
         left_out = self.pipeline.inactive_at_start
-        next_check = time.monotonic() + self.interval
-        while not self._done.is_set():
-            if self.stop.wait(0.1):
-                self.halt.set()
-                return
-            if time.monotonic() < next_check:
-                continue
-            next_check = time.monotonic() + self.interval
+        while not self._done.wait(self.interval):
             try:
                 inactive = set(control_state(self.config).inactive)
             except Exception as exc:  # the target is down: the runner reports and retries that
@@ -422,11 +418,11 @@ class ControlWatcher:
             paused = replicated & inactive
             if rejoined or paused:
                 log.info(
-                    "table states changed; re-planning the pipeline",
+                    "table states changed; re-planning the pipeline at the next transaction boundary",
                     active_again=sorted(rejoined),
                     paused=sorted(paused),
                 )
-                self.halt.set()
+                self.replan.set()
                 return
 
 
@@ -521,15 +517,16 @@ class Pipeline:
         instance: ``paused``) pauses only its table, and the others go on in a pipeline rebuilt without it.
 
         Running continuously, the pipeline also notices when a table's state changes in the control schema (a
-        ``mssql2pg resync`` made a table active again) and re-plans: it stops cleanly at a transaction boundary
-        and starts again with the new set of tables."""
+        ``mssql2pg resync`` paused a table, or made one active again) and re-plans: it commits what it has at the
+        next source-transaction boundary and starts again with the new set of tables."""
         pipeline = self
         while True:
-            halt = stop if until_caught_up else threading.Event()
-            watcher = None if until_caught_up else ControlWatcher(self.config, pipeline, stop, halt).start()
+            replan = threading.Event()
+            pipeline.runner.replan = replan
+            watcher = None if until_caught_up else ControlWatcher(self.config, pipeline, replan).start()
             try:
-                if pipeline._catch_up(halt):
-                    stats = pipeline._run_once(halt, until_caught_up)
+                if pipeline._catch_up(stop):
+                    stats = pipeline._run_once(stop, until_caught_up)
                     if until_caught_up or stop.is_set():
                         return stats
             except TableFaultError as fault:

@@ -68,6 +68,10 @@ class ChangeSink(Protocol):
         """Roll back what is not committed (after a fault); the next ``start`` resumes from the checkpoint."""
         ...
 
+    def mid_transaction(self) -> bool:
+        """True while a source transaction has arrived only in part (stopping now would roll it back)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -111,6 +115,9 @@ class Runner:
     on_item: Callable[[ReaderItem], None] | None = None
     on_retry: Callable[[int, float, BaseException], None] | None = None
     stats: RunStats = field(default_factory=RunStats)
+    replan: threading.Event | None = None
+    """Set from outside to end the run at the next source-transaction boundary (nothing is rolled back), e.g.
+    because the set of tables changed; ``stop`` ends it at once (a partly received transaction is rolled back)."""
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
         """Replicate until ``stop`` is set (or, with ``until_caught_up``, until one pass is done)."""
@@ -180,8 +187,9 @@ class Runner:
             _put(out, _Failed(exc), stop)
 
     def _apply_loop(self, items: queue.Queue[list[ReaderItem] | _Done | _Failed], stop: threading.Event) -> bool:
+        replan = self.replan
         while True:
-            if stop.is_set():
+            if stop.is_set() or (replan is not None and replan.is_set() and not self.sink.mid_transaction()):
                 self.sink.flush()
                 return True
             try:

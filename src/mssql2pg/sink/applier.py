@@ -199,6 +199,9 @@ class Applier:
         else:
             self._offer_heartbeat(item)
 
+    def mid_transaction(self) -> bool:
+        return self._open_tx is not None
+
     def tick(self) -> None:
         """Commit a complete group whose time bound has passed, or a due heartbeat checkpoint."""
         if self._conn is None or self._open_tx is not None:
