@@ -13,7 +13,7 @@ from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline.assembly import Pipeline
 from tests.e2e.pipeline_process import write_config
-from tests.fixtures.emulator import enable_table
+from tests.fixtures.emulator import two_cdc_tables
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,7 @@ def test_gap_in_one_table_pauses_it_and_the_other_continues(
     emulated_source_url: str, target_url: str, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     src = _pg(emulated_source_url)
-    src.run("CREATE SCHEMA dbo")
-    src.run("CREATE TABLE dbo.a (id int PRIMARY KEY, v text)")
-    src.run("CREATE TABLE dbo.b (id int PRIMARY KEY, v text)")
-    enable_table(src, "dbo", "a")
-    enable_table(src, "dbo", "b")
-    src.run("INSERT INTO dbo.a VALUES (1, 'a1')")
-    src.run("INSERT INTO dbo.b VALUES (1, 'b1')")
+    two_cdc_tables(src)
     config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
     _run_once(config)
     # table a changes twice, then cleanup removes the first of those changes before replication saw it

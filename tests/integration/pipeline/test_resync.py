@@ -24,7 +24,7 @@ from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, re
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from tests.e2e.pipeline_process import run_cli, write_config
-from tests.fixtures.emulator import enable_table
+from tests.fixtures.emulator import two_cdc_tables
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -51,13 +51,7 @@ def _resume_after(dst: pg8000.native.Connection, table: str) -> object:
 @pytest.fixture
 def two_tables(emulated_source_url: str) -> pg8000.native.Connection:
     src = connect(emulated_source_url)
-    src.run("CREATE SCHEMA dbo")
-    src.run("CREATE TABLE dbo.a (id int PRIMARY KEY, v text)")
-    src.run("CREATE TABLE dbo.b (id int PRIMARY KEY, v text)")
-    enable_table(src, "dbo", "a")
-    enable_table(src, "dbo", "b")
-    src.run("INSERT INTO dbo.a VALUES (1, 'a1')")
-    src.run("INSERT INTO dbo.b VALUES (1, 'b1')")
+    two_cdc_tables(src)
     return src
 
 
