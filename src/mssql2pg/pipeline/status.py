@@ -1,7 +1,8 @@
 """``mssql2pg status``: where replication stands, read from the target's control schema and the source.
 
 It shows the committed checkpoint and how far the source has moved past it, each table's state with the
-reason and remediation of a paused one, and the dead letters by status. It only reads; it is safe to run
+reason and remediation of a paused one (and, for a table a resync loaded, the LSN it resumes after until
+the checkpoint covers it), and the dead letters by status. It only reads; it is safe to run
 next to a running pipeline.
 """
 
@@ -53,8 +54,10 @@ def collect(config_path: Path | None) -> dict[str, Any]:
                 "source_commit_time": _iso(rows[0][1]) if rows else None,
                 "written_at": _iso(rows[0][2]) if rows else None,
             }
+            positions = control.resume_positions(conn, config.pipeline.name)
             report["tables"] = [
                 {"source": r[0], "target": r[1], "state": r[2], "reason": r[3], "remediation": r[4]}
+                | ({"resumes_after": str(positions[r[0]])} if r[0] in positions else {})
                 for r in conn.run(TABLE_STATES, p=config.pipeline.name)
             ]
             report["dead_letters"] = dict(conn.run(DEAD_LETTER_COUNTS))
@@ -99,6 +102,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
     )
     for t in report["tables"]:
         line = f"  {t['source']:<30} -> {t['target']:<30} {t['state']}"
+        if "resumes_after" in t:  # resynced; the pipeline checkpoint does not cover it yet
+            line += f" (resynced: resumes after {t['resumes_after']})"
         click.echo(line)
         if t["state"] != "active":
             click.echo(f"      reason: {t['reason']}\n      do: {t['remediation']}")

@@ -21,6 +21,7 @@ from mssql2pg.errors import Mssql2pgError
 from mssql2pg.pipeline import assembly
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, resync_table
+from mssql2pg.pipeline.status import collect
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from tests.e2e.pipeline_process import run_cli, write_config
@@ -125,6 +126,9 @@ def test_changes_the_running_pipeline_made_after_the_snapshot_are_caught_up(
     checkpoint = Lsn(bytes(dst.run("SELECT lsn FROM mssql2pg.checkpoints")[0][0]))
     assert checkpoint > result.lsn
     assert _rows(dst, "dbo.a") == [[1, "a1 changed"], [2, "lost"]]  # untouched by the pipeline without it
+    tables = {t["source"]: t for t in collect(config)["tables"]}
+    assert tables["dbo.a"]["resumes_after"] == str(result.lsn)  # `mssql2pg status` shows it
+    assert "resumes_after" not in tables["dbo.b"]
 
     src.run("INSERT INTO dbo.a VALUES (5, 'later')")
     _run_once(config)
