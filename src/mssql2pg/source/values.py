@@ -235,25 +235,42 @@ def decode_value(sql_type: str, value: Any) -> Any:
     return None if value is None else decoder_for(sql_type)(value)
 
 
+_CANONICAL: dict[Decoder, type] = {
+    _bool: bool,
+    _int: int,
+    _decimal: Decimal,
+    _float: float,
+    _text: str,
+    _bytes: bytes,
+    _uuid: uuid.UUID,
+}
+"""The exact type each decoder returns unchanged: a value already of that type needs no call (most values the
+drivers deliver). Decoders missing here always run (e.g. ``_datetime`` must drop a zone a driver attached)."""
+
+
 class RowDecoder:
     """Decodes the captured-column values of one capture instance's rows, decoders chosen once."""
 
-    __slots__ = ("_decoders", "_work")
+    __slots__ = ("_count", "_work")
 
     def __init__(self, columns: tuple[SourceColumn, ...]) -> None:
-        self._decoders = tuple(decoder_for(c.sql_type) for c in columns)
-        # Columns whose decoder has real work to do; the rest pass through untouched (the hot path per row).
-        self._work = tuple((i, d) for i, d in enumerate(self._decoders) if d is not _identity)
+        decoders = [decoder_for(c.sql_type) for c in columns]
+        self._count = len(decoders)
+        # Columns whose decoder has real work to do, with the type that needs none; the rest pass through
+        # untouched (the hot path per row).
+        self._work = tuple((i, d, _CANONICAL.get(d, _NoType)) for i, d in enumerate(decoders) if d is not _identity)
 
     def __call__(self, values: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
-        if len(values) != len(self._decoders):
-            msg = f"expected {len(self._decoders)} captured values, got {len(values)}"
+        if len(values) != self._count:
+            msg = f"expected {self._count} captured values, got {len(values)}"
             raise ValueError(msg)
-        if len(self._work) == len(self._decoders):
-            return tuple([None if v is None else d(v) for d, v in zip(self._decoders, values, strict=True)])
         out = list(values)
-        for i, d in self._work:
+        for i, d, canonical in self._work:
             v = out[i]
-            if v is not None:
+            if v is not None and type(v) is not canonical:
                 out[i] = d(v)
         return tuple(out)
+
+
+class _NoType:
+    """Matches no value's exact type: the decoder always runs."""
