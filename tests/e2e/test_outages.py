@@ -28,6 +28,7 @@ from tests.e2e.test_exactly_once import InvariantWatcher, assert_target_equals_s
 from tests.fixtures.emulator import emulated_source_on
 from tests.fixtures.pg import PgServer
 from tests.fixtures.proxy import TcpProxy
+from tests.fixtures.target import writing_for
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -296,18 +297,8 @@ def _bulk_rows(url: str) -> int:
 
 
 def _applying_bulk(target_url: str) -> bool:
-    """True while a pipeline session on the target has been inside a writing transaction for a while: the bulk
-    one is being applied (a heartbeat's checkpoint write lasts milliseconds, not 200 ms)."""
-    conn = connect(target_url)
-    try:
-        rows = conn.run(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL "
-            "AND now() - xact_start > interval '200 milliseconds'"
-        )
-        return int(rows[0][0]) > 0
-    finally:
-        conn.close()
+    """A pipeline session on the target has been inside a writing transaction for a while: the bulk one."""
+    return writing_for(target_url, 200)
 
 
 def test_sigterm_mid_transaction_exits_0_and_commits_all_or_nothing(

@@ -14,25 +14,12 @@ import pytest
 from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import cli_env, run_cli, write_config
 from tests.fixtures.emulator import two_cdc_tables
+from tests.fixtures.target import writing_for
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROWS = 300_000
-
-
-def _loading(target_url: str) -> bool:
-    """The resync's session has been inside a writing transaction for a while (it is loading rows)."""
-    conn = connect(target_url)
-    try:
-        rows = conn.run(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL "
-            "AND now() - xact_start > interval '300 milliseconds'"
-        )
-        return int(rows[0][0]) > 0
-    finally:
-        conn.close()
 
 
 def test_kill9_during_resync_changes_nothing_and_a_rerun_completes(
@@ -54,7 +41,7 @@ def test_kill9_during_resync_changes_nothing_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: _loading(target_url), what="resync loading rows", timeout=120)
+        wait_for(lambda: writing_for(target_url, 300), what="resync loading rows", timeout=120)
     finally:
         os.kill(resync.pid, signal.SIGKILL)
         resync.wait(timeout=30)
