@@ -145,10 +145,12 @@ def build_reader(
     tables: Sequence[TableId],
     engine: sa.Engine | None = None,
     starts: Mapping[TableId, Lsn] | None = None,
+    *,
+    until: Lsn | None = None,
 ) -> Reader:
     """The source reader for ``tables``. Module-level so that a spawned reader process can call it
-    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments). ``starts``: tables
-    a resync brought to a later LSN than the pipeline's checkpoint."""
+    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments). ``starts`` and
+    ``until``: see :meth:`Reader.for_tables` (resynced tables)."""
     return Reader.for_tables(
         engine if engine is not None else source_engine(config),
         list(tables),
@@ -158,6 +160,17 @@ def build_reader(
             poll_interval=config.reader.poll_interval,
         ),
         starts=starts,
+        until=until,
+    )
+
+
+def apply_settings(config: Config) -> ApplySettings:
+    """The applier's settings from ``apply:`` and ``stale_after`` (the pipeline's applier and a catch-up's)."""
+    return ApplySettings(
+        group_max_rows=config.apply.max_batch_rows,
+        group_max_delay=config.apply.max_batch_seconds,
+        heartbeat_interval=config.apply.heartbeat_interval,
+        stale_after=config.stale_after,
     )
 
 
@@ -461,6 +474,7 @@ class Pipeline:
         tables = target_tables(selections, instances)
         source_ids = [s.source for s in selections]
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
+        positions = {str(s): p for s, p in starts.items()}
         reader: ChangeSource = (
             ProcessSource(
                 functools.partial(build_reader, config, source_ids, starts=starts),
@@ -473,13 +487,8 @@ class Pipeline:
             target_connector(config),
             tables,
             config.pipeline.name,
-            ApplySettings(
-                group_max_rows=config.apply.max_batch_rows,
-                group_max_delay=config.apply.max_batch_seconds,
-                heartbeat_interval=config.apply.heartbeat_interval,
-                stale_after=config.stale_after,
-            ),
-            checkpoints=control.PipelineCheckpoint(config.pipeline.name, {str(s): p for s, p in starts.items()}),
+            apply_settings(config),
+            checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions)),
         )
         runner = Runner(
             ObservedSource(reader, obs),
@@ -497,7 +506,7 @@ class Pipeline:
             runner,
             obs,
             tables,
-            {str(s): p for s, p in starts.items()},
+            positions,
             frozenset(inactive),
         )
         log.info(

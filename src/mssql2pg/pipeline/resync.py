@@ -50,7 +50,6 @@ from mssql2pg.sink import control
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TargetTable
-from mssql2pg.source.reader import Reader, ReaderSettings
 from mssql2pg.source.snapshot import read_snapshot
 
 log = structlog.get_logger(component="resync")
@@ -163,13 +162,14 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
         previous = _pause_for_resync(config, wanted)
         try:
             applier.start()
-            with read_snapshot(engine, newest, page_rows=config.reader.page_rows, on_rows=progress) as snapshot:
+            with read_snapshot(engine, newest, page_rows=config.reader.page_rows) as snapshot:
                 log.info(
                     "resync started", table=str(wanted), snapshot_lsn=str(snapshot.lsn), target=target.qualified_name
                 )
                 for chunk in snapshot.chunks:
                     position.rows += len(chunk.rows)
                     applier.offer(chunk)
+                    progress(position.rows)
                 applier.flush()
         except BaseException:
             _restore_state(config, wanted, previous)
@@ -265,31 +265,26 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
     ``tables`` are the pipeline's target tables; those whose source table has a position below ``checkpoint``
     read their changes from there up to ``checkpoint`` and move their own position with the data. Transient
     faults are retried like the pipeline's. None when no table was behind."""
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
+    from mssql2pg.pipeline.assembly import apply_settings, build_reader, target_connector  # noqa: PLC0415
 
-    behind = {t: p for t, p in positions.items() if p < checkpoint}
-    chosen = [t for t in tables if str(t.source) in behind]
-    if not chosen:
+    replicated = {str(t.source) for t in tables}
+    behind = {t: p for t, p in positions.items() if p < checkpoint and t in replicated}
+    if not behind:
         return None
+    chosen = [t for t in tables if str(t.source) in behind]
     sources = sorted({t.source for t in chosen})
     log.info(
         "resynced tables catching up to the pipeline checkpoint",
-        tables={str(s): str(behind[str(s)]) for s in sources},
+        tables={t: str(p) for t, p in behind.items()},
         checkpoint=str(checkpoint),
     )
-    reader = Reader.for_tables(
-        engine,
-        sources,
-        ReaderSettings(chunk_rows=config.reader.chunk_rows, page_rows=config.reader.page_rows),
-        starts={s: behind[str(s)] for s in sources},
-        until=checkpoint,
-    )
+    reader = build_reader(config, sources, engine, {s: behind[str(s)] for s in sources}, until=checkpoint)
     applier = Applier(
         target_connector(config),
         chosen,
         config.pipeline.name,
-        ApplySettings(stale_after=config.stale_after),
-        checkpoints=control.ResumePositions(config.pipeline.name, {str(s): behind[str(s)] for s in sources}),
+        apply_settings(config),
+        checkpoints=control.ResumePositions(config.pipeline.name, behind),
     )
     runner = Runner(reader, applier, classify, Backoff(config.retry).delays)
     try:

@@ -328,7 +328,11 @@ class Applier:
                 msg = f"a change of {row.table} arrived for capture instance {row.capture_instance!r}, not configured"
                 raise TerminalError(msg, hint="add the table to the pipeline configuration, or stop capturing it")
             if row.fault is not None:  # the reader could not decode it (read-side validation): never applied
-                self._dead_letter_fault(buffer, row)
+                error = SourceValueError(
+                    row.fault,
+                    hint="fix the value at the source (a retry reads the same stored value); see docs/reliability.md",
+                )
+                self._dead_letter(buffer, row, error, "value read from the source cannot be decoded")
                 continue
             op = int(row.operation)
             if op == 3:  # update before-image: not applied, but remembered to detect a key change
@@ -388,15 +392,12 @@ class Applier:
             stale_after_s=self.settings.stale_after,
         )
 
-    def _dead_letter_fault(self, buffer: _TableBuffer, row: ChangeRow) -> None:
-        error = SourceValueError(
-            row.fault or "value cannot be decoded",
-            hint="fix the value at the source (a retry reads the same stored value); see docs/reliability.md",
-        )
+    def _dead_letter(self, buffer: _TableBuffer, row: ChangeRow, error: BaseException, why: str) -> None:
+        """Keep a row that is never staged (it cannot be read or stored) as a dead letter of this group."""
         self._dead.append(
             deadletters.dead_letter(buffer.table, row, error, *self._tran_ids.get(row.commit_lsn, (None, None)))
         )
-        log.warning("change dead-lettered: value read from the source cannot be decoded", table=str(row.table))
+        log.warning(f"change dead-lettered: {why}", table=str(row.table), error=str(error))
         self._has_rows = True
 
     def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> bool:
@@ -414,12 +415,7 @@ class Applier:
             try:
                 fields = "\t".join([c.encode(v) for c, v in zip(buffer.table.codecs, values, strict=True)])
             except UnstorableValueError as exc:
-                error = exc.for_row(buffer.table.source, row)
-                self._dead.append(
-                    deadletters.dead_letter(buffer.table, row, error, *self._tran_ids.get(row.commit_lsn, (None, None)))
-                )
-                log.warning("change dead-lettered: value cannot be stored", table=str(row.table), error=str(error))
-                self._has_rows = True
+                self._dead_letter(buffer, row, exc.for_row(buffer.table.source, row), "value cannot be stored")
                 return False
         self._seq += 1
         line = f"{self._seq}{middle}{fields}\n"

@@ -116,7 +116,7 @@ class TableBusyError(TransientError):
 def claim_tables(conn: Any, pipeline: str, tables: Sequence[str]) -> None:
     """Take the write lock of each table (:data:`~mssql2pg.sink.statements.TRY_TABLE_LOCK`) or fail at once."""
     for table in tables:
-        if not conn.run(sql.TRY_TABLE_LOCK, pipeline=pipeline, source_table=table)[0][0]:
+        if not try_claim_table(conn, pipeline, table):
             msg = (
                 f"{table} is being written by another connection: a `mssql2pg resync {table}` in progress, or "
                 "another process running this pipeline"
@@ -129,6 +129,7 @@ def claim_tables(conn: Any, pipeline: str, tables: Sequence[str]) -> None:
 
 
 def try_claim_table(conn: Any, pipeline: str, table: str) -> bool:
+    """Take the table's write lock if it is free (a resync waits on this; appliers fail at once)."""
     return bool(conn.run(sql.TRY_TABLE_LOCK, pipeline=pipeline, source_table=table)[0][0])
 
 

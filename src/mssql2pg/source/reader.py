@@ -41,7 +41,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import Segment, instance_segments, load_capture_instances, select_instances
 from mssql2pg.source.errors import LsnGapError
-from mssql2pg.source.validation import check_instance, check_width, faulty_values, missing_column_fault
+from mssql2pg.source.validation import check_instance, check_width, decode_row, missing_column_fault
 from mssql2pg.source.values import RowDecoder
 
 log = structlog.get_logger(component="reader")
@@ -395,11 +395,7 @@ def _change_row(ci: CaptureInstance, raw: Sequence[Any], decode: RowDecoder, com
             "re-create the capture instance",
         )
     mask = raw[3]
-    fault = None
-    try:
-        values = decode(tuple(raw[5:]))
-    except Exception:
-        values, fault = faulty_values(ci, raw[5:])
+    values, fault = decode_row(ci, decode, raw[5:])
     return ChangeRow(
         table=ci.source,
         capture_instance=ci.name,

@@ -16,7 +16,7 @@ COPY into staging, dead letters for values that cannot be read or that PostgreSQ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +28,7 @@ from mssql2pg.errors import SourceError
 from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
-from mssql2pg.source.validation import faulty_values
+from mssql2pg.source.validation import decode_row
 from mssql2pg.source.values import RowDecoder
 
 
@@ -47,7 +47,6 @@ def read_snapshot(
     instance: CaptureInstance,
     *,
     page_rows: int,
-    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[Snapshot]:
     """Open a snapshot of ``instance``'s source table (its captured columns, by its key), one page per chunk."""
     options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
@@ -61,28 +60,20 @@ def read_snapshot(
             )
         value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar()
         commit_time = value if isinstance(value, datetime) else None
-        yield Snapshot(lsn, commit_time, _chunks(conn, instance, lsn, commit_time, page_rows, on_rows))
+        yield Snapshot(lsn, commit_time, _chunks(conn, instance, lsn, commit_time, page_rows))
 
 
-def _chunks(  # noqa: PLR0917 - private, one caller
-    conn: Connection,
-    ci: CaptureInstance,
-    lsn: Lsn,
-    commit_time: datetime | None,
-    page_rows: int,
-    on_rows: Callable[[int], None] | None,
+def _chunks(
+    conn: Connection, ci: CaptureInstance, lsn: Lsn, commit_time: datetime | None, page_rows: int
 ) -> Iterator[TxChunk]:
     decode = RowDecoder(ci.columns)
     pages = _pages(conn, ci, page_rows)
     page = next(pages)
-    first, read = True, 0
+    first = True
     while True:
         following = next(pages, None) if len(page) == page_rows else None
         rows = tuple(_row(ci, lsn, raw, decode) for raw in page)
-        read += len(rows)
         yield TxChunk(commit_lsn=lsn, rows=rows, first=first, last=following is None, commit_time=commit_time)
-        if on_rows is not None:
-            on_rows(read)
         if following is None:
             return
         first, page = False, following
@@ -125,11 +116,7 @@ def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Se
 
 def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) -> ChangeRow:
     """A value that cannot be decoded marks the row faulty; the applier dead-letters it (as for change rows)."""
-    fault = None
-    try:
-        values = decode(tuple(raw))
-    except Exception:
-        values, fault = faulty_values(ci, raw)
+    values, fault = decode_row(ci, decode, raw)
     return ChangeRow(
         table=ci.source,
         capture_instance=ci.name,

@@ -22,7 +22,7 @@ from typing import Any
 
 from mssql2pg.model import CaptureInstance
 from mssql2pg.source.errors import TableShapeError
-from mssql2pg.source.values import decoder_for
+from mssql2pg.source.values import RowDecoder, decoder_for
 
 METADATA_WIDTH = 5  # __$start_lsn, __$seqval, __$operation, __$update_mask, __$command_id
 RAW_TEXT_LIMIT = 200  # characters of a refused value quoted in a fault message
@@ -91,6 +91,15 @@ def raw_form(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     return repr(value)
+
+
+def decode_row(ci: CaptureInstance, decode: RowDecoder, raw: Sequence[Any]) -> tuple[tuple[Any, ...], str | None]:
+    """The row's values and None; or, when a value cannot be decoded, :func:`faulty_values` (the row is then a
+    dead letter downstream). One ``try`` around the whole row: the per-column search runs only after a failure."""
+    try:
+        return decode(tuple(raw)), None
+    except Exception:
+        return faulty_values(ci, raw)
 
 
 def faulty_values(ci: CaptureInstance, raw: Sequence[Any]) -> tuple[tuple[Any, ...], str]:
