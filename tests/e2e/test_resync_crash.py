@@ -14,7 +14,7 @@ import pytest
 from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import cli_env, run_cli, write_config
 from tests.fixtures.emulator import two_cdc_tables
-from tests.fixtures.target import writing_for
+from tests.fixtures.target import table_state, writing_for
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -47,7 +47,7 @@ def test_kill9_during_resync_changes_nothing_and_a_rerun_completes(
         resync.wait(timeout=30)
 
     assert dst.run("SELECT id, v, _cdc_lsn FROM dbo.a ORDER BY id") == before  # nothing of it committed
-    state, remediation = dst.run("SELECT state, remediation FROM mssql2pg.table_state WHERE source_table = 'dbo.a'")[0]
+    state, _reason, remediation = table_state(dst, "dbo.a")
     assert state == "paused"
     assert "mssql2pg resync dbo.a" in remediation
 

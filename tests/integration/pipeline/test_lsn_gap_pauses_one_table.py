@@ -14,6 +14,7 @@ from mssql2pg.emulator import connect
 from mssql2pg.pipeline.assembly import Pipeline
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import two_cdc_tables
+from tests.fixtures.target import table_state
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +50,11 @@ def test_gap_in_one_table_pauses_it_and_the_other_continues(
     dst = _pg(target_url)
     assert dst.run("SELECT id FROM dbo.b ORDER BY id") == [[1], [2]]
     assert dst.run("SELECT id FROM dbo.a ORDER BY id") == [[1]]
-    state, reason, remediation = dst.run(
-        "SELECT state, reason, remediation FROM mssql2pg.table_state WHERE source_table = 'dbo.a'"
-    )[0]
+    state, reason, remediation = table_state(dst, "dbo.a")
     assert state == "needs-resync"
     assert "no longer available" in reason
     assert "mssql2pg resync dbo.a" in remediation
-    assert dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = 'dbo.b'") == [["active"]]
+    assert table_state(dst, "dbo.b")[0] == "active"
 
     # a restart keeps a paused table paused and still replicates the others
     src.run("INSERT INTO dbo.b VALUES (3, 'b3')")

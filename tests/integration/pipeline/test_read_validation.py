@@ -31,6 +31,7 @@ from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.positions import Lsn
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import enable_table
+from tests.fixtures.target import table_state
 
 pytestmark = pytest.mark.integration
 
@@ -123,15 +124,13 @@ def test_a_change_table_missing_a_captured_column_pauses_only_its_table(
     dst = connect(target_url)
     assert dst.run("SELECT id FROM dbo.b ORDER BY id") == [[1], [2], [3]]
     assert dst.run("SELECT id FROM dbo.a ORDER BY id") == [[1]]
-    state, reason, remediation = dst.run(
-        "SELECT state, reason, remediation FROM mssql2pg.table_state WHERE source_table = 'dbo.a'"
-    )[0]
+    state, reason, remediation = table_state(dst, "dbo.a")
     assert state == "paused"
     assert "does not deliver every captured column" in reason
     assert "note" in reason
     assert "re-create the capture instance" in remediation
     assert "mssql2pg resync dbo.a" in remediation
-    assert dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = 'dbo.b'") == [["active"]]
+    assert table_state(dst, "dbo.b")[0] == "active"
     assert "dbo.a" not in {str(t.source) for t in pipeline.tables}
     assert 'mssql2pg_table_state{state="paused",table="dbo.a"} 1.0' in pipeline.obs.metrics.render().decode()
 
@@ -158,9 +157,7 @@ def test_a_capture_instance_without_a_key_pauses_its_table_at_start(
 
     dst = connect(target_url)
     assert dst.run("SELECT id FROM dbo.b") == [[1]]
-    state, reason, remediation = dst.run(
-        "SELECT state, reason, remediation FROM mssql2pg.table_state WHERE source_table = 'dbo.nokey'"
-    )[0]
+    state, reason, remediation = table_state(dst, "dbo.nokey")
     assert state == "paused"
     assert "no primary key or unique index" in reason
     assert "mssql2pg resync dbo.nokey" in remediation

@@ -26,6 +26,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import two_cdc_tables
+from tests.fixtures.target import table_state
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def _rows(conn: pg8000.native.Connection, table: str, where: str = "") -> list[l
 
 
 def _state(dst: pg8000.native.Connection, table: str) -> str:
-    return str(dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = :t", t=table)[0][0])
+    return table_state(dst, table)[0]
 
 
 def _resume_after(dst: pg8000.native.Connection, table: str) -> object:
