@@ -21,7 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from mssql2pg.config.durations import format_duration, parse_duration
 from mssql2pg.config.loading import ENV_PREFIX
-from mssql2pg.config.schema import Config, TableEntry
+from mssql2pg.config.schema import REMOVED_KEYS, Config, TableEntry
 
 BEGIN = "<!-- BEGIN GENERATED: configuration reference (python -m mssql2pg.config.reference --write) -->"
 END = "<!-- END GENERATED: configuration reference -->"
@@ -83,6 +83,14 @@ def render_reference() -> str:
         out += _table([k for k in keys if k.section is not None and k.section.removesuffix("[]") == name])
     out += ["### Top-level keys", ""]
     out += _table([k for k in keys if k.section is None])
+    out += [
+        "### Removed keys",
+        "",
+        "Keys of earlier versions. A configuration that still sets one is refused with this message.",
+        "",
+    ]
+    out += ["| Key | Message |", "|---|---|"]
+    out += [f"| `{key}` | {_clean(message)} |" for key, message in REMOVED_KEYS.items()]
     return "\n".join(out).rstrip() + "\n"
 
 

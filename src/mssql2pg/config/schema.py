@@ -9,6 +9,7 @@ the configuration is read once and never changes while the pipeline runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -23,10 +24,15 @@ DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
-Staging = Literal["temp", "unlogged"]
 JitterMode = Literal["full", "decorrelated"]
 
 CONTROL_SCHEMA = "mssql2pg"
+
+REMOVED_KEYS: Mapping[str, str] = {
+    "apply.staging": "removed: it never had an effect (staging tables are always session TEMP tables); delete the key",
+}
+"""Keys an older configuration may still set, with what to do about them. They are refused like any unknown
+key, but with this message instead of "unknown key" and a guess at a typo; the reference lists them."""
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -316,10 +322,6 @@ class ApplySettings(Section):
 
     max_batch_seconds: Duration = Field(default=0.2, ge=0)
     """...and for at most this long after the group's first change, so latency stays low under light load."""
-
-    staging: Staging = "temp"
-    """Where rows are COPYed before the set-based apply: ``temp`` (session TEMP tables, no WAL, private to
-    the connection) or ``unlogged`` (UNLOGGED tables in the control schema, kept between sessions)."""
 
     heartbeat_interval: Duration = Field(default=1.0, gt=0)
     """When the source is idle, the checkpoint advances at most this often (one small write)."""
