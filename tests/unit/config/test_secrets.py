@@ -174,6 +174,16 @@ def test_url_query_parameters_survive(write_config: WriteConfig) -> None:
     assert dict(config.source.sqlalchemy_url().query) == {"autocommit": "true"}
 
 
+@pytest.mark.parametrize("query", ["sslmode=require", "application_name=x&connect_timeout=3"])
+def test_a_target_url_with_query_parameters_is_refused_not_ignored(write_config: WriteConfig, query: str) -> None:
+    """The target is connected from host, port, database, user and password (``pg8000_params``); a query such
+    as ``sslmode=require`` would be dropped without a word, and the connection made without TLS."""
+    data = {**MINIMAL, "target": {"url": f"postgresql://w@pg/dw?{query}"}}
+
+    with pytest.raises(ConfigError, match=r"target\.url: .*no query parameters"):
+        load_config(write_config(data), env={})
+
+
 def test_pg8000_connect_params_for_the_target(write_config: WriteConfig) -> None:
     config = load_config(write_config(MINIMAL), env={"MSSQL2PG__TARGET__PASSWORD": SECRET})
 
