@@ -33,6 +33,7 @@ REMOVED_KEYS: Mapping[str, str] = {
 }
 """Keys an older configuration may still set, with what to do about them. They are refused like any unknown
 key, but with this message instead of "unknown key" and a guess at a typo; the reference lists them."""
+
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -299,9 +300,8 @@ class PipelineSettings(Section):
     group: str | None = None
     """Replicate only the tables of this group (scale-out: one process per group). The checkpoint belongs to
     ``name``, so give each group's process its own ``name`` too. A second process started for the same name
-    and group finds its tables locked and retries (reported as degraded, unhealthy after
-    ``retry.alert_after``) until the first one's connection closes, then takes over. Unset: every selected
-    table."""
+    and group finds its tables locked (``TableBusyError``) and retries like any transient failure until the
+    first one's connection closes, then takes over. Unset: every selected table."""
 
     @field_validator("name")
     @classmethod

@@ -81,6 +81,12 @@ class Findings:
             if read.key == key.name and issubclass(key.model, read.model)
         }
 
+    def where(self, key: DocumentedKey) -> list[str]:
+        """``module:line`` of each read of ``key``, for messages."""
+        return sorted(
+            {f"{r.module}:{r.line}" for r in self.reads if r.key == key.name and issubclass(key.model, r.model)}
+        )
+
 
 def scan_package(root: Path = PACKAGE) -> Findings:
     """Walk every module of the package except :data:`DEFINITION_MODULES`."""

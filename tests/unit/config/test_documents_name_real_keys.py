@@ -8,6 +8,7 @@ backticked ``section.key`` (and ``section.key: value``), every ``MSSQL2PG__...``
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,8 @@ _FILE_NAME = re.compile(r"\.(py|ya?ml|md|sql|sh|json|toml)$")  # `pipeline.yaml`
 _VARIABLE = re.compile(rf"{ENV_PREFIX}([A-Z][A-Z0-9_]*[A-Z0-9])(?:=('[^']*'|\"[^\"]*\"|[^\s`|)]+))?")
 _PLACEHOLDER = "SECTION"  # MSSQL2PG__SECTION__KEY=value explains the scheme
 _YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-MINIMAL_ENV = {
-    f"{ENV_PREFIX}SOURCE__URL": MINIMAL["source"]["url"],  # type: ignore[index]
-    f"{ENV_PREFIX}TARGET__URL": MINIMAL["target"]["url"],  # type: ignore[index]
-    f"{ENV_PREFIX}TABLES": ",".join(MINIMAL["tables"]),  # type: ignore[arg-type]
-}
+MINIMAL_ENV = {f"{ENV_PREFIX}{section.upper()}": json.dumps(value) for section, value in MINIMAL.items()}
+"""The minimal configuration as whole-section variables (JSON is a YAML flow value)."""
 
 
 def _prose(path: Path) -> str:
