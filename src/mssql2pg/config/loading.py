@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from mssql2pg.classify import scrub
-from mssql2pg.config.schema import Config
+from mssql2pg.config.schema import REMOVED_KEYS, Config
 from mssql2pg.errors import ConfigError
 
 ENV_PREFIX = "MSSQL2PG__"
@@ -232,7 +232,8 @@ def _describe(error: ErrorDetails, layers: _Layers) -> str:
     where = _origin_note(layers, loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        return _unknown_key(loc, layers) + where
+        removed = REMOVED_KEYS.get(_dotted(loc))
+        return (f"{path}: {removed}" if removed else _unknown_key(loc, layers)) + where
     if kind == "missing":
         return _missing(loc, path)
     message = error["msg"].removeprefix("Value error, ")
@@ -244,6 +245,17 @@ def _describe(error: ErrorDetails, layers: _Layers) -> str:
         return f"{path}: got {given}, expected {message.removeprefix('Input should be ')}{where}"
     shown = f" (given: {given})" if given and given not in message else ""
     return f"{path}: {message}{shown}{where}"
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """A location as the reference spells it: ``apply.staging``, ``tables[].name`` (not ``tables.0.name``)."""
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1:] = [f"{parts[-1]}[]"] if parts else []
+        else:
+            parts.append(part)
+    return ".".join(parts)
 
 
 def _missing(loc: tuple[str | int, ...], path: str) -> str:

@@ -11,6 +11,7 @@ import re
 import sys
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,22 +21,58 @@ from pydantic_core import PydanticUndefined
 
 from mssql2pg.config.durations import format_duration, parse_duration
 from mssql2pg.config.loading import ENV_PREFIX
-from mssql2pg.config.schema import Config, TableEntry
+from mssql2pg.config.schema import REMOVED_KEYS, Config, TableEntry
 
 BEGIN = "<!-- BEGIN GENERATED: configuration reference (python -m mssql2pg.config.reference --write) -->"
 END = "<!-- END GENERATED: configuration reference -->"
 
 
-def render_reference() -> str:
-    """Markdown: one table per section, a row per key with type, default, environment variable and meaning."""
-    out: list[str] = []
-    top_level: list[tuple[str, FieldInfo]] = []
+@dataclass(frozen=True)
+class DocumentedKey:
+    """One key of the reference: ``section`` is ``None`` for a top-level key, ``tables[]`` for a key of a
+    ``tables`` entry; ``model`` is the class that declares it (for code that checks how the key is used)."""
+
+    section: str | None
+    name: str
+    model: type[BaseModel]
+    info: FieldInfo
+
+    @property
+    def dotted(self) -> str:
+        """As the reference and error messages spell it: ``apply.max_batch_rows``, ``tables[].name``."""
+        return self.name if self.section is None else f"{self.section}.{self.name}"
+
+    @property
+    def env_path(self) -> tuple[str, ...] | None:
+        """The parts of its ``MSSQL2PG__...`` variable; ``None`` for keys of list entries (no variable)."""
+        if self.section is None:
+            return (self.name,)
+        return None if self.section.endswith("[]") else (self.section, self.name)
+
+
+def documented_keys() -> list[DocumentedKey]:
+    """Every key, in reference order: each section's keys, then the top-level keys. The one walk of the
+    schema; the rendering below and the tests that hold code and documents to the schema all use it."""
+    keys: list[DocumentedKey] = []
+    top_level: list[DocumentedKey] = []
     for name, info in Config.model_fields.items():
         section = _section_model(info.annotation)
         if section is None:
-            top_level.append((name, info))
+            top_level.append(DocumentedKey(None, name, Config, info))
             continue
         prefix = f"{name}[]" if section is TableEntry else name
+        keys += [DocumentedKey(prefix, key, section, sub) for key, sub in section.model_fields.items()]
+    return keys + top_level
+
+
+def render_reference() -> str:
+    """Markdown: one table per section, a row per key with type, default, environment variable and meaning."""
+    out: list[str] = []
+    keys = documented_keys()
+    for name, info in Config.model_fields.items():
+        section = _section_model(info.annotation)
+        if section is None:
+            continue
         out += [f"### `{name}`", "", _clean(info.description or ""), ""]
         if section is TableEntry:
             out += [
@@ -43,23 +80,26 @@ def render_reference() -> str:
                 f"`{ENV_PREFIX}TABLES` as a YAML list or a comma-separated string.",
                 "",
             ]
-        out += _table(
-            [(f"{prefix}.{key}", sub, None if section is TableEntry else (name, key)) for key, sub in _fields(section)]
-        )
+        out += _table([k for k in keys if k.section is not None and k.section.removesuffix("[]") == name])
     out += ["### Top-level keys", ""]
-    out += _table([(name, info, (name,)) for name, info in top_level])
+    out += _table([k for k in keys if k.section is None])
+    out += [
+        "### Removed keys",
+        "",
+        "Keys of earlier versions. A configuration that still sets one is refused with this message.",
+        "",
+    ]
+    out += ["| Key | Message |", "|---|---|"]
+    out += [f"| `{key}` | {_clean(message)} |" for key, message in REMOVED_KEYS.items()]
     return "\n".join(out).rstrip() + "\n"
 
 
-def _fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
-    return list(model.model_fields.items())
-
-
-def _table(rows: list[tuple[str, FieldInfo, tuple[str, ...] | None]]) -> list[str]:
+def _table(keys: list[DocumentedKey]) -> list[str]:
     lines = ["| Key | Type | Default | Environment | Meaning |", "|---|---|---|---|---|"]
-    for key, info, env_path in rows:
-        env = f"`{ENV_PREFIX}{'__'.join(p.upper() for p in env_path)}`" if env_path else "—"
-        lines.append(f"| `{key}` | {_type(info)} | {_default(info)} | {env} | {_clean(info.description or '')} |")
+    for key in keys:
+        env = f"`{ENV_PREFIX}{'__'.join(p.upper() for p in key.env_path)}`" if key.env_path else "—"
+        meaning = _clean(key.info.description or "")
+        lines.append(f"| `{key.dotted}` | {_type(key.info)} | {_default(key.info)} | {env} | {meaning} |")
     return [*lines, ""]
 
 

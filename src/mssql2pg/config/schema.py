@@ -9,6 +9,7 @@ the configuration is read once and never changes while the pipeline runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -23,10 +24,16 @@ DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
-Staging = Literal["temp", "unlogged"]
 JitterMode = Literal["full", "decorrelated"]
 
 CONTROL_SCHEMA = "mssql2pg"
+
+REMOVED_KEYS: Mapping[str, str] = {
+    "apply.staging": "removed: it never had an effect (staging tables are always session TEMP tables); delete the key",
+}
+"""Keys an older configuration may still set, with what to do about them. They are refused like any unknown
+key, but with this message instead of "unknown key" and a guess at a typo; the reference lists them."""
+
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -74,7 +81,9 @@ class DatabaseConfig(Section):
     stripped. Read once at start-up; wins over a ``password`` from the file when given in the environment."""
 
     connect_timeout: Duration = Field(default=10.0, gt=0)
-    """How long to wait for a connection to open before treating the attempt as a transient failure."""
+    """How long to wait for a connection to open before treating the attempt as a transient failure: the login
+    timeout for SQL Server, the connect timeout for the PostgreSQL target. Not applied to the CDC emulator as
+    source (pg8000's timeout there would also cut long-running statements)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -180,7 +189,21 @@ class TargetConfig(DatabaseConfig):
 
     url: str
     """PostgreSQL URL without the password, e.g. ``postgresql://warehouse@postgres:5432/dw`` (connected with
-    pg8000). A password written inside the URL is accepted but moved to ``password``."""
+    pg8000). A password written inside the URL is accepted but moved to ``password``. No query parameters:
+    the connection is made from user, host, port and database only."""
+
+    @field_validator("url")
+    @classmethod
+    def _no_query(cls, value: str) -> str:
+        """``pg8000_params`` uses user, host, port and database only: a query (``?sslmode=require``) would be
+        dropped without a word, so it is refused instead."""
+        if make_url(value).query:
+            msg = (
+                "the target URL takes no query parameters, they would be ignored: the target is connected from "
+                "user, host, port and database only (TLS to the target cannot be configured yet)"
+            )
+            raise ValueError(msg)
+        return value
 
 
 # ------------------------------------------------------------------------------------------------------ tables
@@ -275,8 +298,10 @@ class PipelineSettings(Section):
     Letters, digits, ``_``, ``.``, ``-``; at most 63 characters."""
 
     group: str | None = None
-    """Replicate only the tables of this group (scale-out: one process per group; several processes may be
-    started for one group and take over from each other via a lease). Unset: every selected table."""
+    """Replicate only the tables of this group (scale-out: one process per group). The checkpoint belongs to
+    ``name``, so give each group's process its own ``name`` too. A second process started for the same name
+    and group finds its tables locked (``TableBusyError``) and retries like any transient failure until the
+    first one's connection closes, then takes over. Unset: every selected table."""
 
     @field_validator("name")
     @classmethod
@@ -317,10 +342,6 @@ class ApplySettings(Section):
     max_batch_seconds: Duration = Field(default=0.2, ge=0)
     """...and for at most this long after the group's first change, so latency stays low under light load."""
 
-    staging: Staging = "temp"
-    """Where rows are COPYed before the set-based apply: ``temp`` (session TEMP tables, no WAL, private to
-    the connection) or ``unlogged`` (UNLOGGED tables in the control schema, kept between sessions)."""
-
     heartbeat_interval: Duration = Field(default=1.0, gt=0)
     """When the source is idle, the checkpoint advances at most this often (one small write)."""
 
@@ -342,7 +363,8 @@ class RetrySettings(Section):
 
     jitter_mode: JitterMode = "full"
     """``full``: each delay is uniform between ``initial`` and the exponential bound. ``decorrelated``: each
-    delay is uniform between ``initial`` and ``multiplier`` x the previous delay (AWS "decorrelated jitter")."""
+    delay is uniform between ``initial`` and ``multiplier`` x the previous delay (AWS "decorrelated jitter"),
+    never above the exponential bound."""
 
     alert_after: Duration = Field(default=600.0, gt=0)
     """After failing continuously this long, health turns unhealthy and the failure alert fires. Retrying

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from mssql2pg.config import Config, load_config
-from mssql2pg.config.reference import embed, render_reference
-from mssql2pg.config.schema import TableEntry
+from mssql2pg.config.reference import documented_keys, embed, render_reference
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "configuration.md"
@@ -18,19 +17,7 @@ EXAMPLES = ROOT / "examples"
 
 
 def _all_keys() -> list[str]:
-    keys: list[str] = []
-    for name, info in Config.model_fields.items():
-        section = next(
-            (a for a in (info.annotation, *getattr(info.annotation, "__args__", ())) if isinstance(a, type) and
-             hasattr(a, "model_fields")),
-            None,
-        )  # fmt: skip
-        if section is None:
-            keys.append(name)
-        else:
-            prefix = f"{name}[]" if section is TableEntry else name
-            keys += [f"{prefix}.{key}" for key in section.model_fields]
-    return keys
+    return [key.dotted for key in documented_keys()]
 
 
 def test_reference_in_the_docs_is_current() -> None:
