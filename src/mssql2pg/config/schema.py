@@ -26,7 +26,6 @@ LogFormat = Literal["json", "console", "auto"]
 Staging = Literal["temp", "unlogged"]
 JitterMode = Literal["full", "decorrelated"]
 
-CONTROL_SCHEMA = "mssql2pg"
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
