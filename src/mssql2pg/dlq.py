@@ -19,10 +19,11 @@ from typing import Any
 
 import click
 
+from mssql2pg import control
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
+from mssql2pg.control import StoredDeadLetter
 from mssql2pg.sink import deadletters
-from mssql2pg.sink.deadletters import StoredDeadLetter
 
 STATUSES = ("pending", "resolved", "ignored", "all")
 OPERATIONS = {1: "delete", 2: "insert", 3: "update(old key)", 4: "update"}
@@ -48,7 +49,7 @@ def list_command(config_path: Path | None, status: str, limit: int) -> None:
     config = load_config(config_path)
     conn = _connect(config)
     try:
-        letters = deadletters.list_dead_letters(
+        letters = control.list_dead_letters(
             conn, status=None if status == "all" else status, pipeline=config.pipeline.name, limit=limit
         )
     finally:
@@ -84,7 +85,7 @@ def show_command(config_path: Path | None, letter_id: int) -> None:
     config = load_config(config_path)
     conn = _connect(config)
     try:
-        letter = deadletters.get_dead_letter(conn, letter_id)
+        letter = control.get_dead_letter(conn, letter_id)
     finally:
         conn.close()
     if letter is None:
@@ -152,7 +153,7 @@ def ignore_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> Non
     failed = 0
     try:
         for letter_id in letter_ids:
-            if deadletters.ignore(conn, letter_id):
+            if control.ignore_dead_letter(conn, letter_id):
                 click.echo(f"{letter_id}: ignored")
             else:
                 failed += 1

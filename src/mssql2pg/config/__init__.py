@@ -9,7 +9,6 @@ from __future__ import annotations
 from mssql2pg.config.durations import Duration, format_duration, parse_duration
 from mssql2pg.config.loading import ENV_PREFIX, load_config
 from mssql2pg.config.schema import (
-    CONTROL_SCHEMA,
     ApplySettings,
     Config,
     DatabaseConfig,
@@ -28,7 +27,6 @@ from mssql2pg.config.schema import (
 from mssql2pg.config.tables import TableSelection, resolve_tables
 
 __all__ = [
-    "CONTROL_SCHEMA",
     "ENV_PREFIX",
     "ApplySettings",
     "Config",

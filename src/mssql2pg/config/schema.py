@@ -26,8 +26,6 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 JitterMode = Literal["full", "decorrelated"]
 
-CONTROL_SCHEMA = "mssql2pg"
-
 REMOVED_KEYS: Mapping[str, str] = {
     "apply.staging": "removed: it never had an effect (staging tables are always session TEMP tables); delete the key",
 }

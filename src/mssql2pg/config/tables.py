@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import structlog
 
 from mssql2pg.config.patterns import TablePattern
-from mssql2pg.config.schema import CONTROL_SCHEMA, Config, DeleteMode, Naming, TableEntry
+from mssql2pg.config.schema import Config, DeleteMode, Naming, TableEntry
+from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.errors import ConfigError
 from mssql2pg.identifiers import quote_ident
 from mssql2pg.model import TableId

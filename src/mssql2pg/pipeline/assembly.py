@@ -23,7 +23,7 @@ import pg8000.native
 import sqlalchemy as sa
 import structlog
 
-from mssql2pg import __version__
+from mssql2pg import __version__, control
 from mssql2pg.classify import classify
 from mssql2pg.config import Config, TableSelection, load_config, resolve_tables
 from mssql2pg.errors import SourceError, TableFaultError, TransientError
@@ -33,9 +33,7 @@ from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
-from mssql2pg.sink import control
 from mssql2pg.sink.applier import Applier, ApplySettings
-from mssql2pg.sink.deadletters import count_by_status
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
@@ -328,7 +326,7 @@ class ObservedSink:
             return
         connection = self.connect()
         try:
-            self.obs.metrics.set_dead_letters(count_by_status(connection, self.inner.pipeline))
+            self.obs.metrics.set_dead_letters(control.count_dead_letters_by_status(connection, self.inner.pipeline))
         finally:
             connection.close()
 

@@ -17,11 +17,11 @@ import click
 import pg8000.native
 import sqlalchemy as sa
 
+from mssql2pg import control
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import Mssql2pgError
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control
 from mssql2pg.source import statements
 
 

@@ -37,6 +37,7 @@ import click
 import sqlalchemy as sa
 import structlog
 
+from mssql2pg import control
 from mssql2pg.classify import classify
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
@@ -46,7 +47,6 @@ from mssql2pg.observability.logging import configure_logging, register_secrets
 from mssql2pg.pipeline.runner import Runner, RunStats
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
-from mssql2pg.sink import control
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TargetTable
@@ -74,7 +74,7 @@ class ResyncResult:
 
 @dataclass
 class SnapshotPosition:
-    """The applier's :class:`~mssql2pg.sink.control.CheckpointStore` during a resync: instead of moving the
+    """The applier's :class:`~mssql2pg.control.CheckpointStore` during a resync: instead of moving the
     pipeline checkpoint, the commit removes what the snapshot did not contain and marks the table resynced."""
 
     pipeline: str
@@ -118,14 +118,14 @@ class SnapshotPosition:
             params["commit_time"] = naive
         conn.run(sql.remove_outside_snapshot(self.table), **params)
         self.removed = max(conn.row_count, 0)
-        conn.run(
-            sql.MARK_RESYNCED,
-            pipeline=self.pipeline,
+        control.mark_resynced(
+            conn,
+            self.pipeline,
             source_table=str(self.table.source),
             capture_instance=self.table.capture_instance.name,
             target_table=f"{self.table.schema}.{self.table.name}",
+            lsn=lsn,
             reason=f"resynced from a snapshot at LSN {lsn} ({self.rows} rows, {self.removed} removed)",
-            lsn=lsn.raw,
         )
 
 

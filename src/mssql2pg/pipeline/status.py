@@ -14,20 +14,11 @@ from typing import Any
 
 import click
 
+from mssql2pg import control
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import load_config
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control
-from mssql2pg.sink.statements import CONTROL_SCHEMA
 from mssql2pg.source import statements
-
-# Read-only reporting queries over the control schema (its DDL and write statements live in sink/statements.py).
-CHECKPOINT_ROW = f"SELECT lsn, commit_time, updated_at FROM {CONTROL_SCHEMA}.checkpoints WHERE pipeline = :p"
-TABLE_STATES = (
-    f"SELECT source_table, target_table, state, reason, remediation FROM {CONTROL_SCHEMA}.table_state "
-    "WHERE pipeline = :p ORDER BY source_table"
-)
-DEAD_LETTER_COUNTS = f"SELECT status, count(*) FROM {CONTROL_SCHEMA}.dead_letters GROUP BY status ORDER BY status"
 
 
 def collect(config_path: Path | None) -> dict[str, Any]:
@@ -41,28 +32,33 @@ def collect(config_path: Path | None) -> dict[str, Any]:
     }
     conn = target_connector(config)()
     try:
-        if not control.control_table_exists(conn, "checkpoints"):
-            report["checkpoint"] = None
-            report["tables"] = []
-            report["dead_letters"] = {}
-            report["note"] = "the pipeline has not run against this target yet"
-        else:
-            rows = conn.run(CHECKPOINT_ROW, p=config.pipeline.name)
-            checkpoint = Lsn.from_bytes(rows[0][0]) if rows else Lsn.NULL
-            report["checkpoint"] = {
-                "lsn": str(checkpoint),
-                "source_commit_time": _iso(rows[0][1]) if rows else None,
-                "written_at": _iso(rows[0][2]) if rows else None,
-            }
-            positions = control.resume_positions(conn, config.pipeline.name)
-            report["tables"] = [
-                {"source": r[0], "target": r[1], "state": r[2], "reason": r[3], "remediation": r[4]}
-                | ({"resumes_after": str(positions[r[0]])} if r[0] in positions else {})
-                for r in conn.run(TABLE_STATES, p=config.pipeline.name)
-            ]
-            report["dead_letters"] = dict(conn.run(DEAD_LETTER_COUNTS))
+        stored = control.read_status(conn, config.pipeline.name)
     finally:
         conn.close()
+    if not stored.created:
+        report["checkpoint"] = None
+        report["tables"] = []
+        report["dead_letters"] = {}
+        report["note"] = "the pipeline has not run against this target yet"
+    else:
+        cp_row = stored.checkpoint
+        report["checkpoint"] = {
+            "lsn": str(cp_row.lsn),
+            "source_commit_time": _iso(cp_row.commit_time),
+            "written_at": _iso(cp_row.updated_at),
+        }
+        report["tables"] = [
+            {
+                "source": t.source_table,
+                "target": t.target_table,
+                "state": t.state,
+                "reason": t.reason,
+                "remediation": t.remediation,
+            }
+            | ({"resumes_after": str(t.resume_after)} if t.resume_after is not None else {})
+            for t in stored.tables
+        ]
+        report["dead_letters"] = stored.dead_letters
     try:
         with source_engine(config).connect() as src:
             max_lsn = Lsn.from_bytes(src.execute(statements.MAX_LSN).scalar())

@@ -1,4 +1,5 @@
-"""The PostgreSQL sink: type mapping, target tables, control schema and the transaction-atomic applier.
+"""The PostgreSQL sink: type mapping, target tables and the transaction-atomic applier (the control schema it
+writes its checkpoints and dead letters to is :mod:`mssql2pg.control`).
 
 Public API (everything else is internal):
 

@@ -51,11 +51,12 @@ from typing import Any
 
 import structlog
 
+from mssql2pg import control
 from mssql2pg.classify import classify
 from mssql2pg.errors import SourceValueError, TerminalError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control, deadletters
+from mssql2pg.sink import deadletters
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.deadletters import DeadLetter
 from mssql2pg.sink.schema import TargetTable, ensure_target_table
@@ -169,7 +170,14 @@ class Applier:
         control.ensure_control_schema(conn)
         for table in self._tables:
             ensure_target_table(conn, table)
-        control.register_tables(conn, self.pipeline, self._tables)
+        for table in self._tables:
+            control.register_table(
+                conn,
+                self.pipeline,
+                source_table=str(table.source),
+                capture_instance=table.capture_instance.name,
+                target_table=f"{table.schema}.{table.name}",
+            )
         checkpoint = self._checkpoints.read(conn)
         conn.run("COMMIT")
         if self.settings.work_mem:
@@ -520,7 +528,7 @@ class Applier:
     def _record_dead_letters(self) -> None:
         if not self._dead:
             return
-        ids = deadletters.record(self._conn, self.pipeline, self._dead)
+        ids = control.record_dead_letters(self._conn, self.pipeline, [letter.to_record() for letter in self._dead])
         for letter, dead_id in zip(self._dead, ids, strict=True):
             log.error(
                 "change dead-lettered",

@@ -1,8 +1,8 @@
-"""Dead letters: changes the target refused, kept with everything needed to understand and re-apply them.
+"""Dead letters, the sink's side: what a refused change is, its payload as JSON, and re-applying it.
 
-A dead letter is written in the same PostgreSQL transaction as the good rows of its group and the checkpoint,
-so a change is either applied, or dead-lettered, exactly once (a crash before that commit re-delivers the group
-and the isolation runs again).
+The rows are kept by the dead-letter store (:mod:`mssql2pg.control.deadletters`). A dead letter is written in
+the same PostgreSQL transaction as the good rows of its group and the checkpoint, so a change is either applied,
+or dead-lettered, exactly once (a crash before that commit re-delivers the group and the isolation runs again).
 
 The ``change`` column holds the row as JSON that round-trips to the canonical Python values of
 :mod:`mssql2pg.model`: ``{"values": {source column: value}, "types": {source column: SQL Server type}, ...}``.
@@ -16,7 +16,6 @@ Messages go through :func:`mssql2pg.classify.scrub`: a dead letter never contain
 
 from __future__ import annotations
 
-import json
 import math
 import traceback
 import uuid
@@ -25,11 +24,11 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from mssql2pg import control
 from mssql2pg.classify import classify, scrub
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.sink.validation import check_copied, check_written
@@ -49,6 +48,22 @@ class DeadLetter:
     message: str
     stack: str
     commit_time: datetime | None = None
+
+    def to_record(self) -> control.DeadLetterRecord:
+        """The row the dead-letter store keeps, with the change as JSON-ready payload."""
+        row = self.row
+        return control.DeadLetterRecord(
+            source_table=str(row.table),
+            capture_instance=row.capture_instance,
+            commit_lsn=row.commit_lsn,
+            seqval=row.seqval,
+            operation=int(row.operation),
+            source_tran_id=self.tran_id,
+            change=change_payload(self.table, row, self.tran_id, self.commit_time),
+            error_class=self.error_class,
+            message=self.message,
+            stack=self.stack,
+        )
 
 
 def dead_letter(
@@ -200,61 +215,7 @@ def row_from_payload(payload: dict[str, Any], table: TargetTable) -> ChangeRow:
     )
 
 
-def record(conn: Any, pipeline: str, letters: list[DeadLetter]) -> list[int]:
-    """Insert ``letters`` in the caller's transaction; return their ids."""
-    ids: list[int] = []
-    for letter in letters:
-        row = letter.row
-        payload = json.dumps(change_payload(letter.table, row, letter.tran_id, letter.commit_time), ensure_ascii=False)
-        result = conn.run(
-            sql.INSERT_DEAD_LETTER,
-            pipeline=pipeline,
-            source_table=str(row.table),
-            capture_instance=row.capture_instance,
-            commit_lsn=row.commit_lsn.raw,
-            commit_lsn_text=str(row.commit_lsn),
-            seqval=row.seqval.raw,
-            operation=int(row.operation),
-            source_tran_id=letter.tran_id,
-            change=payload,
-            error_class=letter.error_class,
-            message=letter.message,
-            stack=letter.stack,
-        )
-        ids.append(int(result[0][0]))
-    return ids
-
-
-# --- reading and acting on stored dead letters (the ``mssql2pg dlq`` commands) ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDeadLetter:
-    """A row of ``mssql2pg.dead_letters``."""
-
-    id: int
-    pipeline: str
-    source_table: str
-    capture_instance: str | None
-    commit_lsn: str
-    seqval: bytes | None
-    operation: int | None
-    source_tran_id: bytes | None
-    change: dict[str, Any]
-    error_class: str
-    message: str
-    stack: str | None
-    first_attempt_at: datetime
-    last_attempt_at: datetime
-    retry_count: int
-    status: str
-
-    @classmethod
-    def from_row(cls, row: list[Any]) -> StoredDeadLetter:
-        values = list(row)
-        if isinstance(values[8], str):
-            values[8] = json.loads(values[8])
-        return cls(*values)
+# --- re-applying a stored dead letter (``mssql2pg dlq retry``) ------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,43 +223,6 @@ class RetryOutcome:
     id: int
     resolved: bool
     message: str
-
-
-def list_dead_letters(
-    conn: Any, *, status: str | None = None, pipeline: str | None = None, limit: int | None = None
-) -> list[StoredDeadLetter]:
-    statement = sql.select_dead_letters(
-        by_status=status is not None, by_pipeline=pipeline is not None, limit=bool(limit)
-    )
-    params: dict[str, Any] = {}
-    if status is not None:
-        params["status"] = status
-    if pipeline is not None:
-        params["pipeline"] = pipeline
-    if limit:
-        params["limit"] = limit
-    if not _table_exists(conn):
-        return []
-    return [StoredDeadLetter.from_row(r) for r in conn.run(statement, **params)]
-
-
-def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
-    if not _table_exists(conn):
-        return None
-    rows = conn.run(sql.SELECT_DEAD_LETTER, id=letter_id)
-    return StoredDeadLetter.from_row(rows[0]) if rows else None
-
-
-def _table_exists(conn: Any) -> bool:
-    """Before the pipeline's first start the control schema does not exist: nothing is dead-lettered yet."""
-    return control.control_table_exists(conn, "dead_letters")
-
-
-def ignore(conn: Any, letter_id: int) -> bool:
-    """Mark a pending dead letter ``ignored`` (in its own transaction); False if it is not pending."""
-    if not _table_exists(conn):
-        return False
-    return bool(conn.run(sql.IGNORE_DEAD_LETTER, id=letter_id))
 
 
 def retry(
@@ -332,7 +256,7 @@ def _retry_in_transaction(
     stale_after: float | None,
     now: datetime | None,
 ) -> RetryOutcome:
-    letter = get_dead_letter(conn, letter_id)
+    letter = control.get_dead_letter(conn, letter_id)
     if letter is None:
         return RetryOutcome(letter_id, False, "no such dead letter")
     if letter.status != "pending":
@@ -362,15 +286,15 @@ def _retry_in_transaction(
             raise  # connection trouble: nothing was recorded, the dead letter stays as it was
         conn.run("ROLLBACK TO SAVEPOINT mssql2pg_dlq_retry")
         message = scrub(error_message(exc))
-        conn.run(
-            sql.FAIL_DEAD_LETTER_RETRY,
-            id=letter_id,
+        control.fail_dead_letter_retry(
+            conn,
+            letter_id,
             error_class=error_class(exc),
             message=message,
             stack=scrub("".join(traceback.format_exception(exc))),
         )
         return RetryOutcome(letter_id, False, f"failed again: {message}")
-    conn.run(sql.RESOLVE_DEAD_LETTER, id=letter_id)
+    control.resolve_dead_letter(conn, letter_id)
     return RetryOutcome(letter_id, True, "applied; resolved")
 
 
@@ -398,10 +322,3 @@ def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_afte
         conn.run(restore)
     check_written(conn, table, _RETRY_STAGE)
     conn.run(f"DROP TABLE {sql.staging_name(_RETRY_STAGE)}")
-
-
-def count_by_status(conn: Any, pipeline: str) -> dict[str, int]:
-    """Dead letters of ``pipeline`` per status (for the ``mssql2pg_dead_letters{status}`` gauge)."""
-    if not _table_exists(conn):
-        return {}
-    return {str(s): int(n) for s, n in conn.run(sql.COUNT_DEAD_LETTERS_BY_STATUS, pipeline=pipeline)}

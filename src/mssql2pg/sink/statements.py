@@ -1,4 +1,5 @@
-"""Every SQL text the sink sends, in one place.
+"""Every SQL text the sink sends to the replicated tables, in one place (the control schema's is in
+:mod:`mssql2pg.control.statements`).
 
 Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; values only as bound parameters
 (``:name`` placeholders of pg8000.native) or COPY data. Functions here build text from a
@@ -15,13 +16,6 @@ if TYPE_CHECKING:
     from mssql2pg.sink.schema import TargetTable
 
 __all__ = ["qualified", "quote_ident"]
-
-CONTROL_SCHEMA = "mssql2pg"
-
-
-def _c(name: str) -> str:
-    return f"{quote_ident(CONTROL_SCHEMA)}.{quote_ident(name)}"
-
 
 # --- target tables --------------------------------------------------------------------------------------------
 
@@ -154,131 +148,7 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     )
 
 
-# --- control schema -------------------------------------------------------------------------------------------
-
-CONTROL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mssql2pg.control'))"
-
-CREATE_CONTROL = [
-    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(CONTROL_SCHEMA)}",
-    f"""CREATE TABLE IF NOT EXISTS {_c("schema_version")} (
-  component text PRIMARY KEY,
-  version integer NOT NULL,
-  applied_at timestamptz NOT NULL DEFAULT now()
-)""",
-    f"""CREATE TABLE IF NOT EXISTS {_c("checkpoints")} (
-  pipeline text PRIMARY KEY,
-  lsn bytea NOT NULL CHECK (octet_length(lsn) = 10),
-  lsn_text text NOT NULL,
-  commit_time timestamp,
-  updated_at timestamptz NOT NULL DEFAULT now()
-)""",
-    f"""CREATE TABLE IF NOT EXISTS {_c("table_state")} (
-  pipeline text NOT NULL,
-  source_table text NOT NULL,
-  capture_instance text,
-  target_table text NOT NULL,
-  state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused', 'needs-resync')),
-  reason text,
-  remediation text,
-  updated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (pipeline, source_table)
-)""",
-    f"""CREATE TABLE IF NOT EXISTS {_c("dead_letters")} (
-  id bigserial PRIMARY KEY,
-  pipeline text NOT NULL,
-  source_table text NOT NULL,
-  capture_instance text,
-  commit_lsn bytea NOT NULL,
-  commit_lsn_text text NOT NULL,
-  seqval bytea,
-  operation smallint,
-  source_tran_id bytea,
-  change jsonb NOT NULL,
-  error_class text NOT NULL,
-  message text NOT NULL,
-  stack text,
-  first_attempt_at timestamptz NOT NULL DEFAULT now(),
-  last_attempt_at timestamptz NOT NULL DEFAULT now(),
-  retry_count integer NOT NULL DEFAULT 0,
-  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'resolved', 'ignored'))
-)""",
-    f"CREATE INDEX IF NOT EXISTS dead_letters_pending ON {_c('dead_letters')} (pipeline, status, source_table)",
-    # added after version 1 shipped; harmless for older code, which never reads it
-    f"ALTER TABLE {_c('table_state')} ADD COLUMN IF NOT EXISTS resume_after bytea",
-]
-
-SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
-INSERT_SCHEMA_VERSION = (
-    f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
-    "ON CONFLICT (component) DO NOTHING"
-)
-
-SELECT_CHECKPOINT = f"SELECT lsn FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
-
-ADVANCE_CHECKPOINT = f"""
-INSERT INTO {_c("checkpoints")} AS c (pipeline, lsn, lsn_text, commit_time, updated_at)
-VALUES (:pipeline, :lsn, :lsn_text, :commit_time, now())
-ON CONFLICT (pipeline) DO UPDATE
-SET lsn = EXCLUDED.lsn, lsn_text = EXCLUDED.lsn_text,
-    commit_time = coalesce(EXCLUDED.commit_time, c.commit_time), updated_at = now()
-WHERE c.lsn <= EXCLUDED.lsn
-RETURNING lsn
-"""
-
-CONTROL_TABLE_EXISTS = "SELECT to_regclass(:t) IS NOT NULL"
-
-SELECT_CONTROL_COLUMNS = f"""
-SELECT column_name FROM information_schema.columns WHERE table_schema = '{CONTROL_SCHEMA}' AND table_name = :t
-"""
-
-SET_TABLE_STATE = f"""
-INSERT INTO {_c("table_state")} (pipeline, source_table, target_table, state, reason, remediation)
-VALUES (:pipeline, :source_table, :source_table, :state, :reason, :remediation)
-ON CONFLICT (pipeline, source_table) DO UPDATE
-SET state = EXCLUDED.state, reason = EXCLUDED.reason, remediation = EXCLUDED.remediation, updated_at = now()
-"""
-
-SELECT_INACTIVE_TABLES = f"""
-SELECT source_table, state, reason FROM {_c("table_state")} WHERE pipeline = :pipeline AND state <> 'active'
-"""
-
-SELECT_RESUME_POSITIONS = f"""
-SELECT source_table, resume_after FROM {_c("table_state")}
-WHERE pipeline = :pipeline AND state = 'active' AND resume_after IS NOT NULL
-"""
-
-MARK_RESYNCED = f"""
-INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, state, reason, resume_after)
-VALUES (:pipeline, :source_table, :capture_instance, :target_table, 'active', :reason, :lsn)
-ON CONFLICT (pipeline, source_table) DO UPDATE
-SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, state = 'active',
-    reason = EXCLUDED.reason, remediation = NULL, resume_after = EXCLUDED.resume_after, updated_at = now()
-"""
-
-ADVANCE_RESUME_POSITION = f"""
-UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
-WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after < :lsn
-"""
-
-TRY_TABLE_LOCK = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.table'), hashtext(:pipeline || '/' || :source_table))"
-"""A session lock per (pipeline, source table), held by whatever writes the table: the applier of a running
-pipeline, or a resync. Released when its connection closes, so a crash cannot leave it behind."""
-
-SELECT_TABLE_STATE = f"""
-SELECT state, reason, remediation FROM {_c("table_state")} WHERE pipeline = :pipeline AND source_table = :source_table
-"""
-
-CLEAR_RESUME_POSITION = f"""
-UPDATE {_c("table_state")} SET resume_after = NULL, updated_at = now()
-WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after <= :lsn
-"""
-
-REGISTER_TABLE_STATE = f"""
-INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
-VALUES (:pipeline, :source_table, :capture_instance, :target_table)
-ON CONFLICT (pipeline, source_table) DO UPDATE
-SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, updated_at = now()
-"""
+# --- apply variants and resync --------------------------------------------------------------------------------
 
 
 def restore_kept_columns(table: TargetTable, index: int) -> str | None:
@@ -379,54 +249,3 @@ def count_unwritten(table: TargetTable, index: int) -> str:
         f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
         f" AS l WHERE {missing}"
     )
-
-
-# --- dead letters ---------------------------------------------------------------------------------------------
-
-INSERT_DEAD_LETTER = f"""
-INSERT INTO {_c("dead_letters")} (pipeline, source_table, capture_instance, commit_lsn, commit_lsn_text, seqval,
-  operation, source_tran_id, change, error_class, message, stack)
-VALUES (:pipeline, :source_table, :capture_instance, :commit_lsn, :commit_lsn_text, :seqval, :operation,
-  :source_tran_id, CAST(:change AS jsonb), :error_class, :message, :stack)
-RETURNING id
-"""
-
-DEAD_LETTER_COLUMNS = (
-    "id, pipeline, source_table, capture_instance, commit_lsn_text, seqval, operation, source_tran_id, change, "
-    "error_class, message, stack, first_attempt_at, last_attempt_at, retry_count, status"
-)
-
-
-def select_dead_letters(*, by_status: bool, by_pipeline: bool, limit: bool) -> str:
-    where = []
-    if by_status:
-        where.append("status = :status")
-    if by_pipeline:
-        where.append("pipeline = :pipeline")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')}{clause} ORDER BY id" + (
-        " LIMIT :limit" if limit else ""
-    )
-
-
-SELECT_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')} WHERE id = :id FOR UPDATE"
-
-RESOLVE_DEAD_LETTER = f"""
-UPDATE {_c("dead_letters")} SET status = 'resolved', last_attempt_at = now(), retry_count = retry_count + 1
-WHERE id = :id
-"""
-
-FAIL_DEAD_LETTER_RETRY = f"""
-UPDATE {_c("dead_letters")}
-SET last_attempt_at = now(), retry_count = retry_count + 1, error_class = :error_class, message = :message,
-    stack = :stack
-WHERE id = :id
-"""
-
-IGNORE_DEAD_LETTER = (
-    f"UPDATE {_c('dead_letters')} SET status = 'ignored' WHERE id = :id AND status = 'pending' RETURNING id"
-)
-
-COUNT_DEAD_LETTERS_BY_STATUS = (
-    f"SELECT status, count(*) FROM {_c('dead_letters')} WHERE pipeline = :pipeline GROUP BY status"
-)

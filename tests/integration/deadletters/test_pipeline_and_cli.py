@@ -15,10 +15,10 @@ import pg8000.native
 import pytest
 from click.testing import CliRunner
 
+from mssql2pg import control
 from mssql2pg.dlq import dlq
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline import assembly
-from mssql2pg.sink import deadletters
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import enable_table
 
@@ -109,7 +109,7 @@ def test_conflicting_rows_dead_letter_then_retry_resolves_and_ignore_marks(
     ]
     code, out = _dlq("list", "--config", str(config))
     assert out.strip() == "no pending dead letters"
-    assert deadletters.count_by_status(dst, "default") == {"resolved": 1, "ignored": 1}
+    assert control.count_dead_letters_by_status(dst, "default") == {"resolved": 1, "ignored": 1}
     code, out = _dlq("list", "--config", str(config), "--status", "all")
     assert len(out.splitlines()) == 3
     # a resolved or ignored dead letter is not retried again

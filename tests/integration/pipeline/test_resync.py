@@ -15,6 +15,7 @@ from typing import Any
 import pg8000.native
 import pytest
 
+from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.errors import Mssql2pgError
@@ -23,7 +24,6 @@ from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, resync_table
 from mssql2pg.pipeline.status import collect
 from mssql2pg.positions import Lsn
-from mssql2pg.sink import control
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import two_cdc_tables
 from tests.fixtures.target import table_state

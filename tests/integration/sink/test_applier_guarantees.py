@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from mssql2pg.control import advance_checkpoint, read_checkpoint
 from mssql2pg.errors import ConfigError, IncompatibleTargetError, TerminalError
 from mssql2pg.model import Heartbeat, Operation, SourceColumn, TableId
 from mssql2pg.sink import Applier, ApplySettings, TableOptions, UnstorableValueError, build_target_table
 from mssql2pg.sink import applier as applier_module
-from mssql2pg.sink.control import advance_checkpoint, read_checkpoint
 from tests.fixtures.target import Connect, TxBuilder, capture_instance, lsn
 
 pytestmark = pytest.mark.integration

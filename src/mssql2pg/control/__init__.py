@@ -1,0 +1,95 @@
+"""The control schema ``mssql2pg`` in the target: its migrations, checkpoints, table state and table locks, the
+dead-letter store, and the read model ``mssql2pg status`` shows.
+
+Everything that reads or writes the control schema goes through this package; its SQL lives in
+:mod:`mssql2pg.control.statements`. It imports nothing from ``sink``, ``pipeline`` or ``cli`` (they import it):
+tables are passed as plain values (source table, capture instance, target table). Every function takes an open
+pg8000 native connection and runs in the caller's transaction unless it says otherwise.
+
+* :mod:`~mssql2pg.control.migrations`: numbered versions, :func:`ensure_control_schema`;
+* :mod:`~mssql2pg.control.checkpoints`: the pipeline checkpoint and the stores the applier writes through;
+* :mod:`~mssql2pg.control.tables`: per-table state (register, pause, resync positions) and write locks;
+* :mod:`~mssql2pg.control.deadletters`: the dead-letter store;
+* :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads.
+"""
+
+from mssql2pg.control.checkpoints import (
+    CheckpointStore,
+    PipelineCheckpoint,
+    ResumePositions,
+    advance_checkpoint,
+    read_checkpoint,
+)
+from mssql2pg.control.deadletters import (
+    DeadLetterRecord,
+    StoredDeadLetter,
+    count_dead_letters_by_status,
+    fail_dead_letter_retry,
+    get_dead_letter,
+    ignore_dead_letter,
+    list_dead_letters,
+    record_dead_letters,
+    resolve_dead_letter,
+)
+from mssql2pg.control.migrations import (
+    CONTROL_VERSION,
+    MIGRATIONS,
+    Migration,
+    control_table_exists,
+    ensure_control_schema,
+    installed_version,
+)
+from mssql2pg.control.statements import CONTROL_SCHEMA
+from mssql2pg.control.status import CheckpointRow, PipelineStatus, TableStatus, read_status
+from mssql2pg.control.tables import (
+    TableBusyError,
+    advance_resume_position,
+    claim_tables,
+    clear_resume_position,
+    inactive_tables,
+    mark_resynced,
+    read_table_state,
+    register_table,
+    resume_positions,
+    set_table_state,
+    try_claim_table,
+)
+
+__all__ = [
+    "CONTROL_SCHEMA",
+    "CONTROL_VERSION",
+    "MIGRATIONS",
+    "CheckpointRow",
+    "CheckpointStore",
+    "DeadLetterRecord",
+    "Migration",
+    "PipelineCheckpoint",
+    "PipelineStatus",
+    "ResumePositions",
+    "StoredDeadLetter",
+    "TableBusyError",
+    "TableStatus",
+    "advance_checkpoint",
+    "advance_resume_position",
+    "claim_tables",
+    "clear_resume_position",
+    "control_table_exists",
+    "count_dead_letters_by_status",
+    "ensure_control_schema",
+    "fail_dead_letter_retry",
+    "get_dead_letter",
+    "ignore_dead_letter",
+    "inactive_tables",
+    "installed_version",
+    "list_dead_letters",
+    "mark_resynced",
+    "read_checkpoint",
+    "read_status",
+    "read_table_state",
+    "record_dead_letters",
+    "register_table",
+    "resolve_dead_letter",
+    "resume_positions",
+    "set_table_state",
+    "try_claim_table",
+]

@@ -1,0 +1,211 @@
+"""Every SQL text of the control schema ``mssql2pg``, in one place: its migrations, the statements that write it
+and the queries that read it.
+
+Values reach SQL only as bound parameters (``:name`` placeholders of pg8000.native); identifiers through
+:func:`~mssql2pg.identifiers.quote_ident`. Nothing here executes anything.
+"""
+
+from __future__ import annotations
+
+from mssql2pg.identifiers import quote_ident
+
+CONTROL_SCHEMA = "mssql2pg"
+CONTROL_COMPONENT = "control"  # the row of ``schema_version`` that holds the control schema's version
+
+
+def _c(name: str) -> str:
+    return f"{quote_ident(CONTROL_SCHEMA)}.{quote_ident(name)}"
+
+
+# --- migrations -----------------------------------------------------------------------------------------------
+# One tuple per version, applied in order by :mod:`mssql2pg.control.migrations`. A released version is never
+# edited: a change is a new version. Every statement is idempotent (IF NOT EXISTS), because targets written by
+# the release that added ``resume_after`` carry that column while still recording version 1.
+
+CONTROL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mssql2pg.control'))"
+"""Serialises schema changes of concurrent starts (held until the caller's transaction ends)."""
+
+MIGRATION_1 = (
+    f"CREATE SCHEMA IF NOT EXISTS {quote_ident(CONTROL_SCHEMA)}",
+    f"""CREATE TABLE IF NOT EXISTS {_c("schema_version")} (
+  component text PRIMARY KEY,
+  version integer NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("checkpoints")} (
+  pipeline text PRIMARY KEY,
+  lsn bytea NOT NULL CHECK (octet_length(lsn) = 10),
+  lsn_text text NOT NULL,
+  commit_time timestamp,
+  updated_at timestamptz NOT NULL DEFAULT now()
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("table_state")} (
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  capture_instance text,
+  target_table text NOT NULL,
+  state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused', 'needs-resync')),
+  reason text,
+  remediation text,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (pipeline, source_table)
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_c("dead_letters")} (
+  id bigserial PRIMARY KEY,
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  capture_instance text,
+  commit_lsn bytea NOT NULL,
+  commit_lsn_text text NOT NULL,
+  seqval bytea,
+  operation smallint,
+  source_tran_id bytea,
+  change jsonb NOT NULL,
+  error_class text NOT NULL,
+  message text NOT NULL,
+  stack text,
+  first_attempt_at timestamptz NOT NULL DEFAULT now(),
+  last_attempt_at timestamptz NOT NULL DEFAULT now(),
+  retry_count integer NOT NULL DEFAULT 0,
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'resolved', 'ignored'))
+)""",
+    f"CREATE INDEX IF NOT EXISTS dead_letters_pending ON {_c('dead_letters')} (pipeline, status, source_table)",
+)
+"""Version 1, exactly as first released: checkpoints, table state, dead letters."""
+
+MIGRATION_2 = (f"ALTER TABLE {_c('table_state')} ADD COLUMN IF NOT EXISTS resume_after bytea",)
+"""Version 2: where a resynced table's changes resume (``mssql2pg resync``)."""
+
+SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
+SET_SCHEMA_VERSION = (
+    f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
+    "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version, applied_at = now()"
+)
+
+CONTROL_TABLE_EXISTS = "SELECT to_regclass(:t) IS NOT NULL"
+
+SELECT_CONTROL_COLUMNS = f"""
+SELECT column_name FROM information_schema.columns WHERE table_schema = '{CONTROL_SCHEMA}' AND table_name = :t
+"""
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+
+SELECT_CHECKPOINT = f"SELECT lsn FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+
+SELECT_CHECKPOINT_ROW = f"SELECT lsn, commit_time, updated_at FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+
+ADVANCE_CHECKPOINT = f"""
+INSERT INTO {_c("checkpoints")} AS c (pipeline, lsn, lsn_text, commit_time, updated_at)
+VALUES (:pipeline, :lsn, :lsn_text, :commit_time, now())
+ON CONFLICT (pipeline) DO UPDATE
+SET lsn = EXCLUDED.lsn, lsn_text = EXCLUDED.lsn_text,
+    commit_time = coalesce(EXCLUDED.commit_time, c.commit_time), updated_at = now()
+WHERE c.lsn <= EXCLUDED.lsn
+RETURNING lsn
+"""
+
+# --- table state ----------------------------------------------------------------------------------------------
+
+REGISTER_TABLE_STATE = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, updated_at = now()
+"""
+
+SET_TABLE_STATE = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, target_table, state, reason, remediation)
+VALUES (:pipeline, :source_table, :source_table, :state, :reason, :remediation)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET state = EXCLUDED.state, reason = EXCLUDED.reason, remediation = EXCLUDED.remediation, updated_at = now()
+"""
+
+SELECT_TABLE_STATE = f"""
+SELECT state, reason, remediation FROM {_c("table_state")} WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
+SELECT_TABLE_STATES = f"""
+SELECT source_table, target_table, state, reason, remediation FROM {_c("table_state")}
+WHERE pipeline = :pipeline ORDER BY source_table
+"""
+
+SELECT_INACTIVE_TABLES = f"""
+SELECT source_table, state, reason FROM {_c("table_state")} WHERE pipeline = :pipeline AND state <> 'active'
+"""
+
+SELECT_RESUME_POSITIONS = f"""
+SELECT source_table, resume_after FROM {_c("table_state")}
+WHERE pipeline = :pipeline AND state = 'active' AND resume_after IS NOT NULL
+"""
+
+MARK_RESYNCED = f"""
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, state, reason, resume_after)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table, 'active', :reason, :lsn)
+ON CONFLICT (pipeline, source_table) DO UPDATE
+SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, state = 'active',
+    reason = EXCLUDED.reason, remediation = NULL, resume_after = EXCLUDED.resume_after, updated_at = now()
+"""
+
+ADVANCE_RESUME_POSITION = f"""
+UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after < :lsn
+"""
+
+CLEAR_RESUME_POSITION = f"""
+UPDATE {_c("table_state")} SET resume_after = NULL, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND resume_after <= :lsn
+"""
+
+TRY_TABLE_LOCK = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.table'), hashtext(:pipeline || '/' || :source_table))"
+"""A session lock per (pipeline, source table), held by whatever writes the table: the applier of a running
+pipeline, or a resync. Released when its connection closes, so a crash cannot leave it behind."""
+
+# --- dead letters ---------------------------------------------------------------------------------------------
+
+INSERT_DEAD_LETTER = f"""
+INSERT INTO {_c("dead_letters")} (pipeline, source_table, capture_instance, commit_lsn, commit_lsn_text, seqval,
+  operation, source_tran_id, change, error_class, message, stack)
+VALUES (:pipeline, :source_table, :capture_instance, :commit_lsn, :commit_lsn_text, :seqval, :operation,
+  :source_tran_id, CAST(:change AS jsonb), :error_class, :message, :stack)
+RETURNING id
+"""
+
+DEAD_LETTER_COLUMNS = (
+    "id, pipeline, source_table, capture_instance, commit_lsn_text, seqval, operation, source_tran_id, change, "
+    "error_class, message, stack, first_attempt_at, last_attempt_at, retry_count, status"
+)
+
+
+def select_dead_letters(*, by_status: bool, by_pipeline: bool, limit: bool) -> str:
+    where = []
+    if by_status:
+        where.append("status = :status")
+    if by_pipeline:
+        where.append("pipeline = :pipeline")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')}{clause} ORDER BY id" + (
+        " LIMIT :limit" if limit else ""
+    )
+
+
+SELECT_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')} WHERE id = :id FOR UPDATE"
+
+RESOLVE_DEAD_LETTER = f"""
+UPDATE {_c("dead_letters")} SET status = 'resolved', last_attempt_at = now(), retry_count = retry_count + 1
+WHERE id = :id
+"""
+
+FAIL_DEAD_LETTER_RETRY = f"""
+UPDATE {_c("dead_letters")}
+SET last_attempt_at = now(), retry_count = retry_count + 1, error_class = :error_class, message = :message,
+    stack = :stack
+WHERE id = :id
+"""
+
+IGNORE_DEAD_LETTER = (
+    f"UPDATE {_c('dead_letters')} SET status = 'ignored' WHERE id = :id AND status = 'pending' RETURNING id"
+)
+
+COUNT_DEAD_LETTERS_BY_STATUS = (
+    f"SELECT status, count(*) FROM {_c('dead_letters')} WHERE pipeline = :pipeline GROUP BY status ORDER BY status"
+)
