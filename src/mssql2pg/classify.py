@@ -448,7 +448,9 @@ def copy_error_position(exc: BaseException) -> CopyErrorPosition | None:
     Only text carries this: PostgreSQL has no protocol field for the line of a COPY. It is parsed from the
     context field (``W``, the structured "where"), which PostgreSQL writes in a fixed form, never from the
     message. A constraint error's context names no column; the structured ``column_name`` field (``c``)
-    does when the server sends it."""
+    does when the server sends it. The context is written in the server's ``lc_messages`` language: in another
+    language than English it is not recognised, ``None`` is returned, and the applier finds the row by
+    bisection instead."""
     fields = server_fields(exc)
     if fields is None or fields.get("C", "")[:2] not in _POSTGRES_ROW_CLASSES:
         return None
