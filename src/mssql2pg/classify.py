@@ -13,14 +13,21 @@ Lost connections show up as ``OSError`` (refused, reset, broken pipe, timeout, D
 ``InterfaceError``, python-tds ``ClosedConnectionError``; they are transient. A driver exception that
 SQLAlchemy wrapped is unwrapped first. ``docs/errors.md`` has the tables with what the pipeline does.
 
-Driver messages can contain a DSN, so every message goes through :func:`scrub` before it is kept.
+The other facts the pipeline needs from a driver error are read here too, one function each, so that no other
+module looks inside a driver exception: :func:`sqlstate`, :func:`mssql_number`, :func:`server_fields`,
+:func:`server_message`, :func:`is_undefined_column`, :func:`is_undefined_object` and
+:func:`copy_error_position` (the one fact PostgreSQL only gives as text; it is parsed from the structured
+context field, never from the message).
+
+Driver messages can contain a DSN, so every message goes through :func:`scrub` (the shared redactor of
+:mod:`mssql2pg.redact`) before it is kept.
 """
 
 from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,25 +36,16 @@ import pytds.tds_base as tds
 import sqlalchemy.exc
 
 from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
+from mssql2pg.redact import redact_text
+
+scrub = redact_text
+"""The shared redactor, :func:`mssql2pg.redact.redact_text`, under the name callers of this module import
+(``sink/deadletters.py``, ``pipeline/check.py``, ``pipeline/status.py``, ``config/loading.py``)."""
 
 Scope = Literal["connection", "row", "table", "pipeline"]
 """What a fault is about. ``connection``: transient, retry. ``row``: that row's data (dead-letter it).
 ``table``: the table's definition or permissions (pause the table). ``pipeline``: the whole process cannot
 work (login, missing database): stop with the hint."""
-
-# ----------------------------------------------------------------------------------------------- scrubbing
-
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
-_KEY_VALUE = re.compile(
-    r"""(?i)\b(?P<key>password|passwd|pwd)(?P<sep>\s*[=:]\s*)(?P<value>'[^']*'|"[^"]*"|[^;\s,)}'"]*)"""
-)
-
-
-def scrub(text: str) -> str:
-    """Remove credentials from a message: ``user:pass@`` in URLs and ``password=...`` style pairs."""
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}***", text)
-
 
 # ------------------------------------------------------------------------------------------ the result types
 
@@ -191,7 +189,7 @@ _POSTGRES_PIPELINE_CLASSES = frozenset({"28", "3D"})
 def classify_postgres(exc: BaseException) -> Classified | None:
     """Classify a pg8000 exception; ``None`` when ``exc`` is not one."""
     if isinstance(exc, pg8000.exceptions.DatabaseError):
-        fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        fields = _own_fields(exc) or {}
         code = str(fields.get("C", "")) or None
         rule = _postgres_rule(code)
         text = str(fields.get("M", "")) or (str(exc.args[0]) if exc.args else type(exc).__name__)
@@ -327,7 +325,7 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
     if isinstance(exc, TransientError | TerminalError):
         return exc
     if isinstance(exc, Mssql2pgError):  # ConfigError, SourceError: a setup problem, not a driver fault
-        message = scrub(str(exc.args[0]) if exc.args else type(exc).__name__)
+        message = redact_text(str(exc.args[0]) if exc.args else type(exc).__name__)
         error = ClassifiedTerminalError(message, code=None, driver="mssql2pg", scope="pipeline", hint=exc.hint)
         error.__cause__ = exc
         return error
@@ -336,7 +334,7 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
         if found is not None:
             found.__cause__ = exc
             return found
-    message = scrub(f"{type(exc).__name__}: {exc}")
+    message = redact_text(f"{type(exc).__name__}: {exc}")
     error = ClassifiedTerminalError(
         f"unexpected error: {message}",
         code=None,
@@ -362,6 +360,112 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__
 
 
+# ------------------------------------------------------------------------------------ facts of a driver error
+
+
+def postgres_error(exc: BaseException) -> pg8000.exceptions.DatabaseError | None:
+    """The PostgreSQL server error behind ``exc``: ``exc`` itself, the driver error SQLAlchemy wrapped, or the
+    first one along the ``__cause__`` chain (``raise ... from exc``). ``None`` when PostgreSQL reported none."""
+    for candidate in _causes(exc):
+        if isinstance(candidate, pg8000.exceptions.DatabaseError) and _own_fields(candidate) is not None:
+            return candidate
+    return None
+
+
+def server_fields(exc: BaseException) -> Mapping[str, str] | None:
+    """PostgreSQL's error fields behind ``exc``, keyed by the protocol's one-letter codes (``C`` SQLSTATE,
+    ``M`` message, ``D`` detail, ``W`` where/context, ``c`` column name, ...), as pg8000 received them."""
+    error = postgres_error(exc)
+    return _own_fields(error) if error is not None else None
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the PostgreSQL error behind ``exc``."""
+    fields = server_fields(exc)
+    return (fields.get("C") or None) if fields is not None else None
+
+
+def mssql_number(exc: BaseException) -> int | None:
+    """The SQL Server error number behind ``exc`` (python-tds sets ``number`` from the server's message; it
+    stays 0 on errors the driver raises itself)."""
+    for candidate in _causes(exc):
+        if isinstance(candidate, tds.DatabaseError) and candidate.number:
+            return int(candidate.number)
+    return None
+
+
+def server_message(exc: BaseException) -> str | None:
+    """The database server's own message behind ``exc`` (PostgreSQL's ``M`` field, SQL Server's message text),
+    without the driver's decoration; ``None`` when no server reported an error."""
+    fields = server_fields(exc)
+    if fields is not None:
+        return fields.get("M", "")
+    for candidate in _causes(exc):
+        if isinstance(candidate, tds.DatabaseError) and candidate.number:
+            return str(candidate.text)
+    return None
+
+
+_UNDEFINED_COLUMN_SQLSTATES = frozenset({"42703"})  # undefined_column
+_UNDEFINED_COLUMN_NUMBERS = frozenset({207})  # Invalid column name
+_UNDEFINED_OBJECT_SQLSTATES = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
+_UNDEFINED_OBJECT_NUMBERS = frozenset({208})  # Invalid object name
+
+
+def is_undefined_column(exc: BaseException) -> bool:
+    """The statement names a column the table does not have (PostgreSQL 42703, SQL Server 207)."""
+    return sqlstate(exc) in _UNDEFINED_COLUMN_SQLSTATES or mssql_number(exc) in _UNDEFINED_COLUMN_NUMBERS
+
+
+def is_undefined_object(exc: BaseException) -> bool:
+    """The statement names a table (or a schema) the database does not have: PostgreSQL 42P01 undefined_table,
+    or 3F000 invalid_schema_name where a missing schema is named; SQL Server 208 invalid object name."""
+    return sqlstate(exc) in _UNDEFINED_OBJECT_SQLSTATES or mssql_number(exc) in _UNDEFINED_OBJECT_NUMBERS
+
+
+@dataclass(frozen=True, slots=True)
+class CopyErrorPosition:
+    """Where in a COPY's data PostgreSQL refused a row: the 1-based ``line`` of the data sent, and the
+    ``column`` (of the table copied into) when the server names one."""
+
+    line: int
+    column: str | None
+
+
+# PostgreSQL's CopyFromErrorCallback writes one of: "COPY t, line N, column c: \"value\"", "... column c: null
+# input", "... column c", "COPY t, line N: \"line text\"", "COPY t, line N". Names are not quoted; the value can
+# hold anything, newlines included, and ends the field. Context lines of inner calls (a trigger) come first.
+_COPY_CONTEXT = re.compile(
+    r'^COPY [^\n]+?, line (?P<line>\d+)(?:, column (?P<column>[^\n]+?))?(?:: (?:".*"|null input))?\Z',
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def copy_error_position(exc: BaseException) -> CopyErrorPosition | None:
+    """The row and column a COPY data error points at; ``None`` unless ``exc`` is a data error (SQLSTATE class
+    22 or 23) raised while PostgreSQL read a COPY's data.
+
+    Only text carries this: PostgreSQL has no protocol field for the line of a COPY. It is parsed from the
+    context field (``W``, the structured "where"), which PostgreSQL writes in a fixed form, never from the
+    message. A constraint error's context names no column; the structured ``column_name`` field (``c``)
+    does when the server sends it. The context is written in the server's ``lc_messages`` language: in another
+    language than English it is not recognised, ``None`` is returned, and the applier finds the row by
+    bisection instead."""
+    fields = server_fields(exc)
+    if fields is None or fields.get("C", "")[:2] not in _POSTGRES_ROW_CLASSES:
+        return None
+    match = _COPY_CONTEXT.search(fields.get("W", ""))
+    if match is None:
+        return None
+    return CopyErrorPosition(int(match["line"]), match["column"] or fields.get("c") or None)
+
+
+def _own_fields(exc: BaseException) -> dict[str, str] | None:
+    """pg8000 raises ``DatabaseError(fields)`` for a server error: the ErrorResponse fields in ``args[0]``."""
+    arg = exc.args[0] if exc.args else None
+    return arg if isinstance(arg, dict) else None
+
+
 def _classify_generic(exc: BaseException) -> Classified | None:
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return _build(_t("connection invalidated"), f"connection lost: {exc.orig}", None, "sqlalchemy")
@@ -377,8 +481,8 @@ def _classify_generic(exc: BaseException) -> Classified | None:
 def _build(rule: Rule, message: str, code: str | int | None, driver: str) -> Classified:
     hint = rule.hint if rule.hint is not None or not rule.transient else _RETRY_HINT
     if rule.transient:
-        return ClassifiedTransientError(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
-    return ClassifiedTerminalError(scrub(message), code=code, driver=driver, scope=rule.scope, hint=hint)
+        return ClassifiedTransientError(redact_text(message), code=code, driver=driver, scope=rule.scope, hint=hint)
+    return ClassifiedTerminalError(redact_text(message), code=code, driver=driver, scope=rule.scope, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------- documentation
@@ -439,12 +543,21 @@ __all__ = [
     "ClassifiedError",
     "ClassifiedTerminalError",
     "ClassifiedTransientError",
+    "CopyErrorPosition",
     "Rule",
     "Scope",
     "classify",
     "classify_mssql",
     "classify_postgres",
+    "copy_error_position",
+    "is_undefined_column",
+    "is_undefined_object",
+    "mssql_number",
+    "postgres_error",
     "scrub",
+    "server_fields",
+    "server_message",
+    "sqlstate",
 ]
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from mssql2pg.classify import scrub
 from mssql2pg.config.schema import REMOVED_KEYS, Config
 from mssql2pg.errors import ConfigError
+from mssql2pg.redact import redact_text
 
 ENV_PREFIX = "MSSQL2PG__"
 _RAW_KEYS = frozenset({"password", "password_file", "url"})  # never YAML-parsed: "yes" stays "yes"
@@ -274,7 +274,7 @@ def _given(loc: tuple[str | int, ...], value: object) -> str:
         return ""
     if any(part in _SECRET_KEYS for part in loc):
         return "***"
-    return scrub(repr(value))
+    return redact_text(repr(value))
 
 
 def _origin_note(layers: _Layers, loc: tuple[str | int, ...]) -> str:

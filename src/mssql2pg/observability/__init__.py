@@ -9,9 +9,10 @@
 
 from mssql2pg.observability.health import Health, Status
 from mssql2pg.observability.http import DEFAULT_HOST, DEFAULT_PORT, ObservabilityServer
-from mssql2pg.observability.logging import configure_logging, get_logger, register_secret
+from mssql2pg.observability.logging import configure_logging, get_logger
 from mssql2pg.observability.metrics import Metrics, exported_metric_names
 from mssql2pg.observability.runtime import Observability
+from mssql2pg.redact import register_secret
 
 __all__ = [
     "DEFAULT_HOST",

@@ -9,90 +9,33 @@ the logger name, so nothing reaches stdout without being redacted.
 
 Why redaction is the last processor before rendering: secrets arrive from many directions (a URL in an
 exception message from a driver, a ``password=`` in a DSN, a value a caller bound by mistake). Scrubbing the
-final event dict, including the already formatted stack trace, catches them all in one place. Registered
-secrets (:func:`register_secret`, called by the config loader for every password and token it reads) are
+final event dict, including the already formatted stack trace, catches them all in one place. The text is
+cleaned by :func:`mssql2pg.redact.redact_text`, the same function that cleans classified errors: registered
+secrets (:func:`register_secret`, called at start-up for every password and token of the configuration) are
 removed wherever they appear, also URL-encoded; patterns catch secrets nobody registered.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import threading
 import traceback
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
-from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-REDACTED = "***"
-LogFormat = Literal["json", "console", "auto"]
-
-# Registered secrets shorter than this are ignored: redacting "ab" everywhere would make logs unreadable.
-MIN_SECRET_LENGTH = 3
-
-_SECRET_KEY_WORDS = ("password", "passwd", "pwd", "secret", "token", "authorization", "api_key", "apikey")
-_KEY_ALTERNATION = r"password|passwd|pwd|secret|token|access_token|api[_-]?key|apikey"
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # scheme://user:password@host  →  scheme://user:***@host
-    # (greedy to the last "@" of the token, so a password with a raw "@" or "/" is still covered)
-    (re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/?#@\s]*:)(?P<secret>[^\s'\"]+)(?=@)"), r"\g<head>***"),
-    # Authorization: Bearer xyz / Basic xyz
-    (
-        re.compile(r"(?i)(?P<head>authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|token)?\s*)[^\s'\",;]+"),
-        r"\g<head>***",
-    ),
-    (re.compile(r"(?i)(?P<head>\bbearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\g<head>***"),
-    # 'password': 'x'  /  "password": "x"  (dict reprs and JSON)
-    (
-        re.compile(rf"(?i)(?P<head>['\"][a-z_]*(?:{_KEY_ALTERNATION})['\"]\s*:\s*)(?P<q>['\"])(?:(?!(?P=q)).)*(?P=q)"),
-        r"\g<head>\g<q>***\g<q>",
-    ),
-    # password=x; PWD={x}; token=x&…  (DSNs, ODBC strings, query strings, keyword arguments)
-    (re.compile(rf"(?i)(?P<head>\b[a-z_]*(?:{_KEY_ALTERNATION})\s*=\s*)\{{[^}}]*\}}"), r"\g<head>***"),
-    (
-        re.compile(rf"(?i)(?P<head>\b[a-z_]*(?:{_KEY_ALTERNATION})\s*=\s*)(?P<q>['\"]).*?(?P=q)"),
-        r"\g<head>\g<q>***\g<q>",
-    ),
-    (re.compile(rf"(?i)(?P<head>\b[a-z_]*(?:{_KEY_ALTERNATION})\s*=\s*)[^\s;&,'\")]+"), r"\g<head>***"),
+from mssql2pg.redact import (
+    REDACTED,
+    clear_registered_secrets,
+    is_secret_key,
+    redact_text,
+    register_secret,
+    register_secrets,
 )
 
-_secrets_lock = threading.Lock()
-_secrets: set[str] = set()
-
-
-def register_secret(value: str | None) -> None:
-    """Never log ``value`` (nor its URL-encoded forms) again, wherever it appears."""
-    if not value or len(value) < MIN_SECRET_LENGTH:
-        return
-    with _secrets_lock:
-        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
-
-
-def clear_registered_secrets() -> None:
-    """Forget registered secrets (tests only)."""
-    with _secrets_lock:
-        _secrets.clear()
-
-
-def redact_text(text: str) -> str:
-    """Remove registered secrets and anything that looks like a credential from ``text``."""
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _is_secret_key(key: object) -> bool:
-    lowered = str(key).lower()
-    return any(word in lowered for word in _SECRET_KEY_WORDS)
+LogFormat = Literal["json", "console", "auto"]
 
 
 def _redact_value(value: Any) -> Any:
@@ -103,7 +46,7 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", "replace"))
     if isinstance(value, MutableMapping | dict):
-        return {k: (REDACTED if _is_secret_key(k) else _redact_value(v)) for k, v in value.items()}
+        return {k: (REDACTED if is_secret_key(k) else _redact_value(v)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact_value(v) for v in value]
     return redact_text(str(value))
@@ -112,7 +55,7 @@ def _redact_value(value: Any) -> Any:
 def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: scrub every value (recursively) and drop values under secret-looking keys."""
     for key in list(event_dict):
-        if _is_secret_key(key):
+        if is_secret_key(key):
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _redact_value(event_dict[key])
@@ -208,6 +151,14 @@ def get_logger(component: str, **context: Any) -> structlog.stdlib.BoundLogger:
     return logger
 
 
-def register_secrets(values: Iterable[str | None]) -> None:
-    for value in values:
-        register_secret(value)
+# register_secret(s) and clear_registered_secrets are mssql2pg.redact's, re-exported because callers (the
+# pipeline's start-up, the reader process) register secrets where they configure logging.
+__all__ = [
+    "LogFormat",
+    "clear_registered_secrets",
+    "configure_logging",
+    "get_logger",
+    "redact_event",
+    "register_secret",
+    "register_secrets",
+]

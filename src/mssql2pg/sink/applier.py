@@ -41,7 +41,6 @@ target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -52,7 +51,7 @@ from typing import Any
 import structlog
 
 from mssql2pg import control
-from mssql2pg.classify import classify
+from mssql2pg.classify import classify, copy_error_position, server_fields
 from mssql2pg.errors import SourceValueError, TerminalError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
@@ -115,10 +114,6 @@ class _TableBuffer:
     def __post_init__(self) -> None:
         self.encoders = [c.raw_encoder for c in self.table.codecs]
         self.nulls = [c.null_text for c in self.table.codecs]
-
-
-_COPY_LINE = re.compile(r"line (\d+)")
-_COPY_COLUMN = re.compile(r"line \d+, column (.+?)(?::|$)")
 
 
 class Applier:
@@ -629,29 +624,24 @@ def _key(row: ChangeRow, buffer: _TableBuffer) -> tuple[Any, ...]:
 
 
 def _message(exc: BaseException) -> str:
-    arg = exc.args[0] if exc.args else None
-    if isinstance(arg, dict):
-        return f"{arg.get('M', '')} ({arg.get('C', '')}) {arg.get('W', '')}".strip()
+    fields = server_fields(exc)
+    if fields is not None:
+        return f"{fields.get('M', '')} ({fields.get('C', '')}) {fields.get('W', '')}".strip()
     return str(exc)
 
 
 def _row_of_copy_error(exc: BaseException, rows: Sequence[ChangeRow]) -> ChangeRow | None:
     """The row a COPY data error points at (PostgreSQL says ``COPY t, line N``), if it is a data error."""
-    arg = exc.args[0] if exc.args else None
-    if not isinstance(arg, dict) or not str(arg.get("C", "")).startswith(("22", "23")):
+    position = copy_error_position(exc)
+    if position is None:
         return None
-    match = _COPY_LINE.search(str(arg.get("W", "")))
-    if match is None:
-        return None
-    line = int(match.group(1))
-    return rows[line - 1] if 0 < line <= len(rows) else None
+    return rows[position.line - 1] if 0 < position.line <= len(rows) else None
 
 
 def _column_of_copy_error(exc: BaseException, table: TargetTable) -> str:
     """The source column a COPY error names (PostgreSQL says ``line N, column c: ...``), or ``?``."""
-    arg = exc.args[0] if exc.args else None
-    match = _COPY_COLUMN.search(str(arg.get("W", ""))) if isinstance(arg, dict) else None
-    if match is None:
+    position = copy_error_position(exc)
+    if position is None or position.column is None:
         return "?"
     by_target = {c.name: c.source_name for c in table.columns}
-    return by_target.get(match.group(1), match.group(1))
+    return by_target.get(position.column, position.column)

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from mssql2pg import control
-from mssql2pg.classify import classify, scrub
+from mssql2pg.classify import classify, postgres_error, scrub, server_fields, sqlstate
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
 from mssql2pg.positions import Lsn
@@ -87,38 +87,20 @@ def dead_letter(
 
 def error_class(error: BaseException) -> str:
     """``UnstorableValueError``, or the driver's class with the SQLSTATE: ``DatabaseError [23505]``."""
-    fields = _server_fields(error)
-    if fields is not None:
-        return f"{type(_root(error)).__name__} [{fields.get('C', '?')}]"
+    server = postgres_error(error)
+    if server is not None:
+        return f"{type(server).__name__} [{sqlstate(server) or '?'}]"
     return type(error).__name__
 
 
 def error_message(error: BaseException) -> str:
     """A readable one-paragraph reason: PostgreSQL's message, detail and context when it has them."""
-    fields = _server_fields(error)
+    fields = server_fields(error)
     if fields is None:
         return str(error).split("\n  hint:")[0]
     parts = [str(fields.get("M", "")).strip()]
     parts += [f"{label}: {fields[k]}" for k, label in (("D", "detail"), ("W", "where")) if fields.get(k)]
     return "; ".join(p for p in parts if p)
-
-
-def _root(error: BaseException) -> BaseException:
-    current: BaseException | None = error
-    while current is not None:
-        if _own_fields(current) is not None:
-            return current
-        current = current.__cause__
-    return error
-
-
-def _own_fields(error: BaseException) -> dict[str, Any] | None:
-    arg = error.args[0] if error.args else None
-    return arg if isinstance(arg, dict) else None
-
-
-def _server_fields(error: BaseException) -> dict[str, Any] | None:
-    return _own_fields(_root(error))
 
 
 # --- the change as JSON ---------------------------------------------------------------------------------------

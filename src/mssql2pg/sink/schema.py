@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from mssql2pg.errors import ConfigError, IncompatibleTargetError
 from mssql2pg.model import CaptureInstance, TableId
+from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.types import ColumnCodec, codec_for
 
@@ -209,7 +210,7 @@ def build_target_table(capture_instance: CaptureInstance, options: TableOptions 
 # --- creating and checking ------------------------------------------------------------------------------------
 
 
-def ensure_target_table(conn: Any, table: TargetTable) -> None:
+def ensure_target_table(conn: PgConnection, table: TargetTable) -> None:
     """Create the schema and table if missing, else verify the existing table (inside the caller's transaction)."""
     conn.run(sql.create_schema(table.schema))
     existing = _existing_columns(conn, table)
@@ -227,13 +228,13 @@ def ensure_target_table(conn: Any, table: TargetTable) -> None:
         )
 
 
-def _existing_columns(conn: Any, table: TargetTable) -> dict[str, tuple[str, bool]]:
-    rows = conn.run(sql.SELECT_TABLE_COLUMNS, schema=table.schema, name=table.name)
+def _existing_columns(conn: PgConnection, table: TargetTable) -> dict[str, tuple[str, bool]]:
+    rows = fetch(conn, sql.SELECT_TABLE_COLUMNS, schema=table.schema, name=table.name)
     return {str(name): (str(pg_type), bool(not_null)) for name, pg_type, not_null in rows}
 
 
-def _existing_key(conn: Any, table: TargetTable) -> tuple[str, ...]:
-    rows = conn.run(sql.SELECT_PRIMARY_KEY, schema=table.schema, name=table.name)
+def _existing_key(conn: PgConnection, table: TargetTable) -> tuple[str, ...]:
+    rows = fetch(conn, sql.SELECT_PRIMARY_KEY, schema=table.schema, name=table.name)
     return tuple(str(r[0]) for r in rows)
 
 

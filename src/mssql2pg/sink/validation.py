@@ -12,9 +12,8 @@ dead-letters them. A write is never silently dropped.
 
 from __future__ import annotations
 
-from typing import Any
-
 from mssql2pg.errors import TerminalError
+from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
 
@@ -23,7 +22,7 @@ class WriteMismatchError(TerminalError):
     """The target did not write what it was sent."""
 
 
-def check_copied(conn: Any, table: TargetTable, sent: int) -> None:
+def check_copied(conn: PgConnection, table: TargetTable, sent: int) -> None:
     """After a COPY: pg8000's ``row_count`` must equal the number of lines sent."""
     copied = conn.row_count
     if copied != sent:
@@ -31,9 +30,9 @@ def check_copied(conn: Any, table: TargetTable, sent: int) -> None:
         raise WriteMismatchError(msg, hint="the rows are kept in mssql2pg.dead_letters; see 'mssql2pg dlq list'")
 
 
-def check_written(conn: Any, table: TargetTable, index: int) -> None:
+def check_written(conn: PgConnection, table: TargetTable, index: int) -> None:
     """After an apply: every last-per-key change in staging ``index`` is reflected in the target table."""
-    missing = int(conn.run(sql.count_unwritten(table, index))[0][0])
+    missing = int(fetch(conn, sql.count_unwritten(table, index))[0][0])
     if missing:
         msg = (
             f"{table.source}: the target did not write {missing} change(s) it was sent "

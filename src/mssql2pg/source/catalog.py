@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from mssql2pg.classify import is_undefined_object
 from mssql2pg.errors import SourceError
 from mssql2pg.model import CaptureInstance, SourceColumn, TableId
 from mssql2pg.positions import Lsn
@@ -35,7 +36,7 @@ def load_capture_instances(conn: Connection) -> list[CaptureInstance]:
     try:
         instance_rows = conn.execute(statements.CAPTURE_INSTANCES).all()
     except DBAPIError as exc:
-        if _is_missing_object(exc):
+        if is_undefined_object(exc):
             raise SourceError(
                 "change data capture is not enabled on the source database (cdc.change_tables does not exist)",
                 hint="run EXEC sys.sp_cdc_enable_db; in the source database (needs sysadmin), then enable the "
@@ -191,11 +192,3 @@ def instance_segments(instances: Sequence[CaptureInstance], after: Lsn, to: Lsn)
         if low < high:
             segments.append(Segment(ci, low, high))
     return segments
-
-
-def _is_missing_object(exc: DBAPIError) -> bool:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    return any(
-        marker in text
-        for marker in ("Invalid object name", "does not exist", "42P01", "3F000", "undefined_table", "Msg 208")
-    )

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from mssql2pg.classify import is_undefined_column, server_message
 from mssql2pg.model import CaptureInstance
 from mssql2pg.source.errors import TableShapeError
 from mssql2pg.source.values import RowDecoder, decoder_for
@@ -61,26 +62,14 @@ def check_width(ci: CaptureInstance, raw: Sequence[Any]) -> None:
 
 def missing_column_fault(ci: CaptureInstance, exc: BaseException) -> TableShapeError | None:
     """The shape fault behind a change-table query that failed because a captured column is not in the change
-    table (PostgreSQL SQLSTATE 42703, SQL Server Msg 207), or ``None`` for any other failure."""
-    current: BaseException | None = exc
-    while current is not None:
-        for candidate in (current, getattr(current, "orig", None)):
-            if candidate is None:
-                continue
-            arg = candidate.args[0] if candidate.args else None
-            text = str(arg.get("M", "")) if isinstance(arg, dict) else str(arg)
-            if (
-                (isinstance(arg, dict) and arg.get("C") == "42703")
-                or getattr(candidate, "number", None) == 207
-                or "Invalid column name" in text
-            ):
-                return TableShapeError(
-                    ci.source,
-                    ci.name,
-                    f"the change table does not deliver every captured column ({text.strip() or type(candidate)})",
-                )
-        current = current.__cause__
-    return None
+    table (PostgreSQL SQLSTATE 42703, SQL Server error 207), or ``None`` for any other failure."""
+    if not is_undefined_column(exc):
+        return None
+    return TableShapeError(
+        ci.source,
+        ci.name,
+        f"the change table does not deliver every captured column ({(server_message(exc) or '').strip()})",
+    )
 
 
 def raw_form(value: Any) -> Any:

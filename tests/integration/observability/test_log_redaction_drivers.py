@@ -17,7 +17,8 @@ import structlog
 
 from mssql2pg.errors import TransientError
 from mssql2pg.localpg import LocalPostgres
-from mssql2pg.observability.logging import clear_registered_secrets, configure_logging, get_logger, register_secret
+from mssql2pg.observability.logging import configure_logging, get_logger
+from mssql2pg.redact import clear_registered_secrets, register_secret
 
 pytestmark = pytest.mark.integration
 

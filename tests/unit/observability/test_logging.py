@@ -10,13 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from mssql2pg.observability.logging import (
-    clear_registered_secrets,
-    configure_logging,
-    get_logger,
-    redact_text,
-    register_secret,
-)
+from mssql2pg.observability.logging import configure_logging, get_logger
+from mssql2pg.redact import clear_registered_secrets, redact_text, register_secret
 
 SECRET = "S3cr3t-p@ss/word!"  # noqa: S105 - a fake secret to hunt for
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
+import pg8000.exceptions
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -110,8 +111,8 @@ def test_payload_of_another_capture_instance_shape_is_refused() -> None:
         row_from_payload(payload, table)
 
 
-class FakeServerError(Exception):
-    """Shaped like pg8000's DatabaseError: the server's fields in args[0]."""
+class FakeServerError(pg8000.exceptions.DatabaseError):
+    """A pg8000 DatabaseError (the server's fields in args[0]) under a name of its own."""
 
 
 def test_error_class_and_message_come_from_the_server_fields_and_hold_no_credentials() -> None:
