@@ -15,7 +15,7 @@ import pg8000.native
 import pytest
 from click.testing import CliRunner
 
-from mssql2pg.dlq import dlq
+from mssql2pg.cli.dlq import command as dlq
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline import assembly
 from mssql2pg.sink import deadletters
