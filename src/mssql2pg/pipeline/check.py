@@ -16,8 +16,10 @@ from datetime import datetime
 import pg8000.native
 import sqlalchemy as sa
 
+from mssql2pg.classify import scrub
 from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.pipeline.assembly import discover, source_engine
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from mssql2pg.source import statements
@@ -53,8 +55,6 @@ def run_checks(
 ) -> Report:
     """Run the checks into ``report`` (a new one by default). A database that cannot be reached is not a
     finding: its driver error propagates, and the command line tells it like every command does."""
-    from mssql2pg.pipeline.assembly import discover, source_engine  # noqa: PLC0415 - avoids an import cycle
-
     report = report if report is not None else Report()
     report.add(True, f"configuration is valid ({len(config.tables)} table entries)")
     engine = source_engine(config)
@@ -126,6 +126,4 @@ def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: L
 
 
 def _brief(exc: BaseException) -> str:
-    from mssql2pg.classify import scrub  # noqa: PLC0415
-
     return scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
