@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pg8000.native
@@ -24,6 +26,12 @@ pytestmark = pytest.mark.e2e
         ["emulator", "agent", "--help"],
         ["run", "--help"],
         ["check", "--help"],
+        ["status", "--help"],
+        ["dlq", "--help"],
+        ["dlq", "list", "--help"],
+        ["dlq", "retry", "--help"],
+        ["resync", "--help"],
+        ["demo", "--help"],
     ],
 )
 def test_help_works(args: list[str]) -> None:
@@ -31,6 +39,25 @@ def test_help_works(args: list[str]) -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
+
+
+def test_help_loads_no_driver_nor_the_pipeline() -> None:
+    """`mssql2pg --help` stays fast: the commands import their work only when they run."""
+    probe = (
+        "import sys\n"
+        "from mssql2pg.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('sqlalchemy', 'pg8000', 'pytds', 'pydantic', 'mssql2pg.config', 'mssql2pg.pipeline')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_demo_replicates_and_says_target_matches_source() -> None:
@@ -119,3 +146,12 @@ def test_status_shows_checkpoint_tables_and_caught_up(
     assert {t["source"] for t in report["tables"]} == set(TABLES)
     assert all(t["state"] == "active" for t in report["tables"])
     assert report["checkpoint"]["lsn"] == report["source_max_lsn"]["lsn"]
+
+
+def test_a_dlq_command_that_did_not_succeed_for_an_id_exits_1(target_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "p.yaml", target_url, target_url, ["dbo.t"])
+
+    result = run_cli("dlq", "ignore", "--config", str(config), "7")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "7: not ignored" in result.stdout

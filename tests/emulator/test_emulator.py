@@ -12,8 +12,8 @@ import pg8000.exceptions
 import pytest
 from click.testing import CliRunner
 
+from mssql2pg.cli.emulator import command as emulator
 from mssql2pg.emulator import agent, connect, install, scan, set_capture_mode
-from mssql2pg.emulator.cli import emulator
 from tests.fixtures.emulator import enable_table
 from tests.fixtures.waiting import wait_for
 

@@ -1,9 +1,10 @@
-"""``mssql2pg check``: is everything in place to replicate? Each finding says what to do about it.
+"""The checks of ``mssql2pg check``: is everything in place to replicate? Each finding says what to do about it.
 
 It checks, in order, stopping where a later check could not mean anything: the configuration; the source
 connection; CDC on the database and on every selected table; that the capture job is producing LSNs; the
 target connection; and, for each table, how far the committed checkpoint is above the capture instance's
-minimum LSN (CDC cleanup deletes change rows below it; a checkpoint below it means lost changes).
+minimum LSN (CDC cleanup deletes change rows below it; a checkpoint below it means lost changes). A database
+that cannot be reached ends the checks with its driver error (:mod:`mssql2pg.cli` tells it in one line).
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-import click
 import pg8000.native
 import sqlalchemy as sa
 
 from mssql2pg import control
-from mssql2pg.cli_options import config_option
-from mssql2pg.config import Config, load_config
+from mssql2pg.classify import scrub
+from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.pipeline.assembly import discover, source_engine
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 
@@ -35,9 +35,14 @@ class Finding:
 @dataclass
 class Report:
     findings: list[Finding] = field(default_factory=list)
+    on_finding: Callable[[Finding], None] | None = None
+    """Called with each finding as it is made (the command line prints it at once)."""
 
     def add(self, ok: bool, what: str, hint: str | None = None) -> bool:
-        self.findings.append(Finding(ok, what, hint))
+        finding = Finding(ok, what, hint)
+        self.findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
         return ok
 
     @property
@@ -45,22 +50,16 @@ class Report:
         return all(f.ok for f in self.findings)
 
 
-def run_checks(config: Config, connect_target: Callable[[], pg8000.native.Connection]) -> Report:
-    from mssql2pg.pipeline.assembly import discover, source_engine  # noqa: PLC0415 - avoids an import cycle
-
-    report = Report()
+def run_checks(
+    config: Config, connect_target: Callable[[], pg8000.native.Connection], report: Report | None = None
+) -> Report:
+    """Run the checks into ``report`` (a new one by default). A database that cannot be reached is not a
+    finding: its driver error propagates, and the command line tells it like every command does."""
+    report = report if report is not None else Report()
     report.add(True, f"configuration is valid ({len(config.tables)} table entries)")
     engine = source_engine(config)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.select(sa.literal(1))).scalar()
-    except Exception as exc:
-        report.add(
-            False,
-            f"cannot connect to the source {config.source.redacted_url()}: {_brief(exc)}",
-            "check source.url, the password (MSSQL2PG__SOURCE__PASSWORD), the network and the firewall",
-        )
-        return report
+    with engine.connect() as conn:
+        conn.execute(sa.select(sa.literal(1))).scalar()
     report.add(True, f"source {config.source.redacted_url()} is reachable")
     try:
         selections, instances = discover(engine, config)
@@ -87,15 +86,7 @@ def run_checks(config: Config, connect_target: Callable[[], pg8000.native.Connec
         "start SQL Server Agent and the capture job (EXEC sys.sp_cdc_start_job @job_type = N'capture')",
     ):
         return report
-    try:
-        target = connect_target()
-    except Exception as exc:
-        report.add(
-            False,
-            f"cannot connect to the target {config.target.redacted_url()}: {_brief(exc)}",
-            "check target.url, the password (MSSQL2PG__TARGET__PASSWORD), the network and the firewall",
-        )
-        return report
+    target = connect_target()
     report.add(True, f"target {config.target.redacted_url()} is reachable")
     try:
         checkpoint = _checkpoint(target, config.pipeline.name)
@@ -135,23 +126,4 @@ def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: L
 
 
 def _brief(exc: BaseException) -> str:
-    from mssql2pg.classify import scrub  # noqa: PLC0415
-
     return scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-
-@click.command()
-@config_option
-def check(config_path: Path | None) -> None:
-    """Check configuration, connectivity, CDC set-up, the capture job and the retention margin."""
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415
-
-    config = load_config(config_path)
-    report = run_checks(config, target_connector(config))
-    for f in report.findings:
-        click.echo(("  ok    " if f.ok else "  FAIL  ") + f.what)
-        if f.hint and not f.ok:
-            click.echo(f"        -> {f.hint}")
-    if not report.ok:
-        raise SystemExit(1)
-    click.echo("all checks passed")

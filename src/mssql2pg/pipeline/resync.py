@@ -30,20 +30,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import click
 import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
 from mssql2pg.classify import classify
-from mssql2pg.cli_options import config_option
-from mssql2pg.config import Config, load_config
+from mssql2pg.config import Config
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
-from mssql2pg.observability.logging import configure_logging, register_secrets
 from mssql2pg.pipeline.runner import Runner, RunStats
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Backoff
@@ -294,30 +290,3 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
         reader.close()
     log.info("resynced tables caught up", tables=[str(s) for s in sources], rows=stats.rows)
     return stats
-
-
-@click.command()
-@config_option
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=DEFAULT_WAIT_SECONDS,
-    show_default=True,
-    help="seconds to wait for a running pipeline to leave the table before giving up",
-)
-@click.argument("table")
-def resync(config_path: Path | None, wait: float, table: str) -> None:
-    """Load TABLE again from a snapshot of the source; streaming then continues from the snapshot's LSN."""
-    config = load_config(config_path)
-    configure_logging(config.log.level, config.log.format)
-    register_secrets(config.secrets())
-    result = resync_table(config, table, wait=wait)
-    click.echo(
-        f"resynced {result.table}: {result.rows} rows at LSN {result.lsn} in {result.seconds:.1f} s; "
-        f"{result.removed} target rows were not in the source any more; {result.dead_letters} dead-lettered"
-        + (" (see `mssql2pg dlq list`)" if result.dead_letters else "")
-    )
-    click.echo(
-        "a running pipeline takes the table back within seconds (catching up from the snapshot on its own if it "
-        "has moved past it); `mssql2pg status` shows its state"
-    )

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from mssql2pg import control
-from mssql2pg.dlq import dlq
+from mssql2pg.cli.dlq import command as dlq
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline import assembly
 from tests.e2e.pipeline_process import run_cli, write_config

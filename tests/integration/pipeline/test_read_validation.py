@@ -24,8 +24,8 @@ import pg8000.native
 import pytest
 from click.testing import CliRunner
 
+from mssql2pg.cli.dlq import command as dlq
 from mssql2pg.config import load_config
-from mssql2pg.dlq import dlq
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.positions import Lsn

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mssql2pg.pipeline import commands
+from mssql2pg.cli import run as commands
 from tests.fixtures.waiting import wait_for
 
 

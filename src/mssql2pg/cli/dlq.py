@@ -6,54 +6,42 @@
   applies, otherwise it stays pending with the new error and one more retry counted;
 * ``dlq ignore ID...``: mark it ignored (it stays for the record).
 
-Every command reads the pipeline configuration (``--config``) to reach the target; ``retry`` also reads the
-source's CDC catalog to know the table's columns and types, exactly as ``mssql2pg run`` does. Exit code 1 when
-a retry or ignore did not succeed for some ID, 2 for a configuration problem.
+Every command reads the pipeline configuration (``--config``) to reach the target; the work is
+:mod:`mssql2pg.deadletter_ops`. Exit code 1 when a retry or ignore did not succeed for some ID, 2 for a
+configuration or connection problem.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from mssql2pg import control
-from mssql2pg.cli_options import config_option
-from mssql2pg.config import Config, load_config
-from mssql2pg.control import StoredDeadLetter
-from mssql2pg.sink import deadletters
+from mssql2pg.cli.options import config_option, load
+
+if TYPE_CHECKING:
+    from mssql2pg.control import StoredDeadLetter
 
 STATUSES = ("pending", "resolved", "ignored", "all")
 OPERATIONS = {1: "delete", 2: "insert", 3: "update(old key)", 4: "update"}
 
 
-@click.group()
-def dlq() -> None:
+@click.group("dlq")
+def command() -> None:
     """Dead letters: changes the target refused, with the reason. List, show, retry or ignore them."""
 
 
-def _connect(config: Config) -> Any:
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - keeps `--help` fast
-
-    return target_connector(config)()
-
-
-@dlq.command("list")
+@command.command("list")
 @config_option
 @click.option("--status", type=click.Choice(STATUSES), default="pending", show_default=True)
 @click.option("--limit", type=int, default=1000, show_default=True, help="at most this many (oldest first)")
 def list_command(config_path: Path | None, status: str, limit: int) -> None:
     """List dead letters of this pipeline."""
-    config = load_config(config_path)
-    conn = _connect(config)
-    try:
-        letters = control.list_dead_letters(
-            conn, status=None if status == "all" else status, pipeline=config.pipeline.name, limit=limit
-        )
-    finally:
-        conn.close()
+    from mssql2pg.deadletter_ops import list_letters  # noqa: PLC0415 - start-up speed only (keeps `--help` fast)
+
+    letters = list_letters(load(config_path), None if status == "all" else status, limit)
     if not letters:
         click.echo(f"no {'' if status == 'all' else status + ' '}dead letters")
         return
@@ -77,17 +65,14 @@ def _summary(letter: StoredDeadLetter) -> tuple[str, ...]:
     )
 
 
-@dlq.command("show")
+@command.command("show")
 @config_option
 @click.argument("letter_id", metavar="ID", type=int)
 def show_command(config_path: Path | None, letter_id: int) -> None:
     """Show everything stored about one dead letter."""
-    config = load_config(config_path)
-    conn = _connect(config)
-    try:
-        letter = control.get_dead_letter(conn, letter_id)
-    finally:
-        conn.close()
+    from mssql2pg.deadletter_ops import get_letter  # noqa: PLC0415 - start-up speed only
+
+    letter = get_letter(load(config_path), letter_id)
     if letter is None:
         raise click.ClickException(f"no dead letter with id {letter_id}")
     fields = [
@@ -115,50 +100,29 @@ def show_command(config_path: Path | None, letter_id: int) -> None:
     click.echo(letter.stack or "(none)")
 
 
-@dlq.command("retry")
+@command.command("retry")
 @config_option
 @click.argument("letter_ids", metavar="ID...", type=int, nargs=-1, required=True)
 def retry_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None:
     """Re-apply dead letters; each one applied is marked resolved."""
-    from mssql2pg.pipeline.assembly import discover, source_engine, target_tables, usable_selections  # noqa: PLC0415
+    from mssql2pg.deadletter_ops import retry_letters  # noqa: PLC0415 - start-up speed only
 
-    config = load_config(config_path)
-    engine = source_engine(config)
-    try:
-        selections, instances = discover(engine, config)
-    finally:
-        engine.dispose()
-    usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
-    tables = {t.capture_instance.name: t for t in target_tables(usable, instances)}
-    conn = _connect(config)
-    failed = 0
-    try:
-        for letter_id in letter_ids:
-            outcome = deadletters.retry(conn, letter_id, tables, stale_after=config.stale_after)
-            failed += not outcome.resolved
-            click.echo(f"{letter_id}: {outcome.message}")
-    finally:
-        conn.close()
-    if failed:
+    outcomes = retry_letters(load(config_path), letter_ids)
+    for letter_id, outcome in outcomes:
+        click.echo(f"{letter_id}: {outcome.message}")
+    if not all(outcome.resolved for _, outcome in outcomes):
         raise click.exceptions.Exit(1)
 
 
-@dlq.command("ignore")
+@command.command("ignore")
 @config_option
 @click.argument("letter_ids", metavar="ID...", type=int, nargs=-1, required=True)
 def ignore_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None:
     """Mark pending dead letters as ignored."""
-    config = load_config(config_path)
-    conn = _connect(config)
-    failed = 0
-    try:
-        for letter_id in letter_ids:
-            if control.ignore_dead_letter(conn, letter_id):
-                click.echo(f"{letter_id}: ignored")
-            else:
-                failed += 1
-                click.echo(f"{letter_id}: not ignored (no such pending dead letter)")
-    finally:
-        conn.close()
-    if failed:
+    from mssql2pg.deadletter_ops import ignore_letters  # noqa: PLC0415 - start-up speed only
+
+    outcomes = ignore_letters(load(config_path), letter_ids)
+    for letter_id, ignored in outcomes:
+        click.echo(f"{letter_id}: ignored" if ignored else f"{letter_id}: not ignored (no such pending dead letter)")
+    if not all(ignored for _, ignored in outcomes):
         raise click.exceptions.Exit(1)

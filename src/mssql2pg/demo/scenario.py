@@ -1,61 +1,57 @@
-"""``mssql2pg demo``: the whole pipeline on a throwaway local PostgreSQL, in about a minute.
+"""The scenario of ``mssql2pg demo``: the whole pipeline on a throwaway local PostgreSQL, in about a minute.
 
 It starts a private PostgreSQL server (from the local binaries, 127.0.0.1 only, deleted afterwards), makes
 two databases in it — ``shop`` with the SQL Server CDC emulator installed (the source) and ``dw`` (the
 target) — creates three CDC-enabled tables, runs a random workload of inserts, updates, deletes and
 multi-table transactions while the pipeline replicates, shows live progress, and ends by comparing every
-row of source and target. Ctrl-C stops it cleanly.
+row of source and target. Ctrl-C stops it cleanly. What it does is told through a :class:`Narrator`.
 """
 
 from __future__ import annotations
 
-import random
-import sys
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
-import click
 import pg8000.native
 import yaml
 
 from mssql2pg.demo.workload import TABLE_COLUMNS, TABLES, TOTAL_MONEY, Workload, create_schema, money_sum, table_rows
+from mssql2pg.emulator import install
+from mssql2pg.errors import TerminalError
 from mssql2pg.localpg import LocalPostgres
-from mssql2pg.observability.logging import configure_logging
+from mssql2pg.pipeline.assembly import Pipeline
 
 
-@click.command()
-@click.option("--transactions", default=3000, show_default=True, help="source transactions to run")
-@click.option("--seed", type=int, default=None, help="workload seed (random if omitted; printed)")
-def demo(transactions: int, seed: int | None) -> None:
-    """Run the pipeline end to end on a throwaway local PostgreSQL (SQL Server CDC emulated)."""
-    seed = seed if seed is not None else random.randrange(1 << 30)  # noqa: S311 - not cryptographic
-    configure_logging("warning", "console")
-    say = _Printer()
+class Narrator(Protocol):
+    """How the scenario tells what it does; the command line prints it (:mod:`mssql2pg.cli.demo`)."""
+
+    def step(self, text: str) -> None:
+        """A step, on a line of its own."""
+
+    def progress(self, text: str) -> None:
+        """Progress that replaces the previous progress line."""
+
+    def done(self) -> None:
+        """The progress line, if any, is finished."""
+
+
+def run_demo(transactions: int, seed: int, stop: threading.Event, say: Narrator) -> bool:
+    """Start the throwaway server, run the scenario in it, and remove it again (also when interrupted).
+    True when the target matches the source exactly; :class:`TerminalError` when the pipeline did not catch up."""
     say.step("starting a throwaway PostgreSQL server (127.0.0.1, deleted afterwards)")
     server = LocalPostgres("demo")
     server.init()
     server.start()
-    stop = threading.Event()
     try:
-        ok = _run_demo(server, transactions, seed, stop, say)
-    except KeyboardInterrupt:
-        stop.set()
-        say.done()
-        click.echo("\ninterrupted: stopping the pipeline and removing the throwaway server", err=True)
-        sys.exit(130)
+        return _run_demo(server, transactions, seed, stop, say)
     finally:
         stop.set()
         server.destroy()
-    if not ok:
-        raise click.ClickException("the target does NOT match the source (this is a bug: please report it)")
-    say.step("target matches source exactly ✔")
 
 
-def _run_demo(server: LocalPostgres, transactions: int, seed: int, stop: threading.Event, say: _Printer) -> bool:
-    from mssql2pg.emulator import install  # noqa: PLC0415 - heavy imports only when the demo runs
-    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415
-
+def _run_demo(server: LocalPostgres, transactions: int, seed: int, stop: threading.Event, say: Narrator) -> bool:
     source_db = server.create_database(name="shop")
     target_db = server.create_database(name="dw")
     say.step(f"installing the SQL Server CDC emulator into {source_db!r}; creating 3 CDC-enabled tables")
@@ -79,7 +75,7 @@ def _run_demo(server: LocalPostgres, transactions: int, seed: int, stop: threadi
     stop.set()
     runner_thread.join(30)
     if not caught_up:
-        raise click.ClickException("the pipeline did not catch up within 120 s; see the log above")
+        raise TerminalError("the pipeline did not catch up within 120 s", hint="see the log above")
     ok = _compare(server, source_db, target_db, say)
     stats = pipeline.stats
     say.step(
@@ -115,7 +111,7 @@ def _progress_line(done: int, total: int, pipeline: object, elapsed: float) -> s
     return f"source: {done}/{total} transactions | target: {applied} transactions, {rows} rows ({rate:,.0f} rows/s)"
 
 
-def _compare(server: LocalPostgres, source_db: str, target_db: str, say: _Printer) -> bool:
+def _compare(server: LocalPostgres, source_db: str, target_db: str, say: Narrator) -> bool:
     src: pg8000.native.Connection = server.connect(source_db)
     dst: pg8000.native.Connection = server.connect(target_db)
     ok = True
@@ -136,25 +132,3 @@ def _compare(server: LocalPostgres, source_db: str, target_db: str, say: _Printe
         src.close()
         dst.close()
     return ok
-
-
-class _Printer:
-    """Progress on one rewritten line on a terminal; plain lines otherwise (logs, CI)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stdout.isatty()
-        self.open_line = False
-
-    def step(self, text: str) -> None:
-        self.done()
-        click.echo(f"» {text}")
-
-    def progress(self, text: str) -> None:
-        if self.tty:
-            click.echo(f"\r  {text}\033[K", nl=False)
-            self.open_line = True
-
-    def done(self) -> None:
-        if self.open_line:
-            click.echo()
-            self.open_line = False

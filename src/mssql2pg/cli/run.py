@@ -1,7 +1,8 @@
 """``mssql2pg run``: replicate continuously (or once, with ``--until-caught-up``).
 
 Exit codes: 0 on a clean stop (SIGTERM/SIGINT, or caught up), 2 for a configuration or set-up problem
-(the message says what to change), 1 for a terminal fault the pipeline cannot work around.
+(the message says what to change), 1 for a terminal fault the pipeline cannot work around (both told in one
+line by :mod:`mssql2pg.cli`).
 
 A stop request lets the current PostgreSQL transaction finish (or rolls back a partly received source
 transaction). If that cannot happen within :data:`STOP_GRACE_SECONDS` - typically because the connection to a
@@ -20,29 +21,28 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
-import structlog
 
-from mssql2pg.cli_options import config_option
-from mssql2pg.config import load_config
-from mssql2pg.observability.logging import configure_logging, register_secrets
+from mssql2pg.cli.options import config_option, load
 
-log = structlog.get_logger(component="cli")
+if TYPE_CHECKING:
+    import structlog
+
+    from mssql2pg.config import Config
 
 STOP_GRACE_SECONDS = 15.0
 
 
-@click.command()
+@click.command("run")
 @config_option
 @click.option("--until-caught-up", is_flag=True, help="apply everything up to the source's current max LSN, then exit")
-def run(config_path: Path | None, until_caught_up: bool) -> None:
+def command(config_path: Path | None, until_caught_up: bool) -> None:
     """Replicate the configured tables from SQL Server CDC into PostgreSQL."""
-    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415 - keeps `--help` fast
+    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415 - start-up speed only (keeps `--help` fast)
 
-    config = load_config(config_path)
-    configure_logging(config.log.level, config.log.format)
-    register_secrets(config.secrets())
+    config: Config = load(config_path, log_stream=sys.stdout)  # a service: its log stream is stdout
     stop = threading.Event()
     _install_signal_handlers(stop)
     pipeline = Pipeline.from_config(config)
@@ -52,7 +52,7 @@ def run(config_path: Path | None, until_caught_up: bool) -> None:
         stats = pipeline.run(stop, until_caught_up=until_caught_up)
     finally:
         pipeline.obs.close()
-    log.info(
+    _log().info(
         "pipeline stopped",
         reason="caught up" if until_caught_up and not stop.is_set() else "stop requested",
         transactions=stats.transactions,
@@ -66,7 +66,7 @@ def _install_signal_handlers(stop: threading.Event, grace: float = STOP_GRACE_SE
     def handle(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        log.info(
+        _log().info(
             "stop requested; finishing the current transaction",
             signal=signal.Signals(signum).name,
             grace_s=grace,
@@ -84,7 +84,7 @@ def _install_signal_handlers(stop: threading.Event, grace: float = STOP_GRACE_SE
 
 def _abandon(grace: float) -> None:
     """The graceful stop did not finish in time: exit without committing (see the module docstring)."""
-    log.warning(
+    _log().warning(
         "stop did not complete in time; abandoning the open transaction (the server rolls it back, the next "
         "start resumes from the last checkpoint)",
         grace_s=grace,
@@ -92,3 +92,10 @@ def _abandon(grace: float) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _log() -> structlog.stdlib.BoundLogger:
+    # Imported on first use, not with the module, for start-up speed only (`mssql2pg --help` loads this module).
+    from mssql2pg.observability.logging import get_logger  # noqa: PLC0415
+
+    return get_logger("cli")

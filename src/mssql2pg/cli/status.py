@@ -1,0 +1,44 @@
+"""``mssql2pg status``: print the report :func:`mssql2pg.pipeline.status.collect` gathers, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mssql2pg.cli.options import config_option, load
+
+
+@click.command("status")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def command(config_path: Path | None, as_json: bool) -> None:
+    """Show the checkpoint, how far behind the source it is, table states and dead letters."""
+    from mssql2pg.pipeline.status import collect  # noqa: PLC0415 - start-up speed only (keeps `--help` fast)
+
+    load(config_path)  # the logger, the secrets, the databases a failure names
+    report = collect(config_path)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"pipeline {report['pipeline']}: {report['source']} -> {report['target']}")
+    cp = report.get("checkpoint")
+    click.echo(
+        f"  checkpoint      {cp['lsn'] if cp else 'none yet'}"
+        + (f" (source commit {cp['source_commit_time']})" if cp and cp["source_commit_time"] else "")
+    )
+    src: dict[str, Any] = report.get("source_max_lsn") or {}
+    click.echo(
+        f"  source max LSN  {src.get('lsn', src.get('error'))}" + ("  [caught up]" if report.get("caught_up") else "")
+    )
+    for t in report["tables"]:
+        line = f"  {t['source']:<30} -> {t['target']:<30} {t['state']}"
+        if "resumes_after" in t:  # resynced; the pipeline checkpoint does not cover it yet
+            line += f" (resynced: resumes after {t['resumes_after']})"
+        click.echo(line)
+        if t["state"] != "active":
+            click.echo(f"      reason: {t['reason']}\n      do: {t['remediation']}")
+    dl = report["dead_letters"]
+    click.echo("  dead letters    " + (", ".join(f"{k}: {v}" for k, v in dl.items()) if dl else "none"))
