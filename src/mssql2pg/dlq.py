@@ -21,6 +21,8 @@ import click
 
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
 from mssql2pg.sink import deadletters
 from mssql2pg.sink.deadletters import StoredDeadLetter
 
@@ -34,8 +36,6 @@ def dlq() -> None:
 
 
 def _connect(config: Config) -> Any:
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - keeps `--help` fast
-
     return target_connector(config)()
 
 
@@ -119,8 +119,6 @@ def show_command(config_path: Path | None, letter_id: int) -> None:
 @click.argument("letter_ids", metavar="ID...", type=int, nargs=-1, required=True)
 def retry_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None:
     """Re-apply dead letters; each one applied is marked resolved."""
-    from mssql2pg.pipeline.assembly import discover, source_engine, target_tables, usable_selections  # noqa: PLC0415
-
     config = load_config(config_path)
     engine = source_engine(config)
     try:

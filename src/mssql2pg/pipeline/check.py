@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.plan import discover
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from mssql2pg.source import statements
@@ -46,8 +48,6 @@ class Report:
 
 
 def run_checks(config: Config, connect_target: Callable[[], pg8000.native.Connection]) -> Report:
-    from mssql2pg.pipeline.assembly import discover, source_engine  # noqa: PLC0415 - avoids an import cycle
-
     report = Report()
     report.add(True, f"configuration is valid ({len(config.tables)} table entries)")
     engine = source_engine(config)
@@ -144,8 +144,6 @@ def _brief(exc: BaseException) -> str:
 @config_option
 def check(config_path: Path | None) -> None:
     """Check configuration, connectivity, CDC set-up, the capture job and the retention margin."""
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415
-
     config = load_config(config_path)
     report = run_checks(config, target_connector(config))
     for f in report.findings:

@@ -16,6 +16,7 @@ import click
 
 from mssql2pg.cli_options import config_option
 from mssql2pg.config import load_config
+from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import control
 from mssql2pg.sink.statements import CONTROL_SCHEMA
@@ -31,8 +32,6 @@ DEAD_LETTER_COUNTS = f"SELECT status, count(*) FROM {CONTROL_SCHEMA}.dead_letter
 
 
 def collect(config_path: Path | None) -> dict[str, Any]:
-    from mssql2pg.pipeline.assembly import source_engine, target_connector  # noqa: PLC0415 - import cycle
-
     config = load_config(config_path)
     report: dict[str, Any] = {
         "pipeline": config.pipeline.name,

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from mssql2pg.dlq import dlq
 from mssql2pg.emulator import connect
-from mssql2pg.pipeline import assembly
+from mssql2pg.pipeline import plan
 from mssql2pg.sink import deadletters
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import enable_table
@@ -147,7 +147,7 @@ def test_retry_never_overwrites_a_newer_row(emulated_source_url: str, target_url
 
 
 @pytest.mark.skipif(
-    "stale_after" not in inspect.getsource(assembly),
+    "stale_after" not in inspect.getsource(plan),
     reason="the pipeline assembly does not pass config.stale_after to ApplySettings yet (lead: wire it)",
 )
 def test_stale_events_are_flagged_through_the_pipeline(
