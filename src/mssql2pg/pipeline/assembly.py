@@ -20,14 +20,14 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import __version__
-from mssql2pg.classify import classify
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import SourceError, TableFaultError
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.observed import ObservedSink, ObservedSource
+from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
 from mssql2pg.pipeline.plan import (
+    ControlState,
     apply_settings,
     build_reader,
     control_state,
@@ -40,7 +40,7 @@ from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
-from mssql2pg.retry import Backoff
+from mssql2pg.retry import Retry
 from mssql2pg.sink import control
 from mssql2pg.sink.applier import Applier
 from mssql2pg.sink.schema import TargetTable
@@ -53,6 +53,22 @@ log = structlog.get_logger(component="pipeline")
 QUEUE_ROW_BUDGET = 40_000
 
 
+def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
+    """What ``mssql2pg run`` does: serve ``/metrics``, ``/healthz`` and ``/readyz`` first (so that a database
+    that is down at start shows there), start inside the retry loop (:meth:`Pipeline.start`), and replicate
+    until ``stop`` is set (or, with ``until_caught_up``, once caught up)."""
+    obs = Observability(version=__version__, unhealthy_after=config.retry.alert_after)
+    if config.http.enabled:
+        obs.serve(config.http.host, config.http.port)
+    try:
+        pipeline = Pipeline.start(config, obs, stop)
+        if pipeline is None:  # stopped while a database was still down
+            return RunStats()
+        return pipeline.run(stop, until_caught_up=until_caught_up)
+    finally:
+        obs.close()
+
+
 @dataclass
 class Pipeline:
     """A configured pipeline: ``run()`` replicates; ``stats`` and ``obs`` (metrics, health, HTTP) observe it."""
@@ -63,6 +79,7 @@ class Pipeline:
     applier: Applier
     runner: Runner
     obs: Observability
+    retry: Retry  # the one retry policy: start-up, re-planning and streaming share its count of failures
     tables: list[TargetTable]
     resume_positions: dict[str, Lsn] = field(default_factory=dict)  # resynced tables (see pipeline.resync)
     inactive_at_start: frozenset[str] = frozenset()  # tables left out because the control schema said so
@@ -72,16 +89,39 @@ class Pipeline:
         return cls.from_config(load_config(path, env))
 
     @classmethod
-    def from_config(cls, config: Config, obs: Observability | None = None) -> Pipeline:
+    def start(cls, config: Config, obs: Observability, stop: threading.Event) -> Pipeline | None:
+        """:meth:`from_config` inside the pipeline's retry loop: a database that is down is retried like a fault
+        while streaming (each attempt logged, the side ``degraded`` in ``/readyz``) until it answers, or until
+        ``retry.max_attempts`` gives up. None when ``stop`` was set first."""
+        retry = retry_policy(config.retry, obs)
+        return retry.call(lambda: cls.from_config(config, obs, retry), stop)
+
+    @classmethod
+    def from_config(cls, config: Config, obs: Observability | None = None, retry: Retry | None = None) -> Pipeline:
+        """Build the pipeline: read the control schema, discover the tables, pause the ones that cannot be
+        replicated, and wire reader, applier and runner. One try: an unreachable database raises (:meth:`start`
+        retries)."""
         obs = obs or Observability(version=__version__, unhealthy_after=config.retry.alert_after)
+        retry = retry or retry_policy(config.retry, obs)
         engine = source_engine(config)
-        known = control_state(config)
+        try:
+            return cls._build(config, obs, retry, engine)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @classmethod
+    def _build(cls, config: Config, obs: Observability, retry: Retry, engine: sa.Engine) -> Pipeline:
+        with reaching(obs, "target"):
+            known = control_state(config)
         inactive = known.inactive
         for table, (state, reason) in inactive.items():
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
-        selections, instances = discover(engine, config, skip=inactive)
-        selections = pause_unusable(config, obs, selections, instances)
+        with reaching(obs, "source"):
+            selections, instances = discover(engine, config, skip=inactive)
+        with reaching(obs, "target"):
+            selections = pause_unusable(config, obs, selections, instances)
         if not selections:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
@@ -107,10 +147,8 @@ class Pipeline:
         runner = Runner(
             ObservedSource(reader, obs),
             ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
-            classify,
-            Backoff(config.retry).delays,
+            retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
-            on_retry=obs.on_retry,
         )
         pipeline = cls(
             config,
@@ -119,6 +157,7 @@ class Pipeline:
             applier,
             runner,
             obs,
+            retry,
             tables,
             positions,
             frozenset(inactive),
@@ -162,23 +201,28 @@ class Pipeline:
                     if until_caught_up or stop.is_set():
                         return stats
             except TableFaultError as fault:
-                pipeline._pause(fault)
+                self.retry.call(functools.partial(self._pause, fault), stop)
             finally:
                 if watcher is not None:
                     watcher.close()
             if stop.is_set():
                 return pipeline.runner.stats
-            pipeline = self._replace(pipeline)
+            replacement = self.retry.call(functools.partial(self._replace, pipeline), stop)
+            if replacement is None:  # stopped while a database was down
+                return pipeline.runner.stats
+            pipeline = replacement
 
     def _replace(self, old: Pipeline) -> Pipeline:
         """A pipeline for the tables as the control schema now has them; ``self`` keeps pointing at its parts."""
-        replacement = Pipeline.from_config(self.config, obs=self.obs)
+        replacement = Pipeline.from_config(self.config, obs=self.obs, retry=self.retry)
         replacement.runner.stats = old.runner.stats
-        self.tables, self.runner, self.applier, self.reader = (
+        self.engine.dispose()  # the old parts are closed; the old engine's pooled connections go with them
+        self.tables, self.runner, self.applier, self.reader, self.engine = (
             replacement.tables,
             replacement.runner,
             replacement.applier,
             replacement.reader,
+            replacement.engine,
         )
         return replacement
 
@@ -187,9 +231,15 @@ class Pipeline:
         False when a stop request ended it early."""
         if not self.resume_positions:
             return True
-        checkpoint = control_state(self.config).checkpoint
-        catch_up(self.config, self.engine, self.tables, self.resume_positions, checkpoint, stop)
+        known = self.retry.call(self._control_state, stop)
+        if known is None:
+            return False
+        catch_up(self.config, self.engine, self.tables, self.resume_positions, known.checkpoint, stop, self.retry)
         return not stop.is_set()
+
+    def _control_state(self) -> ControlState:
+        with reaching(self.obs, "target"):
+            return control_state(self.config)
 
     def _run_once(self, stop: threading.Event, until_caught_up: bool) -> RunStats:
         try:
@@ -199,7 +249,8 @@ class Pipeline:
             self.reader.close()
 
     def _pause(self, fault: TableFaultError) -> None:
-        pause_table(self.config, self.obs, fault)
+        with reaching(self.obs, "target"):
+            pause_table(self.config, self.obs, fault)
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

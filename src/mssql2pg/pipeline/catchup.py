@@ -9,13 +9,12 @@ import threading
 import sqlalchemy as sa
 import structlog
 
-from mssql2pg.classify import classify
 from mssql2pg.config import Config
 from mssql2pg.pipeline.connections import target_connector
 from mssql2pg.pipeline.plan import apply_settings, build_reader
 from mssql2pg.pipeline.runner import Runner, RunStats
 from mssql2pg.positions import Lsn
-from mssql2pg.retry import Backoff
+from mssql2pg.retry import Retry
 from mssql2pg.sink import control
 from mssql2pg.sink.applier import Applier
 from mssql2pg.sink.schema import TargetTable
@@ -30,12 +29,13 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
     positions: dict[str, Lsn],
     checkpoint: Lsn,
     stop: threading.Event,
+    retry: Retry,
 ) -> RunStats | None:
     """Bring resynced tables whose position is behind the pipeline checkpoint up to it, on their own.
 
     ``tables`` are the pipeline's target tables; those whose source table has a position below ``checkpoint``
     read their changes from there up to ``checkpoint`` and move their own position with the data. Transient
-    faults are retried like the pipeline's. None when no table was behind."""
+    faults are retried by the pipeline's ``retry`` policy. None when no table was behind."""
     replicated = {str(t.source) for t in tables}
     behind = {t: p for t, p in positions.items() if p < checkpoint and t in replicated}
     if not behind:
@@ -55,7 +55,7 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
         apply_settings(config),
         checkpoints=control.ResumePositions(config.pipeline.name, behind),
     )
-    runner = Runner(reader, applier, classify, Backoff(config.retry).delays)
+    runner = Runner(reader, applier, retry)
     try:
         stats = runner.run(stop, until_caught_up=True)
     finally:

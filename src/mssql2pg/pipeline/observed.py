@@ -1,5 +1,5 @@
 """The reader and the applier as the runner sees them, wrapped so that every step reports to metrics and health
-without the reader or the applier knowing about either.
+without the reader or the applier knowing about either; and the pipeline's retry policy, reporting the same way.
 
 :class:`ObservedSource` reports source reachability and the source position; :class:`ObservedSink` publishes
 what the applier committed (rows, transactions, lag, batch timings, dead letters) and target reachability.
@@ -21,8 +21,27 @@ from mssql2pg.model import Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.runner import ChangeSource
 from mssql2pg.positions import Lsn
+from mssql2pg.retry import BackoffSettings, Retry
 from mssql2pg.sink.applier import Applier
 from mssql2pg.sink.deadletters import count_by_status
+
+
+def retry_policy(settings: BackoffSettings, obs: Observability) -> Retry:
+    """The pipeline's one retry policy (start-up and streaming), reporting to metrics and ``/readyz``: a failed
+    attempt marks the side it came from degraded (``pipeline`` when it names none), progress clears that."""
+    return Retry.from_settings(settings, classify, on_retry=obs.on_retry, on_recovered=obs.on_recovered)
+
+
+@contextlib.contextmanager
+def reaching(obs: Observability, component: str) -> Iterator[None]:
+    """Around a start-up step that talks to one database (``source`` | ``target``): an error is tagged with
+    that side for the retry policy's report; success reports the side as answering."""
+    try:
+        yield
+    except Exception as exc:
+        _tag(exc, component)
+        raise
+    obs.component_ok(component)
 
 
 def _tag(exc: BaseException, component: str) -> None:
@@ -106,6 +125,10 @@ class ObservedSink:
 
     def mid_transaction(self) -> bool:
         return self.inner.mid_transaction()
+
+    @property
+    def checkpoint(self) -> Lsn:
+        return self.inner.checkpoint
 
     def close(self) -> None:
         self.inner.close()
