@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.control import StoredDeadLetter
-from mssql2pg.pipeline.assembly import discover, source_engine, target_connector, target_tables, usable_selections
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
 from mssql2pg.sink import deadletters
 from mssql2pg.sink.deadletters import RetryOutcome
 

@@ -1,27 +1,27 @@
-"""Retrying transient failures: exponential backoff with jitter, a "failing since" clock, and a stop event.
+"""Retrying transient failures: exponential backoff with jitter (:class:`Backoff`) and the one retry policy
+of a pipeline (:class:`Retry`), shared by its start-up and its replication loop.
 
 The pipeline never drops data, so it never gives up on a transient error by default: it waits longer and
-longer (``initial`` doubling up to ``maximum``) and keeps trying. What changes after ``alert_after`` of
-continuous failure is that the condition is *reported* (``Attempt.alerting``, ``FailureTracker.alerting``)
-so health turns unhealthy and the alert fires; an operator fixes the cause and replication resumes by
-itself. A terminal error is raised at once: retrying cannot fix bad data or a missing table.
+longer (``initial`` doubling up to ``maximum``) and keeps trying. After ``alert_after`` of continuous failure
+the condition is *reported* (health turns unhealthy and the alert fires, see
+:meth:`mssql2pg.observability.Observability.component_failed`); an operator fixes the cause and replication
+resumes by itself. ``max_attempts`` makes it give up instead (a supervisor restarts it). A terminal error is
+raised at once: retrying cannot fix bad data or a missing table.
 
 Jitter spreads retries of many processes so they do not hit a recovering server in lock-step:
 
 * ``full`` — attempt *n* waits ``uniform(initial, min(maximum, initial * multiplier**n))``;
 * ``decorrelated`` — attempt *n* waits ``min(maximum, uniform(initial, previous * multiplier))``.
 
-Clock, sleep and randomness are injectable so tests run instantly and deterministically; a
-``threading.Event`` (set on SIGTERM) interrupts a wait at once instead of after up to a minute.
+Randomness is injectable so tests are deterministic; waits are on a ``threading.Event`` (set on SIGTERM), which
+interrupts a wait at once instead of after up to a minute.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import structlog
@@ -31,13 +31,10 @@ from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
 log = structlog.get_logger(component="retry")
 
 T = TypeVar("T")
-Clock = Callable[[], float]
-Sleep = Callable[[float], bool]
-"""Wait ``seconds``; return True when the wait was interrupted (stop requested)."""
 
 
 class BackoffSettings(Protocol):
-    """The fields of :class:`mssql2pg.config.RetrySettings` that backoff uses."""
+    """The fields of :class:`mssql2pg.config.RetrySettings` that :class:`Backoff` and :class:`Retry` use."""
 
     @property
     def initial(self) -> float: ...
@@ -50,18 +47,12 @@ class BackoffSettings(Protocol):
     @property
     def jitter_mode(self) -> str: ...
     @property
-    def alert_after(self) -> float: ...
-    @property
     def max_attempts(self) -> int | None: ...
-
-
-class RetryStoppedError(Mssql2pgError):
-    """A stop was requested while waiting to retry; ``__cause__`` is the last transient error."""
 
 
 class Backoff:
     """The delay sequence. ``delays()`` starts a fresh, endless sequence each time it is called, so
-    ``Backoff(settings).delays`` is the factory :class:`~mssql2pg.pipeline.runner.Runner` takes."""
+    ``Backoff(settings).delays`` is the factory :class:`Retry` takes."""
 
     def __init__(self, settings: BackoffSettings, *, rng: random.Random | None = None) -> None:
         self.settings = settings
@@ -92,130 +83,126 @@ class Backoff:
             yield self._rng.uniform(s.initial, bound)
 
 
-class FailureTracker:
-    """Remembers since when an operation has been failing without a success in between.
+OnRetry = Callable[[int, float, TransientError], None]
+"""Called after a failed attempt that will be retried: (failed attempts in a row, next delay, the error)."""
 
-    Share one with health reporting: ``alerting`` turns true once failures have lasted ``alert_after``.
+
+class RetriesExhaustedError(TerminalError):
+    """``retry.max_attempts`` attempts failed in a row: the process gives up (``__cause__`` is the last error)."""
+
+
+class Retry:
+    """The one retry policy of a pipeline, shared by its start-up and its streaming.
+
+    An *attempt* is one try at the work: building the pipeline (discovery, control state), or one run of the
+    replication loop from the checkpoint. ``failed`` is told about each attempt that ended with an error; it
+    classifies the error (a terminal one is raised at once), counts the failures in a row, logs one line per
+    failed attempt (the classified error, the side it came from, the attempt number, the next delay), reports
+    it through ``on_retry`` (metrics and ``/readyz``) and returns the delay to wait. ``recovered`` is told when
+    an attempt made progress again (start-up succeeded, or the replication loop committed): the count and the
+    delays start over, and ``on_recovered`` clears what ``on_retry`` reported.
+
+    With ``max_attempts``, the failure that makes it that many in a row raises :class:`RetriesExhaustedError`
+    instead of returning a delay. Because the count is shared, failures at start-up and while streaming count
+    together, and an attempt that made progress before it failed starts a new count.
     """
 
-    def __init__(self, alert_after: float, *, clock: Clock = time.monotonic) -> None:
-        self.alert_after = alert_after
-        self._clock = clock
-        self.failing_since: float | None = None
-        self.consecutive_failures = 0
-        self.last_error: BaseException | None = None
+    def __init__(
+        self,
+        classify: Callable[[BaseException], TransientError | TerminalError],
+        delays: Callable[[], Iterator[float]],
+        *,
+        max_attempts: int | None = None,
+        on_retry: OnRetry | None = None,
+        on_recovered: Callable[[], None] | None = None,
+    ) -> None:
+        self.classify = classify
+        self.max_attempts = max_attempts
+        self.on_retry = on_retry
+        self.on_recovered = on_recovered
+        self.failures = 0
+        """Failed attempts since the last progress."""
+        self._delays = delays
+        self._sequence = delays()
 
-    def failure(self, error: BaseException | None = None) -> None:
-        if self.failing_since is None:
-            self.failing_since = self._clock()
-        self.consecutive_failures += 1
-        self.last_error = error
+    @classmethod
+    def from_settings(
+        cls,
+        settings: BackoffSettings,
+        classify: Callable[[BaseException], TransientError | TerminalError],
+        *,
+        on_retry: OnRetry | None = None,
+        on_recovered: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> Retry:
+        """The policy ``retry:`` configures: its backoff and its ``max_attempts``."""
+        return cls(
+            classify,
+            Backoff(settings, rng=rng).delays,
+            max_attempts=settings.max_attempts,
+            on_retry=on_retry,
+            on_recovered=on_recovered,
+        )
 
-    def success(self) -> None:
-        self.failing_since = None
-        self.consecutive_failures = 0
-        self.last_error = None
+    def failed(self, exc: BaseException) -> float:
+        """An attempt ended with ``exc``: the delay before the next one. Raises a terminal error (unchanged if it
+        already was an error of mssql2pg), or :class:`RetriesExhaustedError` after ``max_attempts``."""
+        error = self.classify(exc)
+        if error is not exc and hasattr(exc, "component"):
+            setattr(error, "component", exc.component)  # noqa: B010 - which side failed, for health and logs
+        if isinstance(error, TerminalError):
+            if isinstance(exc, Mssql2pgError):
+                raise exc  # a configuration or set-up problem keeps its own message and type
+            raise error from exc
+        self.failures += 1
+        fields: dict[str, object] = {
+            "attempt": self.failures,
+            "max_attempts": self.max_attempts,
+            "component_name": getattr(error, "component", None) or "pipeline",
+            "error": str(error).splitlines()[0],
+            "code": getattr(error, "code", None),
+        }
+        if self.max_attempts is not None and self.failures >= self.max_attempts:
+            log.error("transient fault; giving up (retry.max_attempts)", **fields)
+            msg = (
+                f"gave up after {self.failures} failed attempts in a row (retry.max_attempts = {self.max_attempts}); "
+                f"the last: {fields['error']}"
+            )
+            side = fields["component_name"]
+            fix = f"check that the {side} database is up and reachable; " if side != "pipeline" else ""
+            raise RetriesExhaustedError(
+                msg,
+                hint=f"{fix}nothing is lost: the next start resumes from the last committed checkpoint (unset "
+                "retry.max_attempts to keep retrying until the cause is fixed)",
+            ) from error
+        delay = next(self._sequence)
+        log.warning("transient fault; retrying", next_delay_s=round(delay, 3), **fields)
+        if self.on_retry is not None:
+            self.on_retry(self.failures, delay, error)
+        return delay
 
-    def failing_for(self) -> float:
-        """Seconds of continuous failure (0 when the last attempt succeeded)."""
-        return 0.0 if self.failing_since is None else self._clock() - self.failing_since
+    def recovered(self) -> None:
+        """An attempt made progress: failures in a row and the delays start over."""
+        if not self.failures:
+            return
+        log.info("recovered", failed_attempts=self.failures)
+        self.failures = 0
+        self._sequence = self._delays()
+        if self.on_recovered is not None:
+            self.on_recovered()
 
-    @property
-    def alerting(self) -> bool:
-        return self.failing_since is not None and self.failing_for() >= self.alert_after
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One failed attempt, as reported to ``on_attempt`` before the wait."""
-
-    number: int
-    """1 for the first failure since the last success."""
-    error: TransientError
-    next_delay: float
-    failing_for: float
-    """Seconds since the first failure of this run of failures."""
-    alerting: bool
-    """True once ``failing_for`` has reached ``alert_after``."""
-
-
-def retry_call(
-    fn: Callable[[], T],
-    *,
-    classify: Callable[[BaseException], TransientError | TerminalError],
-    backoff: Backoff,
-    on_attempt: Callable[[Attempt], None] | None = None,
-    stop_event: threading.Event | None = None,
-    tracker: FailureTracker | None = None,
-    clock: Clock = time.monotonic,
-    sleep: Sleep | None = None,
-    what: str = "operation",
-) -> T:
-    """Call ``fn`` until it succeeds. Transient errors are retried after the next backoff delay (forever,
-    unless ``max_attempts`` is set); terminal ones are raised at once. A set ``stop_event`` ends the wait
-    with :class:`RetryStoppedError`."""
-    settings = backoff.settings
-    tracker = tracker or FailureTracker(settings.alert_after, clock=clock)
-    wait = sleep or _waiter(stop_event)
-    delays = backoff.delays()
-    number = 0
-    alerted = False
-    while True:
-        if stop_event is not None and stop_event.is_set():
-            raise RetryStoppedError(f"{what}: stop requested", hint=None) from tracker.last_error
-        try:
-            result = fn()
-        except Exception as exc:
-            error = classify(exc)
-            if isinstance(error, TerminalError):
-                if error is exc:
-                    raise
-                raise error from exc
-            number += 1
-            tracker.failure(error)
-            if settings.max_attempts is not None and number >= settings.max_attempts:
-                log.error("giving up after max_attempts", what=what, attempts=number, error=str(error))
-                if error is exc:
-                    raise
-                raise error from exc
-            attempt = Attempt(number, error, next(delays), tracker.failing_for(), tracker.alerting)
-            _log_attempt(what, attempt, alerted=alerted)
-            alerted = alerted or attempt.alerting
-            if on_attempt is not None:
-                on_attempt(attempt)
-            if wait(attempt.next_delay) or (stop_event is not None and stop_event.is_set()):
-                raise RetryStoppedError(f"{what}: stop requested while waiting to retry") from error
-            continue
-        if number:
-            log.info("recovered", what=what, failed_attempts=number, failing_for_s=round(tracker.failing_for(), 3))
-        tracker.success()
-        return result
-
-
-def _waiter(stop_event: threading.Event | None) -> Sleep:
-    if stop_event is None:
-
-        def plain(seconds: float) -> bool:
-            time.sleep(seconds)
-            return False
-
-        return plain
-    return stop_event.wait
+    def call(self, fn: Callable[[], T], stop: threading.Event) -> T | None:
+        """Call ``fn`` until it succeeds (its result), or until ``stop`` is set (None). A set ``stop`` ends a
+        wait at once."""
+        while not stop.is_set():
+            try:
+                result = fn()
+            except Exception as exc:
+                stop.wait(self.failed(exc))
+                continue
+            self.recovered()
+            return result
+        return None
 
 
-def _log_attempt(what: str, attempt: Attempt, *, alerted: bool) -> None:
-    fields = {
-        "what": what,
-        "attempt": attempt.number,
-        "next_delay_s": round(attempt.next_delay, 3),
-        "failing_for_s": round(attempt.failing_for, 3),
-        "error": str(attempt.error).splitlines()[0],
-        "code": getattr(attempt.error, "code", None),
-    }
-    if attempt.alerting and not alerted:
-        log.error("failing for longer than retry.alert_after; still retrying", **fields)
-    else:
-        log.warning("transient failure; retrying", **fields)
-
-
-__all__ = ["Attempt", "Backoff", "BackoffSettings", "FailureTracker", "RetryStoppedError", "retry_call"]
+__all__ = ["Backoff", "BackoffSettings", "OnRetry", "RetriesExhaustedError", "Retry"]

@@ -16,7 +16,7 @@ import pytest
 from mssql2pg.classify import ClassifiedError, classify
 from mssql2pg.config import RetrySettings
 from mssql2pg.errors import TerminalError, TransientError
-from mssql2pg.retry import Attempt, Backoff, retry_call
+from mssql2pg.retry import Retry
 from tests.fixtures.pg import PgServer
 from tests.fixtures.waiting import wait_for
 
@@ -180,14 +180,14 @@ def test_missing_database_is_terminal_for_the_pipeline(target_server: PgServer) 
     assert result.hint is not None
 
 
-def test_retry_call_rides_out_a_real_outage(fresh_server: PgServer) -> None:
+def test_retry_rides_out_a_real_outage(fresh_server: PgServer) -> None:
     """The whole chain on a real fault: connection refused -> transient -> backoff -> server back -> success."""
     fresh_server.stop("immediate")
-    attempts: list[Attempt] = []
+    attempts: list[tuple[int, TransientError]] = []
 
-    def restart_after_three(attempt: Attempt) -> None:
-        attempts.append(attempt)
-        if attempt.number == 3:
+    def restart_after_three(number: int, _delay: float, error: TransientError) -> None:
+        attempts.append((number, error))
+        if number == 3:
             fresh_server.start()  # the outage ends while we back off
 
     def query() -> object:
@@ -197,15 +197,11 @@ def test_retry_call_rides_out_a_real_outage(fresh_server: PgServer) -> None:
         finally:
             conn.close()
 
-    result = retry_call(
-        query,
-        classify=classify,
-        backoff=Backoff(RetrySettings(initial=0.01, maximum=0.05, jitter=False)),
-        on_attempt=restart_after_three,
-        stop_event=threading.Event(),
-        what="probe",
+    retry = Retry.from_settings(
+        RetrySettings(initial=0.01, maximum=0.05, jitter=False), classify, on_retry=restart_after_three
     )
+    result = retry.call(query, threading.Event())
 
     assert result == 42
-    assert [a.number for a in attempts] == [1, 2, 3]
-    assert all(isinstance(a.error, TransientError) for a in attempts)
+    assert [number for number, _ in attempts] == [1, 2, 3]
+    assert all(isinstance(error, TransientError) for _, error in attempts)

@@ -4,31 +4,17 @@ import itertools
 import random
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mssql2pg.classify import classify
 from mssql2pg.config import RetrySettings
-from mssql2pg.errors import TerminalError, TransientError
-from mssql2pg.retry import Attempt, Backoff, FailureTracker, RetryStoppedError, retry_call
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the fake sleep says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> bool:
-        self.slept.append(seconds)
-        self.now += seconds
-        return False  # not interrupted
+from mssql2pg.errors import ConfigError, TerminalError, TransientError
+from mssql2pg.retry import Backoff, RetriesExhaustedError, Retry
 
 
 def flaky(failures: list[BaseException], result: str = "ok") -> tuple[list[int], Callable[[], str]]:
@@ -89,176 +75,143 @@ def test_each_delays_call_starts_over() -> None:
     assert next(backoff.delays()) == 1.0
 
 
-def test_transient_errors_are_retried_until_success() -> None:
-    clock = FakeClock()
-    calls, fn = flaky([ConnectionResetError(104, "reset")] * 5)
-    attempts: list[Attempt] = []
+class FakeStop(threading.Event):
+    """A stop event whose waits return at once and are recorded (``set()`` still stops)."""
 
-    result = retry_call(
-        fn,
-        classify=classify,
-        backoff=Backoff(RetrySettings(jitter=False)),
-        on_attempt=attempts.append,
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.slept.append(timeout or 0.0)
+        return self.is_set()
+
+
+def retry(settings: RetrySettings | None = None, **hooks: Any) -> Retry:
+    return Retry.from_settings(settings or RetrySettings(jitter=False), classify, **hooks)
+
+
+def test_transient_errors_are_retried_until_success() -> None:
+    stop = FakeStop()
+    calls, fn = flaky([ConnectionResetError(104, "reset")] * 5)
+    attempts: list[tuple[int, float, TransientError]] = []
+
+    result = retry(on_retry=lambda n, delay, error: attempts.append((n, delay, error))).call(fn, stop)
 
     assert result == "ok"
     assert len(calls) == 6
-    assert clock.slept == [1, 2, 4, 8, 16]
-    assert [a.number for a in attempts] == [1, 2, 3, 4, 5]
-    assert all(isinstance(a.error, TransientError) for a in attempts)
-    assert attempts[-1].next_delay == 16
+    assert stop.slept == [1, 2, 4, 8, 16]
+    assert [n for n, _, _ in attempts] == [1, 2, 3, 4, 5]
+    assert all(isinstance(error, TransientError) for _, _, error in attempts)
+    assert attempts[-1][1] == 16
 
 
 def test_terminal_errors_are_not_retried() -> None:
-    clock = FakeClock()
+    stop = FakeStop()
     calls, fn = flaky([ZeroDivisionError("bad row")])
 
     with pytest.raises(TerminalError) as caught:
-        retry_call(fn, classify=classify, backoff=Backoff(RetrySettings()), clock=clock, sleep=clock.sleep)
+        retry().call(fn, stop)
 
     assert len(calls) == 1
-    assert clock.slept == []
+    assert stop.slept == []
     assert isinstance(caught.value.__cause__, ZeroDivisionError)
 
 
+def test_an_error_of_mssql2pg_that_is_not_transient_is_raised_as_it_is() -> None:
+    error = ConfigError("no table left", hint="add one")
+
+    with pytest.raises(ConfigError) as caught:
+        retry().call(flaky([error])[1], FakeStop())
+
+    assert caught.value is error
+
+
 def test_never_gives_up_by_default() -> None:
-    clock = FakeClock()
     calls, fn = flaky([TimeoutError("t")] * 500)
 
-    assert retry_call(fn, classify=classify, backoff=Backoff(RetrySettings()), clock=clock, sleep=clock.sleep) == "ok"
+    assert retry(RetrySettings()).call(fn, FakeStop()) == "ok"
     assert len(calls) == 501
 
 
 def test_max_attempts_stops_with_the_last_error() -> None:
-    clock = FakeClock()
     calls, fn = flaky([TimeoutError("t")] * 10)
 
-    with pytest.raises(TransientError):
-        retry_call(
-            fn,
-            classify=classify,
-            backoff=Backoff(RetrySettings(max_attempts=3)),
-            clock=clock,
-            sleep=clock.sleep,
-        )
+    with pytest.raises(RetriesExhaustedError) as caught:
+        retry(RetrySettings(max_attempts=3)).call(fn, FakeStop())
 
     assert len(calls) == 3
-
-
-def test_alert_condition_after_alert_after_of_continuous_failure() -> None:
-    clock = FakeClock()
-    _calls, fn = flaky([ConnectionRefusedError(111, "refused")] * 20)
-    attempts: list[Attempt] = []
-
-    retry_call(
-        fn,
-        classify=classify,
-        backoff=Backoff(RetrySettings(jitter=False, alert_after=600)),
-        on_attempt=attempts.append,
-        clock=clock,
-        sleep=clock.sleep,
-    )
-
-    alerting = [a for a in attempts if a.alerting]
-    assert alerting, "the alert condition must be raised"
-    assert all(a.failing_for >= 600 for a in alerting)
-    assert all(a.failing_for < 600 for a in attempts if not a.alerting)
-    assert not attempts[0].alerting
-
-
-def test_failure_tracker_resets_on_success() -> None:
-    clock = FakeClock()
-    tracker = FailureTracker(alert_after=60, clock=clock)
-
-    tracker.failure()
-    clock.now += 61
-    tracker.failure()
-    assert tracker.alerting
-    assert tracker.consecutive_failures == 2
-    assert tracker.failing_for() == 61
-
-    tracker.success()
-    assert not tracker.alerting
-    assert tracker.failing_since is None
-    assert tracker.consecutive_failures == 0
-    assert tracker.failing_for() == 0
-
-
-def test_tracker_shared_with_the_caller_sees_failures() -> None:
-    clock = FakeClock()
-    tracker = FailureTracker(alert_after=600, clock=clock)
-    seen: list[float | None] = []
-    _calls, fn = flaky([TimeoutError("t")] * 2)
-
-    retry_call(
-        fn,
-        classify=classify,
-        backoff=Backoff(RetrySettings(jitter=False)),
-        tracker=tracker,
-        on_attempt=lambda a: seen.append(tracker.failing_since),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-
-    assert seen == [1000.0, 1000.0]
-    assert tracker.failing_since is None  # success cleared it
-
-
-def test_stop_event_interrupts_the_backoff_wait() -> None:
-    stop = threading.Event()
-    calls, fn = flaky([TimeoutError("t")] * 100)
-    backoff = Backoff(RetrySettings(initial=3600, maximum=3600, jitter=False))
-
-    def set_stop(attempt: Attempt) -> None:
-        stop.set()  # SIGTERM arrives while we are about to wait an hour
-
-    with pytest.raises(RetryStoppedError) as caught:
-        retry_call(fn, classify=classify, backoff=backoff, on_attempt=set_stop, stop_event=stop)
-
-    assert len(calls) == 1
     assert isinstance(caught.value.__cause__, TransientError)
+    assert "3 failed attempts" in str(caught.value)
+    assert caught.value.hint
 
 
-def test_stop_event_already_set_does_not_call() -> None:
+def test_each_failed_attempt_is_one_log_line_with_the_attempt_and_the_next_delay() -> None:
+    _calls, fn = flaky([ConnectionRefusedError(111, "refused")] * 3)
+    with structlog.testing.capture_logs() as logs, pytest.raises(RetriesExhaustedError):
+        retry(RetrySettings(jitter=False, max_attempts=3)).call(fn, FakeStop())
+
+    lines = [e for e in logs if "attempt" in e]
+    assert [(e["attempt"], e["log_level"]) for e in lines] == [(1, "warning"), (2, "warning"), (3, "error")]
+    assert [e.get("next_delay_s") for e in lines] == [1, 2, None]
+    assert all(e["max_attempts"] == 3 and e["error"] and e["component_name"] == "pipeline" for e in lines)
+
+
+def test_the_side_an_error_came_from_is_kept_through_classification() -> None:
+    error = ConnectionRefusedError(111, "refused")
+    error.component = "target"  # type: ignore[attr-defined]
+    named: list[object] = []
+
+    retry(on_retry=lambda n, delay, classified: named.append(getattr(classified, "component", None))).failed(error)
+
+    assert named == ["target"]
+
+
+def test_recovery_starts_a_new_count_and_a_new_delay_sequence() -> None:
+    recovered: list[int] = []
+    policy = retry(RetrySettings(jitter=False, max_attempts=3), on_recovered=lambda: recovered.append(1))
+    policy.recovered()
+    assert recovered == []  # nothing had failed
+
+    assert [policy.failed(TimeoutError("t")) for _ in range(2)] == [1, 2]
+    policy.recovered()
+
+    assert recovered == [1]
+    assert policy.failures == 0
+    assert policy.failed(TimeoutError("t")) == 1
+
+
+def test_stop_requested_while_waiting_ends_the_call() -> None:
+    stop = FakeStop()
+    calls, fn = flaky([TimeoutError("t")] * 100)
+
+    result = retry(on_retry=lambda n, delay, error: stop.set()).call(fn, stop)
+
+    assert result is None
+    assert len(calls) == 1
+
+
+def test_stop_already_requested_does_not_call() -> None:
     stop = threading.Event()
     stop.set()
     calls, fn = flaky([])
 
-    with pytest.raises(RetryStoppedError):
-        retry_call(fn, classify=classify, backoff=Backoff(RetrySettings()), stop_event=stop)
-
+    assert retry().call(fn, stop) is None
     assert calls == []
 
 
-def test_stop_event_set_from_another_thread_wakes_the_wait() -> None:
+def test_stop_set_from_another_thread_wakes_the_wait() -> None:
     stop = threading.Event()
     _calls, fn = flaky([TimeoutError("t")] * 100)
-    backoff = Backoff(RetrySettings(initial=3600, maximum=3600, jitter=False))
     started = threading.Event()
-    outcome: list[BaseException] = []
+    outcome: list[object] = []
+    policy = retry(RetrySettings(initial=3600, maximum=3600, jitter=False), on_retry=lambda *_: started.set())
 
-    def run() -> None:
-        try:
-            retry_call(fn, classify=classify, backoff=backoff, on_attempt=lambda a: started.set(), stop_event=stop)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run)
+    worker = threading.Thread(target=lambda: outcome.append(policy.call(fn, stop)))
     worker.start()
     assert started.wait(10)
     stop.set()
     worker.join(10)
 
     assert not worker.is_alive()
-    assert isinstance(outcome[0], RetryStoppedError)
-
-
-def test_without_a_stop_event_the_plain_sleep_is_used() -> None:
-    calls, fn = flaky([TimeoutError("t")])
-
-    result = retry_call(fn, classify=classify, backoff=Backoff(RetrySettings(initial=0.001, maximum=0.001)))
-
-    assert result == "ok"
-    assert len(calls) == 2
+    assert outcome == [None]

@@ -8,11 +8,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from mssql2pg.config import RetrySettings
 from mssql2pg.errors import TerminalError, TransientError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
+from mssql2pg.observability import Observability
 from mssql2pg.pipeline import runner as runner_module
+from mssql2pg.pipeline.observed import retry_policy
 from mssql2pg.pipeline.runner import Runner
 from mssql2pg.positions import Lsn
+from mssql2pg.retry import RetriesExhaustedError, Retry
 
 T = TableId("dbo", "t")
 
@@ -96,7 +100,7 @@ def no_wait() -> Iterator[float]:
 
 def test_until_caught_up_applies_everything_once() -> None:
     source, sink = FakeSource([tx(i) for i in range(10)]), FakeSink()
-    stats = Runner(source, sink, classify, no_wait).run(threading.Event(), until_caught_up=True)
+    stats = Runner(source, sink, Retry(classify, no_wait)).run(threading.Event(), until_caught_up=True)
 
     assert sink.committed == list(range(10))
     assert stats.transactions == 10
@@ -108,7 +112,12 @@ def test_transient_fault_restarts_from_committed_checkpoint() -> None:
     source = FakeSource([tx(i) for i in range(10)], fail_after=faults)
     sink = FakeSink()
     retries: list[int] = []
-    runner = Runner(source, sink, classify, no_wait, on_retry=lambda n, d, e: retries.append(n))
+    runner = Runner(
+        source,
+        sink,
+        Retry(classify, no_wait, on_retry=lambda n, d, e: retries.append(n)),
+        tick_interval=60,  # no time-bound commit between the first item and the fault: no progress counted
+    )
 
     runner.run(threading.Event(), until_caught_up=True)
 
@@ -123,7 +132,7 @@ def test_terminal_fault_is_raised_not_retried() -> None:
     source = FakeSource([tx(i) for i in range(5)], fail_after={1: ValueError("bad data")})
 
     with pytest.raises(TerminalError, match="bad data"):
-        Runner(source, FakeSink(), classify, no_wait).run(threading.Event(), until_caught_up=True)
+        Runner(source, FakeSink(), Retry(classify, no_wait)).run(threading.Event(), until_caught_up=True)
     assert len(source.reads) == 1
 
 
@@ -145,7 +154,7 @@ class EndlessSource:
 def test_stop_request_commits_what_was_received_and_returns() -> None:
     stop = threading.Event()
     source, sink = EndlessSource(), FakeSink()
-    runner = Runner(source, sink, classify, no_wait, queue_size=4)
+    runner = Runner(source, sink, Retry(classify, no_wait), queue_size=4)
     thread = threading.Thread(target=runner.run, args=(stop,))
     thread.start()
     while len(sink.committed) < 50:
@@ -164,7 +173,7 @@ def test_already_stopped_runner_does_nothing() -> None:
     stop.set()
     sink = FakeSink()
 
-    stats = Runner(FakeSource([tx(1)]), sink, classify, no_wait).run(stop)
+    stats = Runner(FakeSource([tx(1)]), sink, Retry(classify, no_wait)).run(stop)
 
     assert stats.attempts == 0
     assert sink.committed == []
@@ -220,7 +229,7 @@ def test_replan_ends_the_run_at_a_transaction_boundary_without_rolling_back(monk
         def close(self) -> None:
             pass
 
-    runner = Runner(Source(), sink, classify, no_wait, replan=replan)
+    runner = Runner(Source(), sink, Retry(classify, no_wait), replan=replan)
     runner.run(threading.Event())
 
     assert sink.committed == [1, 2]  # the whole transaction, not rolled back
@@ -234,3 +243,143 @@ def wait_until(probe: object, timeout: float = 10.0) -> bool:
             return True
         done.wait(0.01)
     return False
+
+
+# -- retry.max_attempts: failed attempts in a row, wherever they fail ---------------------------------------------
+@dataclass
+class DownSink(FakeSink):
+    """A target that is down for the first ``down`` attempts: ``start()`` fails with a connection error."""
+
+    down: int = 1_000_000
+    starts: int = 0
+
+    def start(self) -> Lsn:
+        self.starts += 1
+        if self.starts <= self.down:
+            raise ConnectionError("connection refused")
+        return super().start()
+
+
+def test_max_attempts_gives_up_after_that_many_failed_attempts_in_a_row() -> None:
+    sink = DownSink()
+    retries: list[int] = []
+    runner = Runner(
+        FakeSource([tx(1)]), sink, Retry(classify, no_wait, max_attempts=3, on_retry=lambda n, d, e: retries.append(n))
+    )
+
+    with pytest.raises(RetriesExhaustedError) as caught:
+        runner.run(threading.Event(), until_caught_up=True)
+
+    assert sink.starts == 3
+    assert retries == [1, 2]  # the third failure is not retried
+    assert "3 failed attempts" in str(caught.value)
+    assert isinstance(caught.value.__cause__, TransientError)
+
+
+def test_without_max_attempts_the_runner_retries_until_the_target_is_back() -> None:
+    sink = DownSink(down=50)
+
+    stats = Runner(FakeSource([tx(i) for i in range(3)]), sink, Retry(classify, no_wait)).run(
+        threading.Event(), until_caught_up=True
+    )
+
+    assert sink.starts == 51
+    assert sink.committed == [0, 1, 2]
+    assert stats.attempts == 51
+
+
+@dataclass
+class EagerSink(FakeSink):
+    """Commits every transaction as it is offered."""
+
+    def offer(self, item: ReaderItem) -> None:
+        super().offer(item)
+        self.flush()
+
+
+def test_an_attempt_that_commits_starts_a_new_count() -> None:
+    # every attempt commits one transaction, then the source fails: never two failures without progress between
+    faults: dict[int, BaseException] = {n: ConnectionError(f"reset {n}") for n in range(1, 10)}
+    source, sink = FakeSource([tx(i) for i in range(10)], fail_after=faults), EagerSink()
+    retries: list[int] = []
+    runner = Runner(source, sink, Retry(classify, no_wait, max_attempts=2, on_retry=lambda n, d, e: retries.append(n)))
+
+    stats = runner.run(threading.Event(), until_caught_up=True)
+
+    assert sink.committed == list(range(10))
+    assert retries == [1] * 9
+    assert stats.attempts == 10
+
+
+@dataclass
+class CommitsThenGoesDown(EagerSink):
+    """Commits during the first attempt; from then on the target is down (``start()`` fails)."""
+
+    starts: int = 0
+
+    def start(self) -> Lsn:
+        self.starts += 1
+        if self.starts > 10:
+            raise ValueError("still retrying: the failed starts were taken for progress")  # terminal: ends the test
+        if self.starts > 1:
+            raise ConnectionError("connection refused")
+        return super().start()
+
+
+def test_a_failed_start_after_progress_is_not_progress() -> None:
+    source = FakeSource([tx(i) for i in range(5)], fail_after={1: ConnectionError("reset")})
+    sink = CommitsThenGoesDown()
+
+    with pytest.raises(RetriesExhaustedError):
+        Runner(source, sink, Retry(classify, no_wait, max_attempts=3)).run(threading.Event(), until_caught_up=True)
+
+    assert sink.committed == [0]
+    assert sink.starts == 3  # the attempt that committed, then two failed starts: three failures in a row
+
+
+def test_max_attempts_counts_start_up_and_streaming_failures_together() -> None:
+    retry = Retry(classify, no_wait, max_attempts=3)
+    attempts = iter([ConnectionError("down"), ConnectionError("still down"), None])
+
+    def build() -> str:
+        error = next(attempts)
+        if error is not None:
+            raise error
+        return "built"
+
+    assert retry.call(build, threading.Event()) == "built"  # two failures, then success: a new count starts
+    assert retry.failures == 0
+    retry.failed(ConnectionError("the target went away at the end of start-up"))
+    sink = DownSink()
+    with pytest.raises(RetriesExhaustedError):
+        Runner(FakeSource([tx(1)]), sink, retry).run(threading.Event(), until_caught_up=True)
+    assert sink.starts == 2  # one start-up failure and two of the runner's: three in a row
+
+
+def test_the_pipeline_component_is_healthy_again_after_recovery() -> None:
+    """``on_retry`` marks an error that names no side as a failing ``pipeline`` component; the first commit
+    after the fault clears it (nothing else would: the source and the target report only for themselves)."""
+    obs = Observability(process_metrics=False)
+    obs.component_ok("source")
+    obs.component_ok("target")
+    seen: list[str] = []
+
+    @dataclass
+    class Recording(FakeSource):
+        def read(self, start_after: Lsn, stop: threading.Event, *, until_caught_up: bool) -> Iterator[ReaderItem]:
+            seen.append(_pipeline_status(obs))
+            yield from super().read(start_after, stop, until_caught_up=until_caught_up)
+
+    source = Recording([tx(i) for i in range(5)], fail_after={1: ConnectionError("somewhere in between")})
+    retry = retry_policy(RetrySettings(initial=0.001, maximum=0.001), obs)
+
+    Runner(source, EagerSink(), retry).run(threading.Event(), until_caught_up=True)
+
+    assert seen == ["absent", "degraded"]  # marked while retrying ...
+    assert _pipeline_status(obs) == "healthy"  # ... and healthy again once the retry committed
+    assert obs.health.readiness()[1]["status"] == "healthy"
+
+
+def _pipeline_status(obs: Observability) -> str:
+    status: str = obs.health.readiness()[1]["components"].get("pipeline", {}).get("status", "absent")
+    return status

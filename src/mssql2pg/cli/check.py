@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 def command(config_path: Path | None) -> None:
     """Check configuration, connectivity, CDC set-up, the capture job and the retention margin."""
     # Imported here for start-up speed only (keeps `--help` fast).
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415
     from mssql2pg.pipeline.check import Report, run_checks  # noqa: PLC0415
+    from mssql2pg.pipeline.connections import target_connector  # noqa: PLC0415
 
     config = load(config_path)
     report = run_checks(config, target_connector(config), Report(on_finding=_print))

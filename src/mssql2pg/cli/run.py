@@ -40,18 +40,12 @@ STOP_GRACE_SECONDS = 15.0
 @click.option("--until-caught-up", is_flag=True, help="apply everything up to the source's current max LSN, then exit")
 def command(config_path: Path | None, until_caught_up: bool) -> None:
     """Replicate the configured tables from SQL Server CDC into PostgreSQL."""
-    from mssql2pg.pipeline.assembly import Pipeline  # noqa: PLC0415 - start-up speed only (keeps `--help` fast)
+    from mssql2pg.pipeline.assembly import run_pipeline  # noqa: PLC0415 - start-up speed only (keeps `--help` fast)
 
     config: Config = load(config_path, log_stream=sys.stdout)  # a service: its log stream is stdout
     stop = threading.Event()
     _install_signal_handlers(stop)
-    pipeline = Pipeline.from_config(config)
-    if config.http.enabled:
-        pipeline.obs.serve(config.http.host, config.http.port)
-    try:
-        stats = pipeline.run(stop, until_caught_up=until_caught_up)
-    finally:
-        pipeline.obs.close()
+    stats = run_pipeline(config, stop, until_caught_up=until_caught_up)
     _log().info(
         "pipeline stopped",
         reason="caught up" if until_caught_up and not stop.is_set() else "stop requested",

@@ -369,8 +369,9 @@ class RetrySettings(Section):
     continues."""
 
     max_attempts: int | None = Field(default=None, ge=1)
-    """Stop after this many consecutive failed attempts and exit with an error (the checkpoint keeps every
-    change, so nothing is lost; a supervisor can restart). Unset: retry forever, the recommended setting."""
+    """Stop after this many failed attempts in a row and exit with an error (the checkpoint keeps every change,
+    so nothing is lost; a supervisor can restart). Attempts at start-up and while streaming count together; an
+    attempt that commits starts a new count. Unset: retry forever, the recommended setting."""
 
     @model_validator(mode="after")
     def _maximum_not_below_initial(self) -> RetrySettings:

@@ -7,8 +7,8 @@ call keeps them from disagreeing, and keeps the runner's wiring to a handful of 
     obs = Observability(version=__version__, unhealthy_after=cfg.retry.alert_after)
     obs.serve(cfg.http.host, cfg.http.port)
     ...
-    runner = Runner(..., on_item=lambda item: obs.on_item(item, applier.stats), on_retry=obs.on_retry)
-    # or, by hand:
+    retry = Retry.from_settings(cfg.retry, classify, on_retry=obs.on_retry, on_recovered=obs.on_recovered)
+    # and, as the pipeline's steps happen:
     obs.beat()                                  # every loop turn, also when idle
     obs.component_ok("source") / obs.component_failed("target", str(exc))
     obs.record_apply_stats(applier.stats)       # after offer()/tick()/flush()
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from mssql2pg.model import Heartbeat, Operation, ReaderItem, TableId
+from mssql2pg.model import Operation, TableId
 from mssql2pg.observability.health import DEFAULT_LIVENESS_TIMEOUT, Health, Status
 from mssql2pg.observability.http import DEFAULT_HOST, DEFAULT_PORT, ObservabilityServer
 from mssql2pg.observability.logging import get_logger
@@ -174,32 +174,14 @@ class Observability:
         if source_time is not None:
             self.metrics.set_caught_up(source_time, tables)
 
-    # -- runner hooks (``Runner(on_item=..., on_retry=...)``) ------------------------------------------------------
-    def on_item(self, item: ReaderItem, stats: ApplyStatsLike | None = None) -> None:
-        """After the sink accepted ``item``: the loop is alive, both databases answered, progress is recorded.
-
-        The applier commits in groups, so rows show up in the metrics once committed, at the latest with the
-        next item (the reader sends heartbeats when idle). A heartbeat marks the pipeline caught up to its source
-        time; the applier commits it within its heartbeat interval, so lag may read up to that much too low.
-        """
-        self.beat()
-        self.component_ok("source")
-        self.component_ok("target")
-        with self._lock:
-            pipeline_failing = "pipeline" in self._failing_since
-        if pipeline_failing:
-            self.component_ok("pipeline")
-        if stats is not None:
-            self.record_apply_stats(stats)
-        if isinstance(item, Heartbeat):
-            self.heartbeat_applied(item.source_time, item.tables)
-
+    # -- retry hooks (``Retry(on_retry=..., on_recovered=...)``, see ``pipeline.observed.retry_policy``) ---------
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
         """A transient fault ended an attempt. Counts the retry and the error; the loop is still alive.
 
         If the error names its side (an attribute ``component`` = ``source`` | ``target``), that component turns
         degraded (unhealthy after ``unhealthy_after``); otherwise a ``pipeline`` component does, so ``/readyz``
-        never hides a retry loop. The next item that gets through clears it.
+        never hides a retry loop. :meth:`on_recovered` clears it once the pipeline makes progress again (source and
+        target are cleared by their own success reports, :meth:`component_ok`).
         """
         named = getattr(error, "component", None)
         component = named if named in ("source", "target") else "pipeline"
@@ -207,6 +189,14 @@ class Observability:
         self.metrics.error(None, "transient")
         self.metrics.retry(component)
         self.component_failed(component, f"{type(error).__name__}: {error} (attempt {attempt}, next in {delay:.1f}s)")
+
+    def on_recovered(self) -> None:
+        """The retry loop made progress again after transient faults: a ``pipeline`` component that
+        :meth:`on_retry` marked failing is healthy again."""
+        with self._lock:
+            pipeline_failing = "pipeline" in self._failing_since
+        if pipeline_failing:
+            self.component_ok("pipeline")
 
     def source_position(self, max_lsn_time: datetime | None) -> None:
         """The source's max LSN commit time, each time the reader polls it (drives the capture-stalled alert)."""

@@ -20,7 +20,8 @@ from mssql2pg import control
 from mssql2pg.classify import scrub
 from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
-from mssql2pg.pipeline.assembly import discover, source_engine
+from mssql2pg.pipeline.connections import source_engine
+from mssql2pg.pipeline.plan import discover
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 

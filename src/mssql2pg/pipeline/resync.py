@@ -17,7 +17,7 @@ How it stays exactly once (the details are in :mod:`mssql2pg.source.snapshot` an
 3. A running pipeline sees the table active again and re-plans; a pipeline that starts later does the same.
    The table's changes after ``S`` are applied; if the pipeline's checkpoint has meanwhile moved past ``S``
    (it kept replicating the other tables), the table first catches up from ``S`` to the checkpoint on its own
-   (:func:`catch_up`), so no change between the two is skipped.
+   (:func:`mssql2pg.pipeline.catchup.catch_up`), so no change between the two is skipped.
 
 A change at or below ``S`` that arrives again is harmless: an upsert or delete never overwrites a row that
 carries a later commit LSN.
@@ -32,17 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
-from mssql2pg.classify import classify
 from mssql2pg.config import Config
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
-from mssql2pg.pipeline.runner import Runner, RunStats
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.plan import discover, target_tables
 from mssql2pg.positions import Lsn
-from mssql2pg.retry import Backoff
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TargetTable
@@ -127,8 +125,6 @@ class SnapshotPosition:
 
 def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_SECONDS) -> ResyncResult:
     """Snapshot ``table_name`` into the target (see the module docstring). Raises with a hint on any problem."""
-    from mssql2pg.pipeline.assembly import discover, source_engine, target_connector, target_tables  # noqa: PLC0415
-
     try:
         wanted = TableId.parse(table_name)
     except ValueError as exc:
@@ -191,8 +187,6 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
 def _pause_for_resync(config: Config, table: TableId) -> tuple[str, str | None, str | None] | None:
     """Pause the table (a running pipeline re-plans without it) and return its state before, to restore if the
     resync fails. A table already inactive keeps its state until the resync commits."""
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
-
     conn = target_connector(config)()
     try:
         conn.run("BEGIN")
@@ -215,8 +209,6 @@ def _pause_for_resync(config: Config, table: TableId) -> tuple[str, str | None, 
 
 def _restore_state(config: Config, table: TableId, before: tuple[str, str | None, str | None] | None) -> None:
     """The resync failed (nothing of it was committed): put a table that was active back as it was."""
-    from mssql2pg.pipeline.assembly import target_connector  # noqa: PLC0415 - import cycle
-
     if before is None or before[0] != "active":
         return
     try:
@@ -246,47 +238,3 @@ class _Progress:
             log.info(
                 "resync progress", table=str(self.table), rows=rows, rows_per_s=round(rows / (now - self._started))
             )
-
-
-def catch_up(  # noqa: PLR0917 - one caller, which names them in order
-    config: Config,
-    engine: sa.Engine,
-    tables: list[TargetTable],
-    positions: dict[str, Lsn],
-    checkpoint: Lsn,
-    stop: threading.Event,
-) -> RunStats | None:
-    """Bring resynced tables whose position is behind the pipeline checkpoint up to it, on their own.
-
-    ``tables`` are the pipeline's target tables; those whose source table has a position below ``checkpoint``
-    read their changes from there up to ``checkpoint`` and move their own position with the data. Transient
-    faults are retried like the pipeline's. None when no table was behind."""
-    from mssql2pg.pipeline.assembly import apply_settings, build_reader, target_connector  # noqa: PLC0415
-
-    replicated = {str(t.source) for t in tables}
-    behind = {t: p for t, p in positions.items() if p < checkpoint and t in replicated}
-    if not behind:
-        return None
-    chosen = [t for t in tables if str(t.source) in behind]
-    sources = sorted({t.source for t in chosen})
-    log.info(
-        "resynced tables catching up to the pipeline checkpoint",
-        tables={t: str(p) for t, p in behind.items()},
-        checkpoint=str(checkpoint),
-    )
-    reader = build_reader(config, sources, engine, {s: behind[str(s)] for s in sources}, until=checkpoint)
-    applier = Applier(
-        target_connector(config),
-        chosen,
-        config.pipeline.name,
-        apply_settings(config),
-        checkpoints=control.ResumePositions(config.pipeline.name, behind),
-    )
-    runner = Runner(reader, applier, classify, Backoff(config.retry).delays)
-    try:
-        stats = runner.run(stop, until_caught_up=True)
-    finally:
-        applier.close()
-        reader.close()
-    log.info("resynced tables caught up", tables=[str(s) for s in sources], rows=stats.rows)
-    return stats

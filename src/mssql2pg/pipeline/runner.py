@@ -12,7 +12,9 @@ How it works, in order:
 4. Any transient fault, on either side, ends the attempt: the reader stops, the sink rolls back whatever was
    not committed, and after a backoff delay everything starts again from step 1. Because the checkpoint is
    committed with the data, this restart neither loses nor repeats a change, and there is only one recovery
-   path to get right (the same one a crash takes).
+   path to get right (the same one a crash takes). The delays, the count of failed attempts in a row (and
+   ``retry.max_attempts``) and the reporting are the pipeline's one :class:`~mssql2pg.retry.Retry` policy,
+   which its start-up shares; an attempt that commits is progress and starts a new count.
 5. A stop request (SIGTERM, Ctrl-C) stops the reader, commits what is complete, rolls back a partial source
    transaction, and returns.
 
@@ -30,9 +32,9 @@ from typing import Protocol
 
 import structlog
 
-from mssql2pg.errors import TerminalError, TransientError
 from mssql2pg.model import Heartbeat, ReaderItem, TxChunk
 from mssql2pg.positions import Lsn
+from mssql2pg.retry import Retry
 
 log = structlog.get_logger(component="runner")
 
@@ -54,6 +56,11 @@ class ChangeSink(Protocol):
         """Prepare the target (DDL, control tables) and return the committed checkpoint."""
         ...
 
+    @property
+    def checkpoint(self) -> Lsn:
+        """The checkpoint committed so far: an attempt that moved it made progress."""
+        ...
+
     def offer(self, item: ReaderItem) -> None: ...
 
     def tick(self) -> None:
@@ -73,9 +80,6 @@ class ChangeSink(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-Classifier = Callable[[BaseException], TransientError | TerminalError]
 
 
 @dataclass
@@ -108,52 +112,38 @@ BATCH_ITEMS = 1_000
 class Runner:
     source: ChangeSource
     sink: ChangeSink
-    classify: Classifier
-    backoff: Callable[[], Iterator[float]]
+    retry: Retry
     queue_size: int = 64
     tick_interval: float = 0.05
-    on_item: Callable[[ReaderItem], None] | None = None
-    on_retry: Callable[[int, float, BaseException], None] | None = None
     stats: RunStats = field(default_factory=RunStats)
     replan: threading.Event | None = None
     """Set from outside to end the run at the next source-transaction boundary (nothing is rolled back), e.g.
     because the set of tables changed; ``stop`` ends it at once (a partly received transaction is rolled back)."""
+    _started_at: Lsn | None = field(default=None, init=False, repr=False)  # the checkpoint this attempt began at
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
         """Replicate until ``stop`` is set (or, with ``until_caught_up``, until one pass is done)."""
-        delays = self.backoff()
         while not stop.is_set():
             self.stats.attempts += 1
             try:
                 finished = self._attempt(stop, until_caught_up=until_caught_up)
             except Exception as exc:
-                error = exc if isinstance(exc, TransientError | TerminalError) else self.classify(exc)
-                if error is not exc and hasattr(exc, "component"):
-                    setattr(error, "component", exc.component)  # noqa: B010 - which side failed, for health
+                self._note_progress()  # committed before it failed: this failure starts a new count
                 self._safe(self.sink.abandon)
                 self._safe(self.source.close)
-                if isinstance(error, TerminalError):
-                    raise error from exc
-                delay = next(delays)
-                self.stats.failures.append(f"{type(exc).__name__}: {error}")
-                log.warning(
-                    "transient fault; restarting from checkpoint",
-                    attempt=self.stats.attempts,
-                    next_delay_s=round(delay, 3),
-                    error=str(error),
-                )
-                if self.on_retry is not None:
-                    self.on_retry(self.stats.attempts, delay, error)
+                delay = self.retry.failed(exc)  # raises a terminal error, or after retry.max_attempts
+                self.stats.failures.append(f"{type(exc).__name__}: {exc}")
                 stop.wait(delay)
                 continue
-            delays = self.backoff()
+            self.retry.recovered()
             if finished:
                 break
         return self.stats
 
     def _attempt(self, stop: threading.Event, *, until_caught_up: bool) -> bool:
         """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
-        checkpoint = self.sink.start()
+        self._started_at = None  # until the sink has started, this attempt cannot have made progress
+        checkpoint = self._started_at = self.sink.start()
         log.info("starting from checkpoint", checkpoint=str(checkpoint))
         items: queue.Queue[list[ReaderItem] | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
         reader_stop = threading.Event()
@@ -188,7 +178,10 @@ class Runner:
 
     def _apply_loop(self, items: queue.Queue[list[ReaderItem] | _Done | _Failed], stop: threading.Event) -> bool:
         replan = self.replan
+        retry = self.retry
         while True:
+            if retry.failures:
+                self._note_progress()
             if stop.is_set() or (replan is not None and replan.is_set() and not self.sink.mid_transaction()):
                 self.sink.flush()
                 return True
@@ -215,8 +208,13 @@ class Runner:
                 self.stats.last_lsn = item.commit_lsn
         elif isinstance(item, Heartbeat):
             self.stats.last_lsn = max(self.stats.last_lsn, item.lsn)
-        if self.on_item is not None:
-            self.on_item(item)
+
+    def _note_progress(self) -> None:
+        """The first commit of an attempt after a fault is progress: the count of failures in a row starts over
+        (and what the fault reported is cleared)."""
+        started_at = self._started_at
+        if self.retry.failures and started_at is not None and self.sink.checkpoint > started_at:
+            self.retry.recovered()
 
     @staticmethod
     def _safe(fn: Callable[[], None]) -> None:

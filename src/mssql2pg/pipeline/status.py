@@ -13,13 +13,12 @@ from typing import Any
 
 from mssql2pg import control
 from mssql2pg.config import load_config
+from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 
 
 def collect(config_path: Path | None) -> dict[str, Any]:
-    from mssql2pg.pipeline.assembly import source_engine, target_connector  # noqa: PLC0415 - import cycle
-
     config = load_config(config_path)
     report: dict[str, Any] = {
         "pipeline": config.pipeline.name,

@@ -7,12 +7,12 @@ Public API (everything else is internal):
   :class:`mssql2pg.sink.schema.TargetTable` describing where and how one capture instance lands;
 * :class:`mssql2pg.sink.applier.Applier` with :class:`mssql2pg.sink.applier.ApplySettings`: ``start()`` (DDL,
   returns the checkpoint), ``offer(item)``, ``tick()``, ``flush()``, ``abandon()``, ``close()``, ``stats``;
-* :class:`mssql2pg.sink.types.UnstorableValueError`: a row PostgreSQL cannot hold (names table, column, row);
-* :func:`mssql2pg.sink.connection.connector_from_url`: the ``connect`` factory from a ``postgresql://`` URL.
+* :class:`mssql2pg.sink.types.UnstorableValueError`: a row PostgreSQL cannot hold (names table, column, row).
+
+The ``connect`` factory the applier takes comes from :func:`mssql2pg.pipeline.connections.target_connector`.
 """
 
 from mssql2pg.sink.applier import Applier, ApplySettings, ApplyStats
-from mssql2pg.sink.connection import connector_from_url
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.sink.types import UnstorableValueError, UnsupportedTypeError
 
@@ -25,5 +25,4 @@ __all__ = [
     "UnstorableValueError",
     "UnsupportedTypeError",
     "build_target_table",
-    "connector_from_url",
 ]

@@ -205,6 +205,11 @@ class Applier:
     def mid_transaction(self) -> bool:
         return self._open_tx is not None
 
+    @property
+    def checkpoint(self) -> Lsn:
+        """The checkpoint committed so far (the runner counts a commit after a fault as recovery)."""
+        return self.stats.checkpoint
+
     def tick(self) -> None:
         """Commit a complete group whose time bound has passed, or a due heartbeat checkpoint."""
         if self._conn is None or self._open_tx is not None:

@@ -8,7 +8,6 @@ fed to the applier directly in ``test_isolation.py``.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pg8000.native
@@ -18,7 +17,6 @@ from click.testing import CliRunner
 from mssql2pg import control
 from mssql2pg.cli.dlq import command as dlq
 from mssql2pg.emulator import connect
-from mssql2pg.pipeline import assembly
 from tests.e2e.pipeline_process import run_cli, write_config
 from tests.fixtures.emulator import enable_table
 
@@ -146,10 +144,6 @@ def test_retry_never_overwrites_a_newer_row(emulated_source_url: str, target_url
     dst.close()
 
 
-@pytest.mark.skipif(
-    "stale_after" not in inspect.getsource(assembly),
-    reason="the pipeline assembly does not pass config.stale_after to ApplySettings yet (lead: wire it)",
-)
 def test_stale_events_are_flagged_through_the_pipeline(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:

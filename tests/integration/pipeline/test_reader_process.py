@@ -23,7 +23,7 @@ from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.errors import TerminalError, TransientError
 from mssql2pg.model import Heartbeat, ReaderItem, TableId, TxChunk
-from mssql2pg.pipeline.assembly import build_reader
+from mssql2pg.pipeline.plan import build_reader
 from mssql2pg.pipeline.reader_process import ProcessSource
 from mssql2pg.positions import Lsn
 from mssql2pg.source.errors import LsnGapError

@@ -19,7 +19,7 @@ from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.errors import Mssql2pgError
-from mssql2pg.pipeline import assembly
+from mssql2pg.pipeline import watcher
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, resync_table
 from mssql2pg.pipeline.status import collect
@@ -211,7 +211,7 @@ def test_a_running_pipeline_takes_the_resynced_table_back(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(assembly, "CONTROL_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(watcher, "CONTROL_POLL_SECONDS", 0.2)
     src = two_tables
     config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
     _run_once(config)
@@ -250,7 +250,7 @@ def test_resync_of_a_table_the_running_pipeline_writes_waits_for_it_to_leave(
 ) -> None:
     """The pipeline must not write the table between the snapshot LSN and the resync's commit: the resync pauses
     the table, waits until the running pipeline has re-planned without it, and only then reads the snapshot."""
-    monkeypatch.setattr(assembly, "CONTROL_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(watcher, "CONTROL_POLL_SECONDS", 0.2)
     src = two_tables
     config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
     dst = connect(target_url)

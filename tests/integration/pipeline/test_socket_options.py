@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mssql2pg.config import load_config
-from mssql2pg.pipeline.assembly import TCP_USER_TIMEOUT_MS, driver_socket, source_engine, target_connector
+from mssql2pg.pipeline.connections import TCP_USER_TIMEOUT_MS, driver_socket, source_engine, target_connector
 from tests.e2e.pipeline_process import write_config
 
 pytestmark = [

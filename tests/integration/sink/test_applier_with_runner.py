@@ -13,6 +13,7 @@ from mssql2pg.errors import TerminalError, TransientError
 from mssql2pg.model import Operation, ReaderItem, SourceColumn
 from mssql2pg.pipeline.runner import ChangeSink, Runner
 from mssql2pg.positions import Lsn
+from mssql2pg.retry import Retry
 from mssql2pg.sink import Applier, ApplySettings, build_target_table
 from tests.fixtures.target import Connect, TxBuilder, capture_instance
 
@@ -51,7 +52,7 @@ def test_runner_restart_with_applier_applies_every_change_once(target_connect: C
     applier = Applier(target_connect, [build_target_table(T)], "runner", ApplySettings(group_max_rows=7))
     sink: ChangeSink = applier
     source = FlakySource(items, fail_after=33)
-    stats = Runner(source, sink, classify, lambda: repeat(0.0)).run(threading.Event(), until_caught_up=True)
+    stats = Runner(source, sink, Retry(classify, lambda: repeat(0.0))).run(threading.Event(), until_caught_up=True)
     assert stats.attempts == 2
     assert source.reads[0].is_null
     assert not source.reads[1].is_null  # the second attempt resumed after a committed checkpoint

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 
-from mssql2pg.model import Heartbeat, Operation, TableId
+from mssql2pg.model import Operation, TableId
 from mssql2pg.observability.health import Status
 from mssql2pg.observability.runtime import Observability
-from mssql2pg.positions import Lsn
 from mssql2pg.sink.applier import ApplyStats
 
 ORDERS = TableId("dbo", "orders")
@@ -127,12 +126,15 @@ class SideError(Exception):
         self.component = component
 
 
-def test_runner_hooks_mark_progress_and_retries() -> None:
+def test_retry_hooks_mark_retries_and_recovery() -> None:
     obs, mono, wall = make()
     stats = ApplyStats()
     stats.rows[(ORDERS, Operation.INSERT)] += 4
     stats.last_commit_time = T0
-    obs.on_item(Heartbeat(Lsn.parse("0000002d:00000580:001d"), source_time=T0 + timedelta(seconds=1)), stats)
+    obs.component_ok("source")
+    obs.component_ok("target")
+    obs.record_apply_stats(stats)
+    obs.heartbeat_applied(T0 + timedelta(seconds=1))
     assert obs.health.readiness()[0] is Status.HEALTHY
     wall.now += 3
     got = scrape(obs)
@@ -151,7 +153,9 @@ def test_runner_hooks_mark_progress_and_retries() -> None:
     assert "somewhere" in body["components"]["pipeline"]["reason"]
     mono.now += 1
     assert obs.health.liveness()[0] is True
-    obs.on_item(Heartbeat(Lsn.parse("0000002d:00000580:001e")))
+    obs.component_ok("target")  # the target answers again (ObservedSink) ...
+    assert obs.health.readiness()[0] is Status.DEGRADED  # ... the error that named no side still shows ...
+    obs.on_recovered()  # ... until the retry loop has made progress again
     assert obs.health.readiness()[0] is Status.HEALTHY
 
 

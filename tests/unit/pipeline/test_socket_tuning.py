@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mssql2pg.pipeline.assembly import TCP_USER_TIMEOUT_MS, driver_socket, tune_socket
+from mssql2pg.pipeline.connections import TCP_USER_TIMEOUT_MS, driver_socket, tune_socket
 
 
 def test_the_socket_is_found_under_pg8000_and_python_tds_connections() -> None:

@@ -1,0 +1,96 @@
+"""Connections to the two databases: the source's SQLAlchemy engine and the target's pg8000 connector.
+
+The one place that turns the configured URLs into connections, so that every connection (pipeline, resync,
+check, status, dlq) gets the same socket tuning and timeouts.
+
+Dead peers are found by TCP keepalive rather than a socket timeout: a timeout would also cut a long but healthy
+statement (the set-based apply of a million-row transaction).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pg8000.native
+import sqlalchemy as sa
+
+from mssql2pg.config import Config
+
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+# Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
+# see (a peer that stops acknowledging while we have queued data). An idle wait for a long statement sends
+# nothing, so it is not cut. Linux only; elsewhere the option is skipped.
+TCP_USER_TIMEOUT_MS = 30_000
+
+# PostgreSQL type OID of ``timestamp``. pg8000 parses it with ``strptime``, which was a quarter of the reader's
+# time on the emulator; ``fromisoformat`` reads PostgreSQL's output format directly and is many times faster.
+PG_TIMESTAMP_OID = 1114
+
+
+def tune_socket(sock: object) -> None:
+    """Keepalive and ``TCP_USER_TIMEOUT`` on a database connection's socket (each option where the OS has it)."""
+    if not isinstance(sock, socket.socket):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (*KEEPALIVE.items(), ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def driver_socket(dbapi_connection: object) -> object:
+    """The TCP socket under a driver connection: pg8000 keeps it in ``_usock``; python-tds in
+    ``_tds_socket.sock`` (wrapped by its TLS layer as ``_transport`` when encrypted). ``None`` if not found."""
+    sock = getattr(dbapi_connection, "_usock", None)
+    if sock is None:
+        sock = getattr(getattr(dbapi_connection, "_tds_socket", None), "sock", None)
+        sock = getattr(sock, "_transport", sock)
+    return sock
+
+
+def _fast_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def source_engine(config: Config) -> sa.Engine:
+    """The source's engine (SQL Server, or the emulator in PostgreSQL); connecting happens on first use."""
+    engine = sa.create_engine(
+        config.source.sqlalchemy_url(),
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        connect_args=config.source.engine_connect_args(),
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _tune_socket(dbapi_connection: Any, _record: Any) -> None:
+        tune_socket(driver_socket(dbapi_connection))
+
+    if config.source.backend == "postgresql":
+
+        @sa.event.listens_for(engine, "connect")
+        def _register_adapters(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.register_in_adapter(PG_TIMESTAMP_OID, _fast_timestamp)
+
+    return engine
+
+
+def target_connector(config: Config) -> Callable[[], pg8000.native.Connection]:
+    """A function that opens a new pg8000 native connection to the target each time it is called.
+
+    The applier talks to pg8000's native API directly (COPY streaming, one connection it owns), so it takes a
+    factory rather than an SQLAlchemy engine. ``connect_timeout`` bounds the connect only: once connected the
+    socket blocks without a timeout (keepalive finds a dead peer)."""
+    params = config.target.pg8000_params()
+
+    def connect() -> pg8000.native.Connection:
+        conn = pg8000.native.Connection(**params)
+        sock = driver_socket(conn)
+        if isinstance(sock, socket.socket):
+            sock.settimeout(None)
+            tune_socket(sock)
+        return conn
+
+    return connect

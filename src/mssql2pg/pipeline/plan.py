@@ -1,0 +1,177 @@
+"""What a pipeline replicates, worked out before it starts: the selected tables and their capture instances
+(:func:`discover`), which of them can be applied (:func:`usable_selections`), what the control schema says
+about them (:func:`control_state`), the target tables they land in (:func:`target_tables`), and the settings
+the reader and the applier are built with.
+
+A table that cannot be replicated is paused here (:func:`pause_table`) rather than stopping every table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+
+from mssql2pg import control
+from mssql2pg.config import Config, TableSelection, resolve_tables
+from mssql2pg.errors import TableFaultError
+from mssql2pg.model import CaptureInstance, TableId
+from mssql2pg.observability import Observability
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.positions import Lsn
+from mssql2pg.sink.applier import ApplySettings
+from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
+from mssql2pg.source.catalog import load_capture_instances, select_instances
+from mssql2pg.source.errors import TableShapeError
+from mssql2pg.source.reader import Reader, ReaderSettings
+from mssql2pg.source.validation import check_instance
+
+log = structlog.get_logger(component="pipeline")
+
+
+def discover(
+    engine: sa.Engine, config: Config, skip: Collection[str] = ()
+) -> tuple[list[TableSelection], dict[TableId, tuple[CaptureInstance, ...]]]:
+    """The selected tables and their capture instances, checked against what CDC has enabled.
+
+    ``skip`` names source tables to leave out (paused or needing resync)."""
+    with engine.connect() as conn:
+        instances = load_capture_instances(conn)
+    available = sorted({ci.source for ci in instances})
+    selections = resolve_tables(config, available)
+    if config.pipeline.group is not None:
+        selections = [s for s in selections if s.group == config.pipeline.group]
+    selections = [s for s in selections if str(s.source) not in skip]
+    by_table = select_instances(instances, [s.source for s in selections])
+    return selections, by_table
+
+
+def usable_selections(
+    selections: list[TableSelection], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+) -> tuple[list[TableSelection], list[TableShapeError]]:
+    """Read-side validation of the capture instances: the selections that can be applied by key, and the
+    :class:`TableShapeError` of each one that cannot."""
+    usable: list[TableSelection] = []
+    faults: list[TableShapeError] = []
+    for selection in selections:
+        try:
+            for ci in instances[selection.source]:
+                check_instance(ci)
+        except TableShapeError as fault:
+            faults.append(fault)
+            continue
+        usable.append(selection)
+    return usable, faults
+
+
+def target_tables(
+    selections: Sequence[TableSelection], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+) -> list[TargetTable]:
+    """Where each capture instance of the selected tables lands in the target."""
+    tables: list[TargetTable] = []
+    for sel in selections:
+        options = TableOptions(
+            target_schema=sel.target.schema,
+            target_name=sel.target.name,
+            naming=sel.naming,
+            delete_mode=sel.delete_mode,
+        )
+        tables.extend(build_target_table(ci, options) for ci in instances[sel.source])
+    return tables
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """What the target's control schema says about the tables before a start."""
+
+    inactive: dict[str, tuple[str, str]]  # paused or needing resync: source table -> (state, reason)
+    positions: dict[str, Lsn]  # resynced tables: source table -> the LSN their changes resume after
+    checkpoint: Lsn
+
+
+def control_state(config: Config) -> ControlState:
+    """Read :class:`ControlState` from the target (an empty state on a target the pipeline never ran against)."""
+    conn = target_connector(config)()
+    try:
+        name = config.pipeline.name
+        checkpoint = (
+            control.read_checkpoint(conn, name) if control.control_table_exists(conn, "checkpoints") else Lsn.NULL
+        )
+        return ControlState(control.inactive_tables(conn, name), control.resume_positions(conn, name), checkpoint)
+    finally:
+        conn.close()
+
+
+def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> None:
+    """Record a table fault: the table's state (``paused`` / ``needs-resync``) with reason and remediation in
+    ``mssql2pg.table_state``, the ``mssql2pg_table_state`` metric and ``/readyz``, and an error log line."""
+    reason = str(fault).split("\n  hint:")[0]
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)  # a table can be paused at the very first start
+        control.set_table_state(
+            conn, config.pipeline.name, str(fault.table), fault.state, reason=reason, remediation=fault.remediation
+        )
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    obs.table_state(str(fault.table), fault.state.replace("-", "_"), reason)
+    log.error(
+        "table paused; the other tables go on",
+        table=str(fault.table),
+        state=fault.state,
+        error_class=type(fault).__name__,
+        reason=reason,
+        remediation=fault.remediation,
+    )
+
+
+def pause_unusable(
+    config: Config,
+    obs: Observability,
+    selections: list[TableSelection],
+    instances: Mapping[TableId, tuple[CaptureInstance, ...]],
+) -> list[TableSelection]:
+    """At start-up, a table whose capture instance cannot be applied by key is paused instead of stopping
+    every table; the usable selections are returned."""
+    usable, faults = usable_selections(selections, instances)
+    for fault in faults:
+        pause_table(config, obs, fault)
+    return usable
+
+
+def build_reader(
+    config: Config,
+    tables: Sequence[TableId],
+    engine: sa.Engine | None = None,
+    starts: Mapping[TableId, Lsn] | None = None,
+    *,
+    until: Lsn | None = None,
+) -> Reader:
+    """The source reader for ``tables``. Module-level so that a spawned reader process can call it
+    (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments). ``starts`` and
+    ``until``: see :meth:`Reader.for_tables` (resynced tables)."""
+    return Reader.for_tables(
+        engine if engine is not None else source_engine(config),
+        list(tables),
+        ReaderSettings(
+            chunk_rows=config.reader.chunk_rows,
+            page_rows=config.reader.page_rows,
+            poll_interval=config.reader.poll_interval,
+        ),
+        starts=starts,
+        until=until,
+    )
+
+
+def apply_settings(config: Config) -> ApplySettings:
+    """The applier's settings from ``apply:`` and ``stale_after`` (the pipeline's applier and a catch-up's)."""
+    return ApplySettings(
+        group_max_rows=config.apply.max_batch_rows,
+        group_max_delay=config.apply.max_batch_seconds,
+        heartbeat_interval=config.apply.heartbeat_interval,
+        stale_after=config.stale_after,
+    )

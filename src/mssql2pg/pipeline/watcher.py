@@ -1,0 +1,61 @@
+"""Watches the control schema while a pipeline runs, so that a table paused or made active again (by
+``mssql2pg resync``) is noticed without a restart."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import structlog
+
+from mssql2pg.config import Config
+from mssql2pg.pipeline.plan import control_state
+
+log = structlog.get_logger(component="pipeline")
+
+CONTROL_POLL_SECONDS = 10.0
+"""How often a running pipeline looks at the control schema for tables whose state changed."""
+
+
+@dataclass
+class ControlWatcher:
+    """Sets ``replan`` when the control schema's table states no longer match what a pipeline was built for:
+    a table it replicates (``replicated``) was paused (``mssql2pg resync`` pauses a table first and waits for
+    the pipeline to leave it), or a table it left out (``left_out``) is active again (the resync is done). The
+    runner then stops at the next source-transaction boundary."""
+
+    config: Config
+    replicated: frozenset[str]  # source tables the pipeline replicates
+    left_out: frozenset[str]  # source tables it left out because they were not active
+    replan: threading.Event
+    interval: float = field(default_factory=lambda: CONTROL_POLL_SECONDS)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ControlWatcher:
+        self._thread = threading.Thread(target=self._watch, name="mssql2pg-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                inactive = set(control_state(self.config).inactive)
+            except Exception as exc:  # the target is down: the runner reports and retries that
+                log.debug("control schema not readable", error=str(exc))
+                continue
+            rejoined = self.left_out - inactive
+            paused = self.replicated & inactive
+            if rejoined or paused:
+                log.info(
+                    "table states changed; re-planning the pipeline at the next transaction boundary",
+                    active_again=sorted(rejoined),
+                    paused=sorted(paused),
+                )
+                self.replan.set()
+                return
