@@ -30,24 +30,22 @@ class ReadBy:
     why: str
 
 
-_BACKOFF = "config.retry is handed to Backoff (pipeline), which reads it through the BackoffSettings protocol"
+_RETRY = (
+    "config.retry is handed to pipeline.observed.retry_policy, which builds retry.Retry.from_settings over it: "
+    "Retry keeps max_attempts, its Backoff reads the delays (both through the BackoffSettings protocol)"
+)
 _LOADED_FROM_FILE = "the loader reads the file into 'password' before validation (so the URL and logs never see it)"
 
 READ_ELSEWHERE: dict[str, ReadBy] = {
     "source.password_file": ReadBy("config/loading.py", "_read_secret_files", None, _LOADED_FROM_FILE),
     "target.password_file": ReadBy("config/loading.py", "_read_secret_files", None, _LOADED_FROM_FILE),
-    "retry.initial": ReadBy("retry.py", "Backoff.bounds", "Backoff", _BACKOFF),
-    "retry.maximum": ReadBy("retry.py", "Backoff.bounds", "Backoff", _BACKOFF),
-    "retry.multiplier": ReadBy("retry.py", "Backoff.bounds", "Backoff", _BACKOFF),
-    "retry.jitter": ReadBy("retry.py", "Backoff.delays", "Backoff", _BACKOFF),
-    "retry.jitter_mode": ReadBy("retry.py", "Backoff.delays", "Backoff", _BACKOFF),
+    "retry.initial": ReadBy("retry.py", "Backoff.bounds", "retry_policy", _RETRY),
+    "retry.maximum": ReadBy("retry.py", "Backoff.bounds", "retry_policy", _RETRY),
+    "retry.multiplier": ReadBy("retry.py", "Backoff.bounds", "retry_policy", _RETRY),
+    "retry.jitter": ReadBy("retry.py", "Backoff.delays", "retry_policy", _RETRY),
+    "retry.jitter_mode": ReadBy("retry.py", "Backoff.delays", "retry_policy", _RETRY),
+    "retry.max_attempts": ReadBy("retry.py", "Retry.from_settings", "retry_policy", _RETRY),
 }
-
-NOT_YET_READ: dict[str, str] = {
-    "retry.max_attempts": "read by the runner's retry policy (issue 11, helper pipeline)",
-}
-"""Keys known to be unread on this branch because another branch makes them work. The test insists they are
-still unread here, so an entry cannot outlive the merge that makes it read: drop it then."""
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +57,7 @@ def test_every_documented_key_is_read_by_the_code(findings: Findings) -> None:
     keys = documented_keys()
     read = findings.read_keys(keys) | set(READ_ELSEWHERE)
 
-    unread = [key.dotted for key in keys if key.dotted not in read and key.dotted not in NOT_YET_READ]
+    unread = [key.dotted for key in keys if key.dotted not in read]
 
     assert not unread, (
         "documented keys that no code reads (make them do what docs/configuration.md says, or remove them from "
@@ -83,15 +81,6 @@ def test_a_key_read_where_the_walk_cannot_see_is_read_there(key: str, findings: 
         )
     seen = findings.where(documented[key])
     assert not seen, f"the walk sees {key} read ({', '.join(seen)}): drop it from READ_ELSEWHERE"
-
-
-@pytest.mark.parametrize("key", sorted(NOT_YET_READ))
-def test_a_key_awaiting_another_branch_is_still_unread_here(key: str, findings: Findings) -> None:
-    documented = {k.dotted: k for k in documented_keys()}
-    assert key in documented, f"NOT_YET_READ lists {key}, which is not a documented key"
-
-    seen = findings.where(documented[key])
-    assert not seen, f"{key} is read now ({', '.join(seen)}): drop it from NOT_YET_READ ({NOT_YET_READ[key]})"
 
 
 # ------------------------------------------------------------------------------- the walk itself can tell
