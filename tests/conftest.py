@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures.optional_tools import require_libxml
 from tests.fixtures.pg import PgServer, server_bindir
 from tests.fixtures.proxy import TcpProxy
 
@@ -25,6 +26,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         server_bindir()  # the system's PostgreSQL, else the wheel's (staged for the server user when root)
     except Exception as exc:
         raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("libxml") is not None:
+        require_libxml(server_bindir())
 
 
 def _server(name: str) -> Iterator[PgServer]:

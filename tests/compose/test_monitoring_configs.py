@@ -1,7 +1,7 @@
 """Static checks of the monitoring configs the Compose stack mounts, with the real tools where they exist.
 
 promtool and amtool are the real validators (Debian `prometheus`, `prometheus-alertmanager`; `.ci/run`
-installs them; without promtool its tests skip, or fail in CI: see tests/fixtures/monitoring_tools.py).
+installs them; without promtool its tests skip, or fail in CI: see tests.fixtures.optional_tools.py).
 Fluent Bit and Perses have no offline validator here, so their files are parsed and their wiring checked:
 every hostname they name is a Compose service that listens on that port.
 """
@@ -28,7 +28,7 @@ from tests.compose.stack_files import (
     pipeline_config,
     services,
 )
-from tests.fixtures.monitoring_tools import require_tool
+from tests.fixtures.optional_tools import require_tool
 
 PERSES_PROVISIONING = REPO / "compose" / "perses" / "provisioning"
 PERSES_DASHBOARDS = REPO / "monitoring" / "perses" / "dashboards"

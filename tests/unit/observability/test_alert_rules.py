@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from mssql2pg.observability.metrics import exported_metric_names
-from tests.fixtures.monitoring_tools import require_tool
+from tests.fixtures.optional_tools import require_tool
 from tests.unit.observability.promql_names import metric_names
 
 ROOT = Path(__file__).resolve().parents[3]
