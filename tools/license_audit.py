@@ -1,8 +1,9 @@
 """Fail when a runtime dependency is not under a permissive licence.
 
-The runtime closure is computed from the installed metadata of ``mssql2pg`` (its ``Requires-Dist``
-without extras, followed transitively). Each package's licence comes from pip-licenses. Exceptions must be
-listed in ``ALLOWED_EXCEPTIONS`` with a reason, and in docs/licenses.md.
+The runtime closure is computed from the installed metadata of ``mssql2pg``: its ``Requires-Dist`` without
+extras plus those of the extras users install to run it (:data:`RUNTIME_EXTRAS`), followed transitively.
+Each package's licence comes from pip-licenses. Exceptions must be listed in ``ALLOWED_EXCEPTIONS`` with a
+reason, and in docs/licenses.md.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ PERMISSIVE = re.compile(
 COPYLEFT = re.compile(r"\b(GPL|LGPL|AGPL|SSPL|BUSL|Commons Clause)\b", re.IGNORECASE)
 # name -> reason; keep docs/licenses.md in step.
 ALLOWED_EXCEPTIONS: dict[str, str] = {}
+# Extras of mssql2pg that users install to run it (not the dev tools): audited like the core dependencies.
+RUNTIME_EXTRAS = ("localpg",)
 
 
-def runtime_closure(root: str = "mssql2pg") -> set[str]:
+def runtime_closure(root: str = "mssql2pg", extras: tuple[str, ...] = RUNTIME_EXTRAS) -> set[str]:
     seen: set[str] = set()
     todo = [root]
     while todo:
@@ -34,18 +37,24 @@ def runtime_closure(root: str = "mssql2pg") -> set[str]:
             reqs = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
             continue
+        wanted = extras if name == _normalise(root) else ()
         for req in reqs:
-            if "extra ==" in req:
-                continue
-            marker_ok = True
-            if ";" in req:
-                from packaging.markers import Marker  # noqa: PLC0415 - only needed with markers
-
-                marker_ok = Marker(req.split(";", 1)[1]).evaluate()
-            if marker_ok:
+            if _applies(req, wanted):
                 todo.append(re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0])
     seen.discard(_normalise(root))
     return seen
+
+
+def _applies(req: str, extras: tuple[str, ...]) -> bool:
+    """A requirement without an extra whose marker holds here, or one of ``extras``' requirements."""
+    if ";" not in req:
+        return True
+    from packaging.markers import Marker  # noqa: PLC0415 - only needed with markers
+
+    marker = Marker(req.split(";", 1)[1])
+    if "extra" not in str(marker):
+        return marker.evaluate()
+    return any(marker.evaluate({"extra": extra}) for extra in extras)
 
 
 def _normalise(name: str) -> str:

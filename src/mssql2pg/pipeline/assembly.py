@@ -126,6 +126,7 @@ class Pipeline:
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
         tables = target_tables(selections, instances)
         source_ids = [s.source for s in selections]
+        obs.metrics.init_tables([*source_ids, *inactive])  # every per-table series reads 0 from the first scrape
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
         positions = {str(s): p for s, p in starts.items()}
         reader: ChangeSource = (

@@ -122,6 +122,7 @@ def test_value_the_target_cannot_store_is_dead_lettered_and_the_rest_applies(
     applier.close()
 
 
+@pytest.mark.libxml
 def test_xml_postgresql_rejects_during_copy_is_isolated(target_connect: Connect) -> None:
     docs = capture_instance(
         "dbo.Docs", [SourceColumn("Id", 1, "int", nullable=False), SourceColumn("Doc", 2, "xml")], ["Id"]
@@ -318,6 +319,7 @@ def test_faults_that_are_not_about_a_row_propagate_and_nothing_is_dead_lettered(
     applier.close()
 
 
+@pytest.mark.libxml
 def test_copy_rejection_while_streaming_a_large_transaction_is_isolated_at_commit(target_connect: Connect) -> None:
     docs = capture_instance(
         "dbo.Docs", [SourceColumn("Id", 1, "int", nullable=False), SourceColumn("Doc", 2, "xml")], ["Id"]

@@ -108,6 +108,7 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.libxml
 def test_boundary_values_of_every_mapped_type_arrive_exactly(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:

@@ -290,6 +290,7 @@ def test_unstorable_value_is_dead_lettered_naming_table_column_and_row(target_co
     applier.close()
 
 
+@pytest.mark.libxml
 def test_copy_rejection_points_at_the_row(target_connect: Connect) -> None:
     ci = capture_instance(
         "dbo.Docs", [SourceColumn("Id", 1, "int", nullable=False), SourceColumn("Doc", 2, "xml")], ["Id"]

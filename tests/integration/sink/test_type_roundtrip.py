@@ -160,19 +160,31 @@ def ci_for(case: Case) -> Any:
 
 
 def test_every_mapped_type_round_trips_its_boundary_values(target_connect: Connect) -> None:
-    instances = {case.name: ci_for(case) for case in CASES}
+    """Every type but xml (which needs a PostgreSQL built with libxml: the next test)."""
+    assert_round_trip(target_connect, [case for case in CASES if case.column.sql_type != "xml"])
+
+
+@pytest.mark.libxml
+def test_xml_round_trips_its_boundary_values(target_connect: Connect) -> None:
+    assert_round_trip(target_connect, [case for case in CASES if case.column.sql_type == "xml"])
+
+
+def assert_round_trip(target_connect: Connect, cases: list[Case]) -> None:
+    """Apply each case's values (and a NULL) to a table of its own, then read back type and values exactly."""
+    assert cases
+    instances = {case.name: ci_for(case) for case in cases}
     applier = Applier(target_connect, [build_target_table(ci) for ci in instances.values()], "types")
     applier.start()
     changes = [
         (instances[case.name], Operation.INSERT, [i, v])
-        for case in CASES
+        for case in cases
         for i, v in enumerate([*case.values, None], start=1)
     ]
     applier.offer(TxBuilder().tx(*changes))
     applier.flush()
     applier.close()
     conn = target_connect()
-    for case in CASES:
+    for case in cases:
         table = f"types.t_{case.name}"
         assert conn.run(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) "

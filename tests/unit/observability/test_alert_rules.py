@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from mssql2pg.observability.metrics import exported_metric_names
+from tests.fixtures.optional_tools import require_tool
 from tests.unit.observability.promql_names import metric_names
 
 ROOT = Path(__file__).resolve().parents[3]
 ALERTS = ROOT / "monitoring" / "prometheus" / "alerts.yml"
 ALERT_TESTS = ROOT / "monitoring" / "prometheus" / "tests" / "alerts_test.yml"
-INSTALL_HINT = "promtool is missing: apt-get install -y prometheus (Debian 12 ships promtool in it)"
 # Series Prometheus itself creates for every scrape target.
 PROMETHEUS_OWN = frozenset({"up"})
 REQUIRED_ALERTS = {
@@ -34,10 +32,7 @@ REQUIRED_ALERTS = {
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(INSTALL_HINT)
-    return path
+    return require_tool("promtool")
 
 
 def rules() -> list[dict[str, Any]]:

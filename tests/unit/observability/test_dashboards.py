@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from mssql2pg.observability.metrics import exported_metric_names
+from tests.fixtures.optional_tools import require_tool
 from tests.unit.observability.promql_names import metric_names
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,9 +92,7 @@ def test_every_query_uses_only_exported_metrics(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_every_query_is_valid_promql(path: Path, tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is missing: apt-get install -y prometheus")
+    promtool = require_tool("promtool")
     rules = [{"record": f"panel:{panel}:q{i}", "expr": q} for i, (panel, q) in enumerate(queries(load(path)))]
     rules_file = tmp_path / "queries.yml"
     rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))

@@ -150,3 +150,36 @@ def test_registries_are_isolated() -> None:
 def test_process_metrics_are_on_the_private_registry() -> None:
     scraped = samples(Metrics())
     assert any(name == "mssql2pg_process_resident_memory_bytes" for name, _ in scraped)
+
+
+def test_table_independent_counters_start_at_zero(metrics: Metrics) -> None:
+    """Errors not about a table, and retries, have a series of every known label value from the first scrape."""
+    for kind in ("transient", "terminal", "data", "schema"):
+        assert value(metrics, "mssql2pg_errors_total", table="", kind=kind) == 0
+    for component in ("source", "target", "pipeline"):
+        assert value(metrics, "mssql2pg_retries_total", component=component) == 0
+
+
+def test_every_per_table_counter_of_a_known_table_starts_at_zero(metrics: Metrics) -> None:
+    """So the dashboard's rate() panels read 0 instead of "no data", and increase() sees the first event."""
+    assert value(metrics, "mssql2pg_rows_applied_total", table="dbo.orders", operation="insert") is None
+    metrics.init_tables([ORDERS, "sales.items"])
+    for table in ("dbo.orders", "sales.items"):
+        for operation in ("insert", "update", "delete"):
+            assert value(metrics, "mssql2pg_rows_applied_total", table=table, operation=operation) == 0
+        for kind in ("transient", "terminal", "data", "schema"):
+            assert value(metrics, "mssql2pg_errors_total", table=table, kind=kind) == 0
+        for status in ("applied", "pending", "rejected"):
+            assert value(metrics, "mssql2pg_schema_changes_total", table=table, status=status) == 0
+        assert value(metrics, "mssql2pg_dead_letters_routed_total", table=table) == 0
+        assert value(metrics, "mssql2pg_stale_events_total", table=table) == 0
+
+
+def test_announcing_a_table_again_keeps_its_counts(metrics: Metrics) -> None:
+    """A re-planned pipeline announces its tables again; what was counted stays."""
+    metrics.init_tables([ORDERS])
+    metrics.rows_applied(ORDERS, "update", 4)
+    metrics.error(ORDERS, "data")
+    metrics.init_tables([ORDERS])
+    assert value(metrics, "mssql2pg_rows_applied_total", table="dbo.orders", operation="update") == 4
+    assert value(metrics, "mssql2pg_errors_total", table="dbo.orders", kind="data") == 1

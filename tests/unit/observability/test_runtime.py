@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mssql2pg.model import Operation, TableId
 from mssql2pg.observability.health import Status
+from mssql2pg.observability.metrics import OPERATIONS
 from mssql2pg.observability.runtime import Observability
 from mssql2pg.sink.applier import ApplyStats
 
@@ -175,3 +176,20 @@ def test_alert_condition_is_logged_once_the_failure_lasts_alert_after() -> None:
     assert len(errors) == 1
     assert errors[0]["component_name"] == "source"
     assert errors[0]["failing_for_s"] == 601
+
+
+def test_applied_rows_are_labelled_with_the_operations_whose_series_start_at_zero() -> None:
+    """The runtime's labels for applied rows are exactly the operations :meth:`Metrics.init_tables` starts at 0."""
+    obs = Observability(process_metrics=False)
+    table = TableId("dbo", "t")
+    stats = ApplyStats()
+    for op in (Operation.INSERT, Operation.UPDATE_AFTER, Operation.DELETE):
+        stats.rows[(table, op)] += 1
+    obs.record_apply_stats(stats)
+    labels = {
+        s.labels["operation"]
+        for family in text_string_to_metric_families(obs.metrics.render().decode())
+        for s in family.samples
+        if s.name == "mssql2pg_rows_applied_total"
+    }
+    assert labels == set(OPERATIONS)
