@@ -1,8 +1,9 @@
 -- Capture: triggers on each captured table record changes in a per-instance pending table; at commit a
 -- deferred constraint trigger assigns the commit LSN while holding the capture lock (held until the writing
 -- transaction has committed, so the next committer waits: commit order = LSN order, and an LSN is visible
--- only together with all rows of its transaction). Immediate mode publishes into cdc.<ci>_CT at commit;
--- agent mode leaves the transaction pending until sys.sp_cdc_scan() publishes it.
+-- only together with all rows of its transaction). A transaction that altered a captured table gets its commit
+-- LSN the same way (for its cdc.ddl_history rows). Immediate mode publishes into cdc.<ci>_CT at commit; agent
+-- mode leaves the transaction pending until sys.sp_cdc_scan() publishes it.
 
 CREATE OR REPLACE FUNCTION cdc_emulator.capture_lock() RETURNS void LANGUAGE sql AS
 $$ SELECT pg_advisory_xact_lock(715517, 1) $$;

@@ -1,4 +1,4 @@
--- Capture instances: enable/disable, generated change tables, triggers and table-valued functions.
+-- Capture instances: enable, generated change tables, triggers and table-valued functions, and dropping one.
 
 CREATE OR REPLACE PROCEDURE sys.sp_cdc_enable_db()
 LANGUAGE plpgsql AS $$

@@ -1,4 +1,5 @@
--- Net changes, disabling, help procedures, jobs, cleanup and DDL tracking.
+-- Net changes, disabling, help procedures, jobs, cleanup, DDL tracking (ALTER TABLE and dropped tables) and the
+-- in-place upgrade of instances enabled by an older install.
 
 -- SQL Server's CLR aggregate sys.ORMask: the byte-wise OR of update masks (all masks of one instance have the
 -- same length). 'all with mask' reports the OR over a key's changes in the window, not the last mask.
