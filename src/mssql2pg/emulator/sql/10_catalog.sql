@@ -185,15 +185,44 @@ CREATE TABLE IF NOT EXISTS cdc_emulator.lsn_clock (id int PRIMARY KEY CHECK (id 
 INSERT INTO cdc_emulator.lsn_clock VALUES (1, 1) ON CONFLICT DO NOTHING;
 CREATE SEQUENCE IF NOT EXISTS cdc_emulator.change_seq CACHE 64;
 
--- Per-instance emulator facts (how to regenerate triggers after DDL).
+-- Per-instance emulator facts (how to regenerate triggers after DDL). enable_lsn: an LSN allocated under the
+-- capture lock when the instance was enabled, above every commit before it and below every commit after it;
+-- it becomes start_lsn once capture has reached it. key_index: the index identifying rows (PK or @index_name).
 CREATE TABLE IF NOT EXISTS cdc_emulator.instances (
   capture_instance text PRIMARY KEY,
   source_oid oid NOT NULL,
   ct_name text NOT NULL,
   pending_name text NOT NULL,
-  key_columns text[] NOT NULL,
-  lob_columns text[] NOT NULL,
-  legacy_lob_columns text[] NOT NULL);
+  key_columns text[] NOT NULL);
+ALTER TABLE cdc_emulator.instances ADD COLUMN IF NOT EXISTS enable_lsn bytea;
+ALTER TABLE cdc_emulator.instances ADD COLUMN IF NOT EXISTS key_index oid;
+-- LOB handling follows the column's current type (a type change may make it a LOB), so it is not stored
+ALTER TABLE cdc_emulator.instances DROP COLUMN IF EXISTS lob_columns;
+ALTER TABLE cdc_emulator.instances DROP COLUMN IF EXISTS legacy_lob_columns;
+
+-- The columns of each captured source table as DDL tracking last saw them, by column id (attnum): a DDL that
+-- changes this shape is a column change for cdc.ddl_history (section 4); any other DDL is not.
+CREATE TABLE IF NOT EXISTS cdc_emulator.source_columns (
+  source_oid oid NOT NULL,
+  attnum int NOT NULL,
+  name text NOT NULL,
+  typid oid NOT NULL,
+  typmod int NOT NULL,
+  not_null boolean NOT NULL,
+  PRIMARY KEY (source_oid, attnum));
+
+-- ddl_history rows of transactions not yet captured: published with the transaction's commit LSN by the
+-- capture step that publishes its changes (section 1.4: rows are written when capture reads the DDL).
+CREATE TABLE IF NOT EXISTS cdc_emulator.pending_ddl (
+  ord bigserial PRIMARY KEY,
+  txid xid8 NOT NULL,
+  capture_instance text NOT NULL,
+  source_object_id int NOT NULL,
+  object_id int NOT NULL,
+  required_column_update boolean NOT NULL,
+  ddl_command text,
+  ddl_time timestamp(3) NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_ddl_txid ON cdc_emulator.pending_ddl (txid);
 
 -- Transactions committed but not yet scanned (agent mode): one row per (transaction, instance).
 CREATE TABLE IF NOT EXISTS cdc_emulator.pending_tx (
@@ -222,14 +251,45 @@ CREATE OR REPLACE VIEW sys.types AS
 CREATE OR REPLACE VIEW sys.columns AS
   SELECT a.attrelid::int AS object_id, a.attname::text AS name, a.attnum::int AS column_id,
          ti.system_type_id, ti.user_type_id, st.max_length, st."precision", st.scale,
-         NOT a.attnotnull AS is_nullable, a.attidentity <> '' AS is_identity, a.attgenerated <> '' AS is_computed
+         NOT a.attnotnull AS is_nullable, a.attidentity <> '' AS is_identity, a.attgenerated <> '' AS is_computed,
+         coalesce(CASE WHEN a.attgenerated = '' THEN d.oid::int END, 0) AS default_object_id
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
     JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
     CROSS JOIN LATERAL cdc_emulator.sqlserver_type(a.atttypid, a.atttypmod, false) st
     JOIN cdc_emulator.type_ids ti ON ti.name = st.name
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
    WHERE a.attnum > 0 AND NOT a.attisdropped
      AND n.nspname NOT IN ('cdc_emulator');
+
+-- A column default as SQL Server's sys.default_constraints.definition spells it: constants in its
+-- parenthesised form ('((0))', '(''x'')', booleans as bit '((1))'), the current time as '(getdate())'. Any
+-- other expression is PostgreSQL's own text in parentheses.
+CREATE OR REPLACE FUNCTION cdc_emulator.tsql_default(expr text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+  SELECT CASE
+    WHEN expr ~ '^-?[0-9]+(\.[0-9]+)?$' THEN '((' || expr || '))'
+    WHEN expr ~ '^''-?[0-9]+(\.[0-9]+)?''::(integer|bigint|smallint|numeric)$'
+      THEN '((' || substring(expr FROM '^''(-?[0-9.]+)''') || '))'
+    WHEN expr ~ '^''([^'']|'''')*''::(text|character varying|character|bpchar)(\([0-9]+\))?$'
+      THEN '(' || substring(expr FROM '^(''([^'']|'''')*'')') || ')'
+    WHEN expr = 'true' THEN '((1))'
+    WHEN expr = 'false' THEN '((0))'
+    WHEN expr IN ('now()', 'CURRENT_TIMESTAMP', 'LOCALTIMESTAMP', 'statement_timestamp()', 'transaction_timestamp()',
+                  'clock_timestamp()') THEN '(getdate())'
+    ELSE '(' || expr || ')' END
+$$;
+
+-- sys.default_constraints: one row per column default (PostgreSQL defaults have no name: a system-style one).
+CREATE OR REPLACE VIEW sys.default_constraints AS
+  SELECT format('DF__%s__%s__%s', c.relname, a.attname, upper(lpad(to_hex(d.oid::int), 8, '0'))) AS name,
+         d.oid::int AS object_id, c.relnamespace::int AS schema_id, d.adrelid::int AS parent_object_id,
+         'D'::text AS type, 'DEFAULT_CONSTRAINT'::text AS type_desc, d.adnum::int AS parent_column_id,
+         cdc_emulator.tsql_default(pg_get_expr(d.adbin, d.adrelid)) AS definition, true AS is_system_named
+    FROM pg_attrdef d
+    JOIN pg_class c ON c.oid = d.adrelid AND c.relkind IN ('r', 'p')
+    JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum AND NOT a.attisdropped
+                       AND a.attgenerated = '';
 
 CREATE OR REPLACE VIEW sys.indexes AS
   SELECT i.indrelid::int AS object_id, ic.relname::text AS name, i.indexrelid::int AS index_id,

@@ -1,8 +1,9 @@
 -- Capture: triggers on each captured table record changes in a per-instance pending table; at commit a
 -- deferred constraint trigger assigns the commit LSN while holding the capture lock (held until the writing
 -- transaction has committed, so the next committer waits: commit order = LSN order, and an LSN is visible
--- only together with all rows of its transaction). Immediate mode publishes into cdc.<ci>_CT at commit;
--- agent mode leaves the transaction pending until sys.sp_cdc_scan() publishes it.
+-- only together with all rows of its transaction). A transaction that altered a captured table gets its commit
+-- LSN the same way (for its cdc.ddl_history rows). Immediate mode publishes into cdc.<ci>_CT at commit; agent
+-- mode leaves the transaction pending until sys.sp_cdc_scan() publishes it.
 
 CREATE OR REPLACE FUNCTION cdc_emulator.capture_lock() RETURNS void LANGUAGE sql AS
 $$ SELECT pg_advisory_xact_lock(715517, 1) $$;
@@ -40,50 +41,86 @@ LANGUAGE sql STABLE AS $$
    WHERE ct.capture_instance = ci
 $$;
 
--- Move one transaction's pending rows of one instance into its change table.
+-- Move the pending rows of some transactions of one instance into its change table, each with its commit LSN.
 CREATE OR REPLACE FUNCTION cdc_emulator.publish(ci text, txids xid8[], lsns bytea[]) RETURNS bigint
 LANGUAGE plpgsql AS $$
-DECLARE inst cdc_emulator.instances; cols text; moved bigint;
+DECLARE inst cdc_emulator.instances; moved bigint;
 BEGIN
   SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
   IF NOT FOUND THEN RETURN 0; END IF;   -- instance disabled meanwhile: its changes go with it
-  cols := cdc_emulator.column_list(ci);
   EXECUTE format(
     'WITH m AS (DELETE FROM cdc_emulator.%1$I p WHERE p.__txid = ANY($1) RETURNING *),
           l AS (SELECT * FROM unnest($1, $2) AS l(txid, lsn))
      INSERT INTO cdc.%2$I ("__$start_lsn", "__$end_lsn", "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
      SELECT l.lsn, NULL, m."__$seqval", m."__$operation", m."__$update_mask", %4$s, m."__$command_id"
        FROM m JOIN l ON l.txid = m.__txid ORDER BY l.lsn, m.__ord',
-    inst.pending_name, inst.ct_name, cols, cdc_emulator.column_list(ci, 'm.'))
+    inst.pending_name, inst.ct_name, cdc_emulator.column_list(ci), cdc_emulator.column_list(ci, 'm.'))
   USING txids, lsns;
   GET DIAGNOSTICS moved = ROW_COUNT;
   RETURN moved;
 END $$;
 
+-- The capture step for committed transactions (called with the capture lock held; arrays in commit-LSN order):
+-- their change rows into the change tables, their DDL into cdc.ddl_history, one cdc.lsn_time_mapping row each.
+-- A transaction without change rows (only DDL on captured tables, or changes of an instance dropped since) gets
+-- an idle-marker row (tran_id 0x00, section 1.5), so fn_cdc_get_max_lsn() still reaches its LSN.
+CREATE OR REPLACE FUNCTION cdc_emulator.capture(txids xid8[], lsns bytea[], begin_times timestamp[],
+    end_times timestamp[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE ci text; with_rows xid8[];
+BEGIN
+  -- a transaction has change rows exactly when it touched an instance (statements that change no row do not)
+  SELECT coalesce(array_agg(DISTINCT txid), '{}') INTO with_rows FROM cdc_emulator.tx_touch WHERE txid = ANY(txids);
+  FOR ci IN SELECT DISTINCT capture_instance FROM cdc_emulator.tx_touch WHERE txid = ANY(txids) ORDER BY 1 LOOP
+    PERFORM cdc_emulator.publish(ci, txids, lsns);
+  END LOOP;
+  DELETE FROM cdc_emulator.tx_touch WHERE txid = ANY(txids);
+  IF EXISTS (SELECT 1 FROM cdc_emulator.pending_ddl WHERE txid = ANY(txids)) THEN
+    INSERT INTO cdc.ddl_history (source_object_id, object_id, required_column_update, ddl_command, ddl_lsn, ddl_time)
+      SELECT d.source_object_id, d.object_id, d.required_column_update, d.ddl_command, l.lsn, d.ddl_time
+        FROM cdc_emulator.pending_ddl d JOIN unnest(txids, lsns) AS l(txid, lsn) ON l.txid = d.txid
+       ORDER BY l.lsn, d.ord;
+    DELETE FROM cdc_emulator.pending_ddl WHERE txid = ANY(txids);
+  END IF;
+  INSERT INTO cdc.lsn_time_mapping
+    SELECT l.lsn, l.begin_time, l.end_time,
+           CASE WHEN l.txid = ANY(with_rows)
+                THEN substring(int8send(l.txid::text::bigint) FROM 1 FOR 8) || '\x0000'::bytea
+                ELSE '\x00'::bytea END,
+           NULL
+      FROM unnest(txids, lsns, begin_times, end_times) AS l(txid, lsn, begin_time, end_time);
+END $$;
+
+-- MS about-CDC "validity interval of the capture instance": it starts when capture recognises the instance. An
+-- instance's start_lsn is its enable LSN, set by a scan once no transaction committed before the enable is
+-- pending (immediate mode sets it at enable time: nothing is ever pending there).
+CREATE OR REPLACE FUNCTION cdc_emulator.recognise_instances() RETURNS void
+LANGUAGE sql AS $$
+  UPDATE cdc.change_tables ct SET start_lsn = i.enable_lsn
+    FROM cdc_emulator.instances i
+   WHERE i.capture_instance = ct.capture_instance AND ct.start_lsn IS NULL AND i.enable_lsn IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM cdc_emulator.pending_tx p WHERE p.commit_lsn < i.enable_lsn)
+$$;
+
+-- At COMMIT of a transaction that changed a captured table or altered one: its commit LSN, allocated under the
+-- capture lock (held until the commit is done, so commit order = LSN order). Immediate mode captures it now;
+-- agent mode leaves it pending for the next scan.
 CREATE OR REPLACE FUNCTION cdc_emulator.on_commit() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-  me xid8 := pg_current_xact_id();
-  commit_lsn bytea;
-  ci text;
+DECLARE me xid8 := pg_current_xact_id(); commit_lsn bytea;
 BEGIN
   IF current_setting('cdc_emulator.committed', true) = me::text THEN
-    RETURN NULL;   -- one firing per (transaction, instance); the first one did the work
+    RETURN NULL;   -- one firing per transaction; the first one did the work
   END IF;
   PERFORM set_config('cdc_emulator.committed', me::text, true);
   PERFORM cdc_emulator.capture_lock();
   commit_lsn := cdc_emulator.next_commit_lsn();
   IF cdc_emulator.setting('capture_mode') = 'agent' THEN
     INSERT INTO cdc_emulator.pending_tx VALUES (me, commit_lsn, now(), clock_timestamp());
-    RETURN NULL;
+  ELSE
+    PERFORM cdc_emulator.capture(ARRAY[me], ARRAY[commit_lsn], ARRAY[now()::timestamp],
+                                 ARRAY[clock_timestamp()::timestamp]);
   END IF;
-  FOR ci IN SELECT capture_instance FROM cdc_emulator.tx_touch WHERE txid = me ORDER BY 1 LOOP
-    PERFORM cdc_emulator.publish(ci, ARRAY[me], ARRAY[commit_lsn]);
-  END LOOP;
-  DELETE FROM cdc_emulator.tx_touch WHERE txid = me;
-  INSERT INTO cdc.lsn_time_mapping VALUES
-    (commit_lsn, now(), clock_timestamp(), substring(int8send(me::text::bigint) FROM 1 FOR 8) || '\x0000'::bytea,
-     NULL);
   RETURN NULL;
 END $$;
 
@@ -93,31 +130,30 @@ DO $$ BEGIN
     CREATE CONSTRAINT TRIGGER cdc_emulator_commit AFTER INSERT ON cdc_emulator.tx_touch
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_emulator.on_commit();
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'cdc_emulator_commit'
+                  AND tgrelid = 'cdc_emulator.pending_ddl'::regclass) THEN
+    CREATE CONSTRAINT TRIGGER cdc_emulator_commit AFTER INSERT ON cdc_emulator.pending_ddl
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_emulator.on_commit();
+  END IF;
 END $$;
 
--- One capture scan (agent mode): publish committed transactions in commit-LSN order, at most maxtrans per
--- scan cycle and maxscans cycles, each cycle in the caller's transaction.
+-- One capture scan cycle (agent mode): capture committed transactions in commit-LSN order, at most maxtrans,
+-- in the caller's transaction. An idle scan still recognises newly enabled instances.
 CREATE OR REPLACE FUNCTION cdc_emulator.scan_once(maxtrans int) RETURNS int
 LANGUAGE plpgsql AS $$
-DECLARE txids xid8[]; lsns bytea[]; ci text; n int;
+DECLARE txids xid8[]; lsns bytea[]; begin_times timestamp[]; end_times timestamp[];
 BEGIN
   PERFORM cdc_emulator.capture_lock();
-  SELECT array_agg(txid ORDER BY commit_lsn), array_agg(commit_lsn ORDER BY commit_lsn) INTO txids, lsns
-    FROM (SELECT txid, commit_lsn FROM cdc_emulator.pending_tx ORDER BY commit_lsn LIMIT maxtrans) p;
-  n := coalesce(array_length(txids, 1), 0);
-  IF n = 0 THEN RETURN 0; END IF;
-  FOR ci IN SELECT DISTINCT capture_instance FROM cdc_emulator.tx_touch WHERE txid = ANY(txids) ORDER BY 1 LOOP
-    PERFORM cdc_emulator.publish(ci, txids, lsns);
-  END LOOP;
-  INSERT INTO cdc.lsn_time_mapping
-    SELECT commit_lsn, tran_begin_time, tran_end_time,
-           substring(int8send(txid::text::bigint) FROM 1 FOR 8) || '\x0000'::bytea, NULL
-      FROM cdc_emulator.pending_tx WHERE txid = ANY(txids);
-  DELETE FROM cdc_emulator.tx_touch WHERE txid = ANY(txids);
-  DELETE FROM cdc_emulator.pending_tx WHERE txid = ANY(txids);
-  -- an instance's validity interval starts with the first LSN capture processes after it was enabled
-  UPDATE cdc.change_tables SET start_lsn = lsns[1] WHERE start_lsn IS NULL;
-  RETURN n;
+  SELECT array_agg(txid ORDER BY commit_lsn), array_agg(commit_lsn ORDER BY commit_lsn),
+         array_agg(tran_begin_time ORDER BY commit_lsn), array_agg(tran_end_time ORDER BY commit_lsn)
+    INTO txids, lsns, begin_times, end_times
+    FROM (SELECT * FROM cdc_emulator.pending_tx ORDER BY commit_lsn LIMIT maxtrans) p;
+  IF txids IS NOT NULL THEN
+    PERFORM cdc_emulator.capture(txids, lsns, begin_times, end_times);
+    DELETE FROM cdc_emulator.pending_tx WHERE txid = ANY(txids);
+  END IF;
+  PERFORM cdc_emulator.recognise_instances();   -- an idle scan recognises new instances too
+  RETURN coalesce(array_length(txids, 1), 0);
 END $$;
 
 CREATE OR REPLACE PROCEDURE sys.sp_cdc_scan(maxtrans int DEFAULT NULL, maxscans int DEFAULT NULL,

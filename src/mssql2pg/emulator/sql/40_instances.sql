@@ -1,4 +1,4 @@
--- Capture instances: enable/disable, generated change tables, triggers and table-valued functions.
+-- Capture instances: enable, generated change tables, triggers and table-valued functions, and dropping one.
 
 CREATE OR REPLACE PROCEDURE sys.sp_cdc_enable_db()
 LANGUAGE plpgsql AS $$
@@ -50,9 +50,8 @@ DECLARE
   col record;
   ord int := 0;
   coldefs text := '';
-  lob text[] := '{}';
-  legacy text[] := '{}';
   missing text;
+  enable_lsn bytea;
 BEGIN
   PERFORM cdc_emulator.require_cdc_db();
   IF source_schema = 'cdc' THEN
@@ -65,6 +64,9 @@ BEGIN
     RAISE EXCEPTION 'Msg 22830: Source table ''%.%'' does not exist in the current database.', source_schema, source_name
       USING ERRCODE = '42P01';
   END IF;
+  -- like SQL Server's schema lock: wait for transactions writing the table to commit (their changes stay below
+  -- the new instance's start LSN) and hold later writers until the instance exists
+  EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', src::regclass);
   IF length(ci) > 100 OR octet_length(ct_name) > 63 OR octet_length('fn_cdc_get_net_changes_' || ci) > 63 THEN
     RAISE EXCEPTION 'Msg 22997: The capture instance name ''%'' is too long for the emulator (PostgreSQL names are limited to 63 bytes).', ci
       USING ERRCODE = '42622', HINT = 'pass a shorter capture_instance';
@@ -141,11 +143,6 @@ BEGIN
                    CASE WHEN col.sqltype = 'timestamp' THEN 'bytea' ELSE col.pgtype END);
     EXECUTE format('ALTER TABLE cdc_emulator.%I ADD COLUMN %I %s', pending_name, col.name,
                    CASE WHEN col.sqltype = 'timestamp' THEN 'bytea' ELSE col.pgtype END);
-    IF col.sqltype IN ('text', 'ntext', 'image') THEN
-      legacy := legacy || col.name;
-    ELSIF col.max_length = -1 AND col.sqltype IN ('nvarchar', 'varchar', 'varbinary', 'xml') THEN
-      lob := lob || col.name;
-    END IF;
   END LOOP;
   EXECUTE format('ALTER TABLE cdc.%I ADD COLUMN "__$command_id" int', ct_name);
   EXECUTE format('ALTER TABLE cdc_emulator.%I ADD COLUMN "__$command_id" int', pending_name);
@@ -154,17 +151,35 @@ BEGIN
   INSERT INTO cdc.index_columns
     SELECT ct_oid::int, k, o::smallint, (SELECT attnum FROM pg_attribute WHERE attrelid = src AND attname = k)
       FROM unnest(key_cols) WITH ORDINALITY AS u(k, o);
-  INSERT INTO cdc_emulator.instances VALUES (ci, src, ct_name, pending_name, key_cols, lob, legacy);
-  -- immediate mode: the instance is valid from the next LSN; agent mode: from the first scan that sees it
+  -- valid from an LSN above every commit so far and below every later one: at once in immediate mode (capture
+  -- happens at commit), from the scan that reaches it in agent mode (cdc_emulator.recognise_instances)
+  PERFORM cdc_emulator.capture_lock();
+  enable_lsn := cdc_emulator.next_commit_lsn();
+  INSERT INTO cdc_emulator.instances (capture_instance, source_oid, ct_name, pending_name, key_columns, enable_lsn,
+                                      key_index)
+  VALUES (ci, src, ct_name, pending_name, key_cols, enable_lsn, key_idx);
   IF cdc_emulator.setting('capture_mode') = 'immediate' THEN
-    PERFORM cdc_emulator.capture_lock();
-    UPDATE cdc.change_tables SET start_lsn = cdc_emulator.next_commit_lsn() WHERE change_tables.capture_instance = ci;
+    UPDATE cdc.change_tables SET start_lsn = enable_lsn WHERE change_tables.capture_instance = ci;
   END IF;
+  PERFORM cdc_emulator.snapshot_columns(src);
   PERFORM cdc_emulator.generate(ci);
 END $$;
 
+-- Remember the source table's columns (by column id) as DDL tracking's "before" for the next DDL.
+CREATE OR REPLACE FUNCTION cdc_emulator.snapshot_columns(src oid) RETURNS void
+LANGUAGE sql AS $$
+  DELETE FROM cdc_emulator.source_columns WHERE source_oid = src;
+  INSERT INTO cdc_emulator.source_columns
+    SELECT a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull
+      FROM pg_attribute a WHERE a.attrelid = src AND a.attnum > 0 AND NOT a.attisdropped;
+$$;
+
 -- (Re)create an instance's triggers and functions from the catalog and the source table's current shape.
--- Captured columns that no longer exist in the source are captured as NULL (section 4: dropped columns).
+-- Captured columns are found in the source by column id (captured_columns.column_id = attnum), as SQL Server's
+-- capture does: a dropped column is captured as NULL from then on (section 4), and a column added later under
+-- a dropped column's name is another column. LOB rules follow each column's current type.
+-- Injection safety: every generated body is built as text, names quoted by format(%I / %L), and handed to
+-- CREATE FUNCTION as ONE quoted literal (%L), so no name can end a body or add a statement.
 CREATE OR REPLACE FUNCTION cdc_emulator.generate(ci text) RETURNS void
 LANGUAGE plpgsql AS $gen$
 DECLARE
@@ -179,26 +194,33 @@ BEGIN
   SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
   src := inst.source_oid::regclass::text;
   SELECT supports_net_changes INTO net FROM cdc.change_tables WHERE capture_instance = ci;
+  WITH c AS (
+    SELECT cc.column_name AS ct_col, cc.column_ordinal AS ord, cc.is_computed AS computed,
+           a.attname::text AS src_col, st.name AS sqltype, st.max_length,
+           CASE WHEN st.name = 'xml' THEN '::text' ELSE '' END AS cmp   -- xml has no equality operator: compare text
+      FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
+      LEFT JOIN pg_attribute a ON a.attrelid = inst.source_oid AND a.attnum = cc.column_id AND NOT a.attisdropped
+      LEFT JOIN LATERAL cdc_emulator.sqlserver_type(a.atttypid, a.atttypmod, false) st ON a.attnum IS NOT NULL
+     WHERE ct.capture_instance = ci),
+  k AS (
+    SELECT c.*,
+           src_col IS NULL OR computed AS never,                                  -- always NULL (section 1.7, 4)
+           coalesce(sqltype IN ('text', 'ntext', 'image'), false) AS legacy_lob,  -- NULL in op 1 and op 3
+           coalesce(max_length = -1 AND sqltype IN ('nvarchar', 'varchar', 'varbinary', 'xml'), false) AS max_lob
+      FROM c)
   SELECT count(*),
-         string_agg(quote_ident(cc.column_name), ', ' ORDER BY cc.column_ordinal),
-         string_agg(CASE WHEN a.attnum IS NULL OR cc.is_computed THEN 'NULL' ELSE 'n.' || quote_ident(cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
-         string_agg(CASE WHEN a.attnum IS NULL OR cc.is_computed OR cc.column_name = ANY(inst.legacy_lob_columns) THEN 'NULL'
-                         ELSE 'o.' || quote_ident(cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
-         string_agg(CASE WHEN a.attnum IS NULL OR cc.is_computed OR cc.column_name = ANY(inst.legacy_lob_columns) THEN 'NULL'
-                         WHEN cc.column_name = ANY(inst.lob_columns)
-                           THEN format('CASE WHEN OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s THEN OLD.%1$I END', cc.column_name,
-                                       CASE WHEN cc.column_type = 'xml' THEN '::text' ELSE '' END)
-                         ELSE 'OLD.' || quote_ident(cc.column_name) END, ', ' ORDER BY cc.column_ordinal),
-         string_agg(CASE WHEN a.attnum IS NULL THEN 'false'
-                         -- xml has no equality operator in PostgreSQL: compare its text
-                         ELSE format('OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s', cc.column_name,
-                                     CASE WHEN cc.column_type = 'xml' THEN '::text' ELSE '' END) END, ', ' ORDER BY cc.column_ordinal),
-         string_agg(format('t.%I', cc.column_name), ', ' ORDER BY cc.column_ordinal)
+         string_agg(format('%I', ct_col), ', ' ORDER BY ord),
+         string_agg(CASE WHEN never THEN 'NULL' ELSE format('n.%I', src_col) END, ', ' ORDER BY ord),
+         string_agg(CASE WHEN never OR legacy_lob THEN 'NULL' ELSE format('o.%I', src_col) END, ', ' ORDER BY ord),
+         string_agg(CASE WHEN never OR legacy_lob THEN 'NULL'
+                         WHEN max_lob THEN format('CASE WHEN OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s THEN OLD.%1$I END',
+                                                  src_col, cmp)
+                         ELSE format('OLD.%I', src_col) END, ', ' ORDER BY ord),
+         string_agg(CASE WHEN src_col IS NULL THEN 'false'
+                         ELSE format('OLD.%1$I%2$s IS DISTINCT FROM NEW.%1$I%2$s', src_col, cmp) END, ', ' ORDER BY ord),
+         string_agg(format('t.%I', ct_col), ', ' ORDER BY ord)
     INTO n, cols, vals_new, vals_old, vals_old_before, changed, out_cols
-    FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id
-    LEFT JOIN pg_attribute a ON a.attrelid = inst.source_oid AND a.attname = cc.column_name AND a.attnum > 0
-                             AND NOT a.attisdropped
-   WHERE ct.capture_instance = ci;
+    FROM k;
   fullmask := quote_literal(cdc_emulator.mask(array_fill(true, ARRAY[n]))) || '::bytea';
   IF cardinality(inst.key_columns) > 0 THEN
     SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', k), ' OR ') INTO keychanged
@@ -211,43 +233,47 @@ BEGIN
   -- INSERT (op 2, transition table n) and DELETE (op 1, transition table o): set-based, one template
   FOR kind IN SELECT * FROM (VALUES ('_ins', 'n', 2, vals_new), ('_del', 'o', 1, vals_old)) AS k(suffix, alias, op, vals)
   LOOP
-    EXECUTE format($f$
-      CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
-      DECLARE base bigint;
-      BEGIN
-        PERFORM cdc_emulator.touch(%2$L);
-        base := cdc_emulator.reserve_commands((SELECT count(*) FROM %7$s));
-        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-        SELECT pg_current_xact_id(), cdc_emulator.lsn(nextval('cdc_emulator.change_seq')), %8$s, %5$s, %6$s,
-               base + row_number() OVER ()
-          FROM %7$s;
-        RETURN NULL;
-      END $b$ $f$, fn || kind.suffix, ci, inst.pending_name, cols, fullmask, kind.vals, kind.alias, kind.op);
+    EXECUTE format('CREATE OR REPLACE FUNCTION cdc_emulator.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
+      fn || kind.suffix, format($body$
+#variable_conflict use_variable
+DECLARE base bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM %1$I) THEN
+    RETURN NULL;   -- a statement that changed no row leaves no trace
+  END IF;
+  PERFORM cdc_emulator.touch(%2$L);
+  base := cdc_emulator.reserve_commands((SELECT count(*) FROM %1$I));
+  INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
+  SELECT pg_current_xact_id(), cdc_emulator.lsn(nextval('cdc_emulator.change_seq')), %5$s, %6$s, %7$s,
+         base + row_number() OVER ()
+    FROM %1$I;
+  RETURN NULL;
+END $body$, kind.alias, ci, inst.pending_name, cols, kind.op, fullmask, kind.vals));
   END LOOP;
 
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION cdc_emulator.%1$I() RETURNS trigger LANGUAGE plpgsql AS $b$
-    DECLARE seq bytea; cmd bigint; m bytea;
-    BEGIN
-      PERFORM cdc_emulator.touch(%2$L);
-      seq := cdc_emulator.lsn(nextval('cdc_emulator.change_seq'));
-      cmd := cdc_emulator.reserve_commands(1) + 1;
-      IF %7$s THEN
-        -- a change of the row identifier is captured as delete + insert with one seqval (deferred update)
-        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-        SELECT pg_current_xact_id(), seq, 1, %5$s, %8$s, cmd FROM (SELECT OLD.*) o;
-        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-        SELECT pg_current_xact_id(), seq, 2, %5$s, %9$s, cmd FROM (SELECT NEW.*) n;
-      ELSE
-        m := cdc_emulator.mask(ARRAY[%6$s]::boolean[]);
-        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-        VALUES (pg_current_xact_id(), seq, 3, m, %10$s, cmd);
-        INSERT INTO cdc_emulator.%3$I (__txid, "__$seqval", "__$operation", "__$update_mask", %4$s, "__$command_id")
-        SELECT pg_current_xact_id(), seq, 4, m, %9$s, cmd FROM (SELECT NEW.*) n;
-      END IF;
-      RETURN NULL;
-    END $b$ $f$, fn || '_upd', ci, inst.pending_name, cols, fullmask, changed, keychanged, vals_old, vals_new,
-      vals_old_before);
+  EXECUTE format('CREATE OR REPLACE FUNCTION cdc_emulator.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
+    fn || '_upd', format($body$
+#variable_conflict use_variable
+DECLARE seq bytea; cmd bigint; m bytea;
+BEGIN
+  PERFORM cdc_emulator.touch(%1$L);
+  seq := cdc_emulator.lsn(nextval('cdc_emulator.change_seq'));
+  cmd := cdc_emulator.reserve_commands(1) + 1;
+  IF %6$s THEN
+    -- a change of the row identifier is captured as delete + insert with one seqval (deferred update)
+    INSERT INTO cdc_emulator.%2$I (__txid, "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
+    SELECT pg_current_xact_id(), seq, 1, %4$s, %7$s, cmd FROM (SELECT OLD.*) o;
+    INSERT INTO cdc_emulator.%2$I (__txid, "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
+    SELECT pg_current_xact_id(), seq, 2, %4$s, %8$s, cmd FROM (SELECT NEW.*) n;
+  ELSE
+    m := cdc_emulator.mask(ARRAY[%5$s]::boolean[]);
+    INSERT INTO cdc_emulator.%2$I (__txid, "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
+    VALUES (pg_current_xact_id(), seq, 3, m, %9$s, cmd);
+    INSERT INTO cdc_emulator.%2$I (__txid, "__$seqval", "__$operation", "__$update_mask", %3$s, "__$command_id")
+    SELECT pg_current_xact_id(), seq, 4, m, %8$s, cmd FROM (SELECT NEW.*) n;
+  END IF;
+  RETURN NULL;
+END $body$, ci, inst.pending_name, cols, fullmask, changed, keychanged, vals_old, vals_new, vals_old_before));
 
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', fn || '_ins', src);
   EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', fn || '_del', src);
@@ -267,21 +293,58 @@ BEGIN
   EXECUTE format('CREATE TYPE cdc_emulator.%I AS ("__$start_lsn" bytea, "__$seqval" bytea, "__$operation" int, '
                  '"__$update_mask" bytea, %s)', ci || '_row', cdc_emulator.ct_column_defs(ci));
   -- cdc.fn_cdc_get_all_changes_<ci>(from_lsn, to_lsn, row_filter_option)
-  EXECUTE format($f$
-    CREATE OR REPLACE FUNCTION cdc.%1$I(from_lsn bytea, to_lsn bytea, row_filter_option text)
-    RETURNS SETOF cdc_emulator.%2$I LANGUAGE plpgsql STABLE AS $b$
-    BEGIN
-      PERFORM cdc_emulator.check_range(%3$L, from_lsn, to_lsn, row_filter_option, 'fn_cdc_get_all_changes_',
-                                       ARRAY['all', 'all update old']);
-      RETURN QUERY SELECT t."__$start_lsn", t."__$seqval", t."__$operation", t."__$update_mask", %4$s
-        FROM cdc.%5$I t
-       WHERE t."__$start_lsn" >= from_lsn AND t."__$start_lsn" <= to_lsn
-         AND (lower(btrim(row_filter_option)) = 'all update old' OR t."__$operation" <> 3);
-    END $b$ $f$, 'fn_cdc_get_all_changes_' || ci, ci || '_row', ci, out_cols, inst.ct_name);
+  EXECUTE format('CREATE OR REPLACE FUNCTION cdc.%I(from_lsn bytea, to_lsn bytea, row_filter_option text) '
+                 'RETURNS SETOF cdc_emulator.%I LANGUAGE plpgsql STABLE AS %L',
+    'fn_cdc_get_all_changes_' || ci, ci || '_row', format($body$
+#variable_conflict use_variable
+BEGIN
+  PERFORM cdc_emulator.check_range(%1$L, from_lsn, to_lsn, row_filter_option, 'fn_cdc_get_all_changes_',
+                                   ARRAY['all', 'all update old']);
+  RETURN QUERY SELECT t."__$start_lsn", t."__$seqval", t."__$operation", t."__$update_mask", %2$s
+    FROM cdc.%3$I t
+   WHERE t."__$start_lsn" >= from_lsn AND t."__$start_lsn" <= to_lsn
+     AND (lower(btrim(row_filter_option)) = 'all update old' OR t."__$operation" <> 3);
+END $body$, ci, out_cols, inst.ct_name));
   IF net THEN
     PERFORM cdc_emulator.generate_net(ci, out_cols);
   END IF;
 END $gen$;
+
+-- Remove one capture instance: its triggers (when the source still exists), generated functions and types,
+-- change and pending tables, catalog rows and pending capture work. Used by sp_cdc_disable_table and when
+-- the source table is dropped (MS: "change data capture metadata that is associated with the table is
+-- automatically removed").
+CREATE OR REPLACE FUNCTION cdc_emulator.drop_instance(ci text, source_exists boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE inst cdc_emulator.instances; fn text := 'cdc_' || md5(ci); ct_oid int; suffix text;
+BEGIN
+  SELECT * INTO inst FROM cdc_emulator.instances WHERE capture_instance = ci;
+  IF NOT FOUND THEN RETURN; END IF;
+  SELECT object_id INTO ct_oid FROM cdc.change_tables WHERE capture_instance = ci;
+  FOREACH suffix IN ARRAY ARRAY['_ins', '_del', '_upd'] LOOP
+    IF source_exists THEN
+      EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', fn || suffix, inst.source_oid::regclass);
+    END IF;
+    EXECUTE format('DROP FUNCTION IF EXISTS cdc_emulator.%I()', fn || suffix);
+  END LOOP;
+  EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', ci || '_row');   -- and the TVFs returning it
+  EXECUTE format('DROP TYPE IF EXISTS cdc_emulator.%I CASCADE', ci || '_net');
+  EXECUTE format('DROP TABLE IF EXISTS cdc.%I', inst.ct_name);
+  EXECUTE format('DROP TABLE IF EXISTS cdc_emulator.%I', inst.pending_name);
+  DELETE FROM cdc.captured_columns WHERE object_id = ct_oid;
+  DELETE FROM cdc.index_columns WHERE object_id = ct_oid;
+  DELETE FROM cdc.ddl_history WHERE object_id = ct_oid;
+  DELETE FROM cdc.change_tables WHERE capture_instance = ci;
+  DELETE FROM cdc_emulator.tx_touch WHERE capture_instance = ci;
+  DELETE FROM cdc_emulator.pending_ddl WHERE capture_instance = ci;
+  DELETE FROM cdc_emulator.instances WHERE capture_instance = ci;
+  IF NOT EXISTS (SELECT 1 FROM cdc_emulator.instances WHERE source_oid = inst.source_oid) THEN
+    IF source_exists THEN
+      EXECUTE format('DROP TRIGGER IF EXISTS cdc_no_truncate ON %s', inst.source_oid::regclass);
+    END IF;
+    DELETE FROM cdc_emulator.source_columns WHERE source_oid = inst.source_oid;
+  END IF;
+END $$;
 
 CREATE OR REPLACE FUNCTION cdc_emulator.refuse_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
