@@ -128,7 +128,7 @@ def retry_command(config_path: Path | None, letter_ids: tuple[int, ...]) -> None
     finally:
         engine.dispose()
     usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
-    tables = {t.capture_instance.name: t for t in target_tables(usable, instances)}
+    tables = {ci.name: t for t in target_tables(usable, instances) for ci in t.instances}
     conn = _connect(config)
     failed = 0
     try:
