@@ -235,7 +235,8 @@ class Applier:
         claimed, created or checked, registered and staged; a table whose definition changed (capture instances
         added or retired, columns added) is checked again and re-staged if its columns changed; a table no longer
         in the plan loses its staging table (its session lock is held until the connection closes). Before
-        ``start()`` (or after ``abandon()``) only the plan changes: the next start prepares it."""
+        ``start()`` (or after ``abandon()``) only the plan changes: the next start prepares it. A failure while
+        preparing the target propagates like any other: ``abandon()``, then ``start()`` prepares the whole plan."""
         self._require_boundary()
         plan = _plan(tables)
         if self._conn is not None and self._group.pending_lsn is not None:
@@ -312,7 +313,8 @@ class Applier:
                 self._next_stage += 1
                 change.added.append(buffer)
             elif buffer.table is not table:
-                change.changed.append((buffer.table, buffer))
+                if not _same_definition(buffer.table, table):
+                    change.changed.append((buffer.table, buffer))
                 buffer.table = table
             buffers[source] = buffer
         self._group.buffers = buffers
@@ -786,6 +788,20 @@ def _plan(tables: Sequence[TargetTable]) -> dict[TableId, TargetTable]:
                 raise ValueError(msg)
             feeds[ci.name] = table.source
     return plan
+
+
+def _same_definition(a: TargetTable, b: TargetTable) -> bool:
+    """Whether two descriptions of one table mean the same target fed by the same capture instances (a table
+    built again from the same catalog is a new object with new encoders; the target needs nothing for it)."""
+    return (a.schema, a.name, a.columns, a.key, a.delete_mode, a.meta, a.instances) == (
+        b.schema,
+        b.name,
+        b.columns,
+        b.key,
+        b.delete_mode,
+        b.meta,
+        b.instances,
+    )
 
 
 def _names(table: TargetTable) -> list[str]:

@@ -3,19 +3,23 @@ table while the pipeline runs (issue 11, deliverable 4).
 
 Until the capture-instance switch exists (issue 12), a change of a capture instance the pipeline was not built
 with must not stop the process: the table gets state ``paused`` with a reason naming the new instance, the other
-tables keep replicating with changes flowing before, during and after the ``sp_cdc_enable_table``.
+tables keep replicating with changes flowing before, during and after the ``sp_cdc_enable_table``. The
+remediation the pause names (``mssql2pg resync``) brings the table back into the running pipeline.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pg8000.native
 import pytest
 
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
+from mssql2pg.pipeline import assembly
 from mssql2pg.pipeline.assembly import Pipeline
+from mssql2pg.pipeline.resync import resync_table
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import enable_table, two_cdc_tables
 from tests.fixtures.target import table_state
@@ -63,6 +67,11 @@ def _rows(conn: pg8000.native.Connection, table: str) -> list[list[object]]:
     return conn.run(f"SELECT id, v FROM {table} ORDER BY id")
 
 
+def _same(src: pg8000.native.Connection, dst: pg8000.native.Connection, table: str) -> Callable[[], bool]:
+    """A probe: every row and column of ``table`` equal in source and target."""
+    return lambda: _rows(dst, table) == _rows(src, table)
+
+
 class _Writer:
     """Changes both source tables until stopped: inserts, updates and deletes, some transactions spanning both."""
 
@@ -105,8 +114,9 @@ class _Writer:
 
 
 def test_second_capture_instance_pauses_its_table_and_the_other_keeps_replicating(
-    emulated_source_url: str, target_url: str, tmp_path
+    emulated_source_url: str, target_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(assembly, "CONTROL_POLL_SECONDS", 0.2)  # the resync at the end: taken back quickly
     src = connect(emulated_source_url)
     dst = connect(target_url)
     two_cdc_tables(src)
@@ -141,11 +151,7 @@ def test_second_capture_instance_pauses_its_table_and_the_other_keeps_replicatin
             wait_for(lambda: writer.written >= flowing + 20, what="changes flowing after the pause")
         assert not writer.errors
 
-        wait_for(
-            lambda: _rows(dst, "dbo.b") == _rows(src, "dbo.b"),
-            timeout=60,
-            what="dbo.b in the target equal to the source",
-        )
+        wait_for(_same(src, dst, "dbo.b"), timeout=60, what="dbo.b in the target equal to the source")
         assert running.is_alive(), f"the pipeline stopped: {failures}"
         assert not failures
 
@@ -157,14 +163,41 @@ def test_second_capture_instance_pauses_its_table_and_the_other_keeps_replicatin
         assert remediation is not None
         assert "mssql2pg resync dbo.a" in remediation
         assert table_state(dst, "dbo.b")[0] == "active"
-        # dbo.a holds what it held before the schema change plus, at most, writes the old instance covered;
-        # nothing the new instance carries was applied and nothing was applied twice
+        # dbo.a holds what it held before the schema change plus, at most, inserts the old instance covers (before
+        # the new instance's start LSN); nothing only the new instance carries was applied
         applied = _rows(dst, "dbo.a")
+        old_covers = {
+            row[0]
+            for row in src.run(
+                'SELECT id FROM cdc."dbo_a_CT" WHERE "__$start_lsn" < '
+                "(SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = 'dbo_a_v2')"
+            )
+        }
         source_a = {row[0]: row for row in _rows(src, "dbo.a")}
         assert applied[: len(before)] == before
+        assert {row[0] for row in applied} <= old_covers
         assert all(source_a[row[0]] == row for row in applied)
         assert "dbo.a" not in {str(t.source) for t in pipeline.tables}
         assert "dbo.b" in {str(t.source) for t in pipeline.tables}
+
+        # the remediation it names works: a resync loads dbo.a from the new instance, and the running pipeline takes
+        # it back with both capture instances while changes keep flowing
+        with _Writer(emulated_source_url, first_id=10_000) as writer:
+            wait_for(lambda: writer.written >= 10, what="changes flowing before the resync")
+            resync_table(config, "dbo.a")
+            wait_for(
+                lambda: "dbo.a" in {str(t.source) for t in pipeline.tables},
+                what="the running pipeline applying dbo.a again",
+            )
+            flowing = writer.written
+            wait_for(lambda: writer.written >= flowing + 20, what="changes flowing after the resync")
+        assert not writer.errors
+        for table in ("dbo.a", "dbo.b"):
+            wait_for(_same(src, dst, table), timeout=60, what=f"{table} in the target equal to the source")
+        assert table_state(dst, "dbo.a")[0] == "active"
+        (resumed,) = [t for t in pipeline.tables if str(t.source) == "dbo.a"]
+        assert [ci.name for ci in resumed.instances] == ["dbo_a", "dbo_a_v2"]
+        assert running.is_alive(), f"the pipeline stopped: {failures}"
     finally:
         stop.set()
         running.join(timeout=60)

@@ -180,6 +180,16 @@ def test_an_instance_with_the_same_columns_needs_no_new_staging() -> None:
     assert h.data(0) == [["1", "a"]]
 
 
+def test_the_same_plan_built_again_needs_nothing_from_the_target() -> None:
+    h = started(build_target_table([T_OLD, T_NEW]), build_target_table(U))
+    before = len(h.conn.statements)
+    h.applier.apply_plan([build_target_table([T_OLD, T_NEW]), build_target_table(U)])
+    assert h.conn.statements[before:] == []
+    h.applier.offer(h.tx.tx((T_NEW, INS, [1, "a", "e"])))
+    h.applier.flush()
+    assert h.data(0) == [["1", "a", "e"]]
+
+
 def test_retiring_a_capture_instance_makes_its_rows_unknown() -> None:
     h = started(build_target_table([T_OLD, T_NEW]))
     h.applier.retire_instance("dbo_T")
