@@ -487,12 +487,12 @@ class Applier:
                     # the update changed the key: the old key no longer exists
                     delete_middle = middles[1] or sql.staging_middle(1, lsn_raw, time_field)[stale]
                     middles[1] = delete_middle
-                    self._append(route, before, delete_middle)
+                    self._append(route, before, delete_middle, group)
                     buffer.counts[1] += 1
             middle = middles[op]
             if middle is None:
                 middle = middles[op] = sql.staging_middle(op, lsn_raw, time_field)[stale]
-            if not self._append(route, row, middle):
+            if not self._append(route, row, middle, group):
                 continue
             buffer.counts[op] += 1
             if op != 2:
@@ -555,8 +555,9 @@ class Applier:
         log.warning(f"change dead-lettered: {why}", table=str(row.table), error=str(error))
         group.has_rows = True
 
-    def _append(self, route: _Route, row: ChangeRow, middle: str) -> bool:
-        """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter)."""
+    def _append(self, route: _Route, row: ChangeRow, middle: str, group: Group) -> bool:
+        """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter). ``group`` is
+        ``self._group``, passed by the hot loop that already holds it."""
         values = row.values
         if len(values) != route.width:
             msg = f"{row.table}: a change row has {len(values)} values, capture instance has {route.width} columns"
@@ -577,9 +578,9 @@ class Applier:
         line = f"{self._seq}{middle}{fields}\n"
         buffer = route.buffer
         buffer.lines.append(line)
-        group = self._group
-        if group.retained is not None:
-            group.retained.append((buffer, row, line))
+        retained = group.retained
+        if retained is not None:
+            retained.append((buffer, row, line))
         buffer.rows.append(row)
         group.has_rows = True
         if len(buffer.lines) >= self.settings.stage_rows:
