@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from mssql2pg.control import CONTROL_VERSION
+from mssql2pg.control import statements as control_sql
 from mssql2pg.positions import Lsn
 
 
@@ -45,6 +46,8 @@ class FakePg:
             self.row_count = len(lines or [])
             return None
         if "pg_try_advisory_lock" in text:
+            return [[True]]
+        if sql == control_sql.CONTROL_TABLE_EXISTS:  # an installed control schema: no migration to run
             return [[True]]
         if text.startswith("SELECT version FROM"):
             return [[CONTROL_VERSION]]
