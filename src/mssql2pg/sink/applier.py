@@ -65,6 +65,7 @@ from mssql2pg import control
 from mssql2pg.classify import classify, copy_error_position, server_fields
 from mssql2pg.errors import SourceValueError, TerminalError
 from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
+from mssql2pg.pgconn import PgConnection, PgConnector, fetch
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import deadletters
 from mssql2pg.sink import statements as sql
@@ -151,7 +152,7 @@ class Applier:
 
     def __init__(
         self,
-        connect: Callable[[], Any],
+        connect: PgConnector,
         tables: Sequence[TargetTable],
         pipeline: str,
         settings: ApplySettings | None = None,
@@ -167,7 +168,7 @@ class Applier:
         self._clock = clock
         self._wall_clock = wall_clock
         self.stats = ApplyStats()
-        self._conn: Any = None
+        self._conn: PgConnection | None = None
         self._group = Group()
         self._tables: dict[TableId, TargetTable] = {}
         self._routes: dict[str, _Route] = {}
@@ -324,7 +325,7 @@ class Applier:
 
     def _prepare(self, change: _PlanChange) -> None:
         """The target side of a plan change, on the open connection, outside any group."""
-        conn = self._conn
+        conn = self._live
         for buffer in change.retired:
             conn.run(sql.drop_staging(buffer.index))
         if change.added:
@@ -387,6 +388,15 @@ class Applier:
             self._commit()
 
     # --- internals --------------------------------------------------------------------------------------------
+
+    @property
+    def _live(self) -> PgConnection:
+        """The open connection; only the paths after :meth:`start` (and before a fault drops it) use it."""
+        conn = self._conn
+        if conn is None:
+            msg = "the applier has no open connection (start() not called, or a fault closed it)"
+            raise RuntimeError(msg)
+        return conn
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -591,9 +601,10 @@ class Applier:
     def _begin(self) -> None:
         group = self._group
         if not group.in_pg_tx:
-            self._conn.run("BEGIN")
+            conn = self._live
+            conn.run("BEGIN")
             group.in_pg_tx = True
-            self._checkpoints.begin(self._conn)
+            self._checkpoints.begin(conn)
 
     def _copy_early(self, buffer: TableBuffer) -> None:
         """Stream a full buffer into staging before the commit; a row fault here is isolated at the commit."""
@@ -608,7 +619,7 @@ class Applier:
             if group.retained is None or not _is_row_fault(exc):
                 raise
             group.failure = exc
-            self._conn.run("ROLLBACK")
+            self._live.run("ROLLBACK")
             group.in_pg_tx = False
             buffer.lines.clear()
             buffer.rows.clear()
@@ -626,7 +637,7 @@ class Applier:
         data = "".join(lines).encode("utf-8")
         pieces = [data[i : i + COPY_PIECE_BYTES] for i in range(0, len(data), COPY_PIECE_BYTES)]
         try:
-            self._conn.run(sql.copy_into_staging(buffer.table, buffer.index), stream=pieces)
+            self._live.run(sql.copy_into_staging(buffer.table, buffer.index), stream=pieces)
         except Exception as exc:
             failed = _row_of_copy_error(exc, buffer.rows)
             if failed is not None:
@@ -636,7 +647,7 @@ class Applier:
                 )
                 raise error.for_row(buffer.table.source, failed) from exc
             raise
-        check_copied(self._conn, buffer.table, len(lines))
+        check_copied(self._live, buffer.table, len(lines))
 
     def _commit(self) -> None:
         group = self._group
@@ -655,7 +666,7 @@ class Applier:
             if group.retained is None or not _is_row_fault(exc):
                 raise
             self._isolate(exc)
-        conn = self._conn
+        conn = self._live
         self._record_dead_letters()
         self._checkpoints.write(conn, lsn, group.commit_time)
         conn.run("COMMIT")
@@ -684,7 +695,7 @@ class Applier:
         dead = self._group.dead
         if not dead:
             return
-        ids = control.record_dead_letters(self._conn, self.pipeline, [letter.to_record() for letter in dead])
+        ids = control.record_dead_letters(self._live, self.pipeline, [letter.to_record() for letter in dead])
         for letter, dead_id in zip(dead, ids, strict=True):
             log.error(
                 "change dead-lettered",
@@ -699,7 +710,7 @@ class Applier:
 
     def _apply_staged(self, buffer: TableBuffer, *, validate: bool = False) -> None:
         """The set-based apply of one staged table, then the write validation."""
-        conn = self._conn
+        conn = self._live
         staged = buffer.staged
         if not staged:
             return
@@ -710,7 +721,7 @@ class Applier:
                 written += max(conn.row_count, 0) if not statement.startswith("ANALYZE") else 0
             complete = written == staged
         else:
-            counts = conn.run(sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))[0]
+            counts = fetch(conn, sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))[0]
             upserted, upserts, deleted, deletes = (int(n) for n in counts)
             complete = upserted == upserts and deleted == deletes
             restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
@@ -720,14 +731,14 @@ class Applier:
             self._validate_written(buffer)
 
     def _validate_written(self, buffer: TableBuffer) -> None:
-        check_written(self._conn, buffer.table, buffer.index)
+        check_written(self._live, buffer.table, buffer.index)
 
     def _isolate(self, cause: BaseException) -> None:
         """Re-apply the group from its retained rows, table by table in halves, dead-lettering what fails."""
         group = self._group
         retained = group.retained or []
         log.warning("a row of the group was refused; isolating it", error=str(cause).split("\n")[0], rows=len(retained))
-        conn = self._conn
+        conn = self._live
         if group.in_pg_tx:
             conn.run("ROLLBACK")
             group.in_pg_tx = False
@@ -739,7 +750,7 @@ class Applier:
                 self._bisect(buffer, items)
 
     def _bisect(self, buffer: TableBuffer, items: Sequence[tuple[ChangeRow, str]]) -> None:
-        conn = self._conn
+        conn = self._live
         conn.run("SAVEPOINT mssql2pg_isolate")
         try:
             conn.run(sql.truncate_staging(buffer.index))
@@ -771,7 +782,7 @@ class Applier:
 
     def _rollback(self) -> None:
         if self._group.in_pg_tx:
-            self._conn.run("ROLLBACK")
+            self._live.run("ROLLBACK")
         self._group.clear()
 
 
@@ -828,7 +839,7 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _register(conn: Any, pipeline: str, tables: Sequence[TargetTable]) -> None:
+def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable]) -> None:
     """Record each applied table in the control schema's table state (a paused table stays paused)."""
     for table in tables:
         control.register_table(

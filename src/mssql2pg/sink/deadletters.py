@@ -28,6 +28,7 @@ from mssql2pg import control
 from mssql2pg.classify import classify, postgres_error, scrub, server_fields, sqlstate
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
+from mssql2pg.pgconn import PgConnection
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
@@ -208,7 +209,7 @@ class RetryOutcome:
 
 
 def retry(
-    conn: Any,
+    conn: PgConnection,
     letter_id: int,
     tables: dict[str, TargetTable],
     *,
@@ -232,7 +233,7 @@ def retry(
 
 
 def _retry_in_transaction(
-    conn: Any,
+    conn: PgConnection,
     letter_id: int,
     tables: dict[str, TargetTable],
     stale_after: float | None,
@@ -283,7 +284,9 @@ def _retry_in_transaction(
 _RETRY_STAGE = 9_999  # staging index of a retry session (the applier's are 0..tables-1)
 
 
-def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_after: float | None, now: Any) -> None:
+def _apply_one(
+    conn: PgConnection, table: TargetTable, change: dict[str, Any], stale_after: float | None, now: Any
+) -> None:
     row = row_from_payload(change, table)
     fields = table.encoder(row.capture_instance).encode(row.values)
     commit_time = datetime.fromisoformat(change["commit_time"]) if change.get("commit_time") else None
