@@ -20,6 +20,7 @@ from mssql2pg.classify import (
     scrub,
 )
 from mssql2pg.errors import TerminalError, TransientError
+from tests.fixtures.driver_errors import mssql_error
 
 
 def pg_error(code: str, message: str = "boom", **fields: str) -> pg8000.exceptions.DatabaseError:
@@ -250,21 +251,6 @@ def test_docs_errors_lists_the_codes_the_brief_names(code: str) -> None:
     assert f"| `{code}` |" in render_error_tables()
 
 
-def _pytds_message(number: int, severity: int, text: str) -> tds.Message:
-    return {
-        "marker": 0,
-        "msgno": number,
-        "state": 1,
-        "severity": severity,
-        "sql_state": None,
-        "priv_msg_type": 0,
-        "message": text,
-        "server": "mssql",
-        "proc_name": "",
-        "line_number": 1,
-    }
-
-
 @pytest.mark.parametrize(
     ("number", "severity", "kind", "driver_class"),
     [
@@ -278,7 +264,7 @@ def test_exceptions_built_the_way_python_tds_builds_them(
     number: int, severity: int, kind: type[Exception], driver_class: type[Exception]
 ) -> None:
     """python-tds turns a server ERROR token into an exception with this function: use it, not a guess."""
-    exc = tds._create_exception_by_message(_pytds_message(number, severity, f"message {number}"))
+    exc = mssql_error(number, f"message {number}", severity)
 
     result = classify(exc)
 

@@ -24,26 +24,11 @@ from mssql2pg.classify import (
     server_message,
     sqlstate,
 )
+from tests.fixtures.driver_errors import mssql_error
 
 
 def pg(**fields: str) -> pg8000.exceptions.DatabaseError:
     return pg8000.exceptions.DatabaseError({"S": "ERROR", "V": "ERROR", **fields})
-
-
-def mssql(number: int, text: str, severity: int = 16) -> tds.DatabaseError:
-    message: tds.Message = {
-        "marker": 0,
-        "msgno": number,
-        "state": 1,
-        "severity": severity,
-        "sql_state": None,
-        "priv_msg_type": 0,
-        "message": text,
-        "server": "mssql",
-        "proc_name": "",
-        "line_number": 1,
-    }
-    return tds._create_exception_by_message(message)
 
 
 def wrapped(exc: Exception) -> sqlalchemy.exc.DBAPIError:
@@ -88,7 +73,7 @@ def test_the_postgres_error_is_found_directly_inside_sqlalchemy_and_behind_a_cau
 
 @pytest.mark.parametrize("outer", [lambda e: e, wrapped, caused])
 def test_the_sql_server_number_is_found_directly_inside_sqlalchemy_and_behind_a_cause(outer: object) -> None:
-    exc = outer(mssql(207, "Invalid column name 'qty'."))  # type: ignore[operator]
+    exc = outer(mssql_error(207, "Invalid column name 'qty'."))  # type: ignore[operator]
 
     assert mssql_number(exc) == 207
     assert sqlstate(exc) is None
@@ -120,7 +105,7 @@ def test_client_side_driver_errors_carry_no_server_facts() -> None:
 
 def test_server_message_is_the_servers_own_text_not_the_drivers_wrapping() -> None:
     assert server_message(wrapped(UNDEFINED_COLUMN)) == 'column "nope" does not exist'
-    sql_server = mssql(207, "Invalid column name 'qty'.")
+    sql_server = mssql_error(207, "Invalid column name 'qty'.")
     assert "SQL Server message 207" in sql_server.message  # python-tds' decorated form ...
     assert server_message(wrapped(sql_server)) == "Invalid column name 'qty'."  # ... is not what we report
 
@@ -130,9 +115,9 @@ def test_server_message_is_the_servers_own_text_not_the_drivers_wrapping() -> No
 
 def test_undefined_column_by_sqlstate_42703_and_sql_server_207() -> None:
     assert is_undefined_column(wrapped(UNDEFINED_COLUMN))
-    assert is_undefined_column(wrapped(mssql(207, "Invalid column name 'qty'.")))
+    assert is_undefined_column(wrapped(mssql_error(207, "Invalid column name 'qty'.")))
     assert not is_undefined_column(UNDEFINED_TABLE)
-    assert not is_undefined_column(mssql(208, "Invalid object name 'cdc.change_tables'."))
+    assert not is_undefined_column(mssql_error(208, "Invalid object name 'cdc.change_tables'."))
 
 
 def test_undefined_column_is_decided_by_code_never_by_message_text() -> None:
@@ -144,9 +129,9 @@ def test_undefined_column_is_decided_by_code_never_by_message_text() -> None:
 def test_undefined_object_by_sqlstate_42p01_3f000_and_sql_server_208() -> None:
     assert is_undefined_object(wrapped(UNDEFINED_TABLE))
     assert is_undefined_object(wrapped(UNDEFINED_SCHEMA))
-    assert is_undefined_object(wrapped(mssql(208, "Invalid object name 'cdc.change_tables'.")))
+    assert is_undefined_object(wrapped(mssql_error(208, "Invalid object name 'cdc.change_tables'.")))
     assert not is_undefined_object(UNDEFINED_COLUMN)
-    assert not is_undefined_object(mssql(207, "Invalid column name 'qty'."))
+    assert not is_undefined_object(mssql_error(207, "Invalid column name 'qty'."))
 
 
 def test_undefined_object_is_decided_by_code_never_by_message_text() -> None:
@@ -210,7 +195,7 @@ def test_copy_error_position_reads_the_where_field_not_the_message() -> None:
         pg(C="57014", M="canceling statement", W="COPY t, line 2"),  # a cancel, retried
         pg(C="22P02", M="invalid input syntax", W="SQL function f statement 1"),  # no COPY context
         RuntimeError('COPY t, line 2, column qty: "zz"'),
-        mssql(245, "Conversion failed"),
+        mssql_error(245, "Conversion failed"),
     ],
 )
 def test_copy_error_position_only_for_a_data_error_of_a_copy(exc: Exception) -> None:

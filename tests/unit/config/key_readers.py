@@ -36,6 +36,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mssql2pg.config import Config, load_config
+from mssql2pg.config.loading import _model_in  # the loader's own walk of nested models, so both agree
 from mssql2pg.config.reference import DocumentedKey, documented_keys
 
 PACKAGE = Path(__file__).resolve().parents[3] / "src" / "mssql2pg"
@@ -340,16 +341,6 @@ def _callee_name(func: ast.expr) -> str | None:
 
 def _is_sequence(annotation: object) -> bool:
     return typing.get_origin(annotation) in (tuple, list)
-
-
-def _model_in(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 # ------------------------------------------------------------------------------ readers the walk cannot see
