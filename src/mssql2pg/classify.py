@@ -40,7 +40,7 @@ from mssql2pg.redact import redact_text
 
 scrub = redact_text
 """The shared redactor, :func:`mssql2pg.redact.redact_text`, under the name callers of this module import
-(``sink/deadletters.py``, ``pipeline/check.py``, ``pipeline/status.py``, ``config/loading.py``)."""
+(``sink/deadletters.py`` and the tests of this module)."""
 
 Scope = Literal["connection", "row", "table", "pipeline"]
 """What a fault is about. ``connection``: transient, retry. ``row``: that row's data (dead-letter it).

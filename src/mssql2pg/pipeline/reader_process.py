@@ -29,6 +29,7 @@ once per chunk.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import queue
 import signal
 import threading
@@ -39,9 +40,10 @@ from typing import Any
 
 import structlog
 
+from mssql2pg.classify import classify
 from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
-from mssql2pg.observability.logging import LogFormat
+from mssql2pg.observability.logging import LogFormat, configure_logging, register_secrets
 from mssql2pg.pipeline.runner import ChangeSource, relay
 from mssql2pg.positions import Lsn
 
@@ -216,8 +218,6 @@ def _child_main(args: _ChildArgs) -> None:
     # Ctrl-C reaches the whole process group; stopping is the parent's decision, told through ``stop_requested``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.logging is not None:
-        from mssql2pg.observability.logging import configure_logging, register_secrets  # noqa: PLC0415
-
         configure_logging(args.logging.level, args.logging.format)
         register_secrets(list(args.logging.secrets))
     out = args.out
@@ -262,10 +262,6 @@ def _child_main(args: _ChildArgs) -> None:
 
 def _portable(exc: BaseException) -> BaseException:
     """The exception to send to the parent: the original when it pickles, else a classified stand-in."""
-    import pickle  # noqa: PLC0415 - only on the error path
-
-    from mssql2pg.classify import classify  # noqa: PLC0415
-
     candidate: BaseException = exc if isinstance(exc, Mssql2pgError) else classify(exc)
     try:
         pickle.loads(pickle.dumps(candidate))  # noqa: S301 - our own bytes, a round trip to test them

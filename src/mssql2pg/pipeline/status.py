@@ -15,6 +15,7 @@ from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
+from mssql2pg.redact import redact_text
 from mssql2pg.source import statements
 
 
@@ -62,9 +63,7 @@ def collect(config_path: Path | None) -> dict[str, Any]:
         cp: dict[str, Any] | None = report.get("checkpoint")
         report["caught_up"] = cp is not None and Lsn.parse(cp["lsn"]) >= max_lsn
     except Exception as exc:
-        from mssql2pg.classify import scrub  # noqa: PLC0415
-
-        report["source_max_lsn"] = {"error": scrub(str(exc).splitlines()[0])}
+        report["source_max_lsn"] = {"error": redact_text(str(exc).splitlines()[0])}
     return report
 
 
