@@ -1,0 +1,240 @@
+"""A reconciliation run over the configured tables: what ``mssql2pg reconcile`` does, without click.
+
+Per table: compare (:mod:`.compare`), re-check what differs on a live system (:mod:`.live`), and say what to
+do about it. A table that cannot be compared (missing target table, a type without canonical encoding, a
+database error) is reported with status ``error``; the other tables go on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from mssql2pg import control
+from mssql2pg.config import Config
+from mssql2pg.errors import ConfigError, Mssql2pgError
+from mssql2pg.model import CaptureInstance, TableId
+from mssql2pg.pgconn import PgConnection
+from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.plan import discover, target_tables
+from mssql2pg.positions import Lsn
+from mssql2pg.reconcile.canonical import Dialect
+from mssql2pg.reconcile.compare import Differences, compare_table
+from mssql2pg.reconcile.live import recheck_live
+from mssql2pg.reconcile.sides import SourceSide, TargetSide
+from mssql2pg.reconcile.source import source_relation
+from mssql2pg.reconcile.target import target_relation
+from mssql2pg.sink.schema import TargetTable
+from mssql2pg.source import statements as source_sql
+
+log = structlog.get_logger(component="reconcile")
+
+DEFAULT_MAX_KEYS = 100
+DEFAULT_SETTLE_SECONDS = 30.0
+RESYNC_SHARE = 0.1
+"""Above this share of differing rows a resync is the better remedy than repairing key by key."""
+
+Key = dict[str, Any]
+
+
+@dataclass
+class TableReport:
+    """One table's outcome; :meth:`as_json` is the contract ``--format json`` prints."""
+
+    table: TableId
+    target: str
+    status: str  # consistent | inconsistent | error
+    source_rows: int = 0
+    target_rows: int = 0
+    missing: list[Key] = field(default_factory=list)
+    extra: list[Key] = field(default_factory=list)
+    different: list[Key] = field(default_factory=list)
+    confirmed: bool = True
+    suggested_action: str = "none"
+    error: str | None = None
+    seconds: float = 0.0
+    repaired: int = 0
+
+    @property
+    def differing(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.different)
+
+    def as_json(self, max_keys: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "table": str(self.table),
+            "target": self.target,
+            "status": self.status,
+            "source_rows": self.source_rows,
+            "target_rows": self.target_rows,
+            "missing_keys": self.missing[:max_keys],
+            "extra_keys": self.extra[:max_keys],
+            "different_keys": self.different[:max_keys],
+            "missing_total": len(self.missing),
+            "extra_total": len(self.extra),
+            "different_total": len(self.different),
+            "keys_truncated": max(len(self.missing), len(self.extra), len(self.different)) > max_keys,
+            "rechecked_after_catch_up": self.confirmed,
+            "suggested_action": self.suggested_action,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.repaired:
+            out["repaired"] = self.repaired
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def json_value(value: Any) -> Any:
+    """A key value as JSON: integers as numbers, uuid as lower-case text, bytes as hex, the rest as text."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def _keys(found: dict[str, tuple[Any, ...]], names: Sequence[str]) -> list[Key]:
+    rows = sorted(found.items())
+    return [{n: json_value(v) for n, v in zip(names, key, strict=True)} for _kt, key in rows]
+
+
+def suggest(report: TableReport) -> str:
+    """What to do about ``report`` (docs/reconciliation.md explains each)."""
+    if report.status == "consistent":
+        return "none"
+    if report.status == "error":
+        return "fix the error named, then run reconcile again"
+    if not report.confirmed:
+        return (
+            "the pipeline is behind the source: let it catch up (start it if it is stopped), then run reconcile again"
+        )
+    share = report.differing / max(report.source_rows, 1)
+    if share > RESYNC_SHARE:
+        return f"many rows differ: run `mssql2pg resync {report.table}`"
+    return f"run `mssql2pg reconcile --repair {report.table}` (or `mssql2pg resync {report.table}`)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+
+
+def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | None = None) -> list[TableReport]:
+    """Reconcile ``tables`` (source names; every replicated table when empty)."""
+    settings = settings or Settings()
+    engine = source_engine(config)
+    try:
+        plan = _plan(engine, config, tables)
+        connect = target_connector(config)
+        reports: list[TableReport] = []
+        for target in plan:
+            started = time.monotonic()
+            conn = connect()
+            try:
+                report = _reconcile_table(engine, conn, config, target, settings)
+            except Mssql2pgError as exc:
+                report = TableReport(target.source, target.qualified_name, "error", error=str(exc))
+            except Exception as exc:  # one table's database error must not hide the other tables' results
+                report = TableReport(
+                    target.source, target.qualified_name, "error", error=f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                conn.close()
+            report.seconds = time.monotonic() - started
+            report.suggested_action = suggest(report)
+            log.info(
+                "table reconciled",
+                table=str(report.table),
+                status=report.status,
+                differing=report.differing,
+                seconds=round(report.seconds, 2),
+            )
+            reports.append(report)
+        return reports
+    finally:
+        engine.dispose()
+
+
+def _plan(engine: sa.Engine, config: Config, tables: Sequence[str]) -> list[TargetTable]:
+    selections, instances = discover(engine, config)
+    if tables:
+        try:
+            wanted = [TableId.parse(t) for t in tables]
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="name tables as schema.table, e.g. dbo.orders") from exc
+        known = {s.source for s in selections}
+        unknown = [str(t) for t in wanted if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"not replicated by pipeline {config.pipeline.name!r}: {', '.join(unknown)}",
+                hint="check the spelling, or add the table under `tables:` in the configuration",
+            )
+        selections = [s for s in selections if s.source in set(wanted)]
+    newest: dict[TableId, tuple[CaptureInstance, ...]] = {s.source: (instances[s.source][-1],) for s in selections}
+    return target_tables(selections, newest)
+
+
+def sides(engine_conn: sa.Connection, conn: PgConnection, target: TargetTable) -> tuple[SourceSide, TargetSide]:
+    """The two sides of ``target``'s table."""
+    dialect: Dialect = "mssql" if engine_conn.dialect.name == "mssql" else "postgresql"
+    return (
+        SourceSide(engine_conn, source_relation(target.capture_instance, dialect)),
+        TargetSide(conn, target_relation(target)),
+    )
+
+
+def _reconcile_table(
+    engine: sa.Engine, conn: PgConnection, config: Config, target: TargetTable, settings: Settings
+) -> TableReport:
+    with engine.connect() as src_conn:
+        source, tgt = sides(src_conn, conn, target)
+        found = compare_table(source, tgt)
+        confirmed = True
+        if found.count:
+            result = recheck_live(
+                source,
+                tgt,
+                found,
+                source_max_lsn=lambda: Lsn.from_bytes(src_conn.execute(source_sql.MAX_LSN).scalar()),
+                checkpoint=lambda: _checkpoint(conn, config.pipeline.name),
+                timeout=settings.settle_seconds,
+            )
+            found, confirmed = result.differences, result.confirmed
+            src_conn.rollback()
+    return _report(target, found, confirmed)
+
+
+def _checkpoint(conn: PgConnection, pipeline: str) -> Lsn:
+    if not control.control_table_exists(conn, "checkpoints"):
+        return Lsn.NULL
+    return control.read_checkpoint(conn, pipeline)
+
+
+def _report(target: TargetTable, found: Differences, confirmed: bool) -> TableReport:
+    names = target.capture_instance.key_columns
+    return TableReport(
+        table=target.source,
+        target=f"{target.schema}.{target.name}",
+        status="inconsistent" if found.count else "consistent",
+        source_rows=found.source_rows,
+        target_rows=found.target_rows,
+        missing=_keys(found.missing, names),
+        extra=_keys(found.extra, names),
+        different=_keys(found.different, names),
+        confirmed=confirmed,
+    )
