@@ -1,0 +1,71 @@
+"""``mssql2pg reconcile`` as users and cron run it: the JSON contract and the exit status (issue 13)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.pipeline_process import run_cli
+from tests.integration.reconcile.conftest import Replicated, replicated_pair
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def pair(emulated_source_url: str, target_url: str, tmp_path: Path) -> Iterator[Replicated]:
+    replicated = replicated_pair(emulated_source_url, target_url, tmp_path, rows=50)
+    yield replicated
+    replicated.src.close()
+    replicated.dst.close()
+
+
+def _reconcile(pair: Replicated, *args: str) -> tuple[int, dict[str, object]]:
+    result = run_cli("reconcile", "--config", str(pair.config_path), "--format", "json", "--settle", "5", *args)
+    return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {"stderr": result.stderr}
+
+
+def test_consistent_exits_0_then_drift_exits_1_with_the_keys(pair: Replicated) -> None:
+    code, doc = _reconcile(pair)
+    assert code == 0, doc
+    assert doc["consistent"] is True
+    assert {t["table"]: t["status"] for t in doc["tables"]} == {"dbo.typed": "consistent", "dbo.by_uuid": "consistent"}
+
+    pair.dst.run("DELETE FROM dbo.typed WHERE id IN (4, 5, 6)")
+    pair.dst.run("UPDATE dbo.typed SET c_text = 'x' WHERE id = 7")
+
+    code, doc = _reconcile(pair, "dbo.typed", "--max-keys", "2")
+
+    assert code == 1, doc
+    (table,) = doc["tables"]
+    assert table["status"] == "inconsistent"
+    assert (table["source_rows"], table["target_rows"]) == (50, 47)
+    assert table["missing_keys"] == [{"id": 4}, {"id": 5}]
+    assert table["missing_total"] == 3
+    assert table["different_keys"] == [{"id": 7}]
+    assert table["suggested_action"]
+
+
+def test_a_table_that_cannot_be_compared_exits_2(pair: Replicated) -> None:
+    pair.dst.run("DROP TABLE dbo.by_uuid")
+
+    code, doc = _reconcile(pair)
+
+    assert code == 2, doc
+    status = {t["table"]: t for t in doc["tables"]}
+    assert status["dbo.by_uuid"]["status"] == "error"
+    assert "by_uuid" in status["dbo.by_uuid"]["error"]
+    assert status["dbo.typed"]["status"] == "consistent"
+
+
+def test_the_human_table_names_each_table_and_what_to_do(pair: Replicated) -> None:
+    pair.dst.run("DELETE FROM dbo.by_uuid WHERE v = 1")
+
+    result = run_cli("reconcile", "--config", str(pair.config_path), "--settle", "5")
+
+    assert result.returncode == 1, result.stderr
+    assert "dbo.by_uuid" in result.stdout
+    assert "inconsistent" in result.stdout
+    assert "do: run `mssql2pg reconcile --repair dbo.by_uuid`" in result.stdout
