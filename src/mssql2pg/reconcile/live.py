@@ -1,9 +1,17 @@
 """Re-checking differing keys on a replicating system, so that a change still in flight is not reported.
 
-A key that differs may only be a change the pipeline has not applied yet. So: read the source's max LSN ``M``
-(every change seen so far is at or below it), wait until the target's checkpoint has passed ``M``, and compare
-those keys again; only keys that still differ stay. A key whose source row changed again meanwhile is
-compared once more (up to :data:`ROUNDS` times), so a busy key is not reported as drift.
+A key that differs may only be a change the pipeline has not applied yet. For the differing keys, in rounds:
+
+1. read their source rows ``S``, then the source's max LSN ``M`` (every change ``S`` reflects is at or below it);
+2. wait until the target's checkpoint has passed ``M``, then read their target rows ``T``: ``T`` now reflects
+   at least everything ``S`` does;
+3. read their source rows again, ``S'``. A key with ``T == S`` is consistent. A key with ``T != S`` and
+   ``S' == S`` did not change at the source while we looked, so the target really differs: it is reported.
+   A key whose source row moved (``S' != S``) is in flight and goes to the next round.
+
+After :data:`ROUNDS` rounds a key that moved every time (a row written continuously) is reported as well.
+If the checkpoint does not pass ``M`` within the timeout (the pipeline is stopped or far behind), what was
+found is returned unconfirmed: the report says so instead of calling lag drift.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.reconcile.compare import Differences, compare_rows
 from mssql2pg.reconcile.sides import Side
 
-ROUNDS = 3
+ROUNDS = 5
 POLL_SECONDS = 0.2
 
 
@@ -48,19 +56,29 @@ def recheck_live(
     timeout: float,
 ) -> Rechecked:
     """The keys of ``found`` that still differ once the target has caught up with what the source had."""
-    current = found
-    previous_hashes: dict[str, int] | None = None
+    result = Differences(found.source_rows, found.target_rows)
+    pending = found
     for _ in range(ROUNDS):
-        if not current.count:
+        if not pending.count:
             break
+        keys = pending.keys()
+        before = source.rows_by_key(keys)
         if not wait_for_checkpoint(checkpoint, source_max_lsn(), timeout):
-            return Rechecked(current, confirmed=False)
-        keys = current.keys()
-        source_rows = source.rows_by_key(keys)
-        current = Differences(found.source_rows, found.target_rows)
-        compare_rows(source_rows, target.rows_by_key(keys), current)
-        hashes = {kt: rh for kt, (rh, _k) in source_rows.items()}
-        if hashes == previous_hashes:  # the source rows did not move between two rounds: the drift is real
-            break
-        previous_hashes = hashes
-    return Rechecked(current, confirmed=True)
+            _merge(result, pending)
+            return Rechecked(result, confirmed=False)
+        now = Differences(found.source_rows, found.target_rows)
+        compare_rows(before, target.rows_by_key(keys), now)
+        after = source.rows_by_key(keys)
+        moved = {kt for kt in before.keys() | after.keys() if before.get(kt, (None,))[0] != after.get(kt, (None,))[0]}
+        pending = Differences(found.source_rows, found.target_rows)
+        for kind in ("missing", "extra", "different"):
+            for kt, key in getattr(now, kind).items():
+                getattr(pending if kt in moved else result, kind)[kt] = key
+    _merge(result, pending)  # moved in every round: reported rather than hidden
+    return Rechecked(result, confirmed=True)
+
+
+def _merge(into: Differences, more: Differences) -> None:
+    into.missing.update(more.missing)
+    into.extra.update(more.extra)
+    into.different.update(more.different)
