@@ -48,6 +48,20 @@ def test_consistent_exits_0_then_drift_exits_1_with_the_keys(pair: Replicated) -
     assert table["suggested_action"]
 
 
+def test_the_metrics_file_says_when_and_how_much_differs(pair: Replicated, tmp_path: Path) -> None:
+    pair.dst.run("DELETE FROM dbo.by_uuid WHERE v IN (1, 2)")
+    metrics = tmp_path / "reconcile.prom"
+
+    code, _doc = _reconcile(pair, "--metrics-file", str(metrics))
+
+    assert code == 1
+    text = metrics.read_text(encoding="utf-8")
+    assert 'mssql2pg_reconcile_differing_rows{kind="missing",table="dbo.by_uuid"} 2.0' in text
+    assert 'mssql2pg_reconcile_differing_rows{kind="missing",table="dbo.typed"} 0.0' in text
+    assert 'mssql2pg_reconcile_last_run_timestamp_seconds{table="dbo.typed"}' in text
+    assert "process_" not in text
+
+
 def test_a_table_that_cannot_be_compared_exits_2(pair: Replicated) -> None:
     pair.dst.run("DROP TABLE dbo.by_uuid")
 

@@ -43,13 +43,31 @@ EXIT_CONSISTENT, EXIT_INCONSISTENT, EXIT_ERROR = 0, 1, 2
     show_default=True,
     help="seconds to wait for the pipeline to apply what the source had before differing keys are re-checked",
 )
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="also write the result as Prometheus metrics to this file (for node_exporter's textfile collector)",
+)
 @click.argument("tables", nargs=-1)
-def command(config_path: Path | None, fmt: str, max_keys: int, settle: float, tables: tuple[str, ...]) -> None:
+def command(  # click passes every option by name
+    config_path: Path | None,
+    *,
+    fmt: str,
+    max_keys: int,
+    settle: float,
+    metrics_file: Path | None,
+    tables: tuple[str, ...],
+) -> None:
     """Prove that the target matches the source, and name every differing key (default: every table)."""
-    from mssql2pg.reconcile.run import Settings, reconcile  # noqa: PLC0415 - start-up speed only
+    # Imported here for start-up speed only (keeps `--help` fast).
+    from mssql2pg.reconcile.export import write_metrics_file  # noqa: PLC0415
+    from mssql2pg.reconcile.run import Settings, reconcile  # noqa: PLC0415
 
     config = load(config_path)
-    reports = reconcile(config, tables, Settings(settle_seconds=settle))
+    reports = reconcile(config, tables, Settings(settle_seconds=settle, max_keys=max_keys))
+    if metrics_file is not None:
+        write_metrics_file(metrics_file, reports)
     if fmt == "json":
         click.echo(json.dumps(document(config.pipeline.name, reports, max_keys), indent=2))
     else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
@@ -132,6 +132,7 @@ def suggest(report: TableReport) -> str:
 @dataclass(frozen=True)
 class Settings:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    max_keys: int = DEFAULT_MAX_KEYS  # per kind, in the stored record (the totals are always stored)
 
 
 def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | None = None) -> list[TableReport]:
@@ -142,8 +143,10 @@ def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | N
         plan = _plan(engine, config, tables)
         connect = target_connector(config)
         reports: list[TableReport] = []
+        run_id = str(uuid.uuid4())
         for target in plan:
             started = time.monotonic()
+            started_at = datetime.now(UTC)
             conn = connect()
             try:
                 report = _reconcile_table(engine, conn, config, target, settings)
@@ -157,6 +160,7 @@ def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | N
                 conn.close()
             report.seconds = time.monotonic() - started
             report.suggested_action = suggest(report)
+            _store(connect, config.pipeline.name, run_id, report, started_at=started_at, max_keys=settings.max_keys)
             log.info(
                 "table reconciled",
                 table=str(report.table),
@@ -238,3 +242,43 @@ def _report(target: TargetTable, found: Differences, confirmed: bool) -> TableRe
         different=_keys(found.different, names),
         confirmed=confirmed,
     )
+
+
+def _store(
+    connect: Callable[[], PgConnection],
+    pipeline: str,
+    run_id: str,
+    report: TableReport,
+    *,
+    started_at: datetime,
+    max_keys: int,
+) -> None:
+    """One row of ``mssql2pg.reconciliation_runs`` (creating the control schema on a target that has none)."""
+    doc = report.as_json(max_keys)
+    record = control.ReconciliationRecord(
+        run_id=run_id,
+        pipeline=pipeline,
+        source_table=str(report.table),
+        target_table=report.target,
+        status=report.status,
+        source_rows=report.source_rows,
+        target_rows=report.target_rows,
+        missing=len(report.missing),
+        extra=len(report.extra),
+        different=len(report.different),
+        keys={k: doc[k] for k in ("missing_keys", "extra_keys", "different_keys")},
+        rechecked=report.confirmed,
+        repaired=report.repaired,
+        suggested_action=report.suggested_action,
+        error=report.error,
+        started_at=started_at,
+        duration_seconds=report.seconds,
+    )
+    conn = connect()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        control.record_reconciliation(conn, record)
+        conn.run("COMMIT")
+    finally:
+        conn.close()

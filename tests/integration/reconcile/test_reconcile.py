@@ -50,3 +50,15 @@ def test_each_kind_of_drift_is_found_with_exactly_its_keys(replicated: Replicate
     by_uuid = reports["dbo.by_uuid"]
     assert by_uuid.missing == [{"k": lost}]
     assert by_uuid.extra == by_uuid.different == []
+    # every run is stored per table, with counts, the bounded key lists and the action
+    stored = dst.run(
+        "SELECT source_table, status, source_rows, target_rows, missing, extra, different, keys, suggested_action, "
+        "rechecked FROM mssql2pg.reconciliation_runs ORDER BY source_table"
+    )
+    assert [r[:7] for r in stored] == [
+        ["dbo.by_uuid", "inconsistent", replicated.rows, replicated.rows - 1, 1, 0, 0],
+        ["dbo.typed", "inconsistent", replicated.rows, replicated.rows, 1, 1, 6],
+    ]
+    assert stored[0][7]["missing_keys"] == [{"k": lost}]
+    assert stored[1][8] == typed.suggested_action
+    assert stored[1][9] is True
