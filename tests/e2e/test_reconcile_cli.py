@@ -83,3 +83,17 @@ def test_the_human_table_names_each_table_and_what_to_do(pair: Replicated) -> No
     assert "dbo.by_uuid" in result.stdout
     assert "inconsistent" in result.stdout
     assert "do: run `mssql2pg reconcile --repair dbo.by_uuid`" in result.stdout
+
+
+def test_repair_fixes_the_keys_and_exits_0(pair: Replicated) -> None:
+    pair.dst.run("DELETE FROM dbo.typed WHERE id = 10")
+    pair.dst.run("UPDATE dbo.typed SET c_uuid = NULL WHERE id = 11")
+
+    code, doc = _reconcile(pair, "dbo.typed", "--repair")
+
+    assert code == 0, doc
+    (table,) = doc["tables"]
+    assert table["status"] == "consistent"
+    assert table["repaired"] == 2
+    assert table["repaired_keys"] == [{"id": 10}, {"id": 11}]
+    assert _reconcile(pair, "dbo.typed")[0] == 0

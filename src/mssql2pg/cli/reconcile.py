@@ -44,6 +44,11 @@ EXIT_CONSISTENT, EXIT_INCONSISTENT, EXIT_ERROR = 0, 1, 2
     help="seconds to wait for the pipeline to apply what the source had before differing keys are re-checked",
 )
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="rewrite each differing key from the source (one locked target transaction per table), then re-check",
+)
+@click.option(
     "--metrics-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -56,6 +61,7 @@ def command(  # click passes every option by name
     fmt: str,
     max_keys: int,
     settle: float,
+    repair: bool,
     metrics_file: Path | None,
     tables: tuple[str, ...],
 ) -> None:
@@ -65,7 +71,7 @@ def command(  # click passes every option by name
     from mssql2pg.reconcile.run import Settings, reconcile  # noqa: PLC0415
 
     config = load(config_path)
-    reports = reconcile(config, tables, Settings(settle_seconds=settle, max_keys=max_keys))
+    reports = reconcile(config, tables, Settings(settle_seconds=settle, max_keys=max_keys, repair=repair))
     if metrics_file is not None:
         write_metrics_file(metrics_file, reports)
     if fmt == "json":
@@ -106,5 +112,9 @@ def _print_table(reports: list[TableReport], max_keys: int) -> None:
                 shown = ", ".join(json.dumps(k) for k in keys[:max_keys])
                 more = f" (+{len(keys) - max_keys} more)" if len(keys) > max_keys else ""
                 click.echo(f"    {label}: {shown}{more}")
+        if r.repaired:
+            click.echo(
+                f"    repaired {r.repaired} keys: " + ", ".join(json.dumps(k) for k in r.repaired_keys[:max_keys])
+            )
         if r.status != "consistent":
             click.echo(f"    do: {r.suggested_action}")

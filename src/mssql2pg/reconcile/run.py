@@ -29,7 +29,8 @@ from mssql2pg.pipeline.plan import discover, target_tables
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile.canonical import Dialect
 from mssql2pg.reconcile.compare import Differences, compare_table
-from mssql2pg.reconcile.live import recheck_live
+from mssql2pg.reconcile.live import Rechecked, recheck_live
+from mssql2pg.reconcile.repair import repair_keys
 from mssql2pg.reconcile.sides import SourceSide, TargetSide
 from mssql2pg.reconcile.source import source_relation
 from mssql2pg.reconcile.target import target_relation
@@ -63,6 +64,7 @@ class TableReport:
     error: str | None = None
     seconds: float = 0.0
     repaired: int = 0
+    repaired_keys: list[Key] = field(default_factory=list)
 
     @property
     def differing(self) -> int:
@@ -88,6 +90,7 @@ class TableReport:
         }
         if self.repaired:
             out["repaired"] = self.repaired
+            out["repaired_keys"] = self.repaired_keys[:max_keys]
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -133,6 +136,7 @@ def suggest(report: TableReport) -> str:
 class Settings:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     max_keys: int = DEFAULT_MAX_KEYS  # per kind, in the stored record (the totals are always stored)
+    repair: bool = False  # rewrite the differing keys from the source (reconcile.repair), then re-check them
 
 
 def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | None = None) -> list[TableReport]:
@@ -207,10 +211,9 @@ def _reconcile_table(
 ) -> TableReport:
     with engine.connect() as src_conn:
         source, tgt = sides(src_conn, conn, target)
-        found = compare_table(source, tgt)
-        confirmed = True
-        if found.count:
-            result = recheck_live(
+
+        def settle(found: Differences) -> Rechecked:
+            return recheck_live(
                 source,
                 tgt,
                 found,
@@ -218,9 +221,35 @@ def _reconcile_table(
                 checkpoint=lambda: _checkpoint(conn, config.pipeline.name),
                 timeout=settings.settle_seconds,
             )
+
+        found = compare_table(source, tgt)
+        confirmed = True
+        if found.count:
+            result = settle(found)
             found, confirmed = result.differences, result.confirmed
-            src_conn.rollback()
-    return _report(target, found, confirmed)
+        src_conn.rollback()
+        if not (settings.repair and confirmed and found.count):
+            return _report(target, found, confirmed)
+        repair_keys(engine, target_connector(config), config.pipeline.name, target, found.keys())
+        after = settle(found).differences
+        src_conn.rollback()
+    return _repaired_report(target, found, after)
+
+
+def _repaired_report(target: TargetTable, found: Differences, after: Differences) -> TableReport:
+    """The table after a repair: what still differs (normally nothing) and which keys were fixed."""
+    still = {*after.missing, *after.extra, *after.different}
+    fixed = {
+        kt: key for kind in (found.missing, found.extra, found.different) for kt, key in kind.items() if kt not in still
+    }
+    # the target gained the missing rows fixed and lost the extra rows fixed
+    after.target_rows = (
+        found.target_rows + sum(1 for kt in found.missing if kt in fixed) - sum(1 for kt in found.extra if kt in fixed)
+    )
+    report = _report(target, after, confirmed=True)
+    report.repaired = len(fixed)
+    report.repaired_keys = _keys(fixed, target.capture_instance.key_columns)
+    return report
 
 
 def _checkpoint(conn: PgConnection, pipeline: str) -> Lsn:

@@ -6,6 +6,8 @@ statements do (``tests/unit/snapshots/reconcile_*.sql`` pins the T-SQL).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement, quoted_name
 
@@ -34,3 +36,13 @@ def source_relation(ci: CaptureInstance, dialect: Dialect) -> Relation:
         key_fields=tuple(fields[k] for k in ci.key_columns),
         key_columns=tuple(src.c[k] for k in ci.key_columns),
     )
+
+
+def rows_for_keys(ci: CaptureInstance, count: int) -> sa.Select[Any]:
+    """The captured columns of the source rows of ``count`` keys, bound as ``:k<i>_<j>`` (key ``j``, key column
+    ``i``): what a repair writes. T-SQL has no row-value IN, so an OR of ANDs."""
+    names = ci.column_names
+    src = sa.table(_q(ci.source.name), *(sa.column(_q(n)) for n in names), schema=_q(ci.source.schema))
+    keys = [src.c[k] for k in ci.key_columns]
+    matches = [sa.and_(*(c == sa.bindparam(f"k{i}_{j}") for i, c in enumerate(keys))) for j in range(count)]
+    return sa.select(*(src.c[n] for n in names)).where(sa.or_(*matches))

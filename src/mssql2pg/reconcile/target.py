@@ -56,3 +56,32 @@ def compile_for_target(stmt: ClauseElement, params: dict[str, Any]) -> tuple[str
     assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles with the SQL compiler
     state = compiled.construct_expanded_state(params)
     return state.statement, dict(state.parameters)
+
+
+def _key_table(target: TargetTable) -> tuple[Any, list[Any]]:
+    meta = target.meta
+    names = [*target.key, meta.deleted, meta.lsn]
+    tbl = sa.table(_q(target.name), *(sa.column(_q(n)) for n in names), schema=_q(target.schema))
+    return tbl, [tbl.c[k] for k in target.key]
+
+
+def _matching(keys: list[Any], count: int) -> ColumnElement[bool]:
+    return sa.or_(*(sa.and_(*(c == sa.bindparam(f"k{i}_{j}") for i, c in enumerate(keys))) for j in range(count)))
+
+
+def delete_keys(target: TargetTable, count: int) -> ClauseElement:
+    """Remove the rows of ``count`` keys (bound as ``:k<i>_<j>``), whatever LSN they carry: a repair rewrites
+    them from the source."""
+    tbl, keys = _key_table(target)
+    return sa.delete(tbl).where(_matching(keys, count))
+
+
+def flag_deleted_keys(target: TargetTable, count: int) -> ClauseElement:
+    """Soft-delete mode: flag the rows of ``count`` keys deleted at ``:lsn`` (the repair's source position)."""
+    tbl, keys = _key_table(target)
+    meta = target.meta
+    return (
+        sa.update(tbl)
+        .where(_matching(keys, count))
+        .values({meta.deleted: sa.true(), meta.lsn: sa.bindparam("lsn", type_=sa.LargeBinary)})
+    )
