@@ -10,11 +10,16 @@ Only the per-segment sums of the first pass and the rows of differing segments c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from mssql2pg.reconcile.canonical import HASH_BITS
 from mssql2pg.reconcile.sides import Rows, Side, Sums
+
+T = TypeVar("T")
 
 BITS_PER_LEVEL = 12
 LEAF_ROWS = 4096
@@ -56,10 +61,22 @@ def compare_rows(source: Rows, target: Rows, into: Differences) -> None:
             into.extra[kt] = key
 
 
+def _both(source: Callable[[], T], target: Callable[[], T]) -> tuple[T, T]:
+    """Ask both databases at once: each computes over its own rows, so the slower one sets the time.
+
+    Each side has its own connection and each is used by one thread only (the target's by the worker, the
+    source's by the caller). Whichever fails, its error reaches the caller; leaving the ``with`` waits for the
+    target's question to end, so the caller may close the target connection as soon as this returns or raises.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(target)
+        return source(), pending.result()
+
+
 def compare_table(source: Side, target: Side) -> Differences:
     """Every differing key of the table (see the module docstring)."""
     bits = BITS_PER_LEVEL
-    src, tgt = source.sums(bits), target.sums(bits)
+    src, tgt = _both(partial(source.sums, bits), partial(target.sums, bits))
     diff = Differences(sum(n for n, _ in src.values()), sum(n for n, _ in tgt.values()))
     pending = _differing(src, tgt)
     while pending:
@@ -67,10 +84,10 @@ def compare_table(source: Side, target: Side) -> Differences:
         leaves = [s for s in pending if size[s] <= LEAF_ROWS or bits >= HASH_BITS]
         big = [s for s in pending if s not in set(leaves)]
         if leaves:
-            compare_rows(source.rows(bits, leaves), target.rows(bits, leaves), diff)
+            compare_rows(*_both(partial(source.rows, bits, leaves), partial(target.rows, bits, leaves)), diff)
         if not big:
             break
         finer = min(bits + BITS_PER_LEVEL, HASH_BITS)
-        src, tgt = source.sums(finer, bits, big), target.sums(finer, bits, big)
+        src, tgt = _both(partial(source.sums, finer, bits, big), partial(target.sums, finer, bits, big))
         bits, pending = finer, _differing(src, tgt)
     return diff
