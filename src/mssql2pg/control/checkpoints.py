@@ -10,21 +10,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.tables import advance_resume_position, claim_tables, clear_resume_position, resume_positions
 from mssql2pg.errors import TerminalError
+from mssql2pg.pgconn import PgConnection
 from mssql2pg.positions import Lsn
 
 
-def read_checkpoint(conn: Any, pipeline: str) -> Lsn:
+def read_checkpoint(conn: PgConnection, pipeline: str) -> Lsn:
     """The last committed LSN of ``pipeline``; :attr:`Lsn.NULL` when it never committed."""
     rows = conn.run(sql.SELECT_CHECKPOINT, pipeline=pipeline)
     return Lsn.from_bytes(rows[0][0]) if rows else Lsn.NULL
 
 
-def advance_checkpoint(conn: Any, pipeline: str, lsn: Lsn, commit_time: datetime | None = None) -> None:
+def advance_checkpoint(conn: PgConnection, pipeline: str, lsn: Lsn, commit_time: datetime | None = None) -> None:
     """Move the checkpoint to ``lsn`` in the caller's transaction. Moving it backwards is an error."""
     if lsn.raw is None:
         msg = "cannot store the NULL LSN as a checkpoint"
@@ -47,15 +48,15 @@ class CheckpointStore(Protocol):
     The pipeline has one checkpoint (:class:`PipelineCheckpoint`); a resync writes a table's snapshot position
     instead (``pipeline.resync``), and a table catching up after a resync moves its own resume position."""
 
-    def read(self, conn: Any) -> Lsn: ...
+    def read(self, conn: PgConnection) -> Lsn: ...
 
-    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+    def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
         """Take the write locks of ``tables`` on the applier's connection, at every (re)start."""
 
-    def begin(self, conn: Any) -> None:
+    def begin(self, conn: PgConnection) -> None:
         """Called right after each ``BEGIN`` of the applier."""
 
-    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None: ...
+    def write(self, conn: PgConnection, lsn: Lsn, commit_time: datetime | None) -> None: ...
 
 
 @dataclass
@@ -69,16 +70,16 @@ class PipelineCheckpoint:
     pipeline: str
     resumed: dict[str, Lsn] = field(default_factory=dict)
 
-    def read(self, conn: Any) -> Lsn:
+    def read(self, conn: PgConnection) -> Lsn:
         return read_checkpoint(conn, self.pipeline)
 
-    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+    def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
         claim_tables(conn, self.pipeline, tables)
 
-    def begin(self, conn: Any) -> None:
+    def begin(self, conn: PgConnection) -> None:
         pass
 
-    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+    def write(self, conn: PgConnection, lsn: Lsn, commit_time: datetime | None) -> None:
         advance_checkpoint(conn, self.pipeline, lsn, commit_time)
         if self.resumed:
             passed = [table for table, position in self.resumed.items() if position <= lsn]
@@ -94,18 +95,18 @@ class ResumePositions:
     pipeline: str
     positions: dict[str, Lsn]
 
-    def read(self, conn: Any) -> Lsn:
+    def read(self, conn: PgConnection) -> Lsn:
         """The lowest committed position of these tables (after a restart, the reader's per-table starts skip
         what a table further ahead already has)."""
         stored = resume_positions(conn, self.pipeline)
         return min(stored.get(table, position) for table, position in self.positions.items())
 
-    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+    def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
         claim_tables(conn, self.pipeline, tables)
 
-    def begin(self, conn: Any) -> None:
+    def begin(self, conn: PgConnection) -> None:
         pass
 
-    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+    def write(self, conn: PgConnection, lsn: Lsn, commit_time: datetime | None) -> None:
         for table in self.positions:
             advance_resume_position(conn, self.pipeline, table, lsn)

@@ -20,6 +20,7 @@ from typing import Any
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.migrations import control_table_exists
+from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
 
 
@@ -68,11 +69,12 @@ class StoredDeadLetter:
         return cls(*values)
 
 
-def record_dead_letters(conn: Any, pipeline: str, letters: Sequence[DeadLetterRecord]) -> list[int]:
+def record_dead_letters(conn: PgConnection, pipeline: str, letters: Sequence[DeadLetterRecord]) -> list[int]:
     """Insert ``letters`` in the caller's transaction; return their ids."""
     ids: list[int] = []
     for letter in letters:
-        result = conn.run(
+        result = fetch(
+            conn,
             sql.INSERT_DEAD_LETTER,
             pipeline=pipeline,
             source_table=letter.source_table,
@@ -92,7 +94,7 @@ def record_dead_letters(conn: Any, pipeline: str, letters: Sequence[DeadLetterRe
 
 
 def list_dead_letters(
-    conn: Any, *, status: str | None = None, pipeline: str | None = None, limit: int | None = None
+    conn: PgConnection, *, status: str | None = None, pipeline: str | None = None, limit: int | None = None
 ) -> list[StoredDeadLetter]:
     """Dead letters, oldest first, optionally of one status and one pipeline, at most ``limit``."""
     if not control_table_exists(conn, "dead_letters"):
@@ -107,10 +109,10 @@ def list_dead_letters(
         params["pipeline"] = pipeline
     if limit:
         params["limit"] = limit
-    return [StoredDeadLetter.from_row(r) for r in conn.run(statement, **params)]
+    return [StoredDeadLetter.from_row(r) for r in fetch(conn, statement, **params)]
 
 
-def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
+def get_dead_letter(conn: PgConnection, letter_id: int) -> StoredDeadLetter | None:
     """One dead letter, locked for the rest of the caller's transaction (a retry updates it)."""
     if not control_table_exists(conn, "dead_letters"):
         return None
@@ -118,25 +120,25 @@ def get_dead_letter(conn: Any, letter_id: int) -> StoredDeadLetter | None:
     return StoredDeadLetter.from_row(rows[0]) if rows else None
 
 
-def ignore_dead_letter(conn: Any, letter_id: int) -> bool:
+def ignore_dead_letter(conn: PgConnection, letter_id: int) -> bool:
     """Mark a pending dead letter ``ignored``; False if there is no such pending dead letter."""
     if not control_table_exists(conn, "dead_letters"):
         return False
     return bool(conn.run(sql.IGNORE_DEAD_LETTER, id=letter_id))
 
 
-def resolve_dead_letter(conn: Any, letter_id: int) -> None:
+def resolve_dead_letter(conn: PgConnection, letter_id: int) -> None:
     """A retry applied the change: ``resolved``, with the attempt counted."""
     conn.run(sql.RESOLVE_DEAD_LETTER, id=letter_id)
 
 
-def fail_dead_letter_retry(conn: Any, letter_id: int, *, error_class: str, message: str, stack: str) -> None:
+def fail_dead_letter_retry(conn: PgConnection, letter_id: int, *, error_class: str, message: str, stack: str) -> None:
     """A retry failed again: the dead letter stays pending with the new error and the attempt counted."""
     conn.run(sql.FAIL_DEAD_LETTER_RETRY, id=letter_id, error_class=error_class, message=message, stack=stack)
 
 
-def count_dead_letters_by_status(conn: Any, pipeline: str) -> dict[str, int]:
+def count_dead_letters_by_status(conn: PgConnection, pipeline: str) -> dict[str, int]:
     """Dead letters of ``pipeline`` per status: the ``mssql2pg_dead_letters{status}`` gauge and ``status``."""
     if not control_table_exists(conn, "dead_letters"):
         return {}
-    return {str(s): int(n) for s, n in conn.run(sql.COUNT_DEAD_LETTERS_BY_STATUS, pipeline=pipeline)}
+    return {str(s): int(n) for s, n in fetch(conn, sql.COUNT_DEAD_LETTERS_BY_STATUS, pipeline=pipeline)}

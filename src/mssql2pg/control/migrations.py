@@ -12,12 +12,12 @@ A new version is a new :class:`Migration` at the end of :data:`MIGRATIONS` (its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from mssql2pg.control import statements as sql
 from mssql2pg.errors import IncompatibleTargetError
+from mssql2pg.pgconn import PgConnection, fetch
 
 log = structlog.get_logger(component="control")
 
@@ -39,7 +39,7 @@ CONTROL_VERSION = MIGRATIONS[-1].version
 """The version this code writes and expects."""
 
 
-def installed_version(conn: Any) -> int:
+def installed_version(conn: PgConnection) -> int:
     """The version the target's control schema records; 0 when there is none yet."""
     if not control_table_exists(conn, "schema_version"):
         return 0
@@ -47,7 +47,7 @@ def installed_version(conn: Any) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def ensure_control_schema(conn: Any) -> list[int]:
+def ensure_control_schema(conn: PgConnection) -> list[int]:
     """Apply the missing migrations in order, inside the caller's transaction; return the versions applied.
 
     The advisory lock is held until the caller commits or rolls back, so the caller must be in a transaction
@@ -74,12 +74,12 @@ def ensure_control_schema(conn: Any) -> list[int]:
     return [m.version for m in missing]
 
 
-def control_table_exists(conn: Any, table: str) -> bool:
+def control_table_exists(conn: PgConnection, table: str) -> bool:
     """Whether ``mssql2pg.<table>`` exists: before a pipeline's first start the control schema is not there yet,
     and readers (check, status, dlq) must say "nothing yet" instead of failing."""
-    return bool(conn.run(sql.CONTROL_TABLE_EXISTS, t=f"{sql.CONTROL_SCHEMA}.{table}")[0][0])
+    return bool(fetch(conn, sql.CONTROL_TABLE_EXISTS, t=f"{sql.CONTROL_SCHEMA}.{table}")[0][0])
 
 
-def control_columns(conn: Any, table: str) -> set[str]:
+def control_columns(conn: PgConnection, table: str) -> set[str]:
     """The columns ``mssql2pg.<table>`` has: readers never migrate, so they look before reading a later column."""
-    return {row[0] for row in conn.run(sql.SELECT_CONTROL_COLUMNS, t=table)}
+    return {row[0] for row in fetch(conn, sql.SELECT_CONTROL_COLUMNS, t=table)}

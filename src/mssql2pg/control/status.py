@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.deadletters import count_dead_letters_by_status
 from mssql2pg.control.migrations import control_table_exists
 from mssql2pg.control.tables import resume_positions
+from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
 
 
@@ -46,7 +46,7 @@ class PipelineStatus:
 _NO_CHECKPOINT = CheckpointRow(Lsn.NULL, None, None)
 
 
-def read_status(conn: Any, pipeline: str) -> PipelineStatus:
+def read_status(conn: PgConnection, pipeline: str) -> PipelineStatus:
     """Everything ``status`` shows from the target for ``pipeline``."""
     if not control_table_exists(conn, "checkpoints"):
         return PipelineStatus(False, _NO_CHECKPOINT, (), {})
@@ -55,6 +55,6 @@ def read_status(conn: Any, pipeline: str) -> PipelineStatus:
     positions = resume_positions(conn, pipeline)
     tables = tuple(
         TableStatus(r[0], r[1], r[2], r[3], r[4], positions.get(r[0]))
-        for r in conn.run(sql.SELECT_TABLE_STATES, pipeline=pipeline)
+        for r in fetch(conn, sql.SELECT_TABLE_STATES, pipeline=pipeline)
     )
     return PipelineStatus(True, checkpoint, tables, count_dead_letters_by_status(conn, pipeline))

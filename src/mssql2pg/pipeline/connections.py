@@ -10,7 +10,6 @@ statement (the set-based apply of a million-row transaction).
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ import pg8000.native
 import sqlalchemy as sa
 
 from mssql2pg.config import Config
+from mssql2pg.pgconn import PgConnection, PgConnector
 
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
@@ -77,7 +77,7 @@ def source_engine(config: Config) -> sa.Engine:
     return engine
 
 
-def target_connector(config: Config) -> Callable[[], pg8000.native.Connection]:
+def target_connector(config: Config) -> PgConnector:
     """A function that opens a new pg8000 native connection to the target each time it is called.
 
     The applier talks to pg8000's native API directly (COPY streaming, one connection it owns), so it takes a
@@ -85,8 +85,8 @@ def target_connector(config: Config) -> Callable[[], pg8000.native.Connection]:
     socket blocks without a timeout (keepalive finds a dead peer)."""
     params = config.target.pg8000_params()
 
-    def connect() -> pg8000.native.Connection:
-        conn = pg8000.native.Connection(**params)
+    def connect() -> PgConnection:
+        conn: PgConnection = pg8000.native.Connection(**params)
         sock = driver_socket(conn)
         if isinstance(sock, socket.socket):
             sock.settimeout(None)

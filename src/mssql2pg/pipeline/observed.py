@@ -20,6 +20,7 @@ from mssql2pg.classify import classify
 from mssql2pg.errors import TransientError
 from mssql2pg.model import Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
+from mssql2pg.pgconn import PgConnector
 from mssql2pg.pipeline.runner import ChangeSource
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import BackoffSettings, Retry
@@ -86,7 +87,7 @@ class ObservedSink:
     obs: Observability
     tables: Sequence[TableId]
     _heartbeat: Heartbeat | None = None
-    connect: Any = None  # a target connector, for the dead-letter gauge
+    connect: PgConnector | None = None  # a target connector, for the dead-letter gauge
     _commits_seen: int = -1
     _dead_letters: dict[TableId, int] = field(default_factory=dict)
     _stale: dict[TableId, int] = field(default_factory=dict)

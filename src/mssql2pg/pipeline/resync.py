@@ -38,6 +38,7 @@ from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
+from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.plan import discover, target_tables
 from mssql2pg.positions import Lsn
@@ -77,10 +78,10 @@ class SnapshotPosition:
     rows: int = 0
     removed: int = field(default=0, init=False)
 
-    def read(self, conn: Any) -> Lsn:
+    def read(self, conn: PgConnection) -> Lsn:
         return Lsn.NULL  # nothing of the snapshot is applied yet
 
-    def claim(self, conn: Any, tables: Sequence[str]) -> None:
+    def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
         """Wait until no pipeline writes the table any more (it re-plans without it once it sees it paused).
         Only then is the snapshot LSN read: nothing can have been applied to the table above it."""
         (table,) = tables
@@ -102,10 +103,10 @@ class SnapshotPosition:
                 )
             pause.wait(0.2)
 
-    def begin(self, conn: Any) -> None:
+    def begin(self, conn: PgConnection) -> None:
         conn.run(sql.lock_for_resync(self.table))
 
-    def write(self, conn: Any, lsn: Lsn, commit_time: datetime | None) -> None:
+    def write(self, conn: PgConnection, lsn: Lsn, commit_time: datetime | None) -> None:
         naive = commit_time.replace(tzinfo=None) if commit_time is not None else None
         params: dict[str, Any] = {"lsn": lsn.raw}
         if self.table.delete_mode == "soft":
@@ -140,8 +141,8 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
                 f"{wanted} is not replicated by pipeline {config.pipeline.name!r} (it replicates: {known})",
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
-        newest = instances[wanted][-1]  # after a capture-instance switch, the new instance describes the table
-        target = target_tables([selection], {wanted: (newest,)})[0]
+        newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
+        target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
         position = SnapshotPosition(config.pipeline.name, target, wait)
         applier = Applier(
             target_connector(config),
