@@ -22,7 +22,7 @@ import structlog
 from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.errors import ConfigError, Mssql2pgError
-from mssql2pg.model import CaptureInstance, TableId
+from mssql2pg.model import TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.plan import discover, target_tables
@@ -60,6 +60,7 @@ class TableReport:
     extra: list[Key] = field(default_factory=list)
     different: list[Key] = field(default_factory=list)
     confirmed: bool = True
+    unsettled: list[Key] = field(default_factory=list)  # changed at the source throughout the re-check
     suggested_action: str = "none"
     error: str | None = None
     seconds: float = 0.0
@@ -85,6 +86,8 @@ class TableReport:
             "different_total": len(self.different),
             "keys_truncated": max(len(self.missing), len(self.extra), len(self.different)) > max_keys,
             "rechecked_after_catch_up": self.confirmed,
+            "unsettled_keys": self.unsettled[:max_keys],
+            "unsettled_total": len(self.unsettled),
             "suggested_action": self.suggested_action,
             "seconds": round(self.seconds, 3),
         }
@@ -119,6 +122,8 @@ def _keys(found: dict[str, tuple[Any, ...]], names: Sequence[str]) -> list[Key]:
 def suggest(report: TableReport) -> str:
     """What to do about ``report`` (docs/reconciliation.md explains each)."""
     if report.status == "consistent":
+        if report.unsettled:
+            return "none; keys written at the source all along could not be compared: run reconcile again later"
         return "none"
     if report.status == "error":
         return "fix the error named, then run reconcile again"
@@ -193,8 +198,7 @@ def _plan(engine: sa.Engine, config: Config, tables: Sequence[str]) -> list[Targ
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
         selections = [s for s in selections if s.source in set(wanted)]
-    newest: dict[TableId, tuple[CaptureInstance, ...]] = {s.source: (instances[s.source][-1],) for s in selections}
-    return target_tables(selections, newest)
+    return target_tables(selections, instances)  # the same target tables the pipeline applies
 
 
 def sides(engine_conn: sa.Connection, conn: PgConnection, target: TargetTable) -> tuple[SourceSide, TargetSide]:
@@ -223,22 +227,25 @@ def _reconcile_table(
             )
 
         found = compare_table(source, tgt)
-        confirmed = True
+        confirmed, unsettled = True, {}
         if found.count:
             result = settle(found)
-            found, confirmed = result.differences, result.confirmed
+            found, confirmed, unsettled = result.differences, result.confirmed, result.unsettled
         src_conn.rollback()
         if not (settings.repair and confirmed and found.count):
-            return _report(target, found, confirmed)
+            return _report(target, found, confirmed, unsettled)
         repair_keys(engine, target_connector(config), config.pipeline.name, target, found.keys())
-        after = settle(found).differences
+        after = settle(found)
         src_conn.rollback()
-    return _repaired_report(target, found, after)
+    return _repaired_report(target, found, after.differences, {**unsettled, **after.unsettled})
 
 
-def _repaired_report(target: TargetTable, found: Differences, after: Differences) -> TableReport:
-    """The table after a repair: what still differs (normally nothing) and which keys were fixed."""
-    still = {*after.missing, *after.extra, *after.different}
+def _repaired_report(
+    target: TargetTable, found: Differences, after: Differences, unsettled: dict[str, tuple[Any, ...]]
+) -> TableReport:
+    """The table after a repair: what still differs (normally nothing) and which keys were fixed (a key the
+    source changed all through the re-check is not counted as fixed: it could not be compared)."""
+    still = {*after.missing, *after.extra, *after.different, *unsettled}
     fixed = {
         kt: key for kind in (found.missing, found.extra, found.different) for kt, key in kind.items() if kt not in still
     }
@@ -246,7 +253,7 @@ def _repaired_report(target: TargetTable, found: Differences, after: Differences
     after.target_rows = (
         found.target_rows + sum(1 for kt in found.missing if kt in fixed) - sum(1 for kt in found.extra if kt in fixed)
     )
-    report = _report(target, after, confirmed=True)
+    report = _report(target, after, confirmed=True, unsettled=unsettled)
     report.repaired = len(fixed)
     report.repaired_keys = _keys(fixed, target.capture_instance.key_columns)
     return report
@@ -258,7 +265,9 @@ def _checkpoint(conn: PgConnection, pipeline: str) -> Lsn:
     return control.read_checkpoint(conn, pipeline)
 
 
-def _report(target: TargetTable, found: Differences, confirmed: bool) -> TableReport:
+def _report(
+    target: TargetTable, found: Differences, confirmed: bool, unsettled: dict[str, tuple[Any, ...]] | None = None
+) -> TableReport:
     names = target.capture_instance.key_columns
     return TableReport(
         table=target.source,
@@ -270,6 +279,7 @@ def _report(target: TargetTable, found: Differences, confirmed: bool) -> TableRe
         extra=_keys(found.extra, names),
         different=_keys(found.different, names),
         confirmed=confirmed,
+        unsettled=_keys(unsettled or {}, names),
     )
 
 
@@ -295,7 +305,7 @@ def _store(
         missing=len(report.missing),
         extra=len(report.extra),
         different=len(report.different),
-        keys={k: doc[k] for k in ("missing_keys", "extra_keys", "different_keys")},
+        keys={k: doc[k] for k in ("missing_keys", "extra_keys", "different_keys", "unsettled_keys")},
         rechecked=report.confirmed,
         repaired=report.repaired,
         suggested_action=report.suggested_action,
