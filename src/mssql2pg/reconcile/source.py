@@ -1,7 +1,7 @@
 """The source side of a reconciliation: the source table through the canonical encoding, in SQLAlchemy Core.
 
 The same constructs compile to T-SQL for SQL Server and run on the emulator (PostgreSQL), as the reader's
-statements do (``tests/unit/snapshots/reconcile_*.sql`` pins the T-SQL).
+statements do (``tests/unit/snapshots/reconcile/*.sql`` pin the T-SQL).
 """
 
 from __future__ import annotations
