@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline_process import run_cli
+from tests.e2e.pipeline_process import run_cli, write_config
+from tests.fixtures.pg import free_port
 from tests.integration.reconcile.conftest import Replicated, replicated_pair
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +98,27 @@ def test_repair_fixes_the_keys_and_exits_0(pair: Replicated) -> None:
     assert table["repaired"] == 2
     assert table["repaired_keys"] == [{"id": 10}, {"id": 11}]
     assert _reconcile(pair, "dbo.typed")[0] == 0
+
+
+def test_a_target_that_is_down_ends_reconcile_with_one_line_naming_it(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """The source answers (its tables are discovered), the target does not: exit 2, one line naming the target,
+    no table reported as if it had been compared."""
+    pair = replicated_pair(emulated_source_url, target_url, tmp_path, rows=5)
+    pair.src.close()
+    pair.dst.close()
+    port = free_port()
+    down = f"postgresql://dw:pw@127.0.0.1:{port}/dw"
+    config = write_config(tmp_path / "down.yaml", emulated_source_url, down, ["dbo.typed"])
+
+    result = run_cli("reconcile", "--config", str(config), "--format", "json", timeout=60)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "the target database" in lines[0]
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert ":pw@" not in result.stdout + result.stderr
+    assert result.stdout.strip() == ""
