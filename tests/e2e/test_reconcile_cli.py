@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline_process import run_cli, write_config
+from tests.e2e.pipeline_process import cli_env, run_cli, write_config
 from tests.fixtures.pg import free_port
 from tests.integration.reconcile.conftest import Replicated, replicated_pair
 
@@ -122,3 +126,39 @@ def test_a_target_that_is_down_ends_reconcile_with_one_line_naming_it(
     assert f"127.0.0.1:{port}" in lines[0]
     assert ":pw@" not in result.stdout + result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_on_a_terminal_a_progress_line_names_each_table_and_is_cleared(pair: Replicated) -> None:
+    """stderr on a pseudo-terminal: the progress line is shown (table, i/n, phase), then cleared; stdout (a pipe)
+    gets the report only."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mssql2pg", "reconcile", "--config", str(pair.config_path), "--settle", "5"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        env=cli_env(),
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(controller)
+
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "dbo.typed (1/2): segment checksums" in text or "dbo.typed (2/2): segment checksums" in text
+    assert "dbo.by_uuid (" in text
+    starts = [i for i in range(len(text)) if text.startswith('{"component"', i)]
+    assert starts  # the JSON log lines of this configuration
+    assert all(text[:i].endswith(("\r\x1b[K", "\n")) for i in starts), text  # not glued to the progress text
+    assert text.rstrip("\r\n").endswith("\x1b[K")  # cleared before the report
+    assert "segment checksums" not in stdout
+    assert "consistent" in stdout

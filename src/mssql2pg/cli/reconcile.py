@@ -9,8 +9,10 @@ not, 2 when a table could not be compared (or a database could not be reached, t
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -71,7 +73,16 @@ def command(  # click passes every option by name
     from mssql2pg.reconcile.run import Settings, reconcile  # noqa: PLC0415
 
     config = load(config_path)
-    reports = reconcile(config, tables, Settings(settle_seconds=settle, max_keys=max_keys, repair=repair))
+    stderr = sys.stderr
+    try:
+        reports = reconcile(
+            config,
+            tables,
+            Settings(settle_seconds=settle, max_keys=max_keys, repair=repair),
+            progress=progress_display(stderr),
+        )
+    finally:
+        clear_progress(stderr)
     if metrics_file is not None:
         write_metrics_file(metrics_file, reports)
     if fmt == "json":
@@ -79,6 +90,34 @@ def command(  # click passes every option by name
     else:
         _print_table(reports, max_keys)
     raise click.exceptions.Exit(exit_status(reports))
+
+
+class _Terminal(Protocol):
+    def isatty(self) -> bool: ...
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+_CLEAR_LINE = "\r\x1b[K"
+
+
+def progress_display(stream: _Terminal) -> Callable[[str], None] | None:
+    """One line, rewritten in place, naming the table and phase, on a terminal only (never in a pipe or a log)."""
+    if not stream.isatty():
+        return None
+
+    def show(text: str) -> None:
+        stream.write(f"\r{text}\x1b[K")
+        stream.flush()
+
+    return show
+
+
+def clear_progress(stream: _Terminal) -> None:
+    """Remove the progress line before the report is printed."""
+    if stream.isatty():
+        stream.write(_CLEAR_LINE)
+        stream.flush()
 
 
 def exit_status(reports: list[TableReport]) -> int:

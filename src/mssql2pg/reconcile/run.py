@@ -138,14 +138,37 @@ def suggest(report: TableReport) -> str:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Where a run says which table and phase it is at: the CLI shows it on a terminal, since the first pass
+    over a large table is one long query per database with nothing else to show. ``say("")``: nothing to show
+    (before a log line)."""
+
+    say: Callable[[str], None]
+    total: int
+
+    def table(self, index: int, table: TableId, phase: str) -> None:
+        self.say(f"{table} ({index}/{self.total}): {phase}")
+
+
+def _quiet(_text: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
 class Settings:
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
     max_keys: int = DEFAULT_MAX_KEYS  # per kind, in the stored record (the totals are always stored)
     repair: bool = False  # rewrite the differing keys from the source (reconcile.repair), then re-check them
 
 
-def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | None = None) -> list[TableReport]:
-    """Reconcile ``tables`` (source names; every replicated table when empty)."""
+def reconcile(
+    config: Config,
+    tables: Sequence[str] = (),
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[TableReport]:
+    """Reconcile ``tables`` (source names; every replicated table when empty); ``progress`` is told each table
+    and phase."""
     settings = settings or Settings()
     engine = source_engine(config)
     try:
@@ -153,12 +176,17 @@ def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | N
         connect = target_connector(config)
         reports: list[TableReport] = []
         run_id = str(uuid.uuid4())
-        for target in plan:
+        say = Progress(progress or _quiet, len(plan))
+        for index, target in enumerate(plan, start=1):
             started = time.monotonic()
             started_at = datetime.now(UTC)
             conn = connect()
+
+            def phase(text: str, index: int = index, table: TableId = target.source) -> None:
+                say.table(index, table, text)
+
             try:
-                report = _reconcile_table(engine, conn, config, target, settings)
+                report = _reconcile_table(engine, conn, config, target, settings, phase=phase)
             except Mssql2pgError as exc:
                 report = TableReport(target.source, target.qualified_name, "error", error=str(exc))
             except Exception as exc:  # one table's database error must not hide the other tables' results
@@ -170,6 +198,7 @@ def reconcile(config: Config, tables: Sequence[str] = (), settings: Settings | N
             report.seconds = time.monotonic() - started
             report.suggested_action = suggest(report)
             _store(connect, config.pipeline.name, run_id, report, started_at=started_at, max_keys=settings.max_keys)
+            say.say("")  # the progress line gives way to the log line
             log.info(
                 "table reconciled",
                 table=str(report.table),
@@ -211,7 +240,13 @@ def sides(engine_conn: sa.Connection, conn: PgConnection, target: TargetTable) -
 
 
 def _reconcile_table(
-    engine: sa.Engine, conn: PgConnection, config: Config, target: TargetTable, settings: Settings
+    engine: sa.Engine,
+    conn: PgConnection,
+    config: Config,
+    target: TargetTable,
+    settings: Settings,
+    *,
+    phase: Callable[[str], None],
 ) -> TableReport:
     with engine.connect() as src_conn:
         source, tgt = sides(src_conn, conn, target)
@@ -226,15 +261,19 @@ def _reconcile_table(
                 timeout=settings.settle_seconds,
             )
 
+        phase("segment checksums in both databases")
         found = compare_table(source, tgt)
         confirmed, unsettled = True, {}
         if found.count:
+            phase(f"re-checking {found.count} keys once the pipeline has caught up")
             result = settle(found)
             found, confirmed, unsettled = result.differences, result.confirmed, result.unsettled
         src_conn.rollback()
         if not (settings.repair and confirmed and found.count):
             return _report(target, found, confirmed, unsettled)
+        phase(f"repairing {found.count} keys")
         repair_keys(engine, target_connector(config), config.pipeline.name, target, found.keys())
+        phase(f"re-checking {found.count} repaired keys")
         after = settle(found)
         src_conn.rollback()
     return _repaired_report(target, found, after.differences, {**unsettled, **after.unsettled})

@@ -49,3 +49,48 @@ def test_key_values_as_json() -> None:
     assert run.json_value(5) == 5
     assert run.json_value(uuid.UUID("6F9619FF-8B86-D011-B42D-00C04FC964FF")) == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
     assert run.json_value(b"\x00\xff") == "00ff"
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_is_shown_on_a_terminal_and_cleared_before_the_report() -> None:
+    stream = _Stream(tty=True)
+    show = cli.progress_display(stream)
+    assert show is not None
+
+    show("dbo.orders (1/2): segment checksums")
+    show("dbo.orders (1/2): re-checking 3 keys")
+    show("")
+    assert stream.text.endswith("\r\x1b[K")  # an empty line: room for a log line
+    cli.clear_progress(stream)
+
+    assert "\rdbo.orders (1/2): segment checksums" in stream.text
+    assert "re-checking 3 keys" in stream.text
+    assert stream.text.endswith("\r\x1b[K")  # the line is gone before the report is printed
+
+
+def test_no_progress_when_not_on_a_terminal() -> None:
+    assert cli.progress_display(_Stream(tty=False)) is None
+
+
+def test_the_run_tells_each_table_and_phase() -> None:
+    seen: list[str] = []
+    say = run.Progress(seen.append, total=2)
+
+    say.table(1, TableId("dbo", "a"), "segment checksums")
+    say.table(2, TableId("dbo", "b"), "re-checking 4 keys")
+
+    assert seen == ["dbo.a (1/2): segment checksums", "dbo.b (2/2): re-checking 4 keys"]
