@@ -7,7 +7,9 @@ table, then a set-based upsert, all server-side work). Output is JSON lines on s
 Scenarios:
   a) one source transaction inserting 1,000,000 rows;
   b) 100,000 single-row source transactions;
-  c) steady 1,000 transactions/minute while the pipeline runs: p50/p95 commit-to-visible lag.
+  c) steady 1,000 transactions/minute while the pipeline runs: p50/p95 commit-to-visible lag;
+  d) ``mssql2pg reconcile`` of a consistent 1,000,000-row table (rows/s), next to its own baseline: both servers
+     doing nothing but count(*) and a sum of per-row MD5 hashes of the same rows, at the same time.
 The pipeline runs as a subprocess (`mssql2pg run --until-caught-up`, or `run` for the lag scenario).
 Its memory is reported twice: ``peak_rss_mb`` is the kernel's peak (``VmHWM``) for the pipeline process itself, and
 ``peak_tree_rss_mb`` the highest sum over the pipeline and its reader process (``reader.separate_process``),
@@ -15,7 +17,7 @@ sampled from /proc every 50 ms - what the instance really needs.
 
 Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
 MSSQL2PG_BENCH_LAG_SECONDS (default 60), MSSQL2PG_BENCH_SCENARIOS (comma-separated subset of
-one_transaction, single_row_transactions, steady_lag; default all). The pipeline subprocess inherits the
+one_transaction, single_row_transactions, steady_lag, reconcile; default all). The pipeline subprocess inherits the
 environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the one-process reader.
 """
 
@@ -41,7 +43,7 @@ from mssql2pg.localpg import LocalPostgres
 ROWS = int(os.environ.get("MSSQL2PG_BENCH_ROWS", "1000000"))
 TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
 LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
-SCENARIOS = os.environ.get("MSSQL2PG_BENCH_SCENARIOS", "one_transaction,single_row_transactions,steady_lag")
+SCENARIOS = os.environ.get("MSSQL2PG_BENCH_SCENARIOS", "one_transaction,single_row_transactions,steady_lag,reconcile")
 
 TABLE_SQL = """CREATE TABLE dbo.items (
     id bigint PRIMARY KEY, name varchar(40) NOT NULL, qty int NOT NULL,
@@ -280,6 +282,62 @@ def scenario_lag(source: LocalPostgres, target: LocalPostgres, workdir: Path) ->
     )
 
 
+def baseline_count_and_checksum(servers: list[tuple[LocalPostgres, str]]) -> float:
+    """Both servers at once: count(*) and a sum of 56-bit MD5 hashes of each row's text, nothing else."""
+    sql = "SELECT count(*), sum(('x' || substr(md5(t::text), 1, 14))::bit(56)::bigint) FROM dbo.items t"
+
+    def one(server: LocalPostgres, db: str) -> None:
+        conn = server.connect(db)
+        try:
+            conn.run(sql)
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one, args=pair) for pair in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def scenario_reconcile(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """A consistent ROWS-row table: ``mssql2pg reconcile`` (as users run it) against the checksum baseline."""
+    n = int(ROWS)
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    conn = setup_source(source, sdb)
+    conn.run(
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        f"FROM generate_series(1, {n}) g"
+    )
+    conn.close()
+    config = write_config(workdir / "reconcile.yaml", source.url(sdb), target.url(tdb))
+    run_until_caught_up(config)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "mssql2pg", "reconcile", "--config", str(config), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"reconcile exited {result.returncode}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    (table,) = json.loads(result.stdout)["tables"]
+    base = baseline_count_and_checksum([(source, sdb), (target, tdb)])
+    emit(
+        scenario="reconcile_consistent",
+        rows=n,
+        status=table["status"],
+        reconcile_seconds=round(seconds, 2),
+        reconcile_rows_per_s=round(n / seconds),
+        baseline_seconds=round(base, 2),
+        baseline_rows_per_s=round(n / base),
+        ratio_to_baseline=round(base / seconds, 3),
+    )
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mssql2pg-bench-"))
     source, target = LocalPostgres("bench-source"), LocalPostgres("bench-target")
@@ -300,6 +358,7 @@ def main() -> int:
             "one_transaction": scenario_big_transaction,
             "single_row_transactions": scenario_small_transactions,
             "steady_lag": scenario_lag,
+            "reconcile": scenario_reconcile,
         }
         chosen = [name.strip() for name in SCENARIOS.split(",") if name.strip()]
         unknown = sorted(set(chosen) - set(scenarios))

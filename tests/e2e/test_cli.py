@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
         ["dlq", "list", "--help"],
         ["dlq", "retry", "--help"],
         ["resync", "--help"],
+        ["reconcile", "--help"],
         ["demo", "--help"],
     ],
 )

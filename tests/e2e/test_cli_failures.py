@@ -76,6 +76,9 @@ CONFIG_COMMANDS = [
     (["dlq", "retry", "--config", CONFIG, "1"], "source"),
     (["dlq", "ignore", "--config", CONFIG, "1"], "target"),
     (["resync", "--config", CONFIG, "dbo.t"], "source"),
+    (["reconcile", "--config", CONFIG], "source"),
+    (["reconcile", "--config", CONFIG, "--format", "json", "dbo.t"], "source"),
+    (["reconcile", "--config", CONFIG, "--repair", "dbo.t"], "source"),
 ]
 
 

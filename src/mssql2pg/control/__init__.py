@@ -10,7 +10,8 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 * :mod:`~mssql2pg.control.checkpoints`: the pipeline checkpoint and the stores the applier writes through;
 * :mod:`~mssql2pg.control.tables`: per-table state (register, pause, resync positions) and write locks;
 * :mod:`~mssql2pg.control.deadletters`: the dead-letter store;
-* :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads.
+* :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads;
+* :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs.
 """
 
 from mssql2pg.control.checkpoints import (
@@ -39,6 +40,12 @@ from mssql2pg.control.migrations import (
     ensure_control_schema,
     installed_version,
 )
+from mssql2pg.control.reconciliations import (
+    LatestReconciliation,
+    ReconciliationRecord,
+    latest_reconciliations,
+    record_reconciliation,
+)
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.control.status import CheckpointRow, PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
@@ -62,9 +69,11 @@ __all__ = [
     "CheckpointRow",
     "CheckpointStore",
     "DeadLetterRecord",
+    "LatestReconciliation",
     "Migration",
     "PipelineCheckpoint",
     "PipelineStatus",
+    "ReconciliationRecord",
     "ResumePositions",
     "StoredDeadLetter",
     "TableBusyError",
@@ -81,12 +90,14 @@ __all__ = [
     "ignore_dead_letter",
     "inactive_tables",
     "installed_version",
+    "latest_reconciliations",
     "list_dead_letters",
     "mark_resynced",
     "read_checkpoint",
     "read_status",
     "read_table_state",
     "record_dead_letters",
+    "record_reconciliation",
     "register_table",
     "resolve_dead_letter",
     "resume_positions",

@@ -76,6 +76,32 @@ MIGRATION_1 = (
 MIGRATION_2 = (f"ALTER TABLE {_c('table_state')} ADD COLUMN IF NOT EXISTS resume_after bytea",)
 """Version 2: where a resynced table's changes resume (``mssql2pg resync``)."""
 
+MIGRATION_3 = (
+    f"""CREATE TABLE IF NOT EXISTS {_c("reconciliation_runs")} (
+  id bigserial PRIMARY KEY,
+  run_id uuid NOT NULL,
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  target_table text NOT NULL,
+  status text NOT NULL CHECK (status IN ('consistent', 'inconsistent', 'error')),
+  source_rows bigint NOT NULL,
+  target_rows bigint NOT NULL,
+  missing bigint NOT NULL,
+  extra bigint NOT NULL,
+  different bigint NOT NULL,
+  keys jsonb NOT NULL,
+  rechecked boolean NOT NULL,
+  repaired bigint NOT NULL DEFAULT 0,
+  suggested_action text NOT NULL,
+  error text,
+  started_at timestamptz NOT NULL,
+  duration_seconds double precision NOT NULL
+)""",
+    f"CREATE INDEX IF NOT EXISTS reconciliation_runs_latest ON {_c('reconciliation_runs')} "
+    "(pipeline, source_table, started_at DESC)",
+)
+"""Version 3: one row per table and run of ``mssql2pg reconcile`` (counts, the bounded key lists, the action)."""
+
 SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
 SET_SCHEMA_VERSION = (
     f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
@@ -209,3 +235,18 @@ IGNORE_DEAD_LETTER = (
 COUNT_DEAD_LETTERS_BY_STATUS = (
     f"SELECT status, count(*) FROM {_c('dead_letters')} WHERE pipeline = :pipeline GROUP BY status ORDER BY status"
 )
+
+# --- reconciliation runs ----------------------------------------------------------------------------------------
+
+INSERT_RECONCILIATION_RUN = f"""
+INSERT INTO {_c("reconciliation_runs")} (run_id, pipeline, source_table, target_table, status, source_rows,
+  target_rows, missing, extra, different, keys, rechecked, repaired, suggested_action, error, started_at,
+  duration_seconds)
+VALUES (CAST(:run_id AS uuid), :pipeline, :source_table, :target_table, :status, :source_rows, :target_rows,
+  :missing, :extra, :different, CAST(:keys AS jsonb), :rechecked, :repaired, :suggested_action, :error,
+  :started_at, :duration_seconds)"""
+
+SELECT_LATEST_RECONCILIATIONS = f"""
+SELECT DISTINCT ON (source_table) source_table, status, missing, extra, different, started_at, duration_seconds
+FROM {_c("reconciliation_runs")} WHERE pipeline = :pipeline
+ORDER BY source_table, started_at DESC, id DESC"""

@@ -86,6 +86,8 @@ QUEUE_DEPTH_ITEMS = "mssql2pg_queue_depth_items"
 COMPONENT_UP = "mssql2pg_component_up"
 TABLE_STATE = "mssql2pg_table_state"
 BUILD_INFO = "mssql2pg_build_info"
+RECONCILE_LAST_RUN_TIMESTAMP_SECONDS = "mssql2pg_reconcile_last_run_timestamp_seconds"
+RECONCILE_DIFFERING_ROWS = "mssql2pg_reconcile_differing_rows"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -98,6 +100,7 @@ ERROR_KINDS = ("transient", "terminal", "data", "schema")
 TABLE_STATES = ("active", "paused", "needs_resync")
 DEAD_LETTER_STATUSES = ("pending", "resolved", "ignored")  # as mssql2pg.dead_letters.status stores them
 SCHEMA_CHANGE_STATUSES = ("applied", "pending", "rejected")
+RECONCILE_DIFFERENCE_KINDS = ("missing", "extra", "different")  # the key lists of `mssql2pg reconcile`
 
 BATCH_ROWS_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
 APPLY_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -212,6 +215,18 @@ class Metrics:
         self._up = Gauge(COMPONENT_UP, "1 when the component is reachable, else 0.", [LABEL_COMPONENT], registry=r)
         self._table_state = Gauge(
             TABLE_STATE, "1 for the table's current state, 0 for the others.", [LABEL_TABLE, LABEL_STATE], registry=r
+        )
+        self._reconciled_at = Gauge(
+            RECONCILE_LAST_RUN_TIMESTAMP_SECONDS,
+            "When `mssql2pg reconcile` last compared the table (Unix time).",
+            [LABEL_TABLE],
+            registry=r,
+        )
+        self._reconcile_differing = Gauge(
+            RECONCILE_DIFFERING_ROWS,
+            "Rows that differ between source and target at the last reconcile, by kind.",
+            [LABEL_TABLE, LABEL_KIND],
+            registry=r,
         )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
@@ -328,6 +343,15 @@ class Metrics:
             self._table_states[label] = state
         for known in {*TABLE_STATES, state}:
             self._table_state.labels(label, known).set(1 if known == state else 0)
+
+    def reconciled(self, table: TableRef, finished_at: datetime, differing: Mapping[str, int]) -> None:
+        """A reconcile of ``table``: when it finished and how many rows differ per kind (missing, extra,
+        different; kinds not given are 0). An alert on ``mssql2pg_reconcile_differing_rows > 0`` fires on drift;
+        one on the timestamp's age fires when the scheduled reconcile stopped running."""
+        label = _table_label(table)
+        self._reconciled_at.labels(label).set(_epoch(finished_at))
+        for kind in {*RECONCILE_DIFFERENCE_KINDS, *differing}:
+            self._reconcile_differing.labels(label, kind).set(differing.get(kind, 0))
 
     # -- exposition ----------------------------------------------------------------------------------------------
     def render(self) -> bytes:

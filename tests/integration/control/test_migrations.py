@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pg8000.native
@@ -119,7 +121,9 @@ def test_control_schema_is_created_once_and_versioned(target_connect: Connect) -
     tables = conn.run(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mssql2pg' ORDER BY table_name"
     )
-    assert [t[0] for t in tables] == ["checkpoints", "dead_letters", "schema_version", "table_state"]
+    assert [t[0] for t in tables] == [
+        "checkpoints", "dead_letters", "reconciliation_runs", "schema_version", "table_state"
+    ]  # fmt: skip
     assert conn.run("SELECT component, version FROM mssql2pg.schema_version") == [["control", CONTROL_VERSION]]
     assert conn.run(
         "SELECT pipeline, source_table, capture_instance, target_table, state FROM mssql2pg.table_state"
@@ -221,6 +225,46 @@ def test_version_1_target_that_already_has_resume_after_upgrades(target_connect:
 
     assert control.installed_version(conn) == CONTROL_VERSION
     assert control.resume_positions(conn, "p") == {"dbo.a": lsn(7)}
+
+
+def test_version_2_target_upgrades_in_place_to_reconciliation_runs(
+    target_connect: Connect, fresh_target: pg8000.native.Connection
+) -> None:
+    """A target last written by version 2 (before ``mssql2pg reconcile``) gets ``reconciliation_runs``; its rows
+    stay, and the code records and reads reconciliations on it."""
+    conn = target_connect()
+    _run_all(
+        conn,
+        [
+            *RELEASED_VERSION_1,
+            RELEASED_RESUME_AFTER,
+            "UPDATE mssql2pg.schema_version SET version = 2",
+            "INSERT INTO mssql2pg.table_state (pipeline, source_table, capture_instance, target_table, resume_after) "
+            "VALUES ('p', 'dbo.a', 'dbo_a', 'dbo.a', '\\x0000002a000000010001')",
+        ],
+    )
+    assert control.installed_version(conn) == 2
+
+    assert _ensure(conn) == [3]
+
+    assert control.installed_version(conn) == CONTROL_VERSION
+    assert control.resume_positions(conn, "p") == {"dbo.a": Lsn.parse("0000002a:00000001:0001")}
+    started = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+    for minutes, missing in ((0, 3), (5, 0)):
+        control.record_reconciliation(
+            conn,
+            control.ReconciliationRecord(
+                run_id=str(uuid.uuid4()), pipeline="p", source_table="dbo.a", target_table="dbo.a",
+                status="inconsistent" if missing else "consistent", source_rows=10, target_rows=10 - missing,
+                missing=missing, extra=0, different=0, keys={"missing_keys": [{"id": 1}]}, rechecked=True,
+                repaired=0, suggested_action="none", error=None,
+                started_at=started + dt.timedelta(minutes=minutes), duration_seconds=0.5,
+            ),
+        )  # fmt: skip
+    (latest,) = control.latest_reconciliations(conn, "p")
+    assert (latest.source_table, latest.status, latest.missing) == ("dbo.a", "consistent", 0)
+    _ensure(fresh_target)
+    assert _catalog(conn) == _catalog(fresh_target)
 
 
 def test_version_1_target_without_resume_after_reads_no_resume_positions(target_connect: Connect) -> None:

@@ -64,6 +64,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.set_table_state(ORDERS, "active")
     metrics.set_last_applied(ORDERS, T0)
     metrics.set_source_max_lsn_time(T0)
+    metrics.reconciled(ORDERS, T0, {"missing": 1})
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}
@@ -183,3 +184,15 @@ def test_announcing_a_table_again_keeps_its_counts(metrics: Metrics) -> None:
     metrics.init_tables([ORDERS])
     assert value(metrics, "mssql2pg_rows_applied_total", table="dbo.orders", operation="update") == 4
     assert value(metrics, "mssql2pg_errors_total", table="dbo.orders", kind="data") == 1
+
+
+def test_a_reconcile_sets_its_time_and_every_kind_of_difference(metrics: Metrics) -> None:
+    metrics.reconciled(ORDERS, T0, {"missing": 2, "different": 1})
+
+    found = dict(samples(metrics))
+    assert found[("mssql2pg_reconcile_last_run_timestamp_seconds", (("table", str(ORDERS)),))] == T0.timestamp()
+    differing = {
+        dict(labels)["kind"]: value for (name, labels), value in found.items()
+        if name == "mssql2pg_reconcile_differing_rows"
+    }  # fmt: skip
+    assert differing == {"missing": 2, "extra": 0, "different": 1}
