@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -105,6 +106,10 @@ def _pipeline(name: str, hint: str | None = None) -> Rule:
 
 _ROW_HINT = "the row goes to the dead-letter table; inspect it with 'mssql2pg dlq list'"
 _RETRY_HINT = "retried automatically with backoff; nothing is lost"
+_CERT_HINT = (
+    "check sslrootcert (the CA the server's certificate must chain to) and that the certificate names the host "
+    "in the URL (verify-full); retried with backoff"
+)
 _TARGET_PERMISSION = "grant the target user the privileges listed in docs/configuration.md"
 
 # ------------------------------------------------------------------------------------- PostgreSQL (pg8000)
@@ -330,7 +335,12 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
         error.__cause__ = exc
         return error
     for candidate in _causes(exc):
-        found = classify_postgres(candidate) or classify_mssql(candidate) or _classify_generic(candidate)
+        found = (
+            _classify_tls(candidate)
+            or classify_postgres(candidate)
+            or classify_mssql(candidate)
+            or _classify_generic(candidate)
+        )
         if found is not None:
             found.__cause__ = exc
             return found
@@ -412,6 +422,18 @@ _UNDEFINED_OBJECT_SQLSTATES = frozenset({"42P01", "3F000"})  # undefined_table, 
 _UNDEFINED_OBJECT_NUMBERS = frozenset({208})  # Invalid object name
 
 
+_PG8000_TLS_REFUSED = "Server refuses SSL"  # pg8000's InterfaceError when the server answers the TLS request "N"
+
+
+def server_refuses_tls(exc: BaseException) -> bool:
+    """The PostgreSQL server answered our TLS request with "no" (it has ``ssl = off``). pg8000 reports that
+    only as the text of an ``InterfaceError``, so it is recognised here, the one place that reads driver
+    errors."""
+    return any(
+        isinstance(c, pg8000.exceptions.InterfaceError) and c.args == (_PG8000_TLS_REFUSED,) for c in _causes(exc)
+    )
+
+
 def is_undefined_column(exc: BaseException) -> bool:
     """The statement names a column the table does not have (PostgreSQL 42703, SQL Server 207)."""
     return sqlstate(exc) in _UNDEFINED_COLUMN_SQLSTATES or mssql_number(exc) in _UNDEFINED_COLUMN_NUMBERS
@@ -464,6 +486,22 @@ def _own_fields(exc: BaseException) -> dict[str, str] | None:
     """pg8000 raises ``DatabaseError(fields)`` for a server error: the ErrorResponse fields in ``args[0]``."""
     arg = exc.args[0] if exc.args else None
     return arg if isinstance(arg, dict) else None
+
+
+def _classify_tls(exc: BaseException) -> Classified | None:
+    """A certificate the client refused, or a TLS handshake that failed: transient like any connection fault
+    (a certificate being renewed, a proxy in the way), with the reason in one line and what to check."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or str(exc)
+        message = f"TLS: the database server's certificate was refused: {reason}"
+        return _build(_t("certificate refused", _CERT_HINT), message, None, "ssl")
+    if isinstance(exc, ssl.SSLError):
+        message = f"TLS handshake with the database server failed: {exc.reason or exc}"
+        return _build(_t("TLS handshake failed", _CERT_HINT), message, None, "ssl")
+    if server_refuses_tls(exc):
+        message = "TLS: the database server does not offer TLS (ssl = off) but sslmode requires it"
+        return _build(_t("TLS refused", "enable ssl on the server, or lower target.sslmode"), message, None, "pg8000")
+    return None
 
 
 def _classify_generic(exc: BaseException) -> Classified | None:
@@ -557,6 +595,7 @@ __all__ = [
     "scrub",
     "server_fields",
     "server_message",
+    "server_refuses_tls",
     "sqlstate",
 ]
 

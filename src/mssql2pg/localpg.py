@@ -250,6 +250,26 @@ class LocalPostgres:
                 "log_min_messages = warning\n"
             )
 
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid files the server reads must belong to (its key file must not be readable by others)."""
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            return account.pw_uid, account.pw_gid
+        return os.geteuid(), os.getegid()
+
+    def hba(self, connection: str = "host") -> str:
+        """pg_hba.conf: the unix socket (in the server's private directory) and TCP on 127.0.0.1 for
+        ``connection`` (``host``, or ``hostssl`` for TLS only)."""
+        return f"local all all trust\n{connection} all all 127.0.0.1/32 trust\n"
+
+    def configure(self, settings: str, hba: str | None = None) -> None:
+        """Append ``settings`` to postgresql.conf, and replace pg_hba.conf by ``hba`` when given (before start,
+        or followed by a restart)."""
+        with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + settings)
+        if hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(hba, encoding="utf-8")
+
     def start(self) -> None:
         proc = self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
         if proc.returncode != 0:

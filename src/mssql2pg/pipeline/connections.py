@@ -14,10 +14,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import pg8000.exceptions
 import pg8000.native
 import sqlalchemy as sa
 
+from mssql2pg.classify import server_refuses_tls, sqlstate
 from mssql2pg.config import Config
+from mssql2pg.pipeline.tls import target_tls
 
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
@@ -82,11 +85,23 @@ def target_connector(config: Config) -> Callable[[], pg8000.native.Connection]:
 
     The applier talks to pg8000's native API directly (COPY streaming, one connection it owns), so it takes a
     factory rather than an SQLAlchemy engine. ``connect_timeout`` bounds the connect only: once connected the
-    socket blocks without a timeout (keepalive finds a dead peer)."""
+    socket blocks without a timeout (keepalive finds a dead peer).
+
+    TLS is set up here for every target connection (:mod:`mssql2pg.pipeline.tls`: libpq's ``sslmode``); for
+    ``allow`` and ``prefer`` a connection the server refuses is tried once more the other way."""
     params = config.target.pg8000_params()
+    tls = target_tls(config.target)
+
+    def open_connection() -> pg8000.native.Connection:
+        try:
+            return pg8000.native.Connection(**params, ssl_context=tls.first)
+        except pg8000.exceptions.Error as exc:
+            if tls.fallback is None or not _refused_for_tls(exc, first_was_tls=tls.first is not False):
+                raise
+        return pg8000.native.Connection(**params, ssl_context=tls.fallback)
 
     def connect() -> pg8000.native.Connection:
-        conn = pg8000.native.Connection(**params)
+        conn = open_connection()
         sock = driver_socket(conn)
         if isinstance(sock, socket.socket):
             sock.settimeout(None)
@@ -94,3 +109,9 @@ def target_connector(config: Config) -> Callable[[], pg8000.native.Connection]:
         return conn
 
     return connect
+
+
+def _refused_for_tls(exc: BaseException, *, first_was_tls: bool) -> bool:
+    """The server refused the first attempt for its encryption: it answered the TLS request with "no" (we
+    asked for TLS), or pg_hba.conf has no entry for a plain connection (SQLSTATE 28000, we did not)."""
+    return server_refuses_tls(exc) if first_was_tls else sqlstate(exc) == "28000"
