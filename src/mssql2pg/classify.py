@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import OpenSSL.SSL
 import pg8000.exceptions
 import pytds.tds_base as tds
 import sqlalchemy.exc
@@ -109,6 +110,10 @@ _RETRY_HINT = "retried automatically with backoff; nothing is lost"
 _CERT_HINT = (
     "check sslrootcert (the CA the server's certificate must chain to) and that the certificate names the host "
     "in the URL (verify-full); retried with backoff"
+)
+_MSSQL_CERT_HINT = (
+    "check source.ca_file (the CA SQL Server's certificate must chain to) and that the certificate names the host "
+    "in source.url (source.check_hostname); retried with backoff"
 )
 _TARGET_PERMISSION = "grant the target user the privileges listed in docs/configuration.md"
 
@@ -498,10 +503,22 @@ def _classify_tls(exc: BaseException) -> Classified | None:
     if isinstance(exc, ssl.SSLError):
         message = f"TLS handshake with the database server failed: {exc.reason or exc}"
         return _build(_t("TLS handshake failed", _CERT_HINT), message, None, "ssl")
+    if isinstance(exc, OpenSSL.SSL.Error):  # python-tds's handshake (pyOpenSSL): args[0] lists the reasons
+        reasons = [entry[-1] for entry in (exc.args[0] if exc.args else []) if isinstance(entry, tuple)]
+        message = f"TLS handshake with SQL Server failed: {'; '.join(reasons) or exc}"
+        return _build(_t("TLS handshake failed", _MSSQL_CERT_HINT), message, None, "python-tds")
+    if isinstance(exc, tds.Error) and not isinstance(exc, tds.DatabaseError) and _is_tds_host_mismatch(exc):
+        message = f"TLS: SQL Server's certificate was refused: {exc.args[0]}"
+        return _build(_t("certificate refused", _MSSQL_CERT_HINT), message, None, "python-tds")
     if server_refuses_tls(exc):
         message = "TLS: the database server does not offer TLS (ssl = off) but sslmode requires it"
         return _build(_t("TLS refused", "enable ssl on the server, or lower target.sslmode"), message, None, "pg8000")
     return None
+
+
+def _is_tds_host_mismatch(exc: BaseException) -> bool:
+    """python-tds reports a certificate for another host only as the text of a plain ``Error``."""
+    return bool(exc.args) and str(exc.args[0]).startswith("Certificate does not match host name")
 
 
 def _classify_generic(exc: BaseException) -> Classified | None:

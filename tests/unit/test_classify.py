@@ -5,6 +5,7 @@ import socket
 import ssl
 from pathlib import Path
 
+import OpenSSL.SSL
 import pg8000.exceptions
 import pytds.tds_base as tds
 import pytest
@@ -323,3 +324,20 @@ def test_a_server_without_tls_asked_for_tls_is_named() -> None:
 
     assert isinstance(error, TransientError)
     assert "does not offer TLS" in error.args[0]
+
+
+def test_a_failed_sql_server_handshake_is_transient_with_the_reason() -> None:
+    exc = OpenSSL.SSL.Error([("SSL routines", "", "certificate verify failed")])
+
+    error = classify(exc)
+
+    assert isinstance(error, TransientError)
+    assert error.args[0] == "TLS handshake with SQL Server failed: certificate verify failed"
+
+
+def test_a_sql_server_certificate_for_another_host_is_transient_and_named() -> None:
+    error = classify(tds.Error("Certificate does not match host name 'mssql.example'"))
+
+    assert isinstance(error, TransientError)
+    assert "certificate was refused" in error.args[0]
+    assert "mssql.example" in error.args[0]

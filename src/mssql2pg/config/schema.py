@@ -176,8 +176,53 @@ def _without_password(url: URL) -> URL:
     return URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
 
 
+SourceEncrypt = Literal["off", "on", "strict"]
+
+
 class SourceConfig(DatabaseConfig):
     """Where changes are read: SQL Server (``mssql+pytds://``) or the CDC emulator (``postgresql://``)."""
+
+    encrypt: SourceEncrypt = "off"
+    """TLS to SQL Server (python-tds with pyOpenSSL). ``off``: no encryption (login and data in clear text; a
+    server that requires encryption refuses the login). ``on``: the whole connection encrypted, the server's
+    certificate verified against ``ca_file``, and its host name checked unless ``check_hostname`` is false.
+    ``strict``: as ``on``, and ``check_hostname: false`` is refused. python-tds has no TDS 8.0, so this is not
+    SQL Server's ``Encrypt=Strict`` (TLS before the pre-login); and it cannot encrypt without verifying, so there
+    is no ``TrustServerCertificate``. SQL Server only."""
+
+    ca_file: Path | None = None
+    """The CA certificate(s) (PEM file) the SQL Server certificate must chain to; required when ``encrypt`` is
+    ``on`` or ``strict``. For a self-signed server certificate, the certificate itself."""
+
+    check_hostname: bool = True
+    """Whether the SQL Server certificate must name the host of ``url`` (with ``encrypt: on``). Turning it off
+    still verifies the chain; ``encrypt: strict`` refuses it."""
+
+    @field_validator("encrypt", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``off``/``on`` as a boolean: take it as the word that was written."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _encryption_needs_sql_server_and_a_ca(self) -> SourceConfig:
+        if self.encrypt == "off":
+            return self
+        if self.backend != "mssql":
+            msg = "source.encrypt applies to SQL Server only (the emulator is connected with pg8000)"
+            raise ValueError(msg)
+        if self.ca_file is None:
+            msg = (
+                f"source.encrypt {self.encrypt} needs source.ca_file (python-tds verifies the server's certificate "
+                "whenever it encrypts)"
+            )
+            raise ValueError(msg)
+        if self.encrypt == "strict" and not self.check_hostname:
+            msg = "source.encrypt strict checks the host name: remove source.check_hostname: false"
+            raise ValueError(msg)
+        return self
 
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]

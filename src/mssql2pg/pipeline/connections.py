@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from mssql2pg.classify import server_refuses_tls, sqlstate
 from mssql2pg.config import Config
-from mssql2pg.pipeline.tls import target_tls
+from mssql2pg.pipeline.tls import source_tls_args, target_tls
 
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
@@ -57,6 +57,15 @@ def _fast_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def source_connect_args(config: Config) -> dict[str, Any]:
+    """The driver's ``connect()`` arguments for the source: timeouts and application name, plus TLS for SQL
+    Server (:func:`mssql2pg.pipeline.tls.source_tls_args`)."""
+    args = config.source.engine_connect_args()
+    if config.source.backend == "mssql":
+        args.update(source_tls_args(config.source))
+    return args
+
+
 def source_engine(config: Config) -> sa.Engine:
     """The source's engine (SQL Server, or the emulator in PostgreSQL); connecting happens on first use."""
     engine = sa.create_engine(
@@ -64,7 +73,7 @@ def source_engine(config: Config) -> sa.Engine:
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=2,
-        connect_args=config.source.engine_connect_args(),
+        connect_args=source_connect_args(config),
     )
 
     @sa.event.listens_for(engine, "connect")

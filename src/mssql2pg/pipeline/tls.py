@@ -1,4 +1,5 @@
-"""TLS to the target: libpq's ``sslmode`` turned into what pg8000 takes, in one place.
+"""TLS on both connections, in one place: libpq's ``sslmode`` for the target (pg8000), ``source.encrypt`` for
+SQL Server (python-tds).
 
 pg8000's ``ssl_context`` has four meanings: ``False`` plain; ``None`` TLS when the server offers it, without
 verifying anything, else plain; ``True`` TLS required, nothing verified; an ``ssl.SSLContext`` TLS required
@@ -25,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from mssql2pg.config import TargetConfig
+import pytds.tls
+
+from mssql2pg.config import SourceConfig, TargetConfig
 from mssql2pg.errors import ConfigError
 
 SslContext = ssl.SSLContext | Literal[False]
@@ -85,3 +88,25 @@ def _load(key: str, path: object, load: Callable[[], None]) -> None:
         reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
         msg = f"{key}: cannot load {path}: {reason}"
         raise ConfigError(msg, hint="give a readable PEM file") from None
+
+
+PYOPENSSL_HINT = (
+    "pip install pyOpenSSL (a dependency of mssql2pg: reinstall it, e.g. pip install --force-reinstall mssql2pg)"
+)
+
+
+def source_tls_args(source: SourceConfig) -> dict[str, object]:
+    """python-tds ``connect()`` arguments for ``source.encrypt``: none for ``off`` (python-tds then tells the
+    server it does not support encryption); else ``cafile`` (python-tds encrypts exactly when it is given, and
+    then verifies the chain against it) and ``validate_host``. The SQLAlchemy dialect drops ``cafile`` from the
+    URL's query, so these go to the engine as ``connect_args``. Without pyOpenSSL python-tds cannot encrypt:
+    that is a configuration error here, at start-up, rather than a ``ValueError`` at the first connection."""
+    if source.encrypt == "off":
+        return {}
+    if not pytds.tls.OPENSSL_AVAILABLE:
+        msg = f"source.encrypt {source.encrypt} needs pyOpenSSL, which cannot be imported"
+        raise ConfigError(msg, hint=PYOPENSSL_HINT)
+    if source.ca_file is not None and not source.ca_file.is_file():
+        msg = f"source.ca_file: cannot load {source.ca_file}: no such file"
+        raise ConfigError(msg, hint="give a readable PEM file")
+    return {"cafile": str(source.ca_file), "validate_host": source.check_hostname, "enc_login_only": False}
