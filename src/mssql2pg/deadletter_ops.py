@@ -42,7 +42,7 @@ def retry_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, 
     finally:
         engine.dispose()
     usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
-    tables = {t.capture_instance.name: t for t in target_tables(usable, instances)}
+    tables = {ci.name: t for t in target_tables(usable, instances) for ci in t.instances}
     return _with_target(
         config,
         lambda conn: [(i, deadletters.retry(conn, i, tables, stale_after=config.stale_after)) for i in letter_ids],

@@ -9,6 +9,9 @@ The databases are "down" because nothing listens on their ports: each test takes
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import structlog
 from click.testing import CliRunner
 
 from mssql2pg.cli import cli
-from tests.e2e.pipeline_process import run_cli
+from tests.e2e.pipeline_process import cli_env, run_cli
 from tests.fixtures.pg import free_port
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +100,8 @@ def test_a_database_that_is_down_ends_the_command_with_one_line_naming_it(
     assert f"{side}.url" in line  # what to check
 
 
-EMULATOR_COMMANDS = [["install"], ["scan"], ["mode", "agent"], ["agent", "--polling-interval", "1s"]]
+# The one-shot emulator commands; the agent is a service and waits for its database instead (test below).
+EMULATOR_COMMANDS = [["install"], ["scan"], ["mode", "agent"]]
 
 
 @pytest.mark.parametrize("args", EMULATOR_COMMANDS, ids=[a[0] for a in EMULATOR_COMMANDS])
@@ -110,6 +114,34 @@ def test_an_emulator_database_that_is_down_ends_the_command_with_one_line_naming
     line = _assert_one_clean_line(result.stdout, result.stderr)
     assert down.names("source") in line
     assert "--url" in line
+
+
+def test_the_emulator_agent_waits_for_a_database_that_is_down_and_stops_cleanly_on_sigterm(down: Down) -> None:
+    """SQL Server Agent comes up with its server, so the emulated one, like ``run``, waits for its database:
+    it logs each failed attempt (naming the database, never the password) and a SIGTERM ends it cleanly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mssql2pg", "emulator", "agent", "--url", down.source_url, "--polling-interval", "1s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # blocks until the first failed attempt is logged
+        assert "reconnecting" in first, first
+        assert down.names("source").split(":")[1] in first  # the port of the database it waits for
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    output = first + stdout + stderr
+    assert "Traceback" not in output
+    assert PASSWORD not in output
+    assert "stopped after publishing 0 transactions" in stdout
 
 
 def test_run_with_one_config_mistake_says_it_in_one_line(tmp_path: Path) -> None:

@@ -69,17 +69,19 @@ def usable_selections(
 def target_tables(
     selections: Sequence[TableSelection], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
 ) -> list[TargetTable]:
-    """Where each capture instance of the selected tables lands in the target."""
-    tables: list[TargetTable] = []
-    for sel in selections:
-        options = TableOptions(
-            target_schema=sel.target.schema,
-            target_name=sel.target.name,
-            naming=sel.naming,
-            delete_mode=sel.delete_mode,
+    """One target table per selected source table, fed by all its capture instances (oldest first)."""
+    return [
+        build_target_table(
+            instances[sel.source],
+            TableOptions(
+                target_schema=sel.target.schema,
+                target_name=sel.target.name,
+                naming=sel.naming,
+                delete_mode=sel.delete_mode,
+            ),
         )
-        tables.extend(build_target_table(ci, options) for ci in instances[sel.source])
-    return tables
+        for sel in selections
+    ]
 
 
 @dataclass(frozen=True)

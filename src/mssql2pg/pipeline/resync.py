@@ -140,8 +140,8 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
                 f"{wanted} is not replicated by pipeline {config.pipeline.name!r} (it replicates: {known})",
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
-        newest = instances[wanted][-1]  # after a capture-instance switch, the new instance describes the table
-        target = target_tables([selection], {wanted: (newest,)})[0]
+        newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
+        target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
         position = SnapshotPosition(config.pipeline.name, target, wait)
         applier = Applier(
             target_connector(config),

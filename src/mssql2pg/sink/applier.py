@@ -3,7 +3,9 @@
 How it works:
 
 1. ``start()`` connects, creates the control schema and missing target tables (refusing incompatible ones),
-   creates one session-local staging table per target table, and returns the committed checkpoint.
+   creates one session-local staging table per target table, and returns the committed checkpoint. There is
+   one target table per source table; each of its capture instances has an encoder of its own
+   (:mod:`mssql2pg.sink.encoders`), so rows of two instances of one table meet in one staging table.
 2. ``offer(item)`` takes :class:`~mssql2pg.model.TxChunk` / :class:`~mssql2pg.model.Heartbeat` items in the
    order the reader sends them (see :mod:`mssql2pg.model`). Items at or below the checkpoint are ignored, which
    is what makes re-delivery after a restart harmless. Rows are encoded to COPY text per target table and
@@ -35,6 +37,15 @@ Write validation (FR-014): every COPY must report as many rows as were sent, and
 wrote fewer rows than it staged, :func:`statements.count_unwritten` checks that each change reached the target.
 A mismatch is a row fault (isolated, then dead-lettered), never a silent write.
 
+The plan - which tables and capture instances are applied - can change while the applier runs, between two
+source transactions (:meth:`Applier.apply_plan` and its shorthands ``add_table``, ``retire_table``,
+``add_instance``, ``retire_instance``): the complete group is committed first, then new tables are prepared
+(target DDL, table lock, table state, staging) and retired ones lose their staging table. A change of a capture
+instance the plan does not have, of a table it applies, is a table fault
+(:class:`~mssql2pg.sink.errors.UnknownCaptureInstanceError`): that table pauses, the others go on.
+
+Everything that belongs to the group being built is one :class:`~mssql2pg.sink.group.Group`.
+
 Stale events: a transaction whose source commit time is older than ``stale_after`` seconds is applied with the
 target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``.
 """
@@ -43,7 +54,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,13 +64,16 @@ import structlog
 from mssql2pg import control
 from mssql2pg.classify import classify, copy_error_position, server_fields
 from mssql2pg.errors import SourceValueError, TerminalError
-from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
+from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import deadletters
 from mssql2pg.sink import statements as sql
-from mssql2pg.sink.deadletters import DeadLetter
-from mssql2pg.sink.schema import TargetTable, ensure_target_table
-from mssql2pg.sink.types import COPY_NULL, UnstorableValueError
+from mssql2pg.sink.ddl import ensure_target_table
+from mssql2pg.sink.encoders import InstanceEncoder
+from mssql2pg.sink.errors import UnknownCaptureInstanceError
+from mssql2pg.sink.group import Group, TableBuffer
+from mssql2pg.sink.schema import TargetTable
+from mssql2pg.sink.types import COPY_NULL, Encoder, UnstorableValueError
 from mssql2pg.sink.validation import WriteMismatchError, check_copied, check_written
 
 log = structlog.get_logger(component="applier")
@@ -97,23 +111,39 @@ class ApplyStats:
     stale: dict[TableId, int] = field(default_factory=lambda: defaultdict(int))  # rows applied stale-flagged
 
 
-@dataclass(eq=False)
-class _TableBuffer:
-    table: TargetTable
-    index: int
-    lines: list[str] = field(default_factory=list)
-    rows: list[ChangeRow] = field(default_factory=list)  # parallel to lines, to name the row behind a COPY error
-    staged: int = 0  # rows copied into staging in the open PostgreSQL transaction
-    before: ChangeRow | None = None  # the last update before-image, to detect a key change in its after-image
-    counts: list[int] = field(default_factory=lambda: [0] * 5)  # rows per operation code in this group
-    stale: int = 0  # rows flagged stale in this group
-    only_inserts: bool = True  # staged rows are all inserts: keys are unique, no "last change per key" needed
-    encoders: list[Callable[[Any], str]] = field(default_factory=list)
-    nulls: list[str] = field(default_factory=list)
+@dataclass(eq=False, slots=True)
+class _Route:
+    """Where the rows of one capture instance go (their table's buffer) and how they are encoded: the hot loop's
+    view of an :class:`InstanceEncoder`, with its per-row parts taken out once."""
 
-    def __post_init__(self) -> None:
-        self.encoders = [c.raw_encoder for c in self.table.codecs]
-        self.nulls = [c.null_text for c in self.table.codecs]
+    buffer: TableBuffer
+    encoder: InstanceEncoder
+    encoders: list[Encoder]
+    nulls: list[str]
+    positions: tuple[int | None, ...] | None  # None: the values are already in target order
+    key_positions: tuple[int, ...]
+    width: int  # values per change row
+
+    @classmethod
+    def of(cls, buffer: TableBuffer, encoder: InstanceEncoder) -> _Route:
+        return cls(
+            buffer,
+            encoder,
+            encoder.raw_encoders,
+            encoder.null_texts,
+            None if encoder.direct else encoder.positions,
+            encoder.key_positions,
+            encoder.width,
+        )
+
+
+@dataclass(frozen=True)
+class _PlanChange:
+    """What a new plan means for the target: tables to prepare, tables whose definition changed, tables gone."""
+
+    added: list[TableBuffer]
+    changed: list[tuple[TargetTable, TableBuffer]]  # (the table as it was, its buffer with the new table)
+    retired: list[TableBuffer]
 
 
 class Applier:
@@ -130,12 +160,7 @@ class Applier:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         checkpoints: control.CheckpointStore | None = None,
     ) -> None:
-        names = [t.capture_instance.name for t in tables]
-        if len(set(names)) != len(names):
-            msg = "two target tables share one capture instance"
-            raise ValueError(msg)
         self._connect = connect
-        self._tables = tuple(tables)
         self.pipeline = pipeline
         self.settings = settings or ApplySettings()
         self._checkpoints = checkpoints or control.PipelineCheckpoint(pipeline)
@@ -143,44 +168,49 @@ class Applier:
         self._wall_clock = wall_clock
         self.stats = ApplyStats()
         self._conn: Any = None
-        self._buffers: dict[str, _TableBuffer] = {
-            t.capture_instance.name: _TableBuffer(t, i) for i, t in enumerate(self._tables)
-        }
-        self._reset_group()
+        self._group = Group()
+        self._tables: dict[TableId, TargetTable] = {}
+        self._routes: dict[str, _Route] = {}
+        self._next_stage = 0  # staging tables are numbered; a retired table's number is not reused
+        self._install(_plan(tables))
         self._last_checkpoint_write = float("-inf")
         self._seq = 0
         self._stale_limits: tuple[datetime, datetime] | None = None  # see _is_stale
         self._stale_limits_at = float("-inf")
+
+    @property
+    def tables(self) -> tuple[TargetTable, ...]:
+        """The target tables applied, in apply order."""
+        return tuple(self._tables.values())
+
+    @property
+    def group(self) -> Group:
+        """The group being built (read it; the applier changes it)."""
+        return self._group
 
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> Lsn:
         """Connect, ensure control schema, target and staging tables; return the committed checkpoint."""
         self._drop_connection()
-        self._reset_group()
+        self._group.clear()
         conn = self._connect()
         self._conn = conn
-        self._checkpoints.claim(conn, sorted({str(t.source) for t in self._tables}))
+        tables = self.tables
+        self._checkpoints.claim(conn, sorted({str(t.source) for t in tables}))
         conn.run("BEGIN")
         control.ensure_control_schema(conn)
-        for table in self._tables:
+        for table in tables:
             ensure_target_table(conn, table)
-        for table in self._tables:
-            control.register_table(
-                conn,
-                self.pipeline,
-                source_table=str(table.source),
-                capture_instance=table.capture_instance.name,
-                target_table=f"{table.schema}.{table.name}",
-            )
+        _register(conn, self.pipeline, tables)
         checkpoint = self._checkpoints.read(conn)
         conn.run("COMMIT")
         if self.settings.work_mem:
             conn.run("SELECT set_config('work_mem', :v, false)", v=self.settings.work_mem)
-        for buffer in self._buffers.values():
+        for buffer in self._group.buffers.values():
             conn.run(sql.create_staging(buffer.table, buffer.index))
         self.stats.checkpoint = checkpoint
-        log.info("applier started", pipeline=self.pipeline, checkpoint=str(checkpoint), tables=len(self._tables))
+        log.info("applier started", pipeline=self.pipeline, checkpoint=str(checkpoint), tables=len(tables))
         return checkpoint
 
     def close(self) -> None:
@@ -188,8 +218,131 @@ class Applier:
 
     def abandon(self) -> None:
         """Roll back anything uncommitted and drop the connection; ``start()`` begins again from the checkpoint."""
-        self._reset_group()
+        self._group.clear()
         self._drop_connection()
+
+    # --- the plan: which tables and capture instances are applied ---------------------------------------------
+
+    def apply_plan(self, tables: Sequence[TargetTable]) -> None:
+        """Apply exactly ``tables`` from the next source transaction on.
+
+        Only between source transactions (``mid_transaction()`` False; RuntimeError otherwise). The complete
+        group is committed first, so each change is applied under the plan it arrived in. Then a new table is
+        claimed, created or checked, registered and staged; a table whose definition changed (capture instances
+        added or retired, columns added) is checked again and re-staged if its columns changed; a table no longer
+        in the plan loses its staging table (its session lock is held until the connection closes). Before
+        ``start()`` (or after ``abandon()``) only the plan changes: the next start prepares it. A failure while
+        preparing the target propagates like any other: ``abandon()``, then ``start()`` prepares the whole plan."""
+        self._require_boundary()
+        plan = _plan(tables)
+        if self._conn is not None and self._group.pending_lsn is not None:
+            self._commit()
+        change = self._install(plan)
+        if self._conn is not None:
+            self._prepare(change)
+        for buffer in change.added:
+            log.info("table added", table=str(buffer.table.source), instances=_names(buffer.table))
+        for old, buffer in change.changed:
+            log.info(
+                "table changed",
+                table=str(buffer.table.source),
+                instances=_names(buffer.table),
+                was=_names(old),
+            )
+        for buffer in change.retired:
+            log.info("table retired", table=str(buffer.table.source))
+
+    def add_table(self, table: TargetTable) -> None:
+        """Apply ``table`` too (see :meth:`apply_plan`)."""
+        self._require_boundary()
+        if table.source in self._tables:
+            msg = f"{table.source} is applied already; apply_plan() replaces a table's definition"
+            raise ValueError(msg)
+        self.apply_plan([*self._tables.values(), table])
+
+    def retire_table(self, source: TableId) -> None:
+        """Stop applying ``source`` (see :meth:`apply_plan`)."""
+        self._require_boundary()
+        if source not in self._tables:
+            msg = f"{source} is not applied"
+            raise ValueError(msg)
+        self.apply_plan([t for t in self._tables.values() if t.source != source])
+
+    def add_instance(self, instance: CaptureInstance) -> None:
+        """Apply the rows of ``instance`` to its table too, or replace the instance of that name."""
+        self._require_boundary()
+        table = self._tables.get(instance.source)
+        if table is None:
+            msg = f"{instance.source} is not applied; add_table() adds a table with its capture instances"
+            raise ValueError(msg)
+        self._replace(table.with_instance(instance))
+
+    def retire_instance(self, capture_instance: str) -> None:
+        """Stop applying rows of the named capture instance (its table's other instances stay)."""
+        self._require_boundary()
+        route = self._routes.get(capture_instance)
+        if route is None:
+            msg = f"capture instance {capture_instance!r} is not applied"
+            raise ValueError(msg)
+        self._replace(route.buffer.table.without_instance(capture_instance))
+
+    def _replace(self, table: TargetTable) -> None:
+        self.apply_plan([table if t.source == table.source else t for t in self._tables.values()])
+
+    def _require_boundary(self) -> None:
+        if self._group.open_tx is not None:
+            msg = (
+                f"the applier's tables change only between source transactions; transaction "
+                f"{self._group.open_tx} has only partly arrived"
+            )
+            raise RuntimeError(msg)
+
+    def _install(self, plan: Mapping[TableId, TargetTable]) -> _PlanChange:
+        """Make ``plan`` the applier's tables in memory (buffers, routes); return what changed for the target."""
+        old = self._group.buffers
+        change = _PlanChange([], [], [buffer for source, buffer in old.items() if source not in plan])
+        buffers: dict[TableId, TableBuffer] = {}
+        for source, table in plan.items():
+            buffer = old.get(source)
+            if buffer is None:
+                buffer = TableBuffer(table, self._next_stage)
+                self._next_stage += 1
+                change.added.append(buffer)
+            elif buffer.table is not table:
+                if not _same_definition(buffer.table, table):
+                    change.changed.append((buffer.table, buffer))
+                buffer.table = table
+            buffers[source] = buffer
+        self._group.buffers = buffers
+        self._tables = dict(plan)
+        self._routes = {
+            encoder.name: _Route.of(buffers[source], encoder)
+            for source, table in plan.items()
+            for encoder in table.encoders
+        }
+        return change
+
+    def _prepare(self, change: _PlanChange) -> None:
+        """The target side of a plan change, on the open connection, outside any group."""
+        conn = self._conn
+        for buffer in change.retired:
+            conn.run(sql.drop_staging(buffer.index))
+        if change.added:
+            self._checkpoints.claim(conn, sorted(str(b.table.source) for b in change.added))
+        touched = [*change.added, *(buffer for _old, buffer in change.changed)]
+        if touched:
+            conn.run("BEGIN")
+            for buffer in touched:
+                ensure_target_table(conn, buffer.table)
+            _register(conn, self.pipeline, [b.table for b in touched])
+            conn.run("COMMIT")
+        for old, buffer in change.changed:
+            staging = sql.create_staging(buffer.table, buffer.index)
+            if staging != sql.create_staging(old, buffer.index):
+                conn.run(sql.drop_staging(buffer.index))
+                conn.run(staging)
+        for buffer in change.added:
+            conn.run(sql.create_staging(buffer.table, buffer.index))
 
     # --- items ------------------------------------------------------------------------------------------------
 
@@ -203,7 +356,7 @@ class Applier:
             self._offer_heartbeat(item)
 
     def mid_transaction(self) -> bool:
-        return self._open_tx is not None
+        return self._group.open_tx is not None
 
     @property
     def checkpoint(self) -> Lsn:
@@ -212,11 +365,12 @@ class Applier:
 
     def tick(self) -> None:
         """Commit a complete group whose time bound has passed, or a due heartbeat checkpoint."""
-        if self._conn is None or self._open_tx is not None:
+        group = self._group
+        if self._conn is None or group.open_tx is not None:
             return
-        if self._pending_lsn is None:
+        if group.pending_lsn is None:
             return
-        due = self._group_age() >= self.settings.group_max_delay if self._has_rows else self._heartbeat_due()
+        due = self._group_age() >= self.settings.group_max_delay if group.has_rows else self._heartbeat_due()
         if due:
             self._commit()
 
@@ -224,37 +378,15 @@ class Applier:
         """Commit everything complete; roll back a source transaction that has only partly arrived."""
         if self._conn is None:
             return
-        if self._open_tx is not None:
-            log.info("rolling back a partly received source transaction", commit_lsn=str(self._open_tx))
+        group = self._group
+        if group.open_tx is not None:
+            log.info("rolling back a partly received source transaction", commit_lsn=str(group.open_tx))
             self._rollback()
             return
-        if self._pending_lsn is not None:
+        if group.pending_lsn is not None:
             self._commit()
 
     # --- internals --------------------------------------------------------------------------------------------
-
-    def _reset_group(self) -> None:
-        self._in_pg_tx = False
-        self._open_tx: Lsn | None = None
-        self._pending_lsn: Lsn | None = None  # what the next commit writes as checkpoint
-        self._pending_commit_time: datetime | None = None
-        self._pending_transactions = 0
-        self._has_rows = False
-        self._group_rows = 0
-        self._group_started: float | None = None
-        self._retained: list[tuple[_TableBuffer, ChangeRow, str]] | None = []  # None: group too big to isolate
-        self._dead: list[DeadLetter] = []
-        self._tran_ids: dict[Lsn, tuple[bytes | None, datetime | None]] = {}
-        self._failure: BaseException | None = None  # a row fault during a COPY before the commit
-        self._stale_logged = 0
-        for buffer in getattr(self, "_buffers", {}).values():
-            buffer.lines.clear()
-            buffer.rows.clear()
-            buffer.staged = 0
-            buffer.before = None
-            buffer.only_inserts = True
-            buffer.counts = [0] * 5
-            buffer.stale = 0
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -266,14 +398,15 @@ class Applier:
             log.debug("closing the target connection failed", error=str(exc))
 
     def _high_water(self) -> Lsn:
-        pending = self._pending_lsn
+        pending = self._group.pending_lsn
         return pending if pending is not None and pending > self.stats.checkpoint else self.stats.checkpoint
 
     def _offer_chunk(self, chunk: TxChunk) -> None:
         lsn = chunk.commit_lsn
-        if self._open_tx is not None:
-            if lsn != self._open_tx or chunk.first:
-                msg = f"source transaction {self._open_tx} ended without its last chunk; next chunk is {lsn}"
+        group = self._group
+        if group.open_tx is not None:
+            if lsn != group.open_tx or chunk.first:
+                msg = f"source transaction {group.open_tx} ended without its last chunk; next chunk is {lsn}"
                 raise TerminalError(msg, hint="this is a reader bug; restart the pipeline (it resumes safely)")
         else:
             if lsn <= self._high_water():
@@ -281,37 +414,39 @@ class Applier:
             if not chunk.first:
                 msg = f"chunk of source transaction {lsn} arrived without its first chunk"
                 raise TerminalError(msg, hint="this is a reader bug; restart the pipeline (it resumes safely)")
-            if not chunk.last and self._pending_lsn is not None:
+            if not chunk.last and group.pending_lsn is not None:
                 self._commit()  # a streamed transaction starts its own group (see the module docstring)
-            self._open_tx = lsn
-        if self._group_started is None:
-            self._group_started = self._clock()
+            group.open_tx = lsn
+        if group.started is None:
+            group.started = self._clock()
         self._encode_rows(chunk)
         if not chunk.last:
             return
-        self._open_tx = None
-        self._pending_lsn = lsn
+        group.open_tx = None
+        group.pending_lsn = lsn
         if chunk.commit_time is not None:
-            self._pending_commit_time = chunk.commit_time
-        self._pending_transactions += 1
-        if self._group_rows >= self.settings.group_max_rows or self._group_age() >= self.settings.group_max_delay:
+            group.commit_time = chunk.commit_time
+        group.transactions += 1
+        if group.rows >= self.settings.group_max_rows or self._group_age() >= self.settings.group_max_delay:
             self._commit()
 
     def _offer_heartbeat(self, heartbeat: Heartbeat) -> None:
-        if self._open_tx is not None:
-            msg = f"heartbeat {heartbeat.lsn} inside source transaction {self._open_tx}"
+        group = self._group
+        if group.open_tx is not None:
+            msg = f"heartbeat {heartbeat.lsn} inside source transaction {group.open_tx}"
             raise TerminalError(msg, hint="this is a reader bug; restart the pipeline (it resumes safely)")
         if heartbeat.lsn.is_null or heartbeat.lsn <= self._high_water():
             return
-        self._pending_lsn = heartbeat.lsn
-        if self._has_rows:
+        group.pending_lsn = heartbeat.lsn
+        if group.has_rows:
             if self._group_age() >= self.settings.group_max_delay:
                 self._commit()
         elif self._heartbeat_due():
             self._commit()
 
     def _group_age(self) -> float:
-        return 0.0 if self._group_started is None else self._clock() - self._group_started
+        started = self._group.started
+        return 0.0 if started is None else self._clock() - started
 
     def _heartbeat_due(self) -> bool:
         return self._clock() - self._last_checkpoint_write >= self.settings.heartbeat_interval
@@ -328,13 +463,14 @@ class Applier:
         # occurs in this chunk (a single-row transaction needs one of the five)
         middles: list[str | None] = [None] * 5
         lsn_raw = chunk.commit_lsn.raw
-        self._tran_ids[chunk.commit_lsn] = (chunk.tran_id, ctime)
-        buffers = self._buffers
+        group = self._group
+        group.tran_ids[chunk.commit_lsn] = (chunk.tran_id, ctime)
+        routes = self._routes
         for row in chunk.rows:
-            buffer = buffers.get(row.capture_instance)
-            if buffer is None:
-                msg = f"a change of {row.table} arrived for capture instance {row.capture_instance!r}, not configured"
-                raise TerminalError(msg, hint="add the table to the pipeline configuration, or stop capturing it")
+            route = routes.get(row.capture_instance)
+            if route is None:
+                raise self._not_applied(row)
+            buffer = route.buffer
             if row.fault is not None:  # the reader could not decode it (read-side validation): never applied
                 error = SourceValueError(
                     row.fault,
@@ -348,26 +484,35 @@ class Applier:
                 continue
             if op == 4:
                 before, buffer.before = buffer.before, None
-                if before is not None and before.seqval == row.seqval and _key(before, buffer) != _key(row, buffer):
+                if before is not None and before.seqval == row.seqval and _key(before, route) != _key(row, route):
                     # the update changed the key: the old key no longer exists
                     delete_middle = middles[1] or sql.staging_middle(1, lsn_raw, time_field)[stale]
                     middles[1] = delete_middle
-                    self._append(buffer, before, delete_middle)
+                    self._append(route, before, delete_middle, group)
                     buffer.counts[1] += 1
             middle = middles[op]
             if middle is None:
                 middle = middles[op] = sql.staging_middle(op, lsn_raw, time_field)[stale]
-            if not self._append(buffer, row, middle):
+            if not self._append(route, row, middle, group):
                 continue
             buffer.counts[op] += 1
             if op != 2:
                 buffer.only_inserts = False
             if stale:
                 buffer.stale += 1
-                self._log_stale(buffer, row, ctime)
-        self._group_rows += len(chunk.rows)
-        if self._retained is not None and self._group_rows > self.settings.isolate_max_rows:
-            self._retained = None  # bounded memory wins over isolation for a huge transaction
+                self._log_stale(route, row, ctime)
+        group.rows += len(chunk.rows)
+        if group.retained is not None and group.rows > self.settings.isolate_max_rows:
+            group.retained = None  # bounded memory wins over isolation for a huge transaction
+
+    def _not_applied(self, row: ChangeRow) -> TerminalError:
+        """The error for a row no route takes: a new capture instance of an applied table pauses that table; a
+        table the applier does not apply at all means the reader and the applier disagree."""
+        table = self._tables.get(row.table)
+        if table is not None:
+            return UnknownCaptureInstanceError(row.table, row.capture_instance, [ci.name for ci in table.instances])
+        msg = f"a change of {row.table} arrived for capture instance {row.capture_instance!r}, not configured"
+        return TerminalError(msg, hint="add the table to the pipeline configuration, or stop capturing it")
 
     def _is_stale(self, commit_time: datetime | None) -> bool:
         """Whether a source commit is older than ``stale_after``. The limit (now - stale_after, as naive
@@ -386,80 +531,89 @@ class Applier:
         naive_limit, aware_limit = self._stale_limits
         return commit_time < (naive_limit if commit_time.tzinfo is None else aware_limit)
 
-    def _log_stale(self, buffer: _TableBuffer, row: ChangeRow, commit_time: datetime | None) -> None:
-        if self._stale_logged >= self.settings.stale_log_limit:
+    def _log_stale(self, route: _Route, row: ChangeRow, commit_time: datetime | None) -> None:
+        group = self._group
+        if group.stale_logged >= self.settings.stale_log_limit:
             return
-        self._stale_logged += 1
+        group.stale_logged += 1
+        table = route.buffer.table
         log.warning(
             "stale change applied and flagged",
-            table=str(buffer.table.source),
-            key={k: str(row.values[i]) for k, i in zip(buffer.table.key, buffer.table.key_positions, strict=True)},
+            table=str(table.source),
+            key={k: str(row.values[i]) for k, i in zip(table.key, route.key_positions, strict=True)},
             lsn=str(row.commit_lsn),
             seqval=str(row.seqval),
             commit_time=None if commit_time is None else commit_time.isoformat(),
             stale_after_s=self.settings.stale_after,
         )
 
-    def _dead_letter(self, buffer: _TableBuffer, row: ChangeRow, error: BaseException, why: str) -> None:
+    def _dead_letter(self, buffer: TableBuffer, row: ChangeRow, error: BaseException, why: str) -> None:
         """Keep a row that is never staged (it cannot be read or stored) as a dead letter of this group."""
-        self._dead.append(
-            deadletters.dead_letter(buffer.table, row, error, *self._tran_ids.get(row.commit_lsn, (None, None)))
+        group = self._group
+        group.dead.append(
+            deadletters.dead_letter(buffer.table, row, error, *group.tran_ids.get(row.commit_lsn, (None, None)))
         )
         log.warning(f"change dead-lettered: {why}", table=str(row.table), error=str(error))
-        self._has_rows = True
+        group.has_rows = True
 
-    def _append(self, buffer: _TableBuffer, row: ChangeRow, middle: str) -> bool:
-        """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter)."""
+    def _append(self, route: _Route, row: ChangeRow, middle: str, group: Group) -> bool:
+        """Encode and buffer ``row``; False when its value cannot be stored (then it is a dead letter). ``group`` is
+        ``self._group``, passed by the hot loop that already holds it."""
         values = row.values
-        if len(values) != len(buffer.encoders):
-            msg = (
-                f"{row.table}: a change row has {len(values)} values, capture instance has "
-                f"{len(buffer.encoders)} columns"
-            )
+        if len(values) != route.width:
+            msg = f"{row.table}: a change row has {len(values)} values, capture instance has {route.width} columns"
             raise TerminalError(msg, hint="this is a reader bug; report it with the capture instance definition")
+        positions = route.positions
+        if positions is not None:  # another shape than the target's: re-ordered, NULL where it has no column
+            values = tuple([None if i is None else values[i] for i in positions])
         try:
-            fields = "\t".join([n if v is None else e(v) for e, n, v in zip(buffer.encoders, buffer.nulls, values)])  # noqa: B905 - lengths checked above
+            fields = "\t".join([n if v is None else e(v) for e, n, v in zip(route.encoders, route.nulls, values)])  # noqa: B905 - lengths checked above
         except Exception:  # redone below with the checked encoders, which name the column
             try:
-                fields = "\t".join([c.encode(v) for c, v in zip(buffer.table.codecs, values, strict=True)])
+                fields = route.encoder.encode(row.values)
             except UnstorableValueError as exc:
-                self._dead_letter(buffer, row, exc.for_row(buffer.table.source, row), "value cannot be stored")
+                table = route.buffer.table
+                self._dead_letter(route.buffer, row, exc.for_row(table.source, row), "value cannot be stored")
                 return False
         self._seq += 1
         line = f"{self._seq}{middle}{fields}\n"
+        buffer = route.buffer
         buffer.lines.append(line)
-        if self._retained is not None:
-            self._retained.append((buffer, row, line))
+        retained = group.retained
+        if retained is not None:
+            retained.append((buffer, row, line))
         buffer.rows.append(row)
-        self._has_rows = True
+        group.has_rows = True
         if len(buffer.lines) >= self.settings.stage_rows:
             self._copy_early(buffer)
         return True
 
     def _begin(self) -> None:
-        if not self._in_pg_tx:
+        group = self._group
+        if not group.in_pg_tx:
             self._conn.run("BEGIN")
-            self._in_pg_tx = True
+            group.in_pg_tx = True
             self._checkpoints.begin(self._conn)
 
-    def _copy_early(self, buffer: _TableBuffer) -> None:
+    def _copy_early(self, buffer: TableBuffer) -> None:
         """Stream a full buffer into staging before the commit; a row fault here is isolated at the commit."""
-        if self._failure is not None:
+        group = self._group
+        if group.failure is not None:
             buffer.lines.clear()  # the group is re-applied from the retained rows at the commit
             buffer.rows.clear()
             return
         try:
             self._copy(buffer)
         except Exception as exc:
-            if self._retained is None or not _is_row_fault(exc):
+            if group.retained is None or not _is_row_fault(exc):
                 raise
-            self._failure = exc
+            group.failure = exc
             self._conn.run("ROLLBACK")
-            self._in_pg_tx = False
+            group.in_pg_tx = False
             buffer.lines.clear()
             buffer.rows.clear()
 
-    def _copy(self, buffer: _TableBuffer) -> None:
+    def _copy(self, buffer: TableBuffer) -> None:
         if not buffer.lines:
             return
         self._begin()
@@ -468,7 +622,7 @@ class Applier:
         buffer.lines.clear()
         buffer.rows.clear()
 
-    def _copy_lines(self, buffer: _TableBuffer, lines: Sequence[str], rows: Sequence[ChangeRow]) -> None:
+    def _copy_lines(self, buffer: TableBuffer, lines: Sequence[str], rows: Sequence[ChangeRow]) -> None:
         data = "".join(lines).encode("utf-8")
         pieces = [data[i : i + COPY_PIECE_BYTES] for i in range(0, len(data), COPY_PIECE_BYTES)]
         try:
@@ -485,51 +639,53 @@ class Applier:
         check_copied(self._conn, buffer.table, len(lines))
 
     def _commit(self) -> None:
-        lsn = self._pending_lsn
+        group = self._group
+        lsn = group.pending_lsn
         if lsn is None:
             return
         started = self._clock()
         try:
-            if self._failure is not None:
-                raise self._failure
+            if group.failure is not None:
+                raise group.failure
             self._begin()
-            for buffer in self._buffers.values():
+            for buffer in group.buffers.values():
                 self._copy(buffer)
                 self._apply_staged(buffer)
         except Exception as exc:
-            if self._retained is None or not _is_row_fault(exc):
+            if group.retained is None or not _is_row_fault(exc):
                 raise
             self._isolate(exc)
         conn = self._conn
         self._record_dead_letters()
-        self._checkpoints.write(conn, lsn, self._pending_commit_time)
+        self._checkpoints.write(conn, lsn, group.commit_time)
         conn.run("COMMIT")
-        self._in_pg_tx = False
+        group.in_pg_tx = False
         self._last_checkpoint_write = self._clock()
         stats = self.stats
-        for buffer in self._buffers.values():
+        for buffer in group.buffers.values():
             for op, count in enumerate(buffer.counts):
                 if count:
                     stats.rows[(buffer.table.source, Operation(op))] += count
-        for letter in self._dead:
+        for letter in group.dead:
             stats.dead_letters[letter.row.table] += 1
-        for buffer in self._buffers.values():
+        for buffer in group.buffers.values():
             if buffer.stale:
                 stats.stale[buffer.table.source] += buffer.stale
-        stats.transactions += self._pending_transactions
+        stats.transactions += group.transactions
         stats.commits += 1
         stats.checkpoint = lsn
-        if self._pending_commit_time is not None:
-            stats.last_commit_time = self._pending_commit_time
-        stats.last_batch_rows = self._group_rows
+        if group.commit_time is not None:
+            stats.last_commit_time = group.commit_time
+        stats.last_batch_rows = group.rows
         stats.last_batch_seconds = self._last_checkpoint_write - started
-        self._reset_group()
+        group.clear()
 
     def _record_dead_letters(self) -> None:
-        if not self._dead:
+        dead = self._group.dead
+        if not dead:
             return
-        ids = control.record_dead_letters(self._conn, self.pipeline, [letter.to_record() for letter in self._dead])
-        for letter, dead_id in zip(self._dead, ids, strict=True):
+        ids = control.record_dead_letters(self._conn, self.pipeline, [letter.to_record() for letter in dead])
+        for letter, dead_id in zip(dead, ids, strict=True):
             log.error(
                 "change dead-lettered",
                 id=dead_id,
@@ -541,7 +697,7 @@ class Applier:
                 error=letter.message,
             )
 
-    def _apply_staged(self, buffer: _TableBuffer, *, validate: bool = False) -> None:
+    def _apply_staged(self, buffer: TableBuffer, *, validate: bool = False) -> None:
         """The set-based apply of one staged table, then the write validation."""
         conn = self._conn
         staged = buffer.staged
@@ -563,25 +719,26 @@ class Applier:
         if validate or not complete:  # fewer writes than changes: a later row already there, or lost writes
             self._validate_written(buffer)
 
-    def _validate_written(self, buffer: _TableBuffer) -> None:
+    def _validate_written(self, buffer: TableBuffer) -> None:
         check_written(self._conn, buffer.table, buffer.index)
 
     def _isolate(self, cause: BaseException) -> None:
         """Re-apply the group from its retained rows, table by table in halves, dead-lettering what fails."""
-        retained = self._retained or []
+        group = self._group
+        retained = group.retained or []
         log.warning("a row of the group was refused; isolating it", error=str(cause).split("\n")[0], rows=len(retained))
         conn = self._conn
-        if self._in_pg_tx:
+        if group.in_pg_tx:
             conn.run("ROLLBACK")
-            self._in_pg_tx = False
-        self._failure = None
+            group.in_pg_tx = False
+        group.failure = None
         self._begin()
-        for buffer in self._buffers.values():
+        for buffer in group.buffers.values():
             items = [(row, line) for b, row, line in retained if b is buffer]
             if items:
                 self._bisect(buffer, items)
 
-    def _bisect(self, buffer: _TableBuffer, items: Sequence[tuple[ChangeRow, str]]) -> None:
+    def _bisect(self, buffer: TableBuffer, items: Sequence[tuple[ChangeRow, str]]) -> None:
         conn = self._conn
         conn.run("SAVEPOINT mssql2pg_isolate")
         try:
@@ -601,8 +758,9 @@ class Applier:
                 row, line = items[0]
                 buffer.counts[1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)] -= 1
                 buffer.stale -= line.split("\t", 5)[4] == "t"  # the stale column of the staging line
-                self._dead.append(
-                    deadletters.dead_letter(buffer.table, row, exc, *self._tran_ids.get(row.commit_lsn, (None, None)))
+                group = self._group
+                group.dead.append(
+                    deadletters.dead_letter(buffer.table, row, exc, *group.tran_ids.get(row.commit_lsn, (None, None)))
                 )
                 return
             half = len(items) // 2
@@ -612,9 +770,44 @@ class Applier:
             buffer.staged = 0
 
     def _rollback(self) -> None:
-        if self._in_pg_tx:
+        if self._group.in_pg_tx:
             self._conn.run("ROLLBACK")
-        self._reset_group()
+        self._group.clear()
+
+
+def _plan(tables: Sequence[TargetTable]) -> dict[TableId, TargetTable]:
+    """``tables`` by source table, in order; ValueError when two describe one source table or share an instance."""
+    plan: dict[TableId, TargetTable] = {}
+    feeds: dict[str, TableId] = {}
+    for table in tables:
+        if table.source in plan:
+            msg = f"two target tables for one source table: {table.source}"
+            raise ValueError(msg)
+        plan[table.source] = table
+        for ci in table.instances:
+            if ci.name in feeds:
+                msg = f"capture instance {ci.name} feeds two target tables ({feeds[ci.name]}, {table.source})"
+                raise ValueError(msg)
+            feeds[ci.name] = table.source
+    return plan
+
+
+def _same_definition(a: TargetTable, b: TargetTable) -> bool:
+    """Whether two descriptions of one table mean the same target fed by the same capture instances (a table
+    built again from the same catalog is a new object with new encoders; the target needs nothing for it)."""
+    return (a.schema, a.name, a.columns, a.key, a.delete_mode, a.meta, a.instances) == (
+        b.schema,
+        b.name,
+        b.columns,
+        b.key,
+        b.delete_mode,
+        b.meta,
+        b.instances,
+    )
+
+
+def _names(table: TargetTable) -> list[str]:
+    return [ci.name for ci in table.instances]
 
 
 def _is_row_fault(exc: BaseException) -> bool:
@@ -624,8 +817,8 @@ def _is_row_fault(exc: BaseException) -> bool:
     return getattr(classify(exc), "scope", None) == "row"
 
 
-def _key(row: ChangeRow, buffer: _TableBuffer) -> tuple[Any, ...]:
-    return tuple(row.values[i] for i in buffer.table.key_positions)
+def _key(row: ChangeRow, route: _Route) -> tuple[Any, ...]:
+    return tuple(row.values[i] for i in route.key_positions)
 
 
 def _message(exc: BaseException) -> str:
@@ -633,6 +826,18 @@ def _message(exc: BaseException) -> str:
     if fields is not None:
         return f"{fields.get('M', '')} ({fields.get('C', '')}) {fields.get('W', '')}".strip()
     return str(exc)
+
+
+def _register(conn: Any, pipeline: str, tables: Sequence[TargetTable]) -> None:
+    """Record each applied table in the control schema's table state (a paused table stays paused)."""
+    for table in tables:
+        control.register_table(
+            conn,
+            pipeline,
+            source_table=str(table.source),
+            capture_instance=table.capture_instance.name,
+            target_table=f"{table.schema}.{table.name}",
+        )
 
 
 def _row_of_copy_error(exc: BaseException, rows: Sequence[ChangeRow]) -> ChangeRow | None:

@@ -158,7 +158,7 @@ def decode_value(value: Any) -> Any:
 def change_payload(
     table: TargetTable, row: ChangeRow, tran_id: bytes | None, commit_time: datetime | None = None
 ) -> dict[str, Any]:
-    columns = table.capture_instance.columns
+    columns = table.encoder(row.capture_instance).instance.columns
     payload: dict[str, Any] = {
         "commit_time": None if commit_time is None else commit_time.isoformat(),
         "version": PAYLOAD_VERSION,
@@ -179,9 +179,9 @@ def change_payload(
 
 
 def row_from_payload(payload: dict[str, Any], table: TargetTable) -> ChangeRow:
-    """The :class:`ChangeRow` a dead letter holds, in ``table``'s column order (for ``dlq retry``)."""
+    """The :class:`ChangeRow` a dead letter holds, in its capture instance's column order (for ``dlq retry``)."""
     values = payload["values"]
-    columns: tuple[SourceColumn, ...] = table.capture_instance.columns
+    columns: tuple[SourceColumn, ...] = table.encoder(payload["capture_instance"]).instance.columns
     missing = [c.name for c in columns if c.name not in values]
     if missing:
         msg = f"dead letter has no value for column(s) {missing} of {table.source}; the capture instance changed"
@@ -219,7 +219,7 @@ def retry(
     delete mode, stale flag, write validation), and mark it ``resolved``; if it fails again, keep it pending
     with the new error, the attempt time and one more retry. One PostgreSQL transaction per dead letter.
 
-    ``tables`` maps capture instance names to their target tables (built from the configuration).
+    ``tables`` maps capture instance names to the target tables they feed (built from the configuration).
     """
     conn.run("BEGIN")
     try:
@@ -285,7 +285,7 @@ _RETRY_STAGE = 9_999  # staging index of a retry session (the applier's are 0..t
 
 def _apply_one(conn: Any, table: TargetTable, change: dict[str, Any], stale_after: float | None, now: Any) -> None:
     row = row_from_payload(change, table)
-    fields = "\t".join(c.encode(v) for c, v in zip(table.codecs, row.values, strict=True))
+    fields = table.encoder(row.capture_instance).encode(row.values)
     commit_time = datetime.fromisoformat(change["commit_time"]) if change.get("commit_time") else None
     time_text = "\\N" if commit_time is None else commit_time.replace(tzinfo=None).isoformat(sep=" ")
     stale = False

@@ -1,26 +1,28 @@
-"""Where a capture instance lands in PostgreSQL: the :class:`TargetTable`, its creation and its compatibility check.
+"""Where a source table lands in PostgreSQL: the :class:`TargetTable` (creating and checking it in the target is
+:mod:`mssql2pg.sink.ddl`).
 
 A target table holds the source's captured columns (a ``datetimeoffset`` column also gets a companion
 ``<name>_offset`` column with the original offset in minutes) plus metadata columns with one common prefix
 (``_cdc_`` by default): commit LSN, operation, commit time, applied time, soft-delete flag and stale flag.
 
-Creating is idempotent (``IF NOT EXISTS``). An existing table is accepted only if it can hold every row: all
-expected columns present with the same or a safely wider type, and the same primary key. Anything else stops
-the start with a message that lists each difference and what to do, because writing into a table that
-silently truncates or rejects values is worse than not starting.
+One target table per *source table*, fed by each of its capture instances (one, or two while SQL Server
+follows a schema change) through an :class:`~mssql2pg.sink.encoders.InstanceEncoder` of its own. Its data
+columns are every column any of those instances captures, so no captured value is ever dropped: the oldest
+instance's columns in their order, then each newer instance's new columns; a column's type is the newest
+instance's. The key is the newest instance's, and every instance must capture it.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mssql2pg.errors import ConfigError, IncompatibleTargetError
-from mssql2pg.model import CaptureInstance, TableId
-from mssql2pg.pgconn import PgConnection, fetch
-from mssql2pg.sink import statements as sql
+from mssql2pg.errors import ConfigError
+from mssql2pg.identifiers import qualified, quote_ident
+from mssql2pg.model import CaptureInstance, SourceColumn, TableId
+from mssql2pg.sink.encoders import InstanceEncoder, instance_encoder
 from mssql2pg.sink.types import ColumnCodec, codec_for
 
 Naming = Literal["lower", "preserve"]
@@ -93,29 +95,63 @@ class TargetColumn:
 
 @dataclass(frozen=True, slots=True)
 class TargetTable:
-    """A capture instance's target: names, columns (in COPY order), key, metadata and delete mode."""
+    """A source table's target: names, columns (in COPY order), key, metadata, delete mode, and one encoder per
+    capture instance that feeds it (oldest first). Built by :func:`build_target_table`."""
 
-    capture_instance: CaptureInstance
+    source: TableId
     schema: str
     name: str
     columns: tuple[TargetColumn, ...]
-    codecs: tuple[ColumnCodec, ...]  # one per captured source column, in capture-instance order
+    codecs: tuple[ColumnCodec, ...]  # one per data column group (a source column), in COPY order
     key: tuple[str, ...]  # target column names
-    key_positions: tuple[int, ...]  # positions of the key columns in ChangeRow.values
     delete_mode: DeleteMode
+    encoders: tuple[InstanceEncoder, ...]  # one per capture instance, oldest first
+    options: TableOptions
     meta: MetadataColumns = field(default_factory=MetadataColumns)
 
     @property
-    def source(self) -> TableId:
-        return self.capture_instance.source
+    def instances(self) -> tuple[CaptureInstance, ...]:
+        """The capture instances that feed this table, oldest first."""
+        return tuple(e.instance for e in self.encoders)
+
+    @property
+    def capture_instance(self) -> CaptureInstance:
+        """The newest capture instance: the one the table follows (recorded in ``mssql2pg.table_state``)."""
+        return self.encoders[-1].instance
 
     @property
     def qualified_name(self) -> str:
-        return sql.qualified(self.schema, self.name)
+        return qualified(self.schema, self.name)
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    def encoder(self, capture_instance: str) -> InstanceEncoder:
+        """The encoder of the named capture instance; KeyError if it does not feed this table."""
+        for encoder in self.encoders:
+            if encoder.instance.name == capture_instance:
+                return encoder
+        msg = f"capture instance {capture_instance!r} does not feed the target of {self.source}"
+        raise KeyError(msg)
+
+    def with_instance(self, instance: CaptureInstance) -> TargetTable:
+        """This table also fed by ``instance`` (as the newest), or with it replacing the instance of that name."""
+        names = [ci.name for ci in self.instances]
+        if instance.name in names:
+            instances = [instance if ci.name == instance.name else ci for ci in self.instances]
+        else:
+            instances = [*self.instances, instance]
+        return build_target_table(instances, self.options)
+
+    def without_instance(self, capture_instance: str) -> TargetTable:
+        """This table no longer fed by the named capture instance (its other instances stay)."""
+        self.encoder(capture_instance)  # KeyError if unknown
+        rest = [ci for ci in self.instances if ci.name != capture_instance]
+        if not rest:
+            msg = f"{capture_instance} is the last capture instance of {self.source}; retire the table instead"
+            raise ValueError(msg)
+        return build_target_table(rest, self.options)
 
     def keep_on_delete(self) -> tuple[str, ...]:
         """Columns SQL Server leaves NULL in delete rows (text/ntext/image): a soft delete keeps the old value."""
@@ -130,10 +166,35 @@ class TargetTable:
         return tuple(names)
 
 
-def build_target_table(capture_instance: CaptureInstance, options: TableOptions | None = None) -> TargetTable:
-    """Describe the target of ``capture_instance``; :class:`ConfigError` for names that cannot work."""
+def _all_columns(instances: Sequence[CaptureInstance]) -> list[SourceColumn]:
+    """Every column any instance captures: first-seen order (oldest instance first), the newest description,
+    nullable wherever some instance does not capture it (that instance writes NULL there)."""
+    columns: dict[str, SourceColumn] = {}
+    for ci in instances:
+        for column in ci.columns:
+            columns[column.name] = column  # a newer instance's description replaces, the position stays
+    for name, column in columns.items():
+        if not column.nullable and any(name not in ci.column_names for ci in instances):
+            columns[name] = dataclasses.replace(column, nullable=True)
+    return list(columns.values())
+
+
+def build_target_table(
+    instances: CaptureInstance | Sequence[CaptureInstance], options: TableOptions | None = None
+) -> TargetTable:
+    """Describe the target of one source table fed by ``instances`` (one capture instance, or its instances
+    oldest first); :class:`ConfigError` for names or keys that cannot work."""
     options = options or TableOptions()
-    source = capture_instance.source
+    feeds = (instances,) if isinstance(instances, CaptureInstance) else tuple(instances)
+    if not feeds:
+        msg = "a target table needs at least one capture instance"
+        raise ValueError(msg)
+    sources = {ci.source for ci in feeds}
+    if len(sources) != 1:
+        msg = f"capture instances of {sorted(map(str, sources))} cannot feed one target: one source table each"
+        raise ValueError(msg)
+    newest = feeds[-1]
+    source = newest.source
 
     def name_of(text: str) -> str:
         return text.lower() if options.naming == "lower" else text
@@ -158,7 +219,7 @@ def build_target_table(capture_instance: CaptureInstance, options: TableOptions 
         origin[column.name] = column.source_name if not column.is_offset else f"{column.source_name} (offset)"
         columns.append(column)
 
-    for source_column in capture_instance.columns:
+    for source_column in _all_columns(feeds):
         codec = codec_for(source_column, source)
         codecs.append(codec)
         target_name = name_of(source_column.name)
@@ -171,129 +232,33 @@ def build_target_table(capture_instance: CaptureInstance, options: TableOptions 
             msg = f"table {source}: column {origin[meta_name]!r} collides with the metadata column {meta_name!r}"
             raise ConfigError(msg, hint="choose another metadata_prefix for this pipeline")
 
-    if not capture_instance.key_columns:
-        msg = f"table {source} (capture instance {capture_instance.name}) has no primary key or unique index"
+    if not newest.key_columns:
+        msg = f"table {source} (capture instance {newest.name}) has no primary key or unique index"
         raise ConfigError(
             msg,
             hint="add a primary key to the source table, or re-create the capture instance with @index_name "
             "naming a unique index",
         )
-    by_source = {c.name: i for i, c in enumerate(capture_instance.columns)}
-    missing = [k for k in capture_instance.key_columns if k not in by_source]
-    if missing:
-        msg = f"table {source}: key columns {missing} are not captured by {capture_instance.name}"
-        raise ConfigError(msg, hint="capture all key columns (captured_column_list must include them)")
-    key_positions = tuple(by_source[k] for k in capture_instance.key_columns)
-    key = tuple(name_of(k) for k in capture_instance.key_columns)
+    encoders = tuple(instance_encoder(ci, codecs, newest.key_columns) for ci in feeds)
+    key = tuple(name_of(k) for k in newest.key_columns)
 
     target_schema = options.target_schema if options.target_schema is not None else name_of(source.schema)
     target_name = options.target_name if options.target_name is not None else name_of(source.name)
     try:
-        sql.qualified(target_schema, target_name)
+        qualified(target_schema, target_name)
         for c in columns:
-            sql.quote_ident(c.name)
+            quote_ident(c.name)
     except ValueError as exc:
         raise ConfigError(f"table {source}: {exc}", hint="map it to a shorter target name") from exc
     return TargetTable(
-        capture_instance=capture_instance,
+        source=source,
         schema=target_schema,
         name=target_name,
         columns=tuple(columns),
         codecs=tuple(codecs),
         key=key,
-        key_positions=key_positions,
         delete_mode=options.delete_mode,
+        encoders=encoders,
+        options=options,
         meta=meta,
     )
-
-
-# --- creating and checking ------------------------------------------------------------------------------------
-
-
-def ensure_target_table(conn: PgConnection, table: TargetTable) -> None:
-    """Create the schema and table if missing, else verify the existing table (inside the caller's transaction)."""
-    conn.run(sql.create_schema(table.schema))
-    existing = _existing_columns(conn, table)
-    if not existing:
-        conn.run(sql.create_target_table(table))
-        return
-    problems = _differences(table, existing, _existing_key(conn, table))
-    if problems:
-        listing = "\n    - ".join(problems)
-        msg = f"target table {table.schema}.{table.name} (for {table.source}) is incompatible:\n    - {listing}"
-        raise IncompatibleTargetError(
-            msg,
-            hint="alter or drop the target table so it matches (mssql2pg creates it when missing), or map the "
-            "source table to another target table name",
-        )
-
-
-def _existing_columns(conn: PgConnection, table: TargetTable) -> dict[str, tuple[str, bool]]:
-    rows = fetch(conn, sql.SELECT_TABLE_COLUMNS, schema=table.schema, name=table.name)
-    return {str(name): (str(pg_type), bool(not_null)) for name, pg_type, not_null in rows}
-
-
-def _existing_key(conn: PgConnection, table: TargetTable) -> tuple[str, ...]:
-    rows = fetch(conn, sql.SELECT_PRIMARY_KEY, schema=table.schema, name=table.name)
-    return tuple(str(r[0]) for r in rows)
-
-
-def _differences(table: TargetTable, existing: dict[str, tuple[str, bool]], existing_key: Sequence[str]) -> list[str]:
-    problems: list[str] = []
-    wanted = [(c.name, c.pg_type) for c in table.columns]
-    wanted += [(name, definition.split(" ")[0]) for name, definition in table.meta.definitions()]
-    for name, pg_type in wanted:
-        if name not in existing:
-            problems.append(f"column {name!r} ({pg_type}) is missing")
-            continue
-        have = existing[name][0]
-        if not type_can_hold(have, pg_type):
-            problems.append(f"column {name!r} is {have}, which cannot hold {pg_type}")
-    if tuple(existing_key) != table.key:
-        have_key = ", ".join(existing_key) if existing_key else "none"
-        problems.append(f"primary key is ({have_key}), expected ({', '.join(table.key)})")
-    return problems
-
-
-_TYPE = re.compile(r"^(?P<base>[a-z ]+?)(?:\((?P<args>[0-9, ]+)\))?(?P<rest>(?: with(?:out)? time zone)?)$")
-_CANONICAL = {
-    "timestamptz": "timestamp with time zone",
-    "timestamp": "timestamp without time zone",
-    "time": "time without time zone",
-    "varchar": "character varying",
-}
-_INT_RANK = {"smallint": 1, "integer": 2, "bigint": 3}
-
-
-def _parse_type(text: str) -> tuple[str, tuple[int, ...]]:
-    """('timestamp without time zone', (3,)) for both 'timestamp(3)' and 'timestamp(3) without time zone'."""
-    m = _TYPE.match(text.strip().lower())
-    if m is None:
-        return text.strip().lower(), ()
-    base = (m.group("base").strip() + m.group("rest")).strip()
-    base = _CANONICAL.get(base, base)
-    args = tuple(int(a) for a in m.group("args").split(",")) if m.group("args") else ()
-    return base, args
-
-
-def type_can_hold(existing: str, wanted: str) -> bool:  # noqa: PLR0911 - one return per type family reads best
-    """True when a column of type ``existing`` stores every value of type ``wanted`` exactly."""
-    have, have_args = _parse_type(existing)
-    want, want_args = _parse_type(wanted)
-    if have in _INT_RANK and want in _INT_RANK:
-        return _INT_RANK[have] >= _INT_RANK[want]
-    if have == "text" and want in ("character varying", "text"):
-        return True
-    if have != want:
-        return want == "real" and have == "double precision"
-    if have == "character varying":
-        return not have_args or (bool(want_args) and have_args[0] >= want_args[0])
-    if have == "numeric":
-        if not have_args:
-            return True
-        if len(want_args) != 2 or len(have_args) != 2:
-            return have_args == want_args
-        return have_args[1] >= want_args[1] and have_args[0] - have_args[1] >= want_args[0] - want_args[1]
-    if have.startswith(("timestamp", "time")):
-        return (have_args[0] if have_args else 6) >= (want_args[0] if want_args else 6)
-    return have_args == want_args

@@ -8,12 +8,8 @@ Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; valu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mssql2pg.identifiers import qualified, quote_ident
-
-if TYPE_CHECKING:
-    from mssql2pg.sink.schema import TargetTable
+from mssql2pg.sink.schema import TargetTable
 
 __all__ = ["qualified", "quote_ident"]
 
@@ -83,6 +79,10 @@ def create_staging(table: TargetTable, index: int) -> str:
     types = ["bigint", "smallint", "bytea", "timestamp", "boolean"] + [c.pg_type for c in table.columns]
     cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in zip(staging_columns(table), types, strict=True))
     return f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(index)} ({cols}) ON COMMIT DELETE ROWS"
+
+
+def drop_staging(index: int) -> str:
+    return f"DROP TABLE IF EXISTS {staging_name(index)}"
 
 
 def copy_into_staging(table: TargetTable, index: int) -> str:

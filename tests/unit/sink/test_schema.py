@@ -8,7 +8,7 @@ from mssql2pg.errors import ConfigError
 from mssql2pg.model import CaptureInstance, SourceColumn, TableId
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import TableOptions, build_target_table
-from mssql2pg.sink.schema import type_can_hold
+from mssql2pg.sink.ddl import type_can_hold
 from mssql2pg.sink.statements import apply_staged
 
 
