@@ -108,12 +108,12 @@ def _pipeline(name: str, hint: str | None = None) -> Rule:
 _ROW_HINT = "the row goes to the dead-letter table; inspect it with 'mssql2pg dlq list'"
 _RETRY_HINT = "retried automatically with backoff; nothing is lost"
 _CERT_HINT = (
-    "check sslrootcert (the CA the server's certificate must chain to) and that the certificate names the host "
-    "in the URL (verify-full); retried with backoff"
+    "check target.sslrootcert (the CA the server's certificate must chain to), target.sslmode, and that the "
+    "certificate names the host in target.url (verify-full)"
 )
 _MSSQL_CERT_HINT = (
     "check source.ca_file (the CA SQL Server's certificate must chain to) and that the certificate names the host "
-    "in source.url (source.check_hostname); retried with backoff"
+    "in source.url (source.check_hostname)"
 )
 _TARGET_PERMISSION = "grant the target user the privileges listed in docs/configuration.md"
 
@@ -516,6 +516,17 @@ def _classify_tls(exc: BaseException) -> Classified | None:
     return None
 
 
+def tls_failure_side(exc: BaseException) -> Literal["source", "target"] | None:
+    """Which connection a TLS failure in ``exc``'s chain belongs to, told by the library that raised it: the
+    target's TLS is the ``ssl`` module's (pg8000 lets its errors through unwrapped), SQL Server's is pyOpenSSL's
+    (python-tds). ``None`` when ``exc`` is no TLS failure."""
+    for candidate in _causes(exc):
+        found = _classify_tls(candidate)
+        if found is not None:
+            return "source" if found.driver == "python-tds" else "target"
+    return None
+
+
 def _is_tds_host_mismatch(exc: BaseException) -> bool:
     """python-tds reports a certificate for another host only as the text of a plain ``Error``."""
     return bool(exc.args) and str(exc.args[0]).startswith("Certificate does not match host name")
@@ -614,6 +625,7 @@ __all__ = [
     "server_message",
     "server_refuses_tls",
     "sqlstate",
+    "tls_failure_side",
 ]
 
 if __name__ == "__main__":
