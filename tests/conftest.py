@@ -18,7 +18,7 @@ from tests.fixtures.pg import PgServer, server_bindir
 from tests.fixtures.proxy import TcpProxy
 
 # Each area keeps its fixtures in its own module under tests/fixtures/.
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target", "tests.fixtures.prometheus"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.target", "tests.fixtures.prometheus", "tests.fixtures.tls"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

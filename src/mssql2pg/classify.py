@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import OpenSSL.SSL
 import pg8000.exceptions
 import pytds.tds_base as tds
 import sqlalchemy.exc
@@ -105,6 +107,14 @@ def _pipeline(name: str, hint: str | None = None) -> Rule:
 
 _ROW_HINT = "the row goes to the dead-letter table; inspect it with 'mssql2pg dlq list'"
 _RETRY_HINT = "retried automatically with backoff; nothing is lost"
+_CERT_HINT = (
+    "check target.sslrootcert (the CA the server's certificate must chain to), target.sslmode, and that the "
+    "certificate names the host in target.url (verify-full)"
+)
+_MSSQL_CERT_HINT = (
+    "check source.ca_file (the CA SQL Server's certificate must chain to) and that the certificate names the host "
+    "in source.url (source.check_hostname)"
+)
 _TARGET_PERMISSION = "grant the target user the privileges listed in docs/configuration.md"
 
 # ------------------------------------------------------------------------------------- PostgreSQL (pg8000)
@@ -330,7 +340,12 @@ def classify(exc: BaseException) -> TransientError | TerminalError:
         error.__cause__ = exc
         return error
     for candidate in _causes(exc):
-        found = classify_postgres(candidate) or classify_mssql(candidate) or _classify_generic(candidate)
+        found = (
+            _classify_tls(candidate)
+            or classify_postgres(candidate)
+            or classify_mssql(candidate)
+            or _classify_generic(candidate)
+        )
         if found is not None:
             found.__cause__ = exc
             return found
@@ -412,6 +427,18 @@ _UNDEFINED_OBJECT_SQLSTATES = frozenset({"42P01", "3F000"})  # undefined_table, 
 _UNDEFINED_OBJECT_NUMBERS = frozenset({208})  # Invalid object name
 
 
+_PG8000_TLS_REFUSED = "Server refuses SSL"  # pg8000's InterfaceError when the server answers the TLS request "N"
+
+
+def server_refuses_tls(exc: BaseException) -> bool:
+    """The PostgreSQL server answered our TLS request with "no" (it has ``ssl = off``). pg8000 reports that
+    only as the text of an ``InterfaceError``, so it is recognised here, the one place that reads driver
+    errors."""
+    return any(
+        isinstance(c, pg8000.exceptions.InterfaceError) and c.args == (_PG8000_TLS_REFUSED,) for c in _causes(exc)
+    )
+
+
 def is_undefined_column(exc: BaseException) -> bool:
     """The statement names a column the table does not have (PostgreSQL 42703, SQL Server 207)."""
     return sqlstate(exc) in _UNDEFINED_COLUMN_SQLSTATES or mssql_number(exc) in _UNDEFINED_COLUMN_NUMBERS
@@ -464,6 +491,45 @@ def _own_fields(exc: BaseException) -> dict[str, str] | None:
     """pg8000 raises ``DatabaseError(fields)`` for a server error: the ErrorResponse fields in ``args[0]``."""
     arg = exc.args[0] if exc.args else None
     return arg if isinstance(arg, dict) else None
+
+
+def _classify_tls(exc: BaseException) -> Classified | None:
+    """A certificate the client refused, or a TLS handshake that failed: transient like any connection fault
+    (a certificate being renewed, a proxy in the way), with the reason in one line and what to check."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or str(exc)
+        message = f"TLS: the database server's certificate was refused: {reason}"
+        return _build(_t("certificate refused", _CERT_HINT), message, None, "ssl")
+    if isinstance(exc, ssl.SSLError):
+        message = f"TLS handshake with the database server failed: {exc.reason or exc}"
+        return _build(_t("TLS handshake failed", _CERT_HINT), message, None, "ssl")
+    if isinstance(exc, OpenSSL.SSL.Error):  # python-tds's handshake (pyOpenSSL): args[0] lists the reasons
+        reasons = [entry[-1] for entry in (exc.args[0] if exc.args else []) if isinstance(entry, tuple)]
+        message = f"TLS handshake with SQL Server failed: {'; '.join(reasons) or exc}"
+        return _build(_t("TLS handshake failed", _MSSQL_CERT_HINT), message, None, "python-tds")
+    if isinstance(exc, tds.Error) and not isinstance(exc, tds.DatabaseError) and _is_tds_host_mismatch(exc):
+        message = f"TLS: SQL Server's certificate was refused: {exc.args[0]}"
+        return _build(_t("certificate refused", _MSSQL_CERT_HINT), message, None, "python-tds")
+    if server_refuses_tls(exc):
+        message = "TLS: the database server does not offer TLS (ssl = off) but sslmode requires it"
+        return _build(_t("TLS refused", "enable ssl on the server, or lower target.sslmode"), message, None, "pg8000")
+    return None
+
+
+def tls_failure_side(exc: BaseException) -> Literal["source", "target"] | None:
+    """Which connection a TLS failure in ``exc``'s chain belongs to, told by the library that raised it: the
+    target's TLS is the ``ssl`` module's (pg8000 lets its errors through unwrapped), SQL Server's is pyOpenSSL's
+    (python-tds). ``None`` when ``exc`` is no TLS failure."""
+    for candidate in _causes(exc):
+        found = _classify_tls(candidate)
+        if found is not None:
+            return "source" if found.driver == "python-tds" else "target"
+    return None
+
+
+def _is_tds_host_mismatch(exc: BaseException) -> bool:
+    """python-tds reports a certificate for another host only as the text of a plain ``Error``."""
+    return bool(exc.args) and str(exc.args[0]).startswith("Certificate does not match host name")
 
 
 def _classify_generic(exc: BaseException) -> Classified | None:
@@ -557,7 +623,9 @@ __all__ = [
     "scrub",
     "server_fields",
     "server_message",
+    "server_refuses_tls",
     "sqlstate",
+    "tls_failure_side",
 ]
 
 if __name__ == "__main__":

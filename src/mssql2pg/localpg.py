@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -202,6 +203,9 @@ class LocalPostgres:
     """The database superuser the server is initialised with (not the operating-system user)."""
     run_as: str | None = field(default_factory=server_user)
     """The operating-system user the server runs as (None: ourselves); see :func:`server_user`."""
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    """The superuser's password, made up per server: TCP connections need it (scram-sha-256), so no other
+    local user can connect to 127.0.0.1 and run ``COPY ... TO PROGRAM`` as superuser. URL-safe characters."""
 
     @property
     def datadir(self) -> Path:
@@ -223,19 +227,30 @@ class LocalPostgres:
         if self.run_as:
             account = pwd.getpwnam(self.run_as)
             os.chown(self.base, account.pw_uid, account.pw_gid)
-        self._pg(
-            "initdb",
-            "-D",
-            str(self.datadir),
-            "-U",
-            self.user,
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-            check=True,
-        )
+        pwfile = self.base / "initdb-password"
+        pwfile.write_text(self.password + "\n", encoding="utf-8")
+        pwfile.chmod(0o600)
+        if self.run_as:
+            shutil.chown(pwfile, *self.owner())
+        try:
+            self._pg(
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+                check=True,
+            )
+        finally:
+            pwfile.unlink()
+        (self.datadir / "pg_hba.conf").write_text(self.hba(), encoding="utf-8")
         with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as fh:
             fh.write(
                 "\n# mssql2pg throwaway server\n"
@@ -249,6 +264,27 @@ class LocalPostgres:
                 "max_prepared_transactions = 20\n"
                 "log_min_messages = warning\n"
             )
+
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid files the server reads must belong to (its key file must not be readable by others)."""
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            return account.pw_uid, account.pw_gid
+        return os.geteuid(), os.getegid()
+
+    def hba(self, connection: str = "host") -> str:
+        """pg_hba.conf: TCP on 127.0.0.1 (``connection``: ``host``, or ``hostssl`` for TLS only) with a scram
+        password, never ``trust``; the unix socket trusted, because it lives in the server's private directory
+        (mode 0700: only the server's operating-system user, and root, can reach it)."""
+        return f"local all all trust\n{connection} all all 127.0.0.1/32 scram-sha-256\n"
+
+    def configure(self, settings: str, hba: str | None = None) -> None:
+        """Append ``settings`` to postgresql.conf, and replace pg_hba.conf by ``hba`` when given (before start,
+        or followed by a restart)."""
+        with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + settings)
+        if hba is not None:
+            (self.datadir / "pg_hba.conf").write_text(hba, encoding="utf-8")
 
     def start(self) -> None:
         proc = self._pg("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t", "60", "start")
@@ -269,10 +305,13 @@ class LocalPostgres:
         return self._pg("pg_ctl", "-D", str(self.datadir), "status").returncode == 0
 
     def connect(self, database: str = "postgres") -> pg8000.native.Connection:
-        return pg8000.native.Connection(user=self.user, host="127.0.0.1", port=self.port, database=database)
+        return pg8000.native.Connection(
+            user=self.user, password=self.password, host="127.0.0.1", port=self.port, database=database
+        )
 
     def url(self, database: str = "postgres", port: int | None = None) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{port or self.port}/{database}"
+        """The superuser's URL, password included (mssql2pg moves it out of the URL and never shows it)."""
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{port or self.port}/{database}"
 
     def create_database(self, prefix: str = "db", name: str | None = None) -> str:
         name = name or f"{prefix}_{uuid.uuid4().hex[:10]}"

@@ -174,6 +174,7 @@ def test_postgres_init_creates_a_warehouse_role_that_owns_dw_and_can_create_sche
         "PATH": f"{find_bindir()}:{os.environ['PATH']}",
         "PGHOST": "127.0.0.1",
         "PGPORT": str(target_server.port),
+        "PGPASSWORD": target_server.password,
         "POSTGRES_USER": target_server.user,
         "POSTGRES_DB": "postgres",
         "WAREHOUSE_USER": role,
@@ -202,7 +203,9 @@ def test_postgres_init_creates_a_warehouse_role_that_owns_dw_and_can_create_sche
 
     import pg8000.native  # noqa: PLC0415
 
-    as_role = pg8000.native.Connection(user=role, host="127.0.0.1", port=target_server.port, database=db)
+    as_role = pg8000.native.Connection(
+        user=role, password=secret.read_text(encoding="utf-8"), host="127.0.0.1", port=target_server.port, database=db
+    )
     try:
         as_role.run("CREATE SCHEMA dbo")
         as_role.run("CREATE TABLE dbo.t (id int PRIMARY KEY)")

@@ -33,7 +33,9 @@ def test_server_stop_and_restart_keeps_data(fresh_server: PgServer) -> None:
 
 def test_proxy_forwards_and_cut_resets_connections(source_server: PgServer, tcp_proxy) -> None:  # type: ignore[no-untyped-def]
     proxy: TcpProxy = tcp_proxy(source_server)
-    conn = pg8000.native.Connection(user="postgres", host="127.0.0.1", port=proxy.listen_port)
+    conn = pg8000.native.Connection(
+        user="postgres", password=source_server.password, host="127.0.0.1", port=proxy.listen_port
+    )
 
     assert conn.run("SELECT 40 + 2") == [[42]]
 
@@ -41,10 +43,14 @@ def test_proxy_forwards_and_cut_resets_connections(source_server: PgServer, tcp_
     with pytest.raises(Exception):  # noqa: B017, PT011 - the driver reports a reset in its own way
         conn.run("SELECT 1")
     with pytest.raises(Exception):  # noqa: B017, PT011
-        pg8000.native.Connection(user="postgres", host="127.0.0.1", port=proxy.listen_port, timeout=2)
+        pg8000.native.Connection(
+            user="postgres", password=source_server.password, host="127.0.0.1", port=proxy.listen_port, timeout=2
+        )
 
     proxy.restore()
-    conn2 = pg8000.native.Connection(user="postgres", host="127.0.0.1", port=proxy.listen_port)
+    conn2 = pg8000.native.Connection(
+        user="postgres", password=source_server.password, host="127.0.0.1", port=proxy.listen_port
+    )
 
     assert conn2.run("SELECT 1") == [[1]]
     conn2.close()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
+import OpenSSL.SSL
 import pg8000.exceptions
 import pytds.tds_base as tds
 import pytest
@@ -286,3 +288,42 @@ def test_setup_errors_are_terminal_for_the_pipeline_and_keep_their_hint() -> Non
     assert result.hint == "run sys.sp_cdc_enable_db"
     assert "CDC is not enabled" in str(result)
     assert result.__cause__ is original
+
+
+def test_a_refused_certificate_is_transient_and_named_in_one_line() -> None:
+    """``ssl.SSLCertVerificationError`` is an ``OSError``; it gets its own message, not "network error"."""
+    exc = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    exc.verify_message = "self-signed certificate in certificate chain"
+
+    error = classify(exc)
+
+    assert isinstance(error, TransientError)
+    assert error.args[0] == (
+        "TLS: the database server's certificate was refused: self-signed certificate in certificate chain"
+    )
+    assert error.hint is not None
+    assert "sslrootcert" in error.hint
+
+
+def test_a_server_without_tls_asked_for_tls_is_named() -> None:
+    error = classify(pg8000.exceptions.InterfaceError("Server refuses SSL"))
+
+    assert isinstance(error, TransientError)
+    assert "does not offer TLS" in error.args[0]
+
+
+def test_a_failed_sql_server_handshake_is_transient_with_the_reason() -> None:
+    exc = OpenSSL.SSL.Error([("SSL routines", "", "certificate verify failed")])
+
+    error = classify(exc)
+
+    assert isinstance(error, TransientError)
+    assert error.args[0] == "TLS handshake with SQL Server failed: certificate verify failed"
+
+
+def test_a_sql_server_certificate_for_another_host_is_transient_and_named() -> None:
+    error = classify(tds.Error("Certificate does not match host name 'mssql.example'"))
+
+    assert isinstance(error, TransientError)
+    assert "certificate was refused" in error.args[0]
+    assert "mssql.example" in error.args[0]

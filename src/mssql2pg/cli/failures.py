@@ -10,8 +10,10 @@ the caller logs its stack trace through the redacting logger for the bug report.
 Which database failed: driver errors are classified by :func:`mssql2pg.classify.classify`, and the side is
 told by how it was reached. The source is only ever reached through the SQLAlchemy engine (SQL Server with
 python-tds, or the emulator with pg8000), the target only through pg8000's native API: so an error SQLAlchemy
-wrapped, or a python-tds error, is the source's, and a bare pg8000 error is the target's. An error that lost
-its driver exception on the way (one sent by the reader process) names every database of the command.
+wrapped, or a python-tds error, is the source's, and a bare pg8000 error is the target's. A TLS failure is
+told by its library (:func:`mssql2pg.classify.tls_failure_side`): pyOpenSSL is the source's, ``ssl`` the
+target's. An error that lost its driver exception on the way (one sent by the reader process) names every
+database of the command.
 
 Exit codes: 2 when the set-up is at fault (configuration, connection, login; the line says what to change),
 1 for a fault while working (a terminal error, a refused statement, a bug).
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 import sqlalchemy.exc
 
-from mssql2pg.classify import ClassifiedError, classify, classify_mssql, classify_postgres
+from mssql2pg.classify import ClassifiedError, classify, classify_mssql, classify_postgres, tls_failure_side
 from mssql2pg.cli.options import Database
 from mssql2pg.errors import Mssql2pgError, TerminalError
 from mssql2pg.redact import redact_text
@@ -69,6 +71,8 @@ def _database_failure(exc: Exception, error: ClassifiedError, databases: Sequenc
     who = " or ".join(f"the {d.role} database {d.url}" for d in involved) or "the database"
     settings = ", ".join(d.setting for d in involved)
     message = _message(error)
+    if error.scope == "connection" and tls_failure_side(exc) is not None:  # reachable, but not trusted
+        return Failure(_line(f"cannot connect securely to {who}: {message}", error.hint), SET_UP)
     if error.scope == "connection":
         where = f" ({settings}: host and port; the network; the firewall)" if settings else ""
         return Failure(
@@ -86,6 +90,9 @@ def _database_failure(exc: Exception, error: ClassifiedError, databases: Sequenc
 
 def _origin(exc: BaseException) -> str | None:
     """``source`` or ``target``: the side whose driver raised ``exc`` (see the module docstring)."""
+    side = tls_failure_side(exc)
+    if side is not None:
+        return side
     for candidate in _chain(exc):
         if isinstance(candidate, sqlalchemy.exc.SQLAlchemyError) or classify_mssql(candidate) is not None:
             return "source"

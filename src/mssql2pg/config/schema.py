@@ -153,7 +153,8 @@ class DatabaseConfig(Section):
     def pg8000_params(self) -> dict[str, Any]:
         """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only). ``timeout`` is pg8000's
         socket timeout: it bounds the connect, and every read after it unless the caller resets the socket's
-        timeout once connected (long statements are normal in the applier)."""
+        timeout once connected (long statements are normal in the applier). TLS (``ssl_context``) is added by
+        :func:`mssql2pg.pipeline.connections.target_connector`, the one place the target is connected."""
         if self.backend != "postgresql":
             msg = f"{self.redacted_url()} is not a PostgreSQL URL"
             raise ValueError(msg)
@@ -175,8 +176,58 @@ def _without_password(url: URL) -> URL:
     return URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
 
 
+SourceEncrypt = Literal["off", "on", "strict"]
+
+
 class SourceConfig(DatabaseConfig):
     """Where changes are read: SQL Server (``mssql+pytds://``) or the CDC emulator (``postgresql://``)."""
+
+    encrypt: SourceEncrypt = "off"
+    """TLS to SQL Server (python-tds with pyOpenSSL). ``off``: no encryption (login and data in clear text; a
+    server that requires encryption refuses the login). ``on``: the whole connection encrypted, the server's
+    certificate verified against ``ca_file``, and its host name checked unless ``check_hostname`` is false.
+    ``strict``: as ``on``, and ``check_hostname: false`` is refused. python-tds has no TDS 8.0, so this is not
+    SQL Server's ``Encrypt=Strict`` (TLS before the pre-login); and it cannot encrypt without verifying, so there
+    is no ``TrustServerCertificate``. SQL Server only."""
+
+    ca_file: Path | None = None
+    """The CA certificate(s) (PEM file) the SQL Server certificate must chain to; required when ``encrypt`` is
+    ``on`` or ``strict``. For a self-signed server certificate, the certificate itself."""
+
+    check_hostname: bool = True
+    """Whether the SQL Server certificate must name the host of ``url`` (with ``encrypt: on``). Turning it off
+    still verifies the chain; ``encrypt: strict`` refuses it."""
+
+    @field_validator("encrypt", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``off``/``on`` as a boolean: take it as the word that was written."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _encryption_needs_sql_server_and_a_ca(self) -> SourceConfig:
+        if self.encrypt == "off":
+            return self
+        if self.backend != "mssql":
+            msg = "source.encrypt applies to SQL Server only (the emulator is connected with pg8000)"
+            raise ValueError(msg)
+        if self.ca_file is None:
+            msg = (
+                f"source.encrypt {self.encrypt} needs source.ca_file (python-tds verifies the server's certificate "
+                "whenever it encrypts)"
+            )
+            raise ValueError(msg)
+        if self.encrypt == "strict" and not self.check_hostname:
+            msg = "source.encrypt strict checks the host name: remove source.check_hostname: false"
+            raise ValueError(msg)
+        return self
+
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+TLS_QUERY_KEYS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+"""The query parameters ``target.url`` accepts (libpq's names); each is also a ``target.*`` key."""
 
 
 class TargetConfig(DatabaseConfig):
@@ -187,21 +238,76 @@ class TargetConfig(DatabaseConfig):
 
     url: str
     """PostgreSQL URL without the password, e.g. ``postgresql://warehouse@postgres:5432/dw`` (connected with
-    pg8000). A password written inside the URL is accepted but moved to ``password``. No query parameters:
-    the connection is made from user, host, port and database only."""
+    pg8000). A password written inside the URL is accepted but moved to ``password``. The query may carry
+    libpq's TLS parameters ``sslmode``, ``sslrootcert``, ``sslcert`` and ``sslkey``
+    (``...?sslmode=verify-full&sslrootcert=/etc/ssl/dw-ca.pem``); they are moved to the ``target.ssl*`` keys.
+    Any other query parameter is refused (it would be ignored)."""
 
-    @field_validator("url")
+    sslmode: SslMode = "prefer"
+    """TLS to the target, with libpq's meaning. ``verify-full``: encrypted, the server's certificate must chain
+    to ``sslrootcert`` and name the host connected to (the setting that stops a man-in-the-middle).
+    ``verify-ca``: encrypted, the chain is checked but not the host name. ``require``: encrypted, nothing
+    verified (as in libpq, ``require`` with ``sslrootcert`` set verifies the chain like ``verify-ca``).
+    ``prefer`` (the default, as in libpq): TLS without verification when the server offers it, else plain.
+    ``allow``: plain first, TLS without verification when the server refuses plain. ``disable``: plain."""
+
+    sslrootcert: str | None = None
+    """The CA certificate(s) (PEM file) the target's certificate must chain to, or ``system`` for the
+    operating system's CA store. Required by ``verify-ca`` and ``verify-full``: unlike libpq, no default file
+    (``~/.postgresql/root.crt``) is read."""
+
+    sslcert: Path | None = None
+    """Client certificate (PEM) for servers that authenticate clients by certificate (``clientcert`` in
+    pg_hba.conf); needs ``sslkey`` unless the file holds the key too."""
+
+    sslkey: Path | None = None
+    """The private key (PEM, unencrypted) of ``sslcert``."""
+
+    @model_validator(mode="before")
     @classmethod
-    def _no_query(cls, value: str) -> str:
-        """``pg8000_params`` uses user, host, port and database only: a query (``?sslmode=require``) would be
-        dropped without a word, so it is refused instead."""
-        if make_url(value).query:
+    def _tls_from_query(cls, data: Any) -> Any:
+        """Move libpq's TLS query parameters from ``url`` to the ``ssl*`` keys, refusing any other parameter
+        (pg8000 takes no URL query: it would be dropped without a word) and a parameter that contradicts the
+        key of the same name."""
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        try:
+            url = make_url(data["url"])
+        except ArgumentError:
+            return data  # reported by the url validator
+        if not url.query:
+            return data
+        unknown = sorted(set(url.query) - set(TLS_QUERY_KEYS))
+        if unknown:
             msg = (
-                "the target URL takes no query parameters, they would be ignored: the target is connected from "
-                "user, host, port and database only (TLS to the target cannot be configured yet)"
+                f"the target URL has query parameter(s) {', '.join(unknown)} that would be ignored; "
+                f"only {', '.join(TLS_QUERY_KEYS)} are accepted (other settings are target.* keys)"
             )
             raise ValueError(msg)
-        return value
+        moved = dict(data)
+        for key, value in url.query.items():
+            if not isinstance(value, str):
+                msg = f"the target URL gives {key} more than once"
+                raise ValueError(msg)
+            if moved.get(key) is not None and str(moved[key]) != value:
+                msg = f"target.{key} is {moved[key]!r} but the target URL says {key}={value}; give it once"
+                raise ValueError(msg)
+            moved[key] = value
+        moved["url"] = url.set(query={}).render_as_string(hide_password=False)
+        return moved
+
+    @model_validator(mode="after")
+    def _verification_needs_a_ca(self) -> TargetConfig:
+        if self.sslmode in ("verify-ca", "verify-full") and self.sslrootcert is None:
+            msg = (
+                f"sslmode {self.sslmode} needs target.sslrootcert (the CA file the server's certificate must "
+                "chain to, or 'system' for the operating system's CAs)"
+            )
+            raise ValueError(msg)
+        if self.sslkey is not None and self.sslcert is None:
+            msg = "target.sslkey is set without target.sslcert"
+            raise ValueError(msg)
+        return self
 
 
 # ------------------------------------------------------------------------------------------------------ tables

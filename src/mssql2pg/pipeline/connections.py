@@ -13,11 +13,14 @@ import socket
 from datetime import datetime
 from typing import Any
 
+import pg8000.exceptions
 import pg8000.native
 import sqlalchemy as sa
 
+from mssql2pg.classify import server_refuses_tls, sqlstate
 from mssql2pg.config import Config
 from mssql2pg.pgconn import PgConnection, PgConnector
+from mssql2pg.pipeline.tls import source_tls_args, target_tls
 
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
@@ -54,6 +57,15 @@ def _fast_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def source_connect_args(config: Config) -> dict[str, Any]:
+    """The driver's ``connect()`` arguments for the source: timeouts and application name, plus TLS for SQL
+    Server (:func:`mssql2pg.pipeline.tls.source_tls_args`)."""
+    args = config.source.engine_connect_args()
+    if config.source.backend == "mssql":
+        args.update(source_tls_args(config.source))
+    return args
+
+
 def source_engine(config: Config) -> sa.Engine:
     """The source's engine (SQL Server, or the emulator in PostgreSQL); connecting happens on first use."""
     engine = sa.create_engine(
@@ -61,7 +73,7 @@ def source_engine(config: Config) -> sa.Engine:
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=2,
-        connect_args=config.source.engine_connect_args(),
+        connect_args=source_connect_args(config),
     )
 
     @sa.event.listens_for(engine, "connect")
@@ -82,11 +94,23 @@ def target_connector(config: Config) -> PgConnector:
 
     The applier talks to pg8000's native API directly (COPY streaming, one connection it owns), so it takes a
     factory rather than an SQLAlchemy engine. ``connect_timeout`` bounds the connect only: once connected the
-    socket blocks without a timeout (keepalive finds a dead peer)."""
+    socket blocks without a timeout (keepalive finds a dead peer).
+
+    TLS is set up here for every target connection (:mod:`mssql2pg.pipeline.tls`: libpq's ``sslmode``); for
+    ``allow`` and ``prefer`` a connection the server refuses is tried once more the other way."""
     params = config.target.pg8000_params()
+    tls = target_tls(config.target)
+
+    def open_connection() -> pg8000.native.Connection:
+        try:
+            return pg8000.native.Connection(**params, ssl_context=tls.first)
+        except pg8000.exceptions.Error as exc:
+            if tls.fallback is None or not _refused_for_tls(exc, first_was_tls=tls.first is not False):
+                raise
+        return pg8000.native.Connection(**params, ssl_context=tls.fallback)
 
     def connect() -> PgConnection:
-        conn: PgConnection = pg8000.native.Connection(**params)
+        conn: PgConnection = open_connection()
         sock = driver_socket(conn)
         if isinstance(sock, socket.socket):
             sock.settimeout(None)
@@ -94,3 +118,9 @@ def target_connector(config: Config) -> PgConnector:
         return conn
 
     return connect
+
+
+def _refused_for_tls(exc: BaseException, *, first_was_tls: bool) -> bool:
+    """The server refused the first attempt for its encryption: it answered the TLS request with "no" (we
+    asked for TLS), or pg_hba.conf has no entry for a plain connection (SQLSTATE 28000, we did not)."""
+    return server_refuses_tls(exc) if first_was_tls else sqlstate(exc) == "28000"

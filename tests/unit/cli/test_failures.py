@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
+import OpenSSL.SSL
 import pg8000.exceptions
 import pytds.tds_base as tds
 import pytest
@@ -62,6 +64,40 @@ def test_a_python_tds_error_is_the_sources() -> None:
 
     assert f"cannot connect to the source database {SOURCE.url}" in _one_line(failure.line)
     assert failure.exit_code == 2
+
+
+def _certificate_refused(reason: str) -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {reason}")
+    exc.verify_message = reason
+    return exc
+
+
+def test_a_certificate_the_target_connector_refused_names_the_target_and_the_tls_settings() -> None:
+    """pg8000 lets the ``ssl`` module's error through unwrapped; only the target is connected with it (the
+    source's SQL Server TLS is pyOpenSSL's, the emulator is reached through SQLAlchemy)."""
+    failure = explain(_certificate_refused("unable to get local issuer certificate"), [SOURCE, TARGET])
+
+    line = _one_line(failure.line)
+    assert failure.exit_code == 2
+    assert f"the target database {TARGET.url}" in line
+    assert SOURCE.url not in line
+    assert "certificate was refused: unable to get local issuer certificate" in line
+    assert "target.sslrootcert" in line  # what to check: the TLS settings, not "is it running"
+    assert "running and reachable" not in line
+
+
+def test_a_certificate_python_tds_refused_names_the_source_and_its_tls_settings() -> None:
+    exc = OpenSSL.SSL.Error([("SSL routines", "", "certificate verify failed")])
+
+    failure = explain(exc, [SOURCE, TARGET])
+
+    line = _one_line(failure.line)
+    assert failure.exit_code == 2
+    assert f"the source database {SOURCE.url}" in line
+    assert TARGET.url not in line
+    assert "certificate verify failed" in line
+    assert "source.ca_file" in line
+    assert "running and reachable" not in line
 
 
 def test_a_classified_error_without_its_driver_exception_names_every_database() -> None:
