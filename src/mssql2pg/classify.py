@@ -37,7 +37,7 @@ import pg8000.exceptions
 import pytds.tds_base as tds
 import sqlalchemy.exc
 
-from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
+from mssql2pg.errors import RETRIED_HINT, Mssql2pgError, TerminalError, TransientError
 from mssql2pg.redact import redact_text
 
 scrub = redact_text
@@ -106,7 +106,7 @@ def _pipeline(name: str, hint: str | None = None) -> Rule:
 
 
 _ROW_HINT = "the row goes to the dead-letter table; inspect it with 'mssql2pg dlq list'"
-_RETRY_HINT = "retried automatically with backoff; nothing is lost"
+_RETRY_HINT = RETRIED_HINT
 _CERT_HINT = (
     "check target.sslrootcert (the CA the server's certificate must chain to), target.sslmode, and that the "
     "certificate names the host in target.url (verify-full)"

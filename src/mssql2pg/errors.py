@@ -41,6 +41,11 @@ class TransientError(Mssql2pgError):
     """A fault that goes away by itself: connection lost, deadlock, admin shutdown, disk full, timeout."""
 
 
+RETRIED_HINT = "retried automatically with backoff; nothing is lost"
+"""The hint of a transient fault that has no remedy of its own: when retries run out (``retry.max_attempts``)
+the message says what to check instead, while a fault with its own hint (a refused certificate) keeps it."""
+
+
 class TerminalError(Mssql2pgError):
     """A fault that retrying cannot fix: bad data, a violated constraint, an incompatible type."""
 

@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from mssql2pg.errors import Mssql2pgError, TerminalError, TransientError
+from mssql2pg.errors import RETRIED_HINT, Mssql2pgError, TerminalError, TransientError
 
 log = structlog.get_logger(component="retry")
 
@@ -169,7 +169,11 @@ class Retry:
                 f"the last: {fields['error']}"
             )
             side = fields["component_name"]
-            fix = f"check that the {side} database is up and reachable; " if side != "pipeline" else ""
+            own = getattr(error, "hint", None)  # the fault's own remedy (a refused certificate: the CA to set)
+            if own and own != RETRIED_HINT:
+                fix = f"{own}; "
+            else:
+                fix = f"check that the {side} database is up and reachable; " if side != "pipeline" else ""
             raise RetriesExhaustedError(
                 msg,
                 hint=f"{fix}nothing is lost: the next start resumes from the last committed checkpoint (unset "

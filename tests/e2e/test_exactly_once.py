@@ -26,6 +26,7 @@ from mssql2pg.demo.workload import (
     money_sum,
     table_rows,
 )
+from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import PipelineProcess, run_cli, write_config
 from tests.fixtures.pg import PgServer
 from tests.fixtures.waiting import wait_for
@@ -36,11 +37,8 @@ KILLS = int(os.environ.get("MSSQL2PG_TEST_KILLS", "20"))
 
 
 def _connect(url: str) -> pg8000.native.Connection:
-    rest = url.split("://", 1)[1]
-    user, hostpart = rest.split("@", 1)
-    hostport, database = hostpart.split("/", 1)
-    host, port = hostport.split(":")
-    return pg8000.native.Connection(user=user, host=host, port=int(port), database=database)
+    """A connection from a test server's URL, password included (the local servers require it over TCP)."""
+    return connect(url)
 
 
 class InvariantWatcher(threading.Thread):

@@ -146,6 +146,32 @@ def test_max_attempts_stops_with_the_last_error() -> None:
     assert caught.value.hint
 
 
+def test_giving_up_keeps_the_hint_of_the_last_error_when_it_has_one() -> None:
+    """A refused certificate is not fixed by checking that the database is up: its own hint is what to do."""
+    refused = TransientError("the target refused our certificate check", hint="set target.sslrootcert to its CA")
+    refused.component = "target"  # type: ignore[attr-defined]
+    _calls, fn = flaky([refused] * 3)
+
+    with pytest.raises(RetriesExhaustedError) as caught:
+        retry(RetrySettings(max_attempts=2)).call(fn, FakeStop())
+
+    hint = caught.value.hint or ""
+    assert "set target.sslrootcert to its CA" in hint
+    assert "up and reachable" not in hint
+    assert "resumes from the last committed checkpoint" in hint
+
+
+def test_giving_up_without_a_hint_says_to_check_the_database_it_came_from() -> None:
+    lost = ConnectionRefusedError(111, "refused")
+    lost.component = "source"  # type: ignore[attr-defined]
+    _calls, fn = flaky([lost] * 3)
+
+    with pytest.raises(RetriesExhaustedError) as caught:
+        retry(RetrySettings(max_attempts=2)).call(fn, FakeStop())
+
+    assert "check that the source database is up and reachable" in (caught.value.hint or "")
+
+
 def test_each_failed_attempt_is_one_log_line_with_the_attempt_and_the_next_delay() -> None:
     _calls, fn = flaky([ConnectionRefusedError(111, "refused")] * 3)
     with structlog.testing.capture_logs() as logs, pytest.raises(RetriesExhaustedError):
