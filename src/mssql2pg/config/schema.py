@@ -305,6 +305,12 @@ class PipelineSettings(Section):
     position without a group. Letters, digits, ``_``, ``.``, ``-``; at most 63 characters. See
     docs/scale-out.md."""
 
+    standby_poll: Duration = Field(default=1.0, gt=0)
+    """How often a standby (a second process of the same ``name`` and ``group``) tries to take over. It takes
+    over at most this long after the active process's connection to the target ends: at once when that process
+    dies (the server notices the closed socket), after the server's TCP keepalive gives up when its machine or
+    network is gone."""
+
     @property
     def group_key(self) -> str:
         """The group whose position this process keeps in the control schema: ``group``, or ``''`` when unset

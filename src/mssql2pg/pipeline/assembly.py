@@ -149,6 +149,7 @@ class Pipeline:
             ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
             retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
+            standby_poll=config.pipeline.standby_poll,
         )
         pipeline = cls(
             config,
