@@ -121,8 +121,8 @@ def move_tables_to_group(
             position = Lsn.from_bytes(resume_after)
         else:
             position = read_checkpoint(conn, pipeline, str(old_group))
-            if position.is_null:
-                position = BEFORE_ANY_CHANGE
+            if position.is_null:  # its group never committed: nothing of it is applied
+                position = checkpoint if checkpoint.is_null else BEFORE_ANY_CHANGE
         keep = None if position == checkpoint else position
         conn.run(
             sql.MOVE_TABLE_TO_GROUP,
