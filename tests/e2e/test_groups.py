@@ -15,7 +15,10 @@ import random
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pg8000.native
 import pytest
@@ -105,6 +108,17 @@ def _differences(src: pg8000.native.Connection, dst: pg8000.native.Connection) -
     return found
 
 
+def _readyz(proc: PipelineProcess) -> dict[str, Any]:
+    """The process's /readyz body (200 or 503 alike)."""
+    url = f"http://127.0.0.1:{proc.env['MSSQL2PG__HTTP__PORT']}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as unready:
+        body = json.loads(unready.read())
+    return body
+
+
 def _group_checkpoints(dst: pg8000.native.Connection) -> dict[str, bytes]:
     if not dst.run("SELECT to_regclass('mssql2pg.checkpoints') IS NOT NULL")[0][0]:
         return {}
@@ -149,6 +163,8 @@ def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
         ga2.start()
         wait_for(lambda: "standby: another process writes" in ga2.log_text(), timeout=60, what="ga2 is a standby")
         assert "standby" not in ga1.log_text()
+        ready = wait_for(lambda: _readyz(ga2), timeout=30, what="ga2's /readyz")
+        assert ready["components"]["target"]["reason"].startswith("standby: "), ready
 
         # kill -9 the active process of ga: its standby takes over
         before = _group_checkpoints(dst)["ga"]
@@ -191,6 +207,12 @@ def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
             "dbo.b1": "gb",
             "dbo.b2": "gb",
         }
+        text = run_cli("status", "--config", str(config), env=cli_env(MSSQL2PG__PIPELINE__GROUP="ga"))
+        assert text.returncode == 0, text.stdout + text.stderr
+        assert "pipeline default group ga:" in text.stdout
+        assert "  group ga " in text.stdout
+        assert "  group gb " in text.stdout
+        assert "[group gb]" in text.stdout
         for proc in (ga1, ga2, gb):
             assert proc.alive(), proc.log_text()[-3000:]
             assert proc.terminate() == 0, proc.log_text()[-3000:]
