@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import pytest
 from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import PipelineProcess, cli_env, run_cli, write_config
 from tests.fixtures.emulator import enable_table
+from tests.fixtures.pg import PgServer
+from tests.fixtures.proxy import TcpProxy
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -223,6 +226,80 @@ def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
             if "transient fault" in line and "being written by another connection" in line
         ]
         assert waits == [], "a standby's wait is not a failed attempt"
+    finally:
+        writer.stop.set()
+        for proc in processes:
+            if proc.alive():
+                proc.kill9()
+        src.close()
+        dst.close()
+
+
+def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
+    emulated_source_url: str,
+    target_server: PgServer,
+    target_dbname: str,
+    tcp_proxy: Callable[[PgServer], TcpProxy],
+    tmp_path: Path,
+) -> None:
+    """Fencing with real processes: the active ga process reaches the target through a proxy. The proxy first
+    stalls (a partition nobody has noticed yet): its commits cannot arrive, and the standby does not take over
+    while the server still holds the owner's session. Then the connections are reset (the server notices): the
+    owner's session, its lock and whatever it had not committed are gone, the standby takes over, and the
+    former owner, reconnecting, becomes the standby. Nothing is lost or applied twice."""
+    target_url = target_server.url(target_dbname)
+    src, dst = connect(emulated_source_url), connect(target_url)
+    src.run("CREATE SCHEMA dbo")
+    for table in (*TABLES["ga"], *TABLES["gb"]):
+        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
+        enable_table(src, "dbo", table)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        emulated_source_url,
+        target_url,
+        GROUPS,  # type: ignore[arg-type]
+        pipeline={"standby_poll": "200ms"},
+        retry={"initial": "100ms", "maximum": "500ms"},
+    )
+    proxy = tcp_proxy(target_server)
+    behind_proxy = f"postgresql://postgres@127.0.0.1:{proxy.listen_port}/{target_dbname}"
+
+    def process(name: str, group: str, **env: str) -> PipelineProcess:
+        env = {"MSSQL2PG__PIPELINE__GROUP": group, "MSSQL2PG__HTTP__PORT": str(_free_port()), **env}
+        return PipelineProcess(config, tmp_path / f"{name}.log", env=env)
+
+    owner = process("owner", "ga", MSSQL2PG__TARGET__URL=behind_proxy)
+    standby, gb = process("standby", "ga"), process("gb", "gb")
+    writer = Writer(emulated_source_url, random.randrange(1 << 30))
+    processes = [owner, standby, gb]
+    try:
+        writer.start()
+        owner.start()
+        gb.start()
+        wait_for(lambda: {"ga", "gb"} <= set(_group_checkpoints(dst)), timeout=90, what="both groups committed")
+        standby.start()
+        wait_for(lambda: "standby: another process writes" in standby.log_text(), timeout=60, what="a standby")
+
+        proxy.pause()
+        stalled_at = writer.committed
+        wait_for(lambda: writer.committed >= stalled_at + 100, timeout=60, what="the workload to go on")
+        assert "took over" not in standby.log_text(), "the owner's session still holds the lock"
+
+        proxy.cut()
+        wait_for(lambda: "took over" in standby.log_text(), timeout=60, what="the standby to take over")
+        proxy.restore()
+        wait_for(lambda: "standby: another process writes" in owner.log_text(), timeout=60, what="owner is standby")
+
+        writer.stop.set()
+        writer.join(30)
+        assert writer.error is None, writer.error
+        wait_for(lambda: not _differences(src, dst), timeout=120, what="the target to match the source")
+        for proc in processes:
+            assert proc.alive(), proc.log_text()[-3000:]
+            assert proc.terminate() == 0, proc.log_text()[-3000:]
+        assert _differences(src, dst) == {}
+        logs = "".join(proc.log_text() for proc in processes)
+        assert "would move backwards" not in logs  # two writers of one group would trip the checkpoint guard
     finally:
         writer.stop.set()
         for proc in processes:
