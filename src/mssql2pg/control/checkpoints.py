@@ -1,8 +1,10 @@
 """Positions in ``mssql2pg.checkpoints`` and the stores the applier writes its position through.
 
-The checkpoint is written in the same PostgreSQL transaction as the data it covers and only ever moves
-forward: a crash loses nothing and duplicates nothing, and a second writer of one pipeline is caught instead
-of silently moving the position back.
+Each table group of a pipeline (``pipeline.group``; ``''`` without one) has its own checkpoint row, written in
+the same PostgreSQL transaction as the data it covers, and only ever moving forward: a crash loses nothing and
+duplicates nothing, and a second writer of one group is caught instead of silently moving the position back.
+A group reads only its own row, or the row without a group while it has none (:func:`read_checkpoint_row`);
+a table that changes group takes its position with it (:func:`move_tables_to_group`).
 """
 
 from __future__ import annotations
