@@ -11,6 +11,7 @@ of rows missing or stale.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import threading
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TABLES = {"ga": ("a1", "a2"), "gb": ("b1", "b2")}
 GROUPS = [{"name": "dbo.a*", "group": "ga"}, {"name": "dbo.b*", "group": "gb"}]
+STANDBY_POLL_ENV = "MSSQL2PG__PIPELINE__STANDBY_POLL"  # set it to measure the takeover with another poll
 
 
 def _free_port() -> int:
@@ -179,7 +181,7 @@ def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
         committing = time.monotonic() - killed_at
         print(
             f"standby takeover after kill -9: {took_over:.2f} s to take over the tables, "
-            f"{committing:.2f} s to the first commit (standby_poll 200ms)"
+            f"{committing:.2f} s to the first commit (standby_poll {os.environ.get(STANDBY_POLL_ENV, '200ms')})"
         )
         ga1.start()  # the restarted process is the standby now
         wait_for(lambda: "standby: another process writes" in ga1.log_text(), timeout=60, what="ga1 is the standby")
