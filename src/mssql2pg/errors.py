@@ -67,6 +67,19 @@ class TableFaultError(TerminalError):
         self.remediation = remediation
 
 
+class ReplanError(TerminalError):
+    """Not a failure: the control schema holds something the running plan does not know (a table moved into
+    this pipeline's group keeps a position of its own, so the reader must be planned with it). Like a
+    :class:`TableFaultError` it leaves the replication loop, and the pipeline rebuilds itself (see
+    :meth:`mssql2pg.pipeline.assembly.Pipeline.run`); what it committed before is kept."""
+
+
+class OwnedElsewhereError(TransientError):
+    """Another process writes what this one would write (its tables' write locks are held): this process is a
+    standby. The runner waits and tries again at a steady pace, without counting it as a failed attempt, and
+    takes over as soon as the owner's connection ends."""
+
+
 class SourceValueError(TerminalError):
     """A value read from the source that cannot be decoded to its column's type (a read-side row fault):
     the change becomes a dead letter, the rest continues."""

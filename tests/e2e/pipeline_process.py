@@ -52,6 +52,7 @@ class PipelineProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. MSSQL2PG__PIPELINE__GROUP for one group's process
 
     def start(self) -> None:
         self.starts += 1
@@ -60,7 +61,7 @@ class PipelineProcess:
             [sys.executable, "-m", "mssql2pg", "run", "--config", str(self.config), *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=cli_env(),
+            env=cli_env(**self.env),
         )
 
     def kill9(self) -> None:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from structlog.testing import capture_logs
 
 from mssql2pg.config import RetrySettings
-from mssql2pg.errors import TerminalError, TransientError
+from mssql2pg.errors import OwnedElsewhereError, TerminalError, TransientError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline import runner as runner_module
@@ -383,3 +384,54 @@ def test_the_pipeline_component_is_healthy_again_after_recovery() -> None:
 def _pipeline_status(obs: Observability) -> str:
     status: str = obs.health.readiness()[1]["components"].get("pipeline", {}).get("status", "absent")
     return status
+
+
+@dataclass
+class OwnedSink(FakeSink):
+    """Another process writes the tables for the first ``owned`` starts (this one is its standby)."""
+
+    owned: int = 0
+    starts: int = 0
+
+    def start(self) -> Lsn:
+        self.starts += 1
+        if self.starts <= self.owned:
+            raise OwnedElsewhereError("dbo.t is being written by another connection")
+        return super().start()
+
+
+def test_a_standby_waits_without_counting_failures_and_takes_over() -> None:
+    """Waiting for the owner to go is not a failed attempt: retry.max_attempts (here 2) does not end it, it
+    waits standby_poll between tries, and it says once that it waits and once that it took over."""
+    sink = OwnedSink(owned=5)
+    waits: list[float] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+    with capture_logs() as logs:
+        stats = Runner(
+            FakeSource([tx(i) for i in range(3)]), sink, Retry(classify, no_wait, max_attempts=2), standby_poll=0.25
+        ).run(Stop(), until_caught_up=True)
+
+    assert sink.committed == [0, 1, 2]
+    assert stats.failures == []
+    assert waits == [0.25] * 5
+    events = [entry["event"] for entry in logs]
+    assert events.count("standby: another process writes these tables; waiting to take over") == 1
+    assert events.count("took over: this process writes its tables now") == 1
+
+
+def test_a_standby_leaves_the_wait_when_its_tables_are_re_planned() -> None:
+    """A table paused for a resync holds the lock too: once the pipeline is asked to re-plan, the runner returns
+    instead of waiting for a table it will no longer replicate."""
+    sink = OwnedSink(owned=1_000_000)
+    replan = threading.Event()
+    replan.set()
+
+    stats = Runner(FakeSource([tx(1)]), sink, Retry(classify, no_wait), replan=replan).run(threading.Event())
+
+    assert sink.starts == 1
+    assert stats.failures == []

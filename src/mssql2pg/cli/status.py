@@ -23,18 +23,25 @@ def command(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"pipeline {report['pipeline']}: {report['source']} -> {report['target']}")
+    group = f" group {report['group']}" if report.get("group") else ""
+    click.echo(f"pipeline {report['pipeline']}{group}: {report['source']} -> {report['target']}")
     cp = report.get("checkpoint")
     click.echo(
         f"  checkpoint      {cp['lsn'] if cp else 'none yet'}"
         + (f" (source commit {cp['source_commit_time']})" if cp and cp["source_commit_time"] else "")
     )
+    for name, row in (report.get("groups") or {}).items():
+        commit = f" (source commit {row['source_commit_time']})" if row["source_commit_time"] else ""
+        caught_up = "  [caught up]" if row.get("caught_up") else ""
+        click.echo(f"  group {name:<10} checkpoint {row['lsn']}{commit}{caught_up}")
     src: dict[str, Any] = report.get("source_max_lsn") or {}
     click.echo(
         f"  source max LSN  {src.get('lsn', src.get('error'))}" + ("  [caught up]" if report.get("caught_up") else "")
     )
     for t in report["tables"]:
-        line = f"  {t['source']:<30} -> {t['target']:<30} {t['state']}"
+        line = f"  {t['source']:<30} -> {t['target']:<30} {t['state']}" + (
+            f" [group {t['group']}]" if t.get("group") else ""
+        )
         if "resumes_after" in t:  # resynced; the pipeline checkpoint does not cover it yet
             line += f" (resynced: resumes after {t['resumes_after']})"
         click.echo(line)

@@ -329,8 +329,9 @@ class Defaults(Section):
     ``naming: lower``)."""
 
     group: str = "default"
-    """The table group. Source transactions are kept atomic within a group; one process owns a group at a
-    time (see ``pipeline.group``)."""
+    """The table group. Source transactions are kept atomic within a group, and each group keeps its own
+    position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
+    change in the same source transactions belong in the same group."""
 
 
 class TableEntry(Section):
@@ -402,10 +403,33 @@ class PipelineSettings(Section):
     Letters, digits, ``_``, ``.``, ``-``; at most 63 characters."""
 
     group: str | None = None
-    """Replicate only the tables of this group (scale-out: one process per group). The checkpoint belongs to
-    ``name``, so give each group's process its own ``name`` too. A second process started for the same name
-    and group finds its tables locked (``TableBusyError``) and retries like any transient failure until the
-    first one's connection closes, then takes over. Unset: every selected table."""
+    """Replicate only the tables of this group (scale-out: one process per group, all with the same config
+    and ``name``). Each group keeps its own checkpoint, keyed by ``name`` and group; a group that never
+    committed starts from the pipeline's position without a group (the one it had before groups, if any). A
+    second process started for the same name and group is a standby: it waits, logging that it does, and
+    takes over when the first one's connection to the target ends. Unset: every selected table, under the
+    position without a group. Letters, digits, ``_``, ``.``, ``-``; at most 63 characters. See
+    docs/scale-out.md."""
+
+    standby_poll: Duration = Field(default=1.0, gt=0)
+    """How often a standby (a second process of the same ``name`` and ``group``) tries to take over. It takes
+    over at most this long after the active process's connection to the target ends: at once when that process
+    dies (the server notices the closed socket), after the server's TCP keepalive gives up when its machine or
+    network is gone."""
+
+    @property
+    def group_key(self) -> str:
+        """The group whose position this process keeps in the control schema: ``group``, or ``''`` when unset
+        (a process replicating every group)."""
+        return self.group or ""
+
+    @field_validator("group")
+    @classmethod
+    def _usable_group(cls, value: str | None) -> str | None:
+        if value is not None and not _PIPELINE_NAME.fullmatch(value):
+            msg = f"{value!r} is not a usable group name (letters, digits, '_', '.', '-'; at most 63)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("name")
     @classmethod

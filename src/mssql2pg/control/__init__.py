@@ -15,11 +15,16 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 """
 
 from mssql2pg.control.checkpoints import (
+    CheckpointRow,
     CheckpointStore,
     PipelineCheckpoint,
     ResumePositions,
     advance_checkpoint,
+    group_checkpoints,
+    move_tables_to_group,
     read_checkpoint,
+    read_checkpoint_row,
+    table_checkpoint,
 )
 from mssql2pg.control.deadletters import (
     DeadLetterRecord,
@@ -47,7 +52,7 @@ from mssql2pg.control.reconciliations import (
     record_reconciliation,
 )
 from mssql2pg.control.statements import CONTROL_SCHEMA
-from mssql2pg.control.status import CheckpointRow, PipelineStatus, TableStatus, read_status
+from mssql2pg.control.status import PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
     TableBusyError,
     advance_resume_position,
@@ -59,6 +64,7 @@ from mssql2pg.control.tables import (
     register_table,
     resume_positions,
     set_table_state,
+    table_groups,
     try_claim_table,
 )
 
@@ -87,13 +93,16 @@ __all__ = [
     "ensure_control_schema",
     "fail_dead_letter_retry",
     "get_dead_letter",
+    "group_checkpoints",
     "ignore_dead_letter",
     "inactive_tables",
     "installed_version",
     "latest_reconciliations",
     "list_dead_letters",
     "mark_resynced",
+    "move_tables_to_group",
     "read_checkpoint",
+    "read_checkpoint_row",
     "read_status",
     "read_table_state",
     "record_dead_letters",
@@ -102,5 +111,7 @@ __all__ = [
     "resolve_dead_letter",
     "resume_positions",
     "set_table_state",
+    "table_checkpoint",
+    "table_groups",
     "try_claim_table",
 ]

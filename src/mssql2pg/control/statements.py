@@ -102,6 +102,17 @@ MIGRATION_3 = (
 )
 """Version 3: one row per table and run of ``mssql2pg reconcile`` (counts, the bounded key lists, the action)."""
 
+MIGRATION_4 = (
+    f"ALTER TABLE {_c('checkpoints')} ADD COLUMN IF NOT EXISTS group_name text NOT NULL DEFAULT ''",
+    f"ALTER TABLE {_c('checkpoints')} DROP CONSTRAINT IF EXISTS checkpoints_pkey, "
+    "ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (pipeline, group_name)",
+    f"ALTER TABLE {_c('table_state')} ADD COLUMN IF NOT EXISTS group_name text NOT NULL DEFAULT ''",
+)
+"""Version 4: a position per table group (``pipeline.group``). ``checkpoints`` is keyed by (pipeline,
+group_name); ``table_state.group_name`` is the group whose checkpoint covers the table. Rows written before
+carry ``''``: the position of a process without ``pipeline.group``, which every group that has no row of its
+own inherits (:data:`SELECT_CHECKPOINT_ROW`)."""
+
 SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
 SET_SCHEMA_VERSION = (
     f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
@@ -116,14 +127,26 @@ SELECT column_name FROM information_schema.columns WHERE table_schema = '{CONTRO
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
-SELECT_CHECKPOINT = f"SELECT lsn FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+SELECT_CHECKPOINT_ROW = f"""
+SELECT lsn, commit_time, updated_at FROM {_c("checkpoints")}
+WHERE pipeline = :pipeline AND group_name IN (:group_name, '')
+ORDER BY group_name = :group_name DESC LIMIT 1
+"""
+"""The group's own checkpoint row or, while it has none, the row without a group (``''``, the position before
+groups had their own, or of a process replicating every group) that it inherits."""
 
-SELECT_CHECKPOINT_ROW = f"SELECT lsn, commit_time, updated_at FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+SELECT_GROUP_CHECKPOINTS = f"""
+SELECT group_name, lsn, commit_time, updated_at FROM {_c("checkpoints")} WHERE pipeline = :pipeline
+ORDER BY group_name
+"""
+
+SELECT_CHECKPOINT_ROW_V2 = f"SELECT lsn, commit_time, updated_at FROM {_c('checkpoints')} WHERE pipeline = :pipeline"
+"""A target before version 4 (readers never migrate): one row per pipeline."""
 
 ADVANCE_CHECKPOINT = f"""
-INSERT INTO {_c("checkpoints")} AS c (pipeline, lsn, lsn_text, commit_time, updated_at)
-VALUES (:pipeline, :lsn, :lsn_text, :commit_time, now())
-ON CONFLICT (pipeline) DO UPDATE
+INSERT INTO {_c("checkpoints")} AS c (pipeline, group_name, lsn, lsn_text, commit_time, updated_at)
+VALUES (:pipeline, :group_name, :lsn, :lsn_text, :commit_time, now())
+ON CONFLICT (pipeline, group_name) DO UPDATE
 SET lsn = EXCLUDED.lsn, lsn_text = EXCLUDED.lsn_text,
     commit_time = coalesce(EXCLUDED.commit_time, c.commit_time), updated_at = now()
 WHERE c.lsn <= EXCLUDED.lsn
@@ -133,8 +156,8 @@ RETURNING lsn
 # --- table state ----------------------------------------------------------------------------------------------
 
 REGISTER_TABLE_STATE = f"""
-INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table)
-VALUES (:pipeline, :source_table, :capture_instance, :target_table)
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, group_name)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table, :group_name)
 ON CONFLICT (pipeline, source_table) DO UPDATE
 SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, updated_at = now()
 """
@@ -155,18 +178,38 @@ SELECT source_table, target_table, state, reason, remediation FROM {_c("table_st
 WHERE pipeline = :pipeline ORDER BY source_table
 """
 
+SELECT_TABLE_GROUP_NAMES = f"SELECT source_table, group_name FROM {_c('table_state')} WHERE pipeline = :pipeline"
+
 SELECT_INACTIVE_TABLES = f"""
 SELECT source_table, state, reason FROM {_c("table_state")} WHERE pipeline = :pipeline AND state <> 'active'
 """
 
 SELECT_RESUME_POSITIONS = f"""
 SELECT source_table, resume_after FROM {_c("table_state")}
+WHERE pipeline = :pipeline AND group_name = :group_name AND state = 'active' AND resume_after IS NOT NULL
+"""
+
+SELECT_RESUME_POSITIONS_V2 = f"""
+SELECT source_table, resume_after FROM {_c("table_state")}
 WHERE pipeline = :pipeline AND state = 'active' AND resume_after IS NOT NULL
 """
 
+SELECT_TABLE_GROUPS = f"""
+SELECT source_table, group_name, resume_after FROM {_c("table_state")}
+WHERE pipeline = :pipeline AND source_table = ANY(CAST(:tables AS text[])) AND group_name <> :group_name
+ORDER BY source_table FOR UPDATE
+"""
+"""Tables of a pipeline whose position another group's checkpoint covers (they moved to ``group_name``)."""
+
+MOVE_TABLE_TO_GROUP = f"""
+UPDATE {_c("table_state")} SET group_name = :group_name, resume_after = :lsn, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
 MARK_RESYNCED = f"""
-INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, state, reason, resume_after)
-VALUES (:pipeline, :source_table, :capture_instance, :target_table, 'active', :reason, :lsn)
+INSERT INTO {_c("table_state")} (pipeline, source_table, capture_instance, target_table, state, reason, resume_after,
+  group_name)
+VALUES (:pipeline, :source_table, :capture_instance, :target_table, 'active', :reason, :lsn, :group_name)
 ON CONFLICT (pipeline, source_table) DO UPDATE
 SET capture_instance = EXCLUDED.capture_instance, target_table = EXCLUDED.target_table, state = 'active',
     reason = EXCLUDED.reason, remediation = NULL, resume_after = EXCLUDED.resume_after, updated_at = now()

@@ -15,21 +15,31 @@ from collections.abc import Sequence
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.migrations import control_columns, control_table_exists
-from mssql2pg.errors import TransientError
+from mssql2pg.errors import OwnedElsewhereError
 from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
 
 
 def register_table(
-    conn: PgConnection, pipeline: str, *, source_table: str, capture_instance: str, target_table: str
+    conn: PgConnection,
+    pipeline: str,
+    *,
+    source_table: str,
+    capture_instance: str,
+    target_table: str,
+    group: str = "",
 ) -> None:
-    """Record a replicated table (a paused table stays paused; its capture instance and target are updated)."""
+    """Record a replicated table (a paused table stays paused; its capture instance and target are updated).
+
+    ``group`` owns the position of a table recorded for the first time; a table already recorded keeps its
+    group until one takes it over (:func:`~mssql2pg.control.checkpoints.move_tables_to_group`)."""
     conn.run(
         sql.REGISTER_TABLE_STATE,
         pipeline=pipeline,
         source_table=source_table,
         capture_instance=capture_instance,
         target_table=target_table,
+        group_name=group,
     )
 
 
@@ -60,14 +70,30 @@ def inactive_tables(conn: PgConnection, pipeline: str) -> dict[str, tuple[str, s
     return {row[0]: (row[1], row[2] or "") for row in fetch(conn, sql.SELECT_INACTIVE_TABLES, pipeline=pipeline)}
 
 
-def resume_positions(conn: PgConnection, pipeline: str) -> dict[str, Lsn]:
-    """Active tables that rejoined after a resync: source table -> the LSN their changes resume after.
+def resume_positions(conn: PgConnection, pipeline: str, group: str = "") -> dict[str, Lsn]:
+    """Active tables of ``group`` with a position of their own (they rejoined after a resync, or moved here from
+    another group): source table -> the LSN their changes resume after.
 
-    Empty before the first run. Once the pipeline's checkpoint has passed a position it no longer matters.
-    Readers do not migrate, so a target still at version 1 (no ``resume_after`` yet) reads as none."""
-    if not control_table_exists(conn, "table_state") or "resume_after" not in control_columns(conn, "table_state"):
+    Empty before the first run. Once the group's checkpoint has passed a position it no longer matters.
+    Readers do not migrate, so a target still at version 1 (no ``resume_after`` yet) reads as none, and one at
+    version 2 (no groups yet) reads every table's."""
+    if not control_table_exists(conn, "table_state"):
         return {}
-    return {row[0]: Lsn.from_bytes(row[1]) for row in fetch(conn, sql.SELECT_RESUME_POSITIONS, pipeline=pipeline)}
+    columns = control_columns(conn, "table_state")
+    if "resume_after" not in columns:
+        return {}
+    if "group_name" not in columns:
+        rows = fetch(conn, sql.SELECT_RESUME_POSITIONS_V2, pipeline=pipeline)
+    else:
+        rows = fetch(conn, sql.SELECT_RESUME_POSITIONS, pipeline=pipeline, group_name=group)
+    return {row[0]: Lsn.from_bytes(row[1]) for row in rows}
+
+
+def table_groups(conn: PgConnection, pipeline: str) -> dict[str, str]:
+    """Source table -> the group whose checkpoint covers it (``''``: no group). Empty before version 4."""
+    if not control_table_exists(conn, "table_state") or "group_name" not in control_columns(conn, "table_state"):
+        return {}
+    return {str(r[0]): str(r[1]) for r in fetch(conn, sql.SELECT_TABLE_GROUP_NAMES, pipeline=pipeline)}
 
 
 def mark_resynced(
@@ -79,11 +105,16 @@ def mark_resynced(
     target_table: str,
     lsn: Lsn,
     reason: str,
+    group: str = "",
 ) -> None:
-    """A resync committed a snapshot at ``lsn``: the table is active again and its changes resume after ``lsn``."""
+    """A resync committed a snapshot at ``lsn``: the table is active again and its changes resume after ``lsn``.
+
+    The table stays in the group it was in (``group`` only for a table never recorded): the position is its
+    own, whichever group replicates it next."""
     conn.run(
         sql.MARK_RESYNCED,
         pipeline=pipeline,
+        group_name=group,
         source_table=source_table,
         capture_instance=capture_instance,
         target_table=target_table,
@@ -102,9 +133,10 @@ def clear_resume_position(conn: PgConnection, pipeline: str, source_table: str, 
     conn.run(sql.CLEAR_RESUME_POSITION, pipeline=pipeline, source_table=source_table, lsn=lsn.raw)
 
 
-class TableBusyError(TransientError):
-    """Another connection writes the table: a resync is loading it. Retried; the running pipeline re-plans
-    without the table as soon as it sees the table paused."""
+class TableBusyError(OwnedElsewhereError):
+    """Another connection writes the table: another process of the same pipeline and group (this one is a
+    standby until that one's connection ends), or a resync loading it (the running pipeline re-plans without
+    the table as soon as it sees the table paused)."""
 
 
 def claim_tables(conn: PgConnection, pipeline: str, tables: Sequence[str]) -> None:
@@ -112,13 +144,13 @@ def claim_tables(conn: PgConnection, pipeline: str, tables: Sequence[str]) -> No
     for table in tables:
         if not try_claim_table(conn, pipeline, table):
             msg = (
-                f"{table} is being written by another connection: a `mssql2pg resync {table}` in progress, or "
-                "another process running this pipeline"
+                f"{table} is being written by another connection: another process running this pipeline and "
+                f"group (this one is its standby), or a `mssql2pg resync {table}` in progress"
             )
             raise TableBusyError(
                 msg,
-                hint="the pipeline retries; during a resync it leaves the table out once it sees it paused. Run "
-                "one process per pipeline name (and per pipeline.group)",
+                hint="a standby waits and takes over when the other process's connection ends; during a resync "
+                "the pipeline leaves the table out once it sees it paused",
             )
 
 

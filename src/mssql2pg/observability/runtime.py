@@ -107,6 +107,16 @@ class Observability:
         self.metrics.set_up(name, True)
         self.health.set_component(name, Status.HEALTHY)
 
+    def standby(self, reason: str) -> None:
+        """Another process writes this one's tables; it waits to take over. Alive and reachable, and ``/readyz``
+        says so (the target component is healthy, its reason starts with ``standby``): waiting is a standby's
+        job, not a failure to alert on."""
+        with self._lock:
+            self._failing_since.pop("target", None)
+        self.metrics.set_up("target", True)
+        self.health.set_component("target", Status.HEALTHY, f"standby: {reason}")
+        self.health.beat()
+
     def component_failed(self, name: str, reason: str) -> None:
         """``name`` is unreachable. Degraded while retrying, unhealthy once it has lasted ``unhealthy_after``."""
         now = self._monotonic()

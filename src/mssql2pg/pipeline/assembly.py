@@ -21,7 +21,7 @@ import structlog
 
 from mssql2pg import __version__, control
 from mssql2pg.config import Config, load_config
-from mssql2pg.errors import SourceError, TableFaultError
+from mssql2pg.errors import ReplanError, SourceError, TableFaultError
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.connections import source_engine, target_connector
@@ -142,13 +142,14 @@ class Pipeline:
             tables,
             config.pipeline.name,
             apply_settings(config),
-            checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions)),
+            checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions), config.pipeline.group_key),
         )
         runner = Runner(
             ObservedSource(reader, obs),
             ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
             retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
+            standby_poll=config.pipeline.standby_poll,
         )
         pipeline = cls(
             config,
@@ -164,6 +165,8 @@ class Pipeline:
         )
         log.info(
             "pipeline configured",
+            pipeline=config.pipeline.name,
+            group=config.pipeline.group,
             source=config.source.redacted_url(),
             target=config.target.redacted_url(),
             tables=[str(s.source) for s in selections],
@@ -200,6 +203,8 @@ class Pipeline:
                     stats = pipeline._run_once(stop, until_caught_up)
                     if until_caught_up or stop.is_set():
                         return stats
+            except ReplanError as change:
+                log.info("re-planning the pipeline", reason=str(change))
             except TableFaultError as fault:
                 self.retry.call(functools.partial(self._pause, fault), stop)
             finally:

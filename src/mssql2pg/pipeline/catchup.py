@@ -53,7 +53,7 @@ def catch_up(  # noqa: PLR0917 - one caller, which names them in order
         chosen,
         config.pipeline.name,
         apply_settings(config),
-        checkpoints=control.ResumePositions(config.pipeline.name, behind),
+        checkpoints=control.ResumePositions(config.pipeline.name, behind, config.pipeline.group_key),
     )
     runner = Runner(reader, applier, retry)
     try:

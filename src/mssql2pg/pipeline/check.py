@@ -90,15 +90,17 @@ def run_checks(
     target = connect_target()
     report.add(True, f"target {config.target.redacted_url()} is reachable")
     try:
-        checkpoint = _checkpoint(target, config.pipeline.name)
+        checkpoint = _checkpoint(target, config.pipeline.name, config.pipeline.group_key)
     finally:
         target.close()
     _retention(report, engine, instances, checkpoint, newest)
     return report
 
 
-def _checkpoint(conn: pg8000.native.Connection, pipeline: str) -> Lsn:
-    return control.read_checkpoint(conn, pipeline) if control.control_table_exists(conn, "checkpoints") else Lsn.NULL
+def _checkpoint(conn: pg8000.native.Connection, pipeline: str, group: str) -> Lsn:
+    if not control.control_table_exists(conn, "checkpoints"):
+        return Lsn.NULL
+    return control.read_checkpoint(conn, pipeline, group)
 
 
 def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: Lsn, newest: datetime | None) -> None:  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ from typing import Any
 
 from mssql2pg import control
 from mssql2pg.classify import classify
-from mssql2pg.errors import TransientError
+from mssql2pg.errors import OwnedElsewhereError, TransientError
 from mssql2pg.model import Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnector
@@ -149,6 +149,9 @@ class ObservedSink:
     def _guard(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
+        except OwnedElsewhereError as busy:
+            self.obs.standby(str(busy).splitlines()[0])
+            raise
         except Exception as exc:
             _tag(exc, "target")
             if isinstance(classify(exc), TransientError):

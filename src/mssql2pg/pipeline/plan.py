@@ -89,19 +89,23 @@ class ControlState:
     """What the target's control schema says about the tables before a start."""
 
     inactive: dict[str, tuple[str, str]]  # paused or needing resync: source table -> (state, reason)
-    positions: dict[str, Lsn]  # resynced tables: source table -> the LSN their changes resume after
-    checkpoint: Lsn
+    positions: dict[str, Lsn]  # tables of the group with a position of their own (resynced, or moved here)
+    checkpoint: Lsn  # of this process's group (pipeline.group)
 
 
 def control_state(config: Config) -> ControlState:
     """Read :class:`ControlState` from the target (an empty state on a target the pipeline never ran against)."""
     conn = target_connector(config)()
     try:
-        name = config.pipeline.name
+        name, group = config.pipeline.name, config.pipeline.group_key
         checkpoint = (
-            control.read_checkpoint(conn, name) if control.control_table_exists(conn, "checkpoints") else Lsn.NULL
+            control.read_checkpoint(conn, name, group)
+            if control.control_table_exists(conn, "checkpoints")
+            else Lsn.NULL
         )
-        return ControlState(control.inactive_tables(conn, name), control.resume_positions(conn, name), checkpoint)
+        return ControlState(
+            control.inactive_tables(conn, name), control.resume_positions(conn, name, group), checkpoint
+        )
     finally:
         conn.close()
 

@@ -77,9 +77,13 @@ class SnapshotPosition:
     wait: float = DEFAULT_WAIT_SECONDS
     rows: int = 0
     removed: int = field(default=0, init=False)
+    group: str = ""  # a table never recorded is recorded in this group; a recorded one keeps its group
 
     def read(self, conn: PgConnection) -> Lsn:
         return Lsn.NULL  # nothing of the snapshot is applied yet
+
+    def adopt(self, conn: PgConnection, tables: Sequence[str]) -> dict[str, Lsn]:
+        return {}  # the snapshot gives the table a position of its own, whichever group replicates it next
 
     def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
         """Wait until no pipeline writes the table any more (it re-plans without it once it sees it paused).
@@ -121,6 +125,7 @@ class SnapshotPosition:
             target_table=f"{self.table.schema}.{self.table.name}",
             lsn=lsn,
             reason=f"resynced from a snapshot at LSN {lsn} ({self.rows} rows, {self.removed} removed)",
+            group=self.group,
         )
 
 
@@ -143,7 +148,7 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
             )
         newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
         target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
-        position = SnapshotPosition(config.pipeline.name, target, wait)
+        position = SnapshotPosition(config.pipeline.name, target, wait, group=config.pipeline.group_key)
         applier = Applier(
             target_connector(config),
             [target],

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import structlog
 
+from mssql2pg.errors import OwnedElsewhereError
 from mssql2pg.model import Heartbeat, ReaderItem, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -119,7 +120,23 @@ class Runner:
     replan: threading.Event | None = None
     """Set from outside to end the run at the next source-transaction boundary (nothing is rolled back), e.g.
     because the set of tables changed; ``stop`` ends it at once (a partly received transaction is rolled back)."""
+    standby_poll: float = 1.0
+    """While another process writes the tables (:class:`~mssql2pg.errors.OwnedElsewhereError`), how often this
+    one tries to take over (``pipeline.standby_poll``)."""
     _started_at: Lsn | None = field(default=None, init=False, repr=False)  # the checkpoint this attempt began at
+    _standby_since: float | None = field(default=None, init=False, repr=False)  # waiting to take over since
+
+    def _wait_as_standby(self, busy: OwnedElsewhereError, stop: threading.Event) -> None:
+        """Another process writes the tables: wait, without counting a failed attempt (a standby may wait for
+        days), and try again every :attr:`standby_poll` seconds. Logged once when the wait begins."""
+        if self._standby_since is None:
+            self._standby_since = time.monotonic()
+            log.info(
+                "standby: another process writes these tables; waiting to take over",
+                reason=str(busy).splitlines()[0],
+                poll_s=self.standby_poll,
+            )
+        stop.wait(self.standby_poll)
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
         """Replicate until ``stop`` is set (or, with ``until_caught_up``, until one pass is done)."""
@@ -127,6 +144,13 @@ class Runner:
             self.stats.attempts += 1
             try:
                 finished = self._attempt(stop, until_caught_up=until_caught_up)
+            except OwnedElsewhereError as busy:
+                self._safe(self.sink.abandon)
+                self._safe(self.source.close)
+                self._wait_as_standby(busy, stop)
+                if self.replan is not None and self.replan.is_set():
+                    break  # the tables changed (a resync paused one): the pipeline re-plans
+                continue
             except Exception as exc:
                 self._note_progress()  # committed before it failed: this failure starts a new count
                 self._safe(self.sink.abandon)
@@ -144,6 +168,13 @@ class Runner:
         """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
         self._started_at = None  # until the sink has started, this attempt cannot have made progress
         checkpoint = self._started_at = self.sink.start()
+        if self._standby_since is not None:
+            log.info(
+                "took over: this process writes its tables now",
+                waited_s=round(time.monotonic() - self._standby_since, 3),
+                checkpoint=str(checkpoint),
+            )
+            self._standby_since = None
         log.info("starting from checkpoint", checkpoint=str(checkpoint))
         items: queue.Queue[list[ReaderItem] | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
         reader_stop = threading.Event()

@@ -1,6 +1,7 @@
 """``mssql2pg status``: where replication stands, read from the target's control schema and the source.
 
-It shows the committed checkpoint and how far the source has moved past it, each table's state with the
+It shows the committed checkpoint of this process's group (``pipeline.group``) and every group's own, how far
+the source has moved past it, each table's state with the
 reason and remediation of a paused one (and, for a table a resync loaded, the LSN it resumes after until
 the checkpoint covers it), and the dead letters by status. It only reads; it is safe to run
 next to a running pipeline.
@@ -23,18 +24,20 @@ def collect(config_path: Path | None) -> dict[str, Any]:
     config = load_config(config_path)
     report: dict[str, Any] = {
         "pipeline": config.pipeline.name,
+        "group": config.pipeline.group,
         "source": config.source.redacted_url(),
         "target": config.target.redacted_url(),
     }
     conn = target_connector(config)()
     try:
-        stored = control.read_status(conn, config.pipeline.name)
+        stored = control.read_status(conn, config.pipeline.name, config.pipeline.group_key)
     finally:
         conn.close()
     if not stored.created:
         report["checkpoint"] = None
         report["tables"] = []
         report["dead_letters"] = {}
+        report["groups"] = {}
         report["note"] = "the pipeline has not run against this target yet"
     else:
         cp_row = stored.checkpoint
@@ -43,10 +46,19 @@ def collect(config_path: Path | None) -> dict[str, Any]:
             "source_commit_time": _iso(cp_row.commit_time),
             "written_at": _iso(cp_row.updated_at),
         }
+        report["groups"] = {
+            name or "(no group)": {
+                "lsn": str(row.lsn),
+                "source_commit_time": _iso(row.commit_time),
+                "written_at": _iso(row.updated_at),
+            }
+            for name, row in stored.groups.items()
+        }
         report["tables"] = [
             {
                 "source": t.source_table,
                 "target": t.target_table,
+                "group": t.group or None,
                 "state": t.state,
                 "reason": t.reason,
                 "remediation": t.remediation,
@@ -62,6 +74,8 @@ def collect(config_path: Path | None) -> dict[str, Any]:
         report["source_max_lsn"] = {"lsn": str(max_lsn), "commit_time": _iso(max_time)}
         cp: dict[str, Any] | None = report.get("checkpoint")
         report["caught_up"] = cp is not None and Lsn.parse(cp["lsn"]) >= max_lsn
+        for group in report["groups"].values():
+            group["caught_up"] = Lsn.parse(group["lsn"]) >= max_lsn
     except Exception as exc:
         report["source_max_lsn"] = {"error": redact_text(str(exc).splitlines()[0])}
     return report

@@ -50,9 +50,13 @@ class RepairPosition:
     flag: Sequence[Sequence[Any]]  # soft-delete mode: keys the source no longer has
     lsn: Lsn = Lsn.NULL
     removed: int = field(default=0, init=False)
+    group: str = ""  # a table never recorded is recorded without a group; a recorded one keeps its group
 
     def read(self, conn: Any) -> Lsn:
         return Lsn.NULL
+
+    def adopt(self, conn: Any, tables: Sequence[str]) -> dict[str, Lsn]:
+        return {}  # a repair moves no position: the table's group keeps replicating it from where it was
 
     def claim(self, conn: Any, tables: Sequence[str]) -> None:
         return None

@@ -257,7 +257,7 @@ def _reconcile_table(
                 tgt,
                 found,
                 source_max_lsn=lambda: Lsn.from_bytes(src_conn.execute(source_sql.MAX_LSN).scalar()),
-                checkpoint=lambda: _checkpoint(conn, config.pipeline.name),
+                checkpoint=lambda: _checkpoint(conn, config.pipeline.name, str(target.source)),
                 timeout=settings.settle_seconds,
             )
 
@@ -298,10 +298,11 @@ def _repaired_report(
     return report
 
 
-def _checkpoint(conn: PgConnection, pipeline: str) -> Lsn:
+def _checkpoint(conn: PgConnection, pipeline: str, table: str) -> Lsn:
+    """How far ``table`` is applied: the checkpoint of the group that replicates it."""
     if not control.control_table_exists(conn, "checkpoints"):
         return Lsn.NULL
-    return control.read_checkpoint(conn, pipeline)
+    return control.table_checkpoint(conn, pipeline, table)
 
 
 def _report(

@@ -63,7 +63,7 @@ import structlog
 
 from mssql2pg import control
 from mssql2pg.classify import classify, copy_error_position, server_fields
-from mssql2pg.errors import SourceValueError, TerminalError
+from mssql2pg.errors import ReplanError, SourceValueError, TerminalError
 from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.pgconn import PgConnection, PgConnector, fetch
 from mssql2pg.positions import Lsn
@@ -198,14 +198,17 @@ class Applier:
         conn = self._connect()
         self._conn = conn
         tables = self.tables
-        self._checkpoints.claim(conn, sorted({str(t.source) for t in tables}))
+        names = sorted({str(t.source) for t in tables})
+        self._checkpoints.claim(conn, names)
         conn.run("BEGIN")
         control.ensure_control_schema(conn)
+        moved = self._checkpoints.adopt(conn, names)
         for table in tables:
             ensure_target_table(conn, table)
-        _register(conn, self.pipeline, tables)
+        _register(conn, self.pipeline, tables, self._checkpoints.group)
         checkpoint = self._checkpoints.read(conn)
         conn.run("COMMIT")
+        _replan_if_moved(moved)
         if self.settings.work_mem:
             conn.run("SELECT set_config('work_mem', :v, false)", v=self.settings.work_mem)
         for buffer in self._group.buffers.values():
@@ -328,15 +331,19 @@ class Applier:
         conn = self._live
         for buffer in change.retired:
             conn.run(sql.drop_staging(buffer.index))
-        if change.added:
-            self._checkpoints.claim(conn, sorted(str(b.table.source) for b in change.added))
+        added = sorted(str(b.table.source) for b in change.added)
+        if added:
+            self._checkpoints.claim(conn, added)
         touched = [*change.added, *(buffer for _old, buffer in change.changed)]
+        moved: dict[str, Lsn] = {}
         if touched:
             conn.run("BEGIN")
+            moved = self._checkpoints.adopt(conn, added) if added else {}
             for buffer in touched:
                 ensure_target_table(conn, buffer.table)
-            _register(conn, self.pipeline, [b.table for b in touched])
+            _register(conn, self.pipeline, [b.table for b in touched], self._checkpoints.group)
             conn.run("COMMIT")
+        _replan_if_moved(moved)
         for old, buffer in change.changed:
             staging = sql.create_staging(buffer.table, buffer.index)
             if staging != sql.create_staging(old, buffer.index):
@@ -839,7 +846,7 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable]) -> None:
+def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable], group: str) -> None:
     """Record each applied table in the control schema's table state (a paused table stays paused)."""
     for table in tables:
         control.register_table(
@@ -848,7 +855,17 @@ def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable]) 
             source_table=str(table.source),
             capture_instance=table.capture_instance.name,
             target_table=f"{table.schema}.{table.name}",
+            group=group,
         )
+
+
+def _replan_if_moved(moved: Mapping[str, Lsn]) -> None:
+    """Tables that moved into this group with a position of their own (committed just now, under their write
+    locks): the reader was planned without those positions, so the pipeline re-plans before applying a change."""
+    if moved:
+        positions = ", ".join(f"{table} at {position}" for table, position in sorted(moved.items()))
+        msg = f"tables moved into this group keep their own positions ({positions}); re-planning the reader"
+        raise ReplanError(msg)
 
 
 def _row_of_copy_error(exc: BaseException, rows: Sequence[ChangeRow]) -> ChangeRow | None:

@@ -190,10 +190,10 @@ def test_version_1_target_upgrades_in_place_and_keeps_its_rows(
 
     assert applied == [m.version for m in control.MIGRATIONS if m.version > 1]
     assert control.installed_version(conn) == CONTROL_VERSION
-    assert conn.run("SELECT * FROM mssql2pg.checkpoints") == before["checkpoints"]
-    assert [row[:-1] for row in conn.run("SELECT * FROM mssql2pg.table_state ORDER BY source_table")] == before[
+    assert [row[:-1] for row in conn.run("SELECT * FROM mssql2pg.checkpoints")] == before["checkpoints"]
+    assert [row[:-2] for row in conn.run("SELECT * FROM mssql2pg.table_state ORDER BY source_table")] == before[
         "table_state"
-    ]  # version 2 appended resume_after, empty
+    ]  # version 2 appended resume_after, empty; version 4 group_name ('': no group)
     assert conn.run("SELECT * FROM mssql2pg.dead_letters") == before["dead_letters"]
     # the code reads and writes the upgraded target
     assert control.read_checkpoint(conn, "p") == Lsn.parse("0000002a:00000001:0001")
@@ -245,7 +245,7 @@ def test_version_2_target_upgrades_in_place_to_reconciliation_runs(
     )
     assert control.installed_version(conn) == 2
 
-    assert _ensure(conn) == [3]
+    assert _ensure(conn) == [3, 4]
 
     assert control.installed_version(conn) == CONTROL_VERSION
     assert control.resume_positions(conn, "p") == {"dbo.a": Lsn.parse("0000002a:00000001:0001")}

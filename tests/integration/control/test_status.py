@@ -97,3 +97,22 @@ def test_status_reads_checkpoint_and_table_states(target_connect: Connect) -> No
     )
     assert status.dead_letters == {}
     conn.close()
+
+
+def test_status_shows_the_groups_their_checkpoints_and_each_tables_group(target_connect: Connect) -> None:
+    conn = target_connect()
+    conn.run("BEGIN")
+    control.ensure_control_schema(conn)
+    control.advance_checkpoint(conn, "p", lsn(40))
+    control.advance_checkpoint(conn, "p", lsn(50), group="ga")
+    control.register_table(conn, "p", source_table="dbo.a", capture_instance="dbo_a", target_table="dbo.a", group="ga")
+    control.register_table(conn, "p", source_table="dbo.b", capture_instance="dbo_b", target_table="dbo.b", group="gb")
+    conn.run("COMMIT")
+
+    ga, gb = control.read_status(conn, "p", "ga"), control.read_status(conn, "p", "gb")
+
+    assert (ga.group, ga.checkpoint.lsn) == ("ga", lsn(50))
+    assert (gb.group, gb.checkpoint.lsn) == ("gb", lsn(40))  # gb never committed: the position without a group
+    assert {g: row.lsn for g, row in ga.groups.items()} == {"": lsn(40), "ga": lsn(50)}
+    assert [(t.source_table, t.group) for t in ga.tables] == [("dbo.a", "ga"), ("dbo.b", "gb")]
+    conn.close()

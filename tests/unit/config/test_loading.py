@@ -222,6 +222,16 @@ def test_pipeline_name_must_be_a_usable_key(write_config: WriteConfig) -> None:
         load_config(write_config({**MINIMAL, "pipeline": {"name": "a b;c"}}), env={})
 
 
+def test_pipeline_group_must_be_a_usable_key_and_unset_keys_the_position_without_a_group(
+    write_config: WriteConfig,
+) -> None:
+    with pytest.raises(ConfigError, match=r"pipeline\.group"):
+        load_config(write_config(MINIMAL), env={"MSSQL2PG__PIPELINE__GROUP": "a b"})
+    assert load_config(write_config(MINIMAL), env={}).pipeline.group_key == ""
+    grouped = load_config(write_config(MINIMAL), env={"MSSQL2PG__PIPELINE__GROUP": "ga"}).pipeline
+    assert (grouped.group, grouped.group_key) == ("ga", "ga")
+
+
 def test_retry_maximum_not_below_initial(write_config: WriteConfig) -> None:
     with pytest.raises(ConfigError, match=r"retry"):
         load_config(write_config({**MINIMAL, "retry": {"initial": "10s", "maximum": "1s"}}), env={})

@@ -193,3 +193,18 @@ def test_applied_rows_are_labelled_with_the_operations_whose_series_start_at_zer
         if s.name == "mssql2pg_rows_applied_total"
     }
     assert labels == set(OPERATIONS)
+
+
+def test_a_standby_is_alive_ready_and_says_it_is_a_standby() -> None:
+    """Waiting for another process to release a group is not a failure: no alert however long it lasts, and
+    /readyz names the standby."""
+    obs, mono, _ = make()
+    obs.component_ok("source")
+    obs.component_failed("target", "connection refused")  # a failure before it became a standby is forgotten
+    for _ in range(3):
+        mono.now += 601
+        obs.standby("dbo.a1 is being written by another connection")
+    status, body = obs.health.readiness()
+    assert status is Status.HEALTHY
+    assert body["components"]["target"]["reason"] == "standby: dbo.a1 is being written by another connection"
+    assert scrape(obs)[("mssql2pg_component_up", frozenset({("component", "target")}))] == 1

@@ -82,9 +82,13 @@ class FakeCheckpoints:
     position: Lsn = Lsn.NULL
     claimed: list[list[str]] = field(default_factory=list)
     written: list[Lsn] = field(default_factory=list)
+    group: str = ""
 
     def read(self, conn: Any) -> Lsn:
         return self.position
+
+    def adopt(self, conn: Any, tables: Sequence[str]) -> dict[str, Lsn]:
+        return {}
 
     def claim(self, conn: Any, tables: Sequence[str]) -> None:
         self.claimed.append(list(tables))
