@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -33,6 +33,18 @@ REMOVED_KEYS: Mapping[str, str] = {
 key, but with this message instead of "unknown key" and a guess at a typo; the reference lists them."""
 
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _usable_group_name(value: str) -> str:
+    """One rule for every group name (``pipeline.group``, ``defaults.group``, ``tables[].group``): a group a
+    table is put in must be one a process can be started for, and it is a key of the control schema."""
+    if not _PIPELINE_NAME.fullmatch(value):
+        msg = f"{value!r} is not a usable group name (letters, digits, '_', '.', '-'; at most 63)"
+        raise ValueError(msg)
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(_usable_group_name)]
 
 
 class Section(BaseModel):
@@ -328,10 +340,11 @@ class Defaults(Section):
     """Target schema for every table; unset means the source table's schema name (lower-cased under
     ``naming: lower``)."""
 
-    group: str = "default"
+    group: GroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own
     position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
-    change in the same source transactions belong in the same group."""
+    change in the same source transactions belong in the same group. Letters, digits, ``_``, ``.``, ``-``; at most
+    63 characters (the rule of ``pipeline.group``, so a process can be started for every group)."""
 
 
 class TableEntry(Section):
@@ -355,7 +368,7 @@ class TableEntry(Section):
     naming: Naming | None = None
     """Overrides ``defaults.naming`` for these tables."""
 
-    group: str | None = None
+    group: GroupName | None = None
     """Overrides ``defaults.group`` for these tables."""
 
     @field_validator("name")
@@ -402,7 +415,7 @@ class PipelineSettings(Section):
     """The checkpoint key: pipelines with different names keep separate positions in the same target.
     Letters, digits, ``_``, ``.``, ``-``; at most 63 characters."""
 
-    group: str | None = None
+    group: GroupName | None = None
     """Replicate only the tables of this group (scale-out: one process per group, all with the same config
     and ``name``). Each group keeps its own checkpoint, keyed by ``name`` and group; a group that never
     committed starts from the pipeline's position without a group (the one it had before groups, if any). A
@@ -422,14 +435,6 @@ class PipelineSettings(Section):
         """The group whose position this process keeps in the control schema: ``group``, or ``''`` when unset
         (a process replicating every group)."""
         return self.group or ""
-
-    @field_validator("group")
-    @classmethod
-    def _usable_group(cls, value: str | None) -> str | None:
-        if value is not None and not _PIPELINE_NAME.fullmatch(value):
-            msg = f"{value!r} is not a usable group name (letters, digits, '_', '.', '-'; at most 63)"
-            raise ValueError(msg)
-        return value
 
     @field_validator("name")
     @classmethod

@@ -268,3 +268,20 @@ def test_a_whole_section_from_one_variable() -> None:
     assert config.source.redacted_url() == "mssql+pytds://r@s/shop"
     assert config.source.connect_timeout == 3.0
     assert [t.name for t in config.tables] == ["*.*"]
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ({"tables": [{"name": "dbo.orders", "group": "my group"}]}, "tables.0.group"),
+        ({"defaults": {"group": "x" * 64}}, "defaults.group"),
+        ({"pipeline": {"group": "a/b"}}, "pipeline.group"),
+    ],
+)
+def test_every_group_name_follows_the_rule_of_pipeline_group(
+    write_config: WriteConfig, section: dict[str, object], where: str
+) -> None:
+    """A group named in ``tables`` or ``defaults`` that ``pipeline.group`` could not name would be a group no
+    process can be started for: refused where it is written."""
+    with pytest.raises(ConfigError, match=rf"{where}.*not a usable group name"):
+        load_config(write_config({**MINIMAL, **section}), env={})
