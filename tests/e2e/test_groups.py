@@ -264,7 +264,7 @@ def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
         retry={"initial": "100ms", "maximum": "500ms"},
     )
     proxy = tcp_proxy(target_server)
-    behind_proxy = f"postgresql://postgres@127.0.0.1:{proxy.listen_port}/{target_dbname}"
+    behind_proxy = target_server.url(target_dbname, port=proxy.listen_port)
 
     def process(name: str, group: str, **env: str) -> PipelineProcess:
         env = {"MSSQL2PG__PIPELINE__GROUP": group, "MSSQL2PG__HTTP__PORT": str(_free_port()), **env}
