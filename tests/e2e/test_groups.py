@@ -309,3 +309,75 @@ def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
                 proc.kill9()
         src.close()
         dst.close()
+
+
+def test_processes_with_group_auto_spread_the_groups_and_take_over_a_dead_ones(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """Issue 16 point 3: three processes with one configuration and ``pipeline.group: auto`` under a steady
+    workload. Two take one group each, the third waits as a standby for any group; kill -9 either writer and the
+    standby takes its group. Nothing is lost or applied twice."""
+    src, dst = connect(emulated_source_url), connect(target_url)
+    src.run("CREATE SCHEMA dbo")
+    for table in (*TABLES["ga"], *TABLES["gb"]):
+        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
+        enable_table(src, "dbo", table)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        emulated_source_url,
+        target_url,
+        GROUPS,  # type: ignore[arg-type]
+        pipeline={"group": "auto", "standby_poll": "200ms"},
+    )
+    processes = [
+        PipelineProcess(config, tmp_path / f"p{i}.log", env={"MSSQL2PG__HTTP__PORT": str(_free_port())})
+        for i in range(3)
+    ]
+    writer = Writer(emulated_source_url, random.randrange(1 << 30))
+    writer.start()
+
+    def writes(proc: PipelineProcess) -> str | None:
+        """The group ``proc`` started writing last, from its log (None while it writes none)."""
+        group = None
+        for line in proc.log_text().splitlines():
+            if "starting from checkpoint" in line:
+                group = json.loads(line).get("group")
+        return group
+
+    try:
+        first, second, third = processes
+        first.start()
+        second.start()
+        wait_for(lambda: {"ga", "gb"} <= set(_group_checkpoints(dst)), timeout=90, what="both groups committed")
+        wait_for(lambda: {writes(first), writes(second)} == {"ga", "gb"}, timeout=60, what="one group each")
+        third.start()
+        wait_for(lambda: "standby: every group has a writer" in third.log_text(), timeout=60, what="a standby")
+        assert writes(third) is None
+
+        victim = first
+        lost = writes(victim)
+        before = _group_checkpoints(dst)[str(lost)]
+        victim.kill9()
+        wait_for(lambda: "took over" in third.log_text(), timeout=60, what="the standby to take the group")
+        assert writes(third) == lost
+        wait_for(lambda: _advanced(dst, str(lost), before), timeout=60, what="the group's checkpoint to move")
+
+        writer.stop.set()
+        writer.join(30)
+        assert writer.error is None, writer.error
+        assert writer.committed > 100
+        wait_for(lambda: not _differences(src, dst), timeout=120, what="the target to match the source")
+        for proc in (second, third):
+            assert proc.alive(), proc.log_text()[-3000:]
+            assert proc.terminate() == 0, proc.log_text()[-3000:]
+        assert _differences(src, dst) == {}
+        logs = "".join(proc.log_text() for proc in processes)
+        assert "would move backwards" not in logs
+        assert "Traceback" not in logs
+    finally:
+        writer.stop.set()
+        for proc in processes:
+            if proc.alive():
+                proc.kill9()
+        src.close()
+        dst.close()

@@ -435,3 +435,25 @@ def test_a_standby_leaves_the_wait_when_its_tables_are_re_planned() -> None:
 
     assert sink.starts == 1
     assert stats.failures == []
+
+
+def test_a_runner_that_must_not_wait_hands_a_busy_group_back_to_its_caller() -> None:
+    """With ``pipeline.group: auto`` a busy group is not waited for: the runner closes what it opened and
+    raises, so the caller can try the next group."""
+    sink = OwnedSink(owned=1)
+    source = FakeSource([tx(1)])
+
+    with pytest.raises(OwnedElsewhereError):
+        Runner(source, sink, Retry(classify, no_wait), wait_when_busy=False).run(threading.Event())
+
+    assert sink.starts == 1
+    assert sink.committed == []
+
+
+def test_a_runner_started_after_a_wait_elsewhere_says_it_took_over() -> None:
+    """The caller that waited (for any group) tells the runner since when; its first start is a takeover."""
+    with capture_logs() as logs:
+        Runner(FakeSource([tx(1)]), FakeSink(), Retry(classify, no_wait), standby_since=0.0).run(
+            threading.Event(), until_caught_up=True
+        )
+    assert [e["event"] for e in logs].count("took over: this process writes its tables now") == 1

@@ -46,6 +46,20 @@ def _usable_group_name(value: str) -> str:
 
 GroupName = Annotated[str, AfterValidator(_usable_group_name)]
 
+AUTO_GROUP = "auto"
+"""``pipeline.group: auto``: the process takes a group that no other process writes (see
+:mod:`mssql2pg.pipeline.spreading`). Reserved: no table group may be called so."""
+
+
+def _table_group_name(value: str) -> str:
+    if value == AUTO_GROUP:
+        msg = f"{AUTO_GROUP!r} is reserved (`pipeline.group: {AUTO_GROUP}` spreads the groups over processes)"
+        raise ValueError(msg)
+    return value
+
+
+TableGroupName = Annotated[GroupName, AfterValidator(_table_group_name)]
+
 
 class Section(BaseModel):
     """Common settings for every section: unknown keys are errors, values are immutable."""
@@ -340,7 +354,7 @@ class Defaults(Section):
     """Target schema for every table; unset means the source table's schema name (lower-cased under
     ``naming: lower``)."""
 
-    group: GroupName = "default"
+    group: TableGroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own
     position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
     change in the same source transactions belong in the same group. Letters, digits, ``_``, ``.``, ``-``; at most
@@ -368,8 +382,8 @@ class TableEntry(Section):
     naming: Naming | None = None
     """Overrides ``defaults.naming`` for these tables."""
 
-    group: GroupName | None = None
-    """Overrides ``defaults.group`` for these tables."""
+    group: TableGroupName | None = None
+    """Overrides ``defaults.group`` for these tables (not ``auto``, which is reserved)."""
 
     @field_validator("name")
     @classmethod
@@ -421,8 +435,10 @@ class PipelineSettings(Section):
     committed starts from the pipeline's position without a group (the one it had before groups, if any). A
     second process started for the same name and group is a standby: it waits, logging that it does, and
     takes over when the first one's connection to the target ends. Unset: every selected table, under the
-    position without a group. Letters, digits, ``_``, ``.``, ``-``; at most 63 characters. See
-    docs/scale-out.md."""
+    position without a group. ``auto``: the process takes one group that no other process writes (every
+    process of a scaled-out deployment can then share one configuration); once every group has a writer, it
+    waits as a standby for whichever group loses its writer first. Letters, digits, ``_``, ``.``, ``-``; at most
+    63 characters. See docs/scale-out.md."""
 
     standby_poll: Duration = Field(default=1.0, gt=0)
     """How often a standby (a second process of the same ``name`` and ``group``) tries to take over. It takes
@@ -431,10 +447,15 @@ class PipelineSettings(Section):
     network is gone."""
 
     @property
+    def spreads(self) -> bool:
+        """``group: auto``: which group this process writes is decided at run time."""
+        return self.group == AUTO_GROUP
+
+    @property
     def group_key(self) -> str:
         """The group whose position this process keeps in the control schema: ``group``, or ``''`` when unset
-        (a process replicating every group)."""
-        return self.group or ""
+        (a process replicating every group, and every command but ``run`` under ``group: auto``)."""
+        return "" if self.group is None or self.spreads else self.group
 
     @field_validator("name")
     @classmethod

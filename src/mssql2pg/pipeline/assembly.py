@@ -38,6 +38,7 @@ from mssql2pg.pipeline.plan import (
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
+from mssql2pg.pipeline.spreading import Spreader, this_instance
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -60,12 +61,38 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
     if config.http.enabled:
         obs.serve(config.http.host, config.http.port)
     try:
+        if config.pipeline.spreads:
+            return _spreader(config, obs, stop).run(stop, until_caught_up=until_caught_up)
         pipeline = Pipeline.start(config, obs, stop)
         if pipeline is None:  # stopped while a database was still down
             return RunStats()
         return pipeline.run(stop, until_caught_up=until_caught_up)
     finally:
         obs.close()
+
+
+def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spreader:
+    """``pipeline.group: auto``: one group that no other process writes (see :mod:`.spreading`)."""
+    retry = retry_policy(config.retry, obs)
+
+    def groups() -> list[str]:
+        def once() -> list[str]:
+            engine = source_engine(config)
+            try:
+                with reaching(obs, "source"):
+                    selections, _ = discover(engine, config)
+            finally:
+                engine.dispose()
+            return sorted({s.group for s in selections})
+
+        return retry.call(once, stop) or []
+
+    return Spreader(
+        config,
+        lambda group_config: Pipeline.start(group_config, obs, stop, spreading=True),
+        groups,
+        this_instance(),
+    )
 
 
 @dataclass
@@ -82,35 +109,41 @@ class Pipeline:
     tables: list[TargetTable]
     resume_positions: dict[str, Lsn] = field(default_factory=dict)  # resynced tables (see pipeline.resync)
     inactive_at_start: frozenset[str] = frozenset()  # tables left out because the control schema said so
+    spreading: bool = False  # pipeline.group: auto (a busy group goes back to the spreader instead of waiting)
 
     @classmethod
     def from_config_file(cls, path: str | Path | None, env: Mapping[str, str] = os.environ) -> Pipeline:
         return cls.from_config(load_config(path, env))
 
     @classmethod
-    def start(cls, config: Config, obs: Observability, stop: threading.Event) -> Pipeline | None:
+    def start(
+        cls, config: Config, obs: Observability, stop: threading.Event, *, spreading: bool = False
+    ) -> Pipeline | None:
         """:meth:`from_config` inside the pipeline's retry loop: a database that is down is retried like a fault
         while streaming (each attempt logged, the side ``degraded`` in ``/readyz``) until it answers, or until
         ``retry.max_attempts`` gives up. None when ``stop`` was set first."""
         retry = retry_policy(config.retry, obs)
-        return retry.call(lambda: cls.from_config(config, obs, retry), stop)
+        return retry.call(lambda: cls.from_config(config, obs, retry, spreading=spreading), stop)
 
     @classmethod
-    def from_config(cls, config: Config, obs: Observability | None = None, retry: Retry | None = None) -> Pipeline:
+    def from_config(
+        cls, config: Config, obs: Observability | None = None, retry: Retry | None = None, *, spreading: bool = False
+    ) -> Pipeline:
         """Build the pipeline: read the control schema, discover the tables, pause the ones that cannot be
         replicated, and wire reader, applier and runner. One try: an unreachable database raises (:meth:`start`
-        retries)."""
+        retries). ``spreading``: built for one group by :mod:`.spreading`, which tries another group when this
+        one has a writer."""
         obs = obs or Observability(version=__version__, unhealthy_after=config.retry.alert_after)
         retry = retry or retry_policy(config.retry, obs)
         engine = source_engine(config)
         try:
-            return cls._build(config, obs, retry, engine)
+            return cls._build(config, obs, retry, engine, spreading)
         except BaseException:
             engine.dispose()
             raise
 
     @classmethod
-    def _build(cls, config: Config, obs: Observability, retry: Retry, engine: sa.Engine) -> Pipeline:
+    def _build(cls, config: Config, obs: Observability, retry: Retry, engine: sa.Engine, spreading: bool) -> Pipeline:
         with reaching(obs, "target"):
             known = control_state(config)
         inactive = known.inactive
@@ -150,6 +183,8 @@ class Pipeline:
             retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
             standby_poll=config.pipeline.standby_poll,
+            wait_when_busy=not spreading,
+            group=config.pipeline.group,
         )
         pipeline = cls(
             config,
@@ -162,8 +197,11 @@ class Pipeline:
             tables,
             positions,
             frozenset(inactive),
+            spreading,
         )
-        log.info(
+        # A spreading standby builds a pipeline per group every standby_poll: its line is at debug, and the
+        # runner's "starting from checkpoint" (with the group) says when it got one.
+        (log.debug if spreading else log.info)(
             "pipeline configured",
             pipeline=config.pipeline.name,
             group=config.pipeline.group,
@@ -219,7 +257,7 @@ class Pipeline:
 
     def _replace(self, old: Pipeline) -> Pipeline:
         """A pipeline for the tables as the control schema now has them; ``self`` keeps pointing at its parts."""
-        replacement = Pipeline.from_config(self.config, obs=self.obs, retry=self.retry)
+        replacement = Pipeline.from_config(self.config, obs=self.obs, retry=self.retry, spreading=self.spreading)
         replacement.runner.stats = old.runner.stats
         self.engine.dispose()  # the old parts are closed; the old engine's pooled connections go with them
         self.tables, self.runner, self.applier, self.reader, self.engine = (
@@ -256,6 +294,10 @@ class Pipeline:
     def _pause(self, fault: TableFaultError) -> None:
         with reaching(self.obs, "target"):
             pause_table(self.config, self.obs, fault)
+
+    def close(self) -> None:
+        """Let go of the source engine's pooled connections (reader and applier close when a run ends)."""
+        self.engine.dispose()
 
     def source_max_lsn(self) -> Lsn:
         with self.engine.connect() as conn:

@@ -41,7 +41,7 @@ def discover(
         instances = load_capture_instances(conn)
     available = sorted({ci.source for ci in instances})
     selections = resolve_tables(config, available)
-    if config.pipeline.group is not None:
+    if config.pipeline.group is not None and not config.pipeline.spreads:
         selections = [s for s in selections if s.group == config.pipeline.group]
     selections = [s for s in selections if str(s.source) not in skip]
     by_table = select_instances(instances, [s.source for s in selections])

@@ -123,14 +123,21 @@ class Runner:
     standby_poll: float = 1.0
     """While another process writes the tables (:class:`~mssql2pg.errors.OwnedElsewhereError`), how often this
     one tries to take over (``pipeline.standby_poll``)."""
+    group: str | None = None
+    """The table group (``pipeline.group``), for the log lines that say when this process starts writing."""
+    wait_when_busy: bool = True
+    """False under ``pipeline.group: auto``: a busy group is handed back to the caller (the
+    :class:`~mssql2pg.errors.OwnedElsewhereError` is raised) so that it can try another group."""
+    standby_since: float | None = None
+    """Since when (``time.monotonic()``) this process has waited to take over; its next start is a takeover.
+    The runner sets it while it waits as a standby; a caller that waited for any group passes it in."""
     _started_at: Lsn | None = field(default=None, init=False, repr=False)  # the checkpoint this attempt began at
-    _standby_since: float | None = field(default=None, init=False, repr=False)  # waiting to take over since
 
     def _wait_as_standby(self, busy: OwnedElsewhereError, stop: threading.Event) -> None:
         """Another process writes the tables: wait, without counting a failed attempt (a standby may wait for
         days), and try again every :attr:`standby_poll` seconds. Logged once when the wait begins."""
-        if self._standby_since is None:
-            self._standby_since = time.monotonic()
+        if self.standby_since is None:
+            self.standby_since = time.monotonic()
             log.info(
                 "standby: another process writes these tables; waiting to take over",
                 reason=str(busy).splitlines()[0],
@@ -147,6 +154,8 @@ class Runner:
             except OwnedElsewhereError as busy:
                 self._safe(self.sink.abandon)
                 self._safe(self.source.close)
+                if not self.wait_when_busy:
+                    raise
                 self._wait_as_standby(busy, stop)
                 if self.replan is not None and self.replan.is_set():
                     break  # the tables changed (a resync paused one): the pipeline re-plans
@@ -168,14 +177,15 @@ class Runner:
         """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
         self._started_at = None  # until the sink has started, this attempt cannot have made progress
         checkpoint = self._started_at = self.sink.start()
-        if self._standby_since is not None:
+        if self.standby_since is not None:
             log.info(
                 "took over: this process writes its tables now",
-                waited_s=round(time.monotonic() - self._standby_since, 3),
+                waited_s=round(time.monotonic() - self.standby_since, 3),
                 checkpoint=str(checkpoint),
+                group=self.group,
             )
-            self._standby_since = None
-        log.info("starting from checkpoint", checkpoint=str(checkpoint))
+            self.standby_since = None
+        log.info("starting from checkpoint", checkpoint=str(checkpoint), group=self.group)
         items: queue.Queue[list[ReaderItem] | _Done | _Failed] = queue.Queue(maxsize=self.queue_size)
         reader_stop = threading.Event()
         reader = threading.Thread(

@@ -285,3 +285,25 @@ def test_every_group_name_follows_the_rule_of_pipeline_group(
     process can be started for: refused where it is written."""
     with pytest.raises(ConfigError, match=rf"{where}.*not a usable group name"):
         load_config(write_config({**MINIMAL, **section}), env={})
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        ({"tables": [{"name": "dbo.orders", "group": "auto"}]}, "tables.0.group"),
+        ({"defaults": {"group": "auto"}}, "defaults.group"),
+    ],
+)
+def test_auto_is_reserved_for_processes_that_spread_the_groups(
+    write_config: WriteConfig, section: dict[str, object], where: str
+) -> None:
+    """``pipeline.group: auto`` asks a process to take whichever group has no owner; a table group called
+    ``auto`` could never be named by a process of its own, so it is refused where it is written."""
+    with pytest.raises(ConfigError, match=rf"{where}.*reserved"):
+        load_config(write_config({**MINIMAL, **section}), env={})
+
+
+def test_pipeline_group_auto_is_accepted(write_config: WriteConfig) -> None:
+    config = load_config(write_config({**MINIMAL, "pipeline": {"group": "auto"}}), env={})
+    assert config.pipeline.group == "auto"
+    assert config.pipeline.spreads
