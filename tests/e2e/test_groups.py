@@ -362,6 +362,16 @@ def test_processes_with_group_auto_spread_the_groups_and_take_over_a_dead_ones(
         assert writes(third) == lost
         wait_for(lambda: _advanced(dst, str(lost), before), timeout=60, what="the group's checkpoint to move")
 
+        # point 4: status names the process writing each group (host:pid), and since when
+        status = run_cli("status", "--config", str(config), "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        groups = json.loads(status.stdout)["groups"]
+        pids = {group: str(groups[group]["writer"]["process"]).rsplit(":", 1)[1] for group in ("ga", "gb")}
+        assert pids == {writes(p): str(p.proc.pid) for p in (second, third) if p.proc is not None}
+        assert all(groups[g]["writer"]["since"] for g in ("ga", "gb"))
+        text = run_cli("status", "--config", str(config))
+        assert f":{third.proc.pid if third.proc else 0} since" in text.stdout, text.stdout
+
         writer.stop.set()
         writer.join(30)
         assert writer.error is None, writer.error

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mssql2pg.config.durations import Duration
 from mssql2pg.config.patterns import TablePattern
+from mssql2pg.instance import application_name
 
 DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
@@ -174,7 +175,7 @@ class DatabaseConfig(Section):
         no timeout is set here: pg8000's ``timeout`` would also cut long-running statements."""
         if self.backend == "mssql":
             return {"login_timeout": max(1, round(self.connect_timeout)), "appname": "mssql2pg"}
-        return {"application_name": "mssql2pg"}
+        return {"application_name": application_name()}
 
     def pg8000_params(self) -> dict[str, Any]:
         """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only). ``timeout`` is pg8000's
@@ -191,7 +192,7 @@ class DatabaseConfig(Section):
             "port": url.port or 5432,
             "database": url.database,
             "timeout": self.connect_timeout,
-            "application_name": "mssql2pg",
+            "application_name": application_name(),
         }
         if url.password is not None:
             params["password"] = url.password

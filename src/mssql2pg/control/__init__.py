@@ -52,7 +52,7 @@ from mssql2pg.control.reconciliations import (
     record_reconciliation,
 )
 from mssql2pg.control.statements import CONTROL_SCHEMA
-from mssql2pg.control.status import PipelineStatus, TableStatus, read_status
+from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
     TableBusyError,
     advance_resume_position,
@@ -75,6 +75,7 @@ __all__ = [
     "CheckpointRow",
     "CheckpointStore",
     "DeadLetterRecord",
+    "GroupWriter",
     "LatestReconciliation",
     "Migration",
     "PipelineCheckpoint",

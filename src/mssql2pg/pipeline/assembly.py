@@ -22,6 +22,7 @@ import structlog
 from mssql2pg import __version__, control
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import ReplanError, SourceError, TableFaultError
+from mssql2pg.instance import this_instance
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.connections import source_engine, target_connector
@@ -38,7 +39,7 @@ from mssql2pg.pipeline.plan import (
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
-from mssql2pg.pipeline.spreading import Spreader, this_instance
+from mssql2pg.pipeline.spreading import Spreader
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -179,7 +180,7 @@ class Pipeline:
         )
         runner = Runner(
             ObservedSource(reader, obs),
-            ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
+            ObservedSink(applier, obs, source_ids, connect=target_connector(config), group=config.pipeline.group_key),
             retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
             standby_poll=config.pipeline.standby_poll,

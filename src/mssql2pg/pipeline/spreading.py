@@ -16,8 +16,6 @@ needs a process of its own is what scale-out is for.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import zlib
@@ -48,11 +46,6 @@ class GroupPipeline(Protocol):
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats: ...
 
     def close(self) -> None: ...
-
-
-def this_instance() -> str:
-    """``host:pid``: what tells processes apart (also in the ``application_name`` of their target sessions)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def rotation(groups: Sequence[str], instance: str) -> list[str]:
