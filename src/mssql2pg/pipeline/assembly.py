@@ -163,13 +163,14 @@ class Pipeline:
         obs.metrics.init_tables([*source_ids, *inactive])  # every per-table series reads 0 from the first scrape
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
         positions = {str(s): p for s, p in starts.items()}
+        planned = {s: instances[s] for s in source_ids}
         reader: ChangeSource = (
             ProcessSource(
-                functools.partial(build_reader, config, source_ids, starts=starts),
+                functools.partial(build_reader, config, source_ids, starts=starts, planned=planned),
                 ChildLogging(config.log.level, config.log.format, tuple(config.secrets())),
             )
             if config.reader.separate_process
-            else build_reader(config, source_ids, engine, starts)
+            else build_reader(config, source_ids, engine, starts, planned=planned)
         )
         applier = Applier(
             target_connector(config),

@@ -156,10 +156,12 @@ def build_reader(
     starts: Mapping[TableId, Lsn] | None = None,
     *,
     until: Lsn | None = None,
+    planned: Mapping[TableId, tuple[CaptureInstance, ...]] | None = None,
 ) -> Reader:
     """The source reader for ``tables``. Module-level so that a spawned reader process can call it
     (:class:`~mssql2pg.pipeline.reader_process.ProcessSource` pickles it with its arguments). ``starts`` and
-    ``until``: see :meth:`Reader.for_tables` (resynced tables)."""
+    ``until``: see :meth:`Reader.for_tables` (resynced tables); ``planned``: the capture instances the applier
+    was built with (a change re-plans the pipeline)."""
     return Reader.for_tables(
         engine if engine is not None else source_engine(config),
         list(tables),
@@ -170,6 +172,7 @@ def build_reader(
         ),
         starts=starts,
         until=until,
+        planned=planned,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mssql2pg.errors import TableFaultError
+from mssql2pg.errors import ReplanError, TableFaultError
 from mssql2pg.model import TableId
 from mssql2pg.positions import Lsn
 
@@ -60,3 +60,20 @@ class TableShapeError(TableFaultError):
         )
         self.capture_instance = capture_instance
         self.problem = problem
+
+
+class CaptureInstancesChangedError(ReplanError):
+    """The capture instances of a replicated table are no longer those the running plan was built with (a second
+    instance appeared, one was disabled, or a captured column changed its type): not a failure. The reader
+    raises it at a window boundary, before it reads anything of that window, so everything before is complete;
+    the pipeline rebuilds itself with the instances as they are now (see
+    :meth:`mssql2pg.pipeline.assembly.Pipeline.run`) and reads on from its checkpoint."""
+
+    def __init__(self, table: TableId, was: tuple[str, ...], now: tuple[str, ...]) -> None:
+        super().__init__(
+            f"the capture instances of {table} changed: [{', '.join(was)}] -> [{', '.join(now)}]",
+            hint="nothing to do: the pipeline follows the change (see docs/schema-evolution.md)",
+        )
+        self.table = table
+        self.was = was
+        self.now = now

@@ -40,7 +40,7 @@ from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, Rea
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import Segment, instance_segments, load_capture_instances, select_instances
-from mssql2pg.source.errors import LsnGapError
+from mssql2pg.source.errors import CaptureInstancesChangedError, LsnGapError
 from mssql2pg.source.validation import check_instance, check_width, decode_row, missing_column_fault
 from mssql2pg.source.values import RowDecoder
 
@@ -213,8 +213,10 @@ class Reader:
         engine: Engine | None = None,
         starts: Mapping[TableId, Lsn] | None = None,
         until: Lsn | None = None,
+        planned: Mapping[TableId, Sequence[CaptureInstance]] | None = None,
     ) -> None:
         self._connect = connect
+        self._planned = None if planned is None else {t: instance_shapes(cis) for t, cis in planned.items()}
         self._starts = dict(starts or {})
         self._until = until
         self._settings = settings or ReaderSettings()
@@ -232,11 +234,23 @@ class Reader:
         *,
         starts: Mapping[TableId, Lsn] | None = None,
         until: Lsn | None = None,
+        planned: Mapping[TableId, Sequence[CaptureInstance]] | None = None,
     ) -> Reader:
         """``starts``: tables whose changes begin later than the pipeline's position (a resync snapshot took
         them to that LSN; older changes are already in it). ``until``: read no further than this LSN (a table
-        catching up to the pipeline's checkpoint)."""
-        return cls(engine_connector(engine), (), settings, tables=tables, engine=engine, starts=starts, until=until)
+        catching up to the pipeline's checkpoint). ``planned``: the capture instances the applier was built with;
+        when a window finds others (a schema change), :class:`CaptureInstancesChangedError` is raised before that
+        window is read, so the pipeline re-plans within one polling cycle."""
+        return cls(
+            engine_connector(engine),
+            (),
+            settings,
+            tables=tables,
+            engine=engine,
+            starts=starts,
+            until=until,
+            planned=planned,
+        )
 
     @property
     def settings(self) -> ReaderSettings:
@@ -320,10 +334,24 @@ class Reader:
     def _current_instances(self, backend: SourceBackend) -> Mapping[TableId, tuple[CaptureInstance, ...]]:
         if self._tables is not None:
             self._instances = select_instances(backend.capture_instances(), self._tables)
+        if self._planned is not None:
+            for table, table_instances in self._instances.items():
+                was = self._planned.get(table)
+                if was is not None and instance_shapes(table_instances) != was:
+                    raise CaptureInstancesChangedError(
+                        table, tuple(str(s[0]) for s in was), tuple(ci.name for ci in table_instances)
+                    )
         for table_instances in self._instances.values():
             for ci in table_instances:
                 check_instance(ci)  # a capture instance without a usable key pauses its table
         return self._instances
+
+
+def instance_shapes(instances: Sequence[CaptureInstance]) -> tuple[tuple[object, ...], ...]:
+    """What the applier's plan depends on in a table's capture instances: names, captured columns (types
+    included: a type change alters them) and key. Not the start LSN: a new instance's is NULL until capture
+    establishes it, and the reader splits each window by the start LSNs it reads itself."""
+    return tuple((ci.name, ci.columns, ci.key_columns) for ci in instances)
 
 
 def _group(instances: Iterable[CaptureInstance]) -> dict[TableId, tuple[CaptureInstance, ...]]:
