@@ -126,6 +126,7 @@ class SourceColumn:
     scale: int | None = None
     nullable: bool = True
     column_id: int | None = None
+    dropped: bool = False  # captured, but no longer in the source table: NULL in every later change row
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.e2e
         ["dlq", "list", "--help"],
         ["dlq", "retry", "--help"],
         ["resync", "--help"],
+        ["schema", "list", "--help"],
+        ["schema", "approve", "--help"],
         ["reconcile", "--help"],
         ["demo", "--help"],
     ],

@@ -23,10 +23,10 @@ from typing import IO, Any
 import click
 
 from mssql2pg import __version__
-from mssql2pg.cli import check, demo, dlq, emulator, reconcile, resync, run, status
+from mssql2pg.cli import check, demo, dlq, emulator, reconcile, resync, run, schema, status
 from mssql2pg.cli.options import recorded_databases
 
-COMMANDS = (run, check, status, dlq, resync, reconcile, emulator, demo)
+COMMANDS = (run, check, status, dlq, resync, reconcile, schema, emulator, demo)
 
 
 class CommandFailedError(click.ClickException):

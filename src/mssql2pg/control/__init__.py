@@ -11,7 +11,8 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 * :mod:`~mssql2pg.control.tables`: per-table state (register, pause, resync positions) and write locks;
 * :mod:`~mssql2pg.control.deadletters`: the dead-letter store;
 * :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads;
-* :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs.
+* :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs;
+* :mod:`~mssql2pg.control.schema_changes`: the record of source schema changes (``mssql2pg schema``).
 """
 
 from mssql2pg.control.checkpoints import (
@@ -51,6 +52,15 @@ from mssql2pg.control.reconciliations import (
     latest_reconciliations,
     record_reconciliation,
 )
+from mssql2pg.control.schema_changes import (
+    SCHEMA_CHANGE_STATUSES,
+    SchemaChange,
+    StoredSchemaChange,
+    approve_schema_change,
+    get_schema_change,
+    list_schema_changes,
+    record_schema_change,
+)
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
@@ -58,9 +68,11 @@ from mssql2pg.control.tables import (
     advance_resume_position,
     claim_tables,
     clear_resume_position,
+    hold_table_position,
     inactive_tables,
     mark_resynced,
     read_table_state,
+    recorded_capture_instance,
     register_table,
     resume_positions,
     set_table_state,
@@ -72,6 +84,7 @@ __all__ = [
     "CONTROL_SCHEMA",
     "CONTROL_VERSION",
     "MIGRATIONS",
+    "SCHEMA_CHANGE_STATUSES",
     "CheckpointRow",
     "CheckpointStore",
     "DeadLetterRecord",
@@ -82,11 +95,14 @@ __all__ = [
     "PipelineStatus",
     "ReconciliationRecord",
     "ResumePositions",
+    "SchemaChange",
     "StoredDeadLetter",
+    "StoredSchemaChange",
     "TableBusyError",
     "TableStatus",
     "advance_checkpoint",
     "advance_resume_position",
+    "approve_schema_change",
     "claim_tables",
     "clear_resume_position",
     "control_table_exists",
@@ -94,12 +110,15 @@ __all__ = [
     "ensure_control_schema",
     "fail_dead_letter_retry",
     "get_dead_letter",
+    "get_schema_change",
     "group_checkpoints",
+    "hold_table_position",
     "ignore_dead_letter",
     "inactive_tables",
     "installed_version",
     "latest_reconciliations",
     "list_dead_letters",
+    "list_schema_changes",
     "mark_resynced",
     "move_tables_to_group",
     "read_checkpoint",
@@ -108,6 +127,8 @@ __all__ = [
     "read_table_state",
     "record_dead_letters",
     "record_reconciliation",
+    "record_schema_change",
+    "recorded_capture_instance",
     "register_table",
     "resolve_dead_letter",
     "resume_positions",

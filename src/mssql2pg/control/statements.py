@@ -113,6 +113,27 @@ group_name); ``table_state.group_name`` is the group whose checkpoint covers the
 carry ``''``: the position of a process without ``pipeline.group``, which every group that has no row of its
 own inherits (:data:`SELECT_CHECKPOINT_ROW`)."""
 
+MIGRATION_6 = (
+    f"""CREATE TABLE IF NOT EXISTS {_c("schema_changes")} (
+  id bigserial PRIMARY KEY,
+  pipeline text NOT NULL,
+  detected_at timestamptz NOT NULL DEFAULT now(),
+  source_table text NOT NULL,
+  capture_instance text,
+  change text NOT NULL,
+  column_name text,
+  old_type text,
+  new_type text,
+  status text NOT NULL CHECK (status IN ('auto-applied', 'pending-review', 'failed', 'approved')),
+  applied_at timestamptz,
+  ddl text,
+  detail text
+)""",
+    f"CREATE INDEX IF NOT EXISTS schema_changes_by_table ON {_c('schema_changes')} (pipeline, source_table, id)",
+)
+"""Version 6 (issue 12): one row per source schema change the pipeline detected, what it did about it (the DDL
+run, or the one it recommends) and its status. ``detail`` says in words what happened and what to do."""
+
 SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
 SET_SCHEMA_VERSION = (
     f"INSERT INTO {_c('schema_version')} (component, version) VALUES (:component, :version) "
@@ -171,6 +192,15 @@ SET state = EXCLUDED.state, reason = EXCLUDED.reason, remediation = EXCLUDED.rem
 
 SELECT_TABLE_STATE = f"""
 SELECT state, reason, remediation FROM {_c("table_state")} WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
+SELECT_TABLE_CAPTURE_INSTANCE = f"""
+SELECT capture_instance FROM {_c("table_state")} WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
+HOLD_TABLE_POSITION = f"""
+UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND (resume_after IS NULL OR resume_after < :lsn)
 """
 
 SELECT_TABLE_STATES = f"""
@@ -306,3 +336,42 @@ SELECT_LATEST_RECONCILIATIONS = f"""
 SELECT DISTINCT ON (source_table) source_table, status, missing, extra, different, started_at, duration_seconds
 FROM {_c("reconciliation_runs")} WHERE pipeline = :pipeline
 ORDER BY source_table, started_at DESC, id DESC"""
+
+
+# --- schema changes ---------------------------------------------------------------------------------------------
+
+INSERT_SCHEMA_CHANGE = f"""
+INSERT INTO {_c("schema_changes")} (pipeline, source_table, capture_instance, change, column_name, old_type,
+  new_type, status, applied_at, ddl, detail)
+VALUES (:pipeline, :source_table, :capture_instance, :change, :column_name, :old_type, :new_type, :status,
+  CASE WHEN :status IN ('auto-applied', 'approved') THEN now() END, :ddl, :detail)
+RETURNING id, detected_at
+"""
+
+SCHEMA_CHANGE_COLUMNS = (
+    "id, pipeline, detected_at, source_table, capture_instance, change, column_name, old_type, new_type, status, "
+    "applied_at, ddl, detail"
+)
+
+SELECT_SCHEMA_CHANGES = f"""
+SELECT {SCHEMA_CHANGE_COLUMNS} FROM {_c("schema_changes")}
+WHERE pipeline = :pipeline AND (CAST(:status AS text) IS NULL OR status = :status) ORDER BY id
+"""
+
+SELECT_SCHEMA_CHANGE = (
+    f"SELECT {SCHEMA_CHANGE_COLUMNS} FROM {_c('schema_changes')} WHERE pipeline = :pipeline AND id = :id"
+)
+
+SELECT_RECORDED_SCHEMA_CHANGE = f"""
+SELECT id FROM {_c("schema_changes")}
+WHERE pipeline = :pipeline AND source_table = :source_table AND change = :change
+  AND capture_instance IS NOT DISTINCT FROM CAST(:capture_instance AS text)
+  AND column_name IS NOT DISTINCT FROM CAST(:column_name AS text)
+  AND old_type IS NOT DISTINCT FROM CAST(:old_type AS text) AND new_type IS NOT DISTINCT FROM CAST(:new_type AS text)
+  AND status <> 'failed'
+ORDER BY id DESC LIMIT 1
+"""
+
+APPROVE_SCHEMA_CHANGE = f"""
+UPDATE {_c("schema_changes")} SET status = 'approved', applied_at = now() WHERE pipeline = :pipeline AND id = :id
+"""

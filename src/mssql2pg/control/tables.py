@@ -63,6 +63,20 @@ def read_table_state(conn: PgConnection, pipeline: str, table: str) -> tuple[str
     return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
+def recorded_capture_instance(conn: PgConnection, pipeline: str, table: str) -> str | None:
+    """The capture instance a table was last replicated from (the newest one the applier registered)."""
+    if not control_table_exists(conn, "table_state"):
+        return None
+    rows = fetch(conn, sql.SELECT_TABLE_CAPTURE_INSTANCE, pipeline=pipeline, source_table=table)
+    return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+
+def hold_table_position(conn: PgConnection, pipeline: str, table: str, lsn: Lsn) -> None:
+    """Keep where a table that pauses now stands (its changes after ``lsn`` wait in CDC): when it is active
+    again (``mssql2pg schema approve``), it catches up from there like a resynced table."""
+    conn.run(sql.HOLD_TABLE_POSITION, pipeline=pipeline, source_table=table, lsn=lsn.raw)
+
+
 def inactive_tables(conn: PgConnection, pipeline: str) -> dict[str, tuple[str, str]]:
     """Tables this pipeline must leave alone: source table -> (state, reason). Empty before the first run."""
     if not control_table_exists(conn, "table_state"):

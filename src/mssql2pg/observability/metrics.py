@@ -101,7 +101,7 @@ OPERATIONS = ("insert", "update", "delete")
 ERROR_KINDS = ("transient", "terminal", "data", "schema")
 TABLE_STATES = ("active", "paused", "needs_resync")
 DEAD_LETTER_STATUSES = ("pending", "resolved", "ignored")  # as mssql2pg.dead_letters.status stores them
-SCHEMA_CHANGE_STATUSES = ("applied", "pending", "rejected")
+SCHEMA_CHANGE_STATUSES = ("auto-applied", "pending-review", "failed", "approved")  # as mssql2pg.schema_changes.status
 RECONCILE_DIFFERENCE_KINDS = ("missing", "extra", "different")  # the key lists of `mssql2pg reconcile`
 
 BATCH_ROWS_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)

@@ -26,6 +26,7 @@ from mssql2pg.instance import this_instance
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.connections import source_engine, target_connector
+from mssql2pg.pipeline.evolution import follow_schema
 from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
 from mssql2pg.pipeline.plan import (
     ControlState,
@@ -155,10 +156,18 @@ class Pipeline:
             selections, instances = discover(engine, config, skip=inactive)
         with reaching(obs, "target"):
             selections = pause_unusable(config, obs, selections, instances)
+            # the source's schema changes: evolve the target tables, record each change, pause what waits for review
+            followed = follow_schema(
+                config, obs, target_tables(selections, instances), known.positions, known.checkpoint
+            )
+            for fault in followed.paused:
+                pause_table(config, obs, fault)
+        kept = {t.source for t in followed.tables}
+        selections = [s for s in selections if s.source in kept]
         if not selections:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
-        tables = target_tables(selections, instances)
+        tables = followed.tables
         source_ids = [s.source for s in selections]
         obs.metrics.init_tables([*source_ids, *inactive])  # every per-table series reads 0 from the first scrape
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
@@ -198,7 +207,7 @@ class Pipeline:
             retry,
             tables,
             positions,
-            frozenset(inactive),
+            frozenset(inactive) | {str(fault.table) for fault in followed.paused},
             spreading,
         )
         # A spreading standby builds a pipeline per group every standby_poll: its line is at debug, and the

@@ -11,10 +11,11 @@ from mssql2pg.model import TableId
 class UnknownCaptureInstanceError(TableFaultError):
     """A change of a replicated table arrived from a capture instance the applier was not built with.
 
-    A second capture instance is how SQL Server follows a schema change (reference §4). Until the pipeline can
-    switch instances while it runs (the schema-evolution work), applying that instance's rows under the old
-    shape could lose the new columns' values, and stopping the process would stop every table. So the table
-    pauses (state ``paused``, its changes stay in CDC while retention keeps them); the others go on.
+    A second capture instance is how SQL Server follows a schema change (reference §4). The pipeline's reader
+    notices a new instance before it reads any of its rows and the pipeline re-plans with it (see
+    :class:`~mssql2pg.source.errors.CaptureInstancesChangedError`); a row that still arrives from an instance
+    the plan lacks (a reader built without the plan) pauses its table rather than being applied under the old
+    shape (state ``paused``, its changes stay in CDC while retention keeps them); the others go on.
     """
 
     table: TableId
@@ -24,8 +25,7 @@ class UnknownCaptureInstanceError(TableFaultError):
         remediation = (
             f"finish the schema change at the source, then run `mssql2pg resync {table}`: it loads the table "
             "again from the newest capture instance (if that instance captures columns the target table lacks, "
-            "add them to the target table or drop it so that resync creates it); switching capture instances "
-            "while running is not supported yet"
+            "add them to the target table or drop it so that resync creates it)"
         )
         super().__init__(
             f"{table}: changes arrived from capture instance {capture_instance}, which this pipeline was not built "
@@ -37,3 +37,26 @@ class UnknownCaptureInstanceError(TableFaultError):
         )
         self.capture_instance = capture_instance
         self.known = tuple(known)
+
+
+class SchemaChangeReviewError(TableFaultError):
+    """A source schema change the target cannot follow on its own (a type change that is not a safe widening):
+    the table pauses with its position held, its changes wait in CDC, and the other tables go on. The
+    remediation names the recorded change (``mssql2pg.schema_changes``) and the command that resumes it."""
+
+    table: TableId
+
+    def __init__(self, table: TableId, change_ids: Sequence[int], problems: Sequence[str]) -> None:
+        ids = ", ".join(str(i) for i in change_ids)
+        remediation = (
+            f"migrate the target column(s) (see `mssql2pg schema list` for the recommended DDL of change {ids}), "
+            f"then `mssql2pg schema approve {change_ids[0]}`; or `mssql2pg resync {table}`"
+        )
+        super().__init__(
+            f"{table}: schema change {ids} waits for review: " + "; ".join(problems),
+            table=table,
+            state="paused",
+            remediation=remediation,
+            hint=remediation,
+        )
+        self.change_ids = tuple(change_ids)

@@ -91,6 +91,7 @@ class TargetColumn:
     nullable: bool
     source_name: str
     is_offset: bool = False
+    dropped: bool = False  # dropped from the source table: kept in the target, NULL from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +224,14 @@ def build_target_table(
         codec = codec_for(source_column, source)
         codecs.append(codec)
         target_name = name_of(source_column.name)
-        add(TargetColumn(target_name, codec.target.pg_type, source_column.nullable, source_column.name))
+        dropped = source_column.dropped
+        add(TargetColumn(target_name, codec.target.pg_type, source_column.nullable, source_column.name, False, dropped))
         if codec.target.offset_companion:
-            add(TargetColumn(target_name + "_offset", "smallint", source_column.nullable, source_column.name, True))
+            add(
+                TargetColumn(
+                    target_name + "_offset", "smallint", source_column.nullable, source_column.name, True, dropped
+                )
+            )
 
     for meta_name, _ in meta.definitions():
         if meta_name in origin:

@@ -9,7 +9,7 @@ Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; valu
 from __future__ import annotations
 
 from mssql2pg.identifiers import qualified, quote_ident
-from mssql2pg.sink.schema import TargetTable
+from mssql2pg.sink.schema import TargetColumn, TargetTable
 
 __all__ = ["qualified", "quote_ident"]
 
@@ -249,3 +249,37 @@ def count_unwritten(table: TargetTable, index: int) -> str:
         f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
         f" AS l WHERE {missing}"
     )
+
+
+# --- schema evolution (mssql2pg.sink.evolution) ------------------------------------------------------------------
+
+
+def add_column(table: TargetTable, column: TargetColumn) -> str:
+    """A column added at the source: nullable, since the rows replicated before have no value for it."""
+    return f"ALTER TABLE {table.qualified_name} ADD COLUMN IF NOT EXISTS {quote_ident(column.name)} {column.pg_type}"
+
+
+def drop_not_null(table: TargetTable, column: TargetColumn) -> str:
+    return f"ALTER TABLE {table.qualified_name} ALTER COLUMN {quote_ident(column.name)} DROP NOT NULL"
+
+
+def drop_column(table: TargetTable, column: TargetColumn) -> str:
+    """Recommended, never run by mssql2pg: an operator drops a column once nothing needs it."""
+    return f"ALTER TABLE {table.qualified_name} DROP COLUMN {quote_ident(column.name)}"
+
+
+def archive_column(table: TargetTable, column: TargetColumn) -> str:
+    """Recommended before :func:`drop_column`: the key and the column's values, in a table of their own."""
+    archive = qualified(table.schema, f"{table.name}_{column.name}_archive"[:63])
+    keys = ", ".join(quote_ident(k) for k in table.key)
+    return (
+        f"CREATE TABLE {archive} AS SELECT {keys}, {quote_ident(column.name)} FROM {table.qualified_name} "
+        f"WHERE {quote_ident(column.name)} IS NOT NULL"
+    )
+
+
+def alter_column_type(table: TargetTable, column: TargetColumn, *, using: bool = False) -> str:
+    """``ALTER COLUMN ... TYPE``; with ``using``, the explicit cast a non-widening change needs (recommended)."""
+    name = quote_ident(column.name)
+    cast = f" USING {name}::{column.pg_type}" if using else ""
+    return f"ALTER TABLE {table.qualified_name} ALTER COLUMN {name} TYPE {column.pg_type}{cast}"

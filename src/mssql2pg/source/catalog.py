@@ -100,6 +100,8 @@ def source_column(row: Mapping[str, Any]) -> SourceColumn:
         scale=None if row["scale"] is None else int(row["scale"]),
         nullable=True if nullable is None else bool(nullable),
         column_id=None if row["column_id"] is None else int(row["column_id"]),
+        # the outer join to the source table's sys.columns finds nothing: ALTER TABLE ... DROP COLUMN (§4)
+        dropped=nullable is None,
     )
 
 

@@ -58,7 +58,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.retry("source")
     metrics.dead_lettered(ORDERS)
     metrics.stale_event(ORDERS)
-    metrics.schema_change(ORDERS, "pending")
+    metrics.schema_change(ORDERS, "pending-review")
     metrics.observe_batch(10, 0.2)
     metrics.set_queue_depth(4)
     metrics.set_table_state(ORDERS, "active")
@@ -171,7 +171,7 @@ def test_every_per_table_counter_of_a_known_table_starts_at_zero(metrics: Metric
             assert value(metrics, "mssql2pg_rows_applied_total", table=table, operation=operation) == 0
         for kind in ("transient", "terminal", "data", "schema"):
             assert value(metrics, "mssql2pg_errors_total", table=table, kind=kind) == 0
-        for status in ("applied", "pending", "rejected"):
+        for status in ("auto-applied", "pending-review", "failed", "approved"):
             assert value(metrics, "mssql2pg_schema_changes_total", table=table, status=status) == 0
         assert value(metrics, "mssql2pg_dead_letters_routed_total", table=table) == 0
         assert value(metrics, "mssql2pg_stale_events_total", table=table) == 0

@@ -1,0 +1,125 @@
+"""Follow the source's schema changes when the pipeline is (re)built (issue 12).
+
+The reader notices a change of capture instances within one polling cycle and the pipeline rebuilds itself
+(:class:`~mssql2pg.source.errors.CaptureInstancesChangedError`); a start after a crash sees the same. Either way,
+before the applier starts, :func:`follow_schema` brings each existing target table up to the capture instances
+as they are now (:mod:`mssql2pg.sink.evolution`), and records every change in ``mssql2pg.schema_changes`` in
+the same transaction as its DDL, so a change is either applied and recorded or neither. Each newly recorded
+change is one JSON log line and one count of ``mssql2pg_schema_changes_total``. A change that waits for review
+pauses its table only, with its position held so that approving it resumes the table where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from mssql2pg import control
+from mssql2pg.config import Config
+from mssql2pg.errors import TableFaultError
+from mssql2pg.observability import Observability
+from mssql2pg.pgconn import PgConnection
+from mssql2pg.pipeline.connections import target_connector
+from mssql2pg.positions import Lsn
+from mssql2pg.sink.errors import SchemaChangeReviewError
+from mssql2pg.sink.evolution import evolve_target_table
+from mssql2pg.sink.schema import TargetTable
+
+log = structlog.get_logger(component="schema")
+
+
+@dataclass
+class Followed:
+    """What :func:`follow_schema` did: the tables that replicate on, and the faults of those that pause."""
+
+    tables: list[TargetTable] = field(default_factory=list)
+    paused: list[TableFaultError] = field(default_factory=list)
+
+
+def follow_schema(
+    config: Config, obs: Observability, tables: Sequence[TargetTable], positions: dict[str, Lsn], checkpoint: Lsn
+) -> Followed:
+    """Evolve each table's target and record what changed. ``positions``/``checkpoint``: where each table
+    stands (a table with no position of its own is at the group's checkpoint); a paused table keeps it."""
+    followed = Followed()
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        conn.run("COMMIT")
+        for table in tables:
+            conn.run("BEGIN")
+            recorded, review = _follow_one(conn, config.pipeline.name, table)
+            if review:
+                control.hold_table_position(
+                    conn, config.pipeline.name, str(table.source), positions.get(str(table.source), checkpoint)
+                )
+            conn.run("COMMIT")
+            for change_id, change in recorded:
+                _tell(obs, change_id, change)
+            if review:
+                followed.paused.append(
+                    SchemaChangeReviewError(
+                        table.source,
+                        [i for i, _ in review],
+                        [f"{c.column_name}: {c.old_type} -> {c.new_type}" for _, c in review],
+                    )
+                )
+            else:
+                followed.tables.append(table)
+    finally:
+        conn.close()  # a transaction left open by a failure is rolled back with it
+    return followed
+
+
+def _follow_one(
+    conn: PgConnection, pipeline: str, table: TargetTable
+) -> tuple[list[tuple[int, control.SchemaChange]], list[tuple[int, control.SchemaChange]]]:
+    """Evolve one target table; (newly recorded changes, changes waiting for review) with their ids."""
+    changes: list[control.SchemaChange] = []
+    was = control.recorded_capture_instance(conn, pipeline, str(table.source))
+    newest = table.capture_instance
+    if was is not None and was != newest.name:
+        older = [ci.name for ci in table.instances[:-1]]
+        detail = (
+            f"reading {', '.join(older)} up to {newest.start_lsn}, then {newest.name}"
+            if older
+            else f"{was} is gone; reading {newest.name}"
+        )
+        changes.append(
+            control.SchemaChange(
+                str(table.source), "instance-switch", "auto-applied", capture_instance=newest.name, detail=detail
+            )
+        )
+    changes += evolve_target_table(conn, table).changes
+    recorded: list[tuple[int, control.SchemaChange]] = []
+    review: list[tuple[int, control.SchemaChange]] = []
+    for change in changes:
+        change_id, new = control.record_schema_change(conn, pipeline, change)
+        if new:
+            recorded.append((change_id, change))
+        if change.change == "type-change" and change.status == "pending-review":
+            stored = control.get_schema_change(conn, pipeline, change_id)
+            if stored is None or stored.status != "approved":
+                review.append((change_id, change))
+    return recorded, review
+
+
+def _tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
+    """One log line and one count per newly recorded change."""
+    obs.metrics.schema_change(change.source_table, change.status)
+    (log.warning if change.status == "pending-review" else log.info)(
+        "schema change",
+        id=change_id,
+        table=change.source_table,
+        change=change.change,
+        status=change.status,
+        capture_instance=change.capture_instance,
+        column=change.column_name,
+        old_type=change.old_type,
+        new_type=change.new_type,
+        ddl=change.ddl,
+        detail=change.detail,
+    )

@@ -1,0 +1,158 @@
+"""Following a source schema change in the target table (issue 12): what the target needs, what can be done
+without an operator, and what must wait for one.
+
+:func:`plan_evolution` compares the :class:`~mssql2pg.sink.schema.TargetTable` built from the capture
+instances as they are now with the columns the target table has, and returns each change with its status:
+
+* a column the target lacks (added at the source, captured by a new capture instance): ``ALTER TABLE ... ADD
+  COLUMN`` with the mapped type, nullable (rows replicated before have no value for it), ``auto-applied``;
+* a column dropped at the source: the target column stays and receives NULL from then on (its NOT NULL, if
+  any, is dropped so that it can), ``pending-review`` with the exact SQL to archive or drop it;
+* a captured column whose type changed: nothing to do when the target column already holds every value of the
+  new type (recorded ``auto-applied`` without DDL); a safe widening (the new type holds every value of the
+  old one, :func:`~mssql2pg.sink.ddl.type_can_hold` both ways round) is applied with ``ALTER COLUMN ... TYPE``,
+  ``auto-applied``; anything else is ``pending-review`` with the recommended migration, and pauses the table
+  (the caller's job: this module only says so).
+
+Nothing here is recorded or logged: :mod:`mssql2pg.pipeline.evolution` does that, in the same transaction as
+the DDL :func:`evolve_target_table` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mssql2pg.control import SchemaChange
+from mssql2pg.pgconn import PgConnection, fetch
+from mssql2pg.sink import statements as sql
+from mssql2pg.sink.ddl import type_can_hold
+from mssql2pg.sink.schema import TargetColumn, TargetTable
+
+
+@dataclass
+class Evolution:
+    """What one table's schema change means for its target: ``changes`` to record (in order), the ``ddl`` run
+    for the auto-applied ones, and whether a change waits for review (the table pauses)."""
+
+    changes: list[SchemaChange] = field(default_factory=list)
+    ddl: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> list[SchemaChange]:
+        """The changes that stop the table until an operator approves them (type changes the target cannot
+        follow on its own). A dropped column is reviewed too, but it does not stop the table."""
+        return [c for c in self.changes if c.status == "pending-review" and c.change == "type-change"]
+
+
+def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]]) -> Evolution:
+    """Compare ``table`` (from the capture instances now) with the target's ``existing`` columns (name ->
+    (type, NOT NULL)); an empty :class:`Evolution` when nothing changed. Pure: no I/O."""
+    evolution = Evolution()
+    source = str(table.source)
+    instance = table.capture_instance.name
+    for column in table.columns:
+        have = existing.get(column.name)
+        if have is None:
+            if column.dropped:
+                continue  # dropped before the target ever had it: nothing to keep
+            ddl = sql.add_column(table, column)
+            evolution.ddl.append(ddl)
+            evolution.changes.append(
+                SchemaChange(
+                    source,
+                    "add-column",
+                    "auto-applied",
+                    capture_instance=instance,
+                    column_name=column.name,
+                    new_type=column.pg_type,
+                    ddl=ddl,
+                    detail=f"target column added (nullable); filled from capture instance {instance} on. Values "
+                    f"written between the ALTER TABLE and {instance}'s start LSN are in no change table, and a "
+                    "DEFAULT fills existing source rows without a change: until `mssql2pg reconcile --repair "
+                    f"{source}` those target rows hold NULL in {column.name}",
+                )
+            )
+            continue
+        have_type, not_null = have
+        if column.dropped:
+            if not_null and column.name not in table.key:
+                evolution.ddl.append(sql.drop_not_null(table, column))
+            evolution.changes.append(
+                SchemaChange(
+                    source,
+                    "drop-column",
+                    "pending-review",
+                    capture_instance=instance,
+                    column_name=column.name,
+                    old_type=have_type,
+                    ddl=sql.drop_column(table, column),
+                    detail=f"dropped at the source: the target column is kept and receives NULL from now on. To "
+                    f"archive it first: {sql.archive_column(table, column)}; then drop it with the DDL shown",
+                )
+            )
+            continue
+        if _same_type(have_type, column.pg_type):
+            continue
+        evolution.changes.append(_type_change(table, column, have_type, instance, evolution))
+    return evolution
+
+
+def _type_change(
+    table: TargetTable, column: TargetColumn, have: str, instance: str, evolution: Evolution
+) -> SchemaChange:
+    source, want = str(table.source), column.pg_type
+    if type_can_hold(have, want):
+        return SchemaChange(
+            source,
+            "type-change",
+            "auto-applied",
+            capture_instance=instance,
+            column_name=column.name,
+            old_type=have,
+            new_type=want,
+            detail=f"the target column ({have}) holds every value of the new type: no DDL needed",
+        )
+    ddl = sql.alter_column_type(table, column)
+    if type_can_hold(want, have):  # a widening: every value the column holds converts exactly
+        evolution.ddl.append(ddl)
+        return SchemaChange(
+            source,
+            "type-change",
+            "auto-applied",
+            capture_instance=instance,
+            column_name=column.name,
+            old_type=have,
+            new_type=want,
+            ddl=ddl,
+            detail="safe widening applied to the target column",
+        )
+    return SchemaChange(
+        source,
+        "type-change",
+        "pending-review",
+        capture_instance=instance,
+        column_name=column.name,
+        old_type=have,
+        new_type=want,
+        ddl=sql.alter_column_type(table, column, using=True),
+        detail=f"{have} -> {want} is not a safe widening: the table is paused (its changes wait in CDC). "
+        f"Migrate the target column (recommended DDL shown; check the USING expression for your data), then "
+        f"`mssql2pg schema approve ID`; or `mssql2pg resync {source}`",
+    )
+
+
+def _same_type(have: str, want: str) -> bool:
+    return type_can_hold(have, want) and type_can_hold(want, have)
+
+
+def evolve_target_table(conn: PgConnection, table: TargetTable) -> Evolution:
+    """Plan the target's evolution and run its auto-applied DDL (in the caller's transaction). A target table
+    that does not exist yet needs nothing: it is created with every column when the applier starts."""
+    rows = fetch(conn, sql.SELECT_TABLE_COLUMNS, schema=table.schema, name=table.name)
+    if not rows:
+        return Evolution()
+    evolution = plan_evolution(table, {str(n): (str(t), bool(nn)) for n, t, nn in rows})
+    for statement in evolution.ddl:
+        conn.run(statement)
+    return evolution
