@@ -77,6 +77,13 @@ def hold_table_position(conn: PgConnection, pipeline: str, table: str, lsn: Lsn)
     conn.run(sql.HOLD_TABLE_POSITION, pipeline=pipeline, source_table=table, lsn=lsn.raw)
 
 
+def registered_tables(conn: PgConnection, pipeline: str) -> frozenset[str]:
+    """Every source table ``pipeline`` has recorded (in any state); empty before the first run."""
+    if not control_table_exists(conn, "table_state"):
+        return frozenset()
+    return frozenset(str(row[0]) for row in fetch(conn, sql.SELECT_TABLE_STATES, pipeline=pipeline))
+
+
 def inactive_tables(conn: PgConnection, pipeline: str) -> dict[str, tuple[str, str]]:
     """Tables this pipeline must leave alone: source table -> (state, reason). Empty before the first run."""
     if not control_table_exists(conn, "table_state"):

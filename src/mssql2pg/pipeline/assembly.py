@@ -26,7 +26,7 @@ from mssql2pg.instance import this_instance
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.evolution import follow_schema
+from mssql2pg.pipeline.evolution import follow_schema, tables_gone
 from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
 from mssql2pg.pipeline.plan import (
     ControlState,
@@ -34,6 +34,7 @@ from mssql2pg.pipeline.plan import (
     build_reader,
     control_state,
     discover,
+    discover_following,
     pause_table,
     pause_unusable,
     target_tables,
@@ -153,8 +154,11 @@ class Pipeline:
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
         with reaching(obs, "source"):
-            selections, instances = discover(engine, config, skip=inactive)
+            selections, instances, gone = discover_following(engine, config, inactive, known.registered)
         with reaching(obs, "target"):
+            gone_faults = tables_gone(config, obs, gone)  # CDC disabled, table dropped or renamed: paused
+            for fault in gone_faults:
+                pause_table(config, obs, fault)
             selections = pause_unusable(config, obs, selections, instances)
             # the source's schema changes: evolve the target tables, record each change, pause what waits for review
             followed = follow_schema(
@@ -207,7 +211,7 @@ class Pipeline:
             retry,
             tables,
             positions,
-            frozenset(inactive) | {str(fault.table) for fault in followed.paused},
+            frozenset(inactive) | {str(fault.table) for fault in [*followed.paused, *gone_faults]},
             spreading,
         )
         # A spreading standby builds a pipeline per group every standby_poll: its line is at debug, and the

@@ -19,6 +19,7 @@ import structlog
 from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.errors import TableFaultError
+from mssql2pg.model import TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import target_connector
@@ -26,6 +27,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.sink.errors import SchemaChangeReviewError
 from mssql2pg.sink.evolution import evolve_target_table
 from mssql2pg.sink.schema import TargetTable
+from mssql2pg.source.errors import TableGoneError
 
 log = structlog.get_logger(component="schema")
 
@@ -72,6 +74,34 @@ def follow_schema(
     finally:
         conn.close()  # a transaction left open by a failure is rolled back with it
     return followed
+
+
+def tables_gone(config: Config, obs: Observability, gone: Sequence[TableId]) -> list[TableFaultError]:
+    """Record each replicated table that has no capture instance any more (``table-gone``, for review) and
+    return the faults that pause them."""
+    if not gone:
+        return []
+    faults: list[TableFaultError] = []
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        recorded: list[tuple[int, control.SchemaChange]] = []
+        for table in gone:
+            fault = TableGoneError(table)
+            faults.append(fault)
+            change = control.SchemaChange(
+                str(table), "table-gone", "pending-review", detail=f"{fault!s}; {fault.remediation}"
+            )
+            change_id, new = control.record_schema_change(conn, config.pipeline.name, change)
+            if new:
+                recorded.append((change_id, change))
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    for change_id, change in recorded:
+        _tell(obs, change_id, change)
+    return faults
 
 
 def _follow_one(

@@ -37,15 +37,30 @@ def discover(
     """The selected tables and their capture instances, checked against what CDC has enabled.
 
     ``skip`` names source tables to leave out (paused or needing resync)."""
+    selections, by_table, _gone = discover_following(engine, config, skip)
+    return selections, by_table
+
+
+def discover_following(
+    engine: sa.Engine, config: Config, skip: Collection[str] = (), registered: Collection[str] = ()
+) -> tuple[list[TableSelection], dict[TableId, tuple[CaptureInstance, ...]], list[TableId]]:
+    """:func:`discover` for a pipeline that replicated before: ``registered`` names the tables it replicated
+    (``mssql2pg.table_state``). One of them without a capture instance any more (CDC disabled, table dropped or
+    renamed) is not a configuration error that stops every table: it is returned apart, as gone, for the
+    caller to pause."""
     with engine.connect() as conn:
         instances = load_capture_instances(conn)
     available = sorted({ci.source for ci in instances})
-    selections = resolve_tables(config, available)
+    folded = {(t.schema.casefold(), t.name.casefold()) for t in available}
+    vanished = {t for t in map(TableId.parse, registered) if (t.schema.casefold(), t.name.casefold()) not in folded}
+    selections = resolve_tables(config, [*available, *sorted(vanished)])
     if config.pipeline.group is not None and not config.pipeline.spreads:
         selections = [s for s in selections if s.group == config.pipeline.group]
     selections = [s for s in selections if str(s.source) not in skip]
+    gone = [s.source for s in selections if s.source in vanished]
+    selections = [s for s in selections if s.source not in vanished]
     by_table = select_instances(instances, [s.source for s in selections])
-    return selections, by_table
+    return selections, by_table, gone
 
 
 def usable_selections(
@@ -89,6 +104,7 @@ class ControlState:
     """What the target's control schema says about the tables before a start."""
 
     inactive: dict[str, tuple[str, str]]  # paused or needing resync: source table -> (state, reason)
+    registered: frozenset[str]  # every table the pipeline replicated (any state)
     positions: dict[str, Lsn]  # tables of the group with a position of their own (resynced, or moved here)
     checkpoint: Lsn  # of this process's group (pipeline.group)
 
@@ -104,7 +120,10 @@ def control_state(config: Config) -> ControlState:
             else Lsn.NULL
         )
         return ControlState(
-            control.inactive_tables(conn, name), control.resume_positions(conn, name, group), checkpoint
+            control.inactive_tables(conn, name),
+            control.registered_tables(conn, name),
+            control.resume_positions(conn, name, group),
+            checkpoint,
         )
     finally:
         conn.close()

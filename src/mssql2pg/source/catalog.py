@@ -116,12 +116,13 @@ def _type_name(column_type: str | None, type_name: str | None) -> str:
 
 
 def select_instances(
-    instances: Sequence[CaptureInstance], tables: Sequence[TableId]
+    instances: Sequence[CaptureInstance], tables: Sequence[TableId], *, missing_ok: bool = False
 ) -> dict[TableId, tuple[CaptureInstance, ...]]:
     """The capture instances of each selected table, oldest first (one, or two during a schema change).
 
     Table names match exactly, or else case-insensitively (SQL Server's default collation), if unambiguous.
-    A table without a capture instance is a :class:`SourceError` whose hint is the exact command to run.
+    A table without a capture instance is a :class:`SourceError` whose hint is the exact command to run, or,
+    with ``missing_ok`` (a running reader: the caller tells a table that is gone), simply not in the result.
     """
     by_table: dict[TableId, list[CaptureInstance]] = {}
     for ci in instances:
@@ -140,7 +141,7 @@ def select_instances(
             missing.append(wanted)
             continue
         result[wanted] = tuple(sorted(by_table[found], key=_instance_age))
-    if missing:
+    if missing and not missing_ok:
         names = ", ".join(str(t) for t in missing)
         hint = " ".join(enable_table_command(t) for t in missing)
         raise SourceError(

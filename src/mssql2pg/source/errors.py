@@ -77,3 +77,30 @@ class CaptureInstancesChangedError(ReplanError):
         self.table = table
         self.was = was
         self.now = now
+
+
+class TableGoneError(TableFaultError):
+    """A replicated table has no capture instance any more: CDC was disabled on it, or the table was dropped or
+    renamed at the source (SQL Server drops a table's capture instances with it; a renamed table's instances
+    follow the new name). The table pauses (its target rows stay as they are); the others go on."""
+
+    table: TableId
+
+    def __init__(self, table: TableId) -> None:
+        from_source = (
+            f"EXEC sys.sp_cdc_enable_table @source_schema = N'{table.schema}', @source_name = N'{table.name}', "
+            "@role_name = NULL"
+        )
+        remediation = (
+            f"if CDC was disabled by mistake, enable it again ({from_source}) and run `mssql2pg resync {table}`; "
+            "if the table was renamed, name the new one in `tables:` of the configuration (and resync it); if it "
+            "was dropped on purpose, remove it from the configuration"
+        )
+        super().__init__(
+            f"{table}: no capture instance any more (CDC was disabled on it, or the table was dropped or renamed "
+            "at the source)",
+            table=table,
+            state="paused",
+            remediation=remediation,
+            hint=remediation,
+        )

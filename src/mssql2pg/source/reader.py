@@ -333,11 +333,12 @@ class Reader:
 
     def _current_instances(self, backend: SourceBackend) -> Mapping[TableId, tuple[CaptureInstance, ...]]:
         if self._tables is not None:
-            self._instances = select_instances(backend.capture_instances(), self._tables)
+            planned = self._planned is not None
+            self._instances = select_instances(backend.capture_instances(), self._tables, missing_ok=planned)
         if self._planned is not None:
-            for table, table_instances in self._instances.items():
-                was = self._planned.get(table)
-                if was is not None and instance_shapes(table_instances) != was:
+            for table, was in self._planned.items():
+                table_instances = self._instances.get(table, ())
+                if instance_shapes(table_instances) != was:  # no instance at all: CDC disabled, table dropped
                     raise CaptureInstancesChangedError(
                         table, tuple(str(s[0]) for s in was), tuple(ci.name for ci in table_instances)
                     )
