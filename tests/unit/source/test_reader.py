@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import threading
 from collections.abc import Iterable
@@ -10,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mssql2pg.errors import SourceError
+from mssql2pg.errors import ReplanError, SourceError
 from mssql2pg.model import ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.source import LsnGapError, Reader, ReaderSettings, WindowStatus
+from mssql2pg.source.errors import CaptureInstancesChangedError
 from mssql2pg.source.reader import Position, assemble
 from tests.unit.source.fakes import FakeSource, instance, lsn
 
@@ -288,6 +290,33 @@ def test_for_tables_rediscovers_instances_each_window() -> None:
     src.instances = []
     with pytest.raises(SourceError, match="sp_cdc_enable_table"):
         list(reader.windows(Lsn.NULL))
+
+
+def test_a_planned_reader_stops_before_a_window_whose_capture_instances_changed() -> None:
+    """Issue 12 point 1: a reader built with the plan's instances raises CaptureInstancesChangedError (a
+    re-plan, with the pickled fields intact for the reader process) at the first window that finds others: a
+    new instance, a changed column type, or none at all; and reads nothing of that window."""
+    orders = TableId("dbo", "orders")
+    src = FakeSource(instances=[ORDERS])
+    src.add(ORDERS, 10, 5, 2, 1, 1, 1)
+    reader = Reader(src.connect, (), ReaderSettings(), tables=[orders], planned={orders: (ORDERS,)})
+    assert len(_rows(reader.windows(Lsn.NULL))) == 1
+    same_shape_later = dataclasses.replace(ORDERS, start_lsn=lsn(2))  # the start LSN alone is not a change
+    src.instances = [same_shape_later]
+    assert len(_rows(reader.windows(Lsn.NULL))) == 1
+
+    v2 = instance("dbo_orders_v2", "dbo.orders", start=50)
+    wider = dataclasses.replace(
+        ORDERS, columns=(ORDERS.columns[0], dataclasses.replace(ORDERS.columns[1], sql_type="bigint"))
+    )
+    for now, names in (([ORDERS, v2], ("dbo_orders", "dbo_orders_v2")), ([wider], ("dbo_orders",)), ([], ())):
+        src.instances = now
+        window = reader.windows(Lsn.NULL)
+        with pytest.raises(CaptureInstancesChangedError) as raised:
+            next(window)
+        error = pickle.loads(pickle.dumps(raised.value))  # noqa: S301 - our own object
+        assert isinstance(error, ReplanError)
+        assert (error.table, error.was, error.now) == (orders, ("dbo_orders",), names)
 
 
 def test_poll_continues_across_windows_and_stops_on_event() -> None:

@@ -1,0 +1,104 @@
+"""What a source schema change means for the target table (sink/evolution.py), without a database."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mssql2pg.model import SourceColumn
+from mssql2pg.sink import build_target_table
+from mssql2pg.sink.evolution import plan_evolution
+from tests.fixtures.target import capture_instance
+
+ID = SourceColumn("Id", 1, "int", nullable=False)
+
+
+def _table(*columns: SourceColumn):  # type: ignore[no-untyped-def]
+    return build_target_table(capture_instance("dbo.T", [ID, *columns], ["Id"], name="dbo_T_v2"))
+
+
+def _existing(**columns: str) -> dict[str, tuple[str, bool]]:
+    return {"id": ("integer", True), **{name: (pg_type, False) for name, pg_type in columns.items()}}
+
+
+def test_nothing_changed_needs_nothing() -> None:
+    table = _table(SourceColumn("N", 2, "int"))
+    assert plan_evolution(table, _existing(n="integer")).changes == []
+
+
+def test_an_added_column_is_added_nullable_with_its_mapped_type() -> None:
+    evolution = plan_evolution(_table(SourceColumn("Note", 2, "nvarchar", max_length=10)), _existing())
+    (change,) = evolution.changes
+    assert (change.change, change.status, change.column_name, change.new_type) == (
+        "add-column",
+        "auto-applied",
+        "note",
+        "varchar(10)",
+    )
+    assert evolution.ddl == ['ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "note" varchar(10)']
+    assert change.ddl == evolution.ddl[0]
+    assert evolution.needs_review == []
+
+
+def test_a_dropped_column_is_kept_for_review_and_loses_its_not_null() -> None:
+    gone = SourceColumn("Gone", 2, "int", nullable=True, dropped=True)
+    evolution = plan_evolution(_table(gone), {"id": ("integer", True), "gone": ("integer", True)})
+    (change,) = evolution.changes
+    assert (change.change, change.status, change.old_type) == ("drop-column", "pending-review", "integer")
+    assert change.ddl == 'ALTER TABLE "dbo"."t" DROP COLUMN "gone"'
+    assert evolution.ddl == ['ALTER TABLE "dbo"."t" ALTER COLUMN "gone" DROP NOT NULL']
+    assert evolution.needs_review == []  # the table goes on
+
+
+@pytest.mark.parametrize(
+    ("column", "have", "want"),
+    [
+        (SourceColumn("C", 2, "bigint"), "integer", "bigint"),
+        (SourceColumn("C", 2, "varchar", max_length=40), "character varying(20)", "varchar(40)"),
+        (SourceColumn("C", 2, "varchar", max_length=-1), "character varying(20)", "text"),
+        (SourceColumn("C", 2, "decimal", precision=12, scale=4), "numeric(10,2)", "numeric(12,4)"),
+        (SourceColumn("C", 2, "datetime2", scale=7), "timestamp(3) without time zone", "timestamp(6)"),
+        (SourceColumn("C", 2, "float"), "real", "double precision"),
+    ],
+)
+def test_safe_widenings_are_applied(column: SourceColumn, have: str, want: str) -> None:
+    evolution = plan_evolution(_table(column), _existing(c=have))
+    (change,) = evolution.changes
+    assert (change.change, change.status, change.old_type, change.new_type) == (
+        "type-change",
+        "auto-applied",
+        have,
+        want,
+    )
+    assert evolution.ddl == [f'ALTER TABLE "dbo"."t" ALTER COLUMN "c" TYPE {want}']
+
+
+def test_a_narrower_source_type_the_target_holds_needs_no_ddl() -> None:
+    evolution = plan_evolution(_table(SourceColumn("C", 2, "int")), _existing(c="bigint"))
+    (change,) = evolution.changes
+    assert (change.status, change.ddl, evolution.ddl) == ("auto-applied", None, [])
+
+
+@pytest.mark.parametrize(
+    ("column", "have"),
+    [
+        (SourceColumn("C", 2, "real"), "numeric(5,2)"),
+        (SourceColumn("C", 2, "varchar", max_length=10), "integer"),
+        (SourceColumn("C", 2, "int"), "character varying(10)"),
+        (SourceColumn("C", 2, "datetimeoffset", scale=7), "timestamp(3) without time zone"),
+    ],
+)
+def test_other_type_changes_wait_for_review_with_a_recommended_migration(column: SourceColumn, have: str) -> None:
+    evolution = plan_evolution(_table(column), _existing(c=have))
+    (change,) = [c for c in evolution.changes if c.column_name == "c"]
+    assert change.status == "pending-review"
+    assert evolution.needs_review == [change]
+    assert change.ddl is not None
+    assert " USING " in change.ddl
+    assert not [d for d in evolution.ddl if '"c" TYPE' in d]  # nothing run for it
+
+
+def test_a_column_dropped_before_the_target_had_it_needs_nothing() -> None:
+    gone = dataclasses.replace(SourceColumn("Gone", 2, "int"), dropped=True)
+    assert plan_evolution(_table(gone), _existing()).changes == []
