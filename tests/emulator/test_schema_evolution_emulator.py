@@ -277,3 +277,31 @@ def test_default_constraints_describe_column_defaults(conn: pg8000.native.Connec
         "SELECT default_object_id FROM sys.columns c JOIN sys.tables t USING (object_id) "
         "WHERE t.name = 't' AND c.name = 'f'"
     ) == [[0]]
+
+
+def test_a_type_change_whose_cast_needs_using_alters_the_change_table_too(conn: pg8000.native.Connection) -> None:
+    """§4 (the change-table column is altered so that no data is lost): a type change PostgreSQL can only do with
+    an explicit ``USING`` cast (varchar -> int) goes through, converts the change table's existing values the same
+    way in every instance that captures the column, and updates ``captured_columns.column_type``; later changes
+    carry the new type."""
+    conn.run("ALTER TABLE dbo.t ADD COLUMN s varchar(10)")
+    conn.run("INSERT INTO dbo.t VALUES (1, 1, '5')")
+    enable_table(conn, "dbo", "t", capture_instance="dbo_t_v2")
+    conn.run("INSERT INTO dbo.t VALUES (2, 2, '6')")
+    conn.run("ALTER TABLE dbo.t ALTER COLUMN s TYPE int USING s::int")
+    conn.run("INSERT INTO dbo.t VALUES (3, 3, 7)")
+    assert conn.run('SELECT id, s FROM cdc."dbo_t_v2_CT" ORDER BY id') == [[2, 6], [3, 7]]
+    conn.run("ALTER TABLE dbo.t ALTER COLUMN v TYPE varchar(5) USING v::varchar")
+    conn.run("ALTER TABLE dbo.t ALTER COLUMN v TYPE bigint USING v::bigint")
+    conn.run("INSERT INTO dbo.t VALUES (4, 40, 8)")
+    for ci in ("dbo_t", "dbo_t_v2"):
+        assert conn.run(f'SELECT id, v FROM cdc."{ci}_CT" WHERE id >= 2 ORDER BY id') == [[2, 2], [3, 3], [4, 40]]
+    assert conn.run(
+        "SELECT cc.column_type FROM cdc.captured_columns cc JOIN cdc.change_tables ct ON ct.object_id = cc.object_id "
+        "WHERE ct.capture_instance = 'dbo_t_v2' AND cc.column_name = 's'"
+    ) == [["int"]]
+    required = conn.run(
+        "SELECT required_column_update FROM cdc.ddl_history h JOIN cdc.change_tables ct ON ct.object_id = h.object_id "
+        "WHERE ct.capture_instance = 'dbo_t_v2'"
+    )
+    assert required == [[True]] * 3  # the three type changes, each with required_column_update = 1
