@@ -19,7 +19,6 @@ from mssql2pg.pgconn import PgConnection, fetch
 SCHEMA_CHANGE_STATUSES = ("auto-applied", "pending-review", "failed", "approved")
 SCHEMA_CHANGE_KINDS = (
     "instance-switch",
-    "instance-retired",
     "add-column",
     "drop-column",
     "type-change",

@@ -5,7 +5,7 @@ The pipeline notices the new instance within one polling cycle (the reader compa
 window with those the plan was built with), reads the old instance up to the new one's start LSN and the new one
 from there (no gap, no overlap: no change is missed and no insert is applied twice, which would be a dead
 letter), and keeps source transactions whole. When the operator then disables the old instance, the pipeline
-follows again and reads only the new one.
+follows again and reads only the new one; and again when a third shape replaces the second.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline.assembly import Pipeline
@@ -92,10 +93,44 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
                 )  # type: ignore[misc]
                 assert_exact(src, dst, table, "id, v")
             assert running.alive(), f"the pipeline stopped: {running.failures}"
+
+            # a third shape replaces the second (at most two instances: the oldest went first)
+            with Writer(emulated_source_url, first_id=20_000) as writer:
+                wait_for(lambda: writer.written >= 10, what="changes flowing before the third instance")
+                enable_instance(src, "a", "dbo_a_v3")
+                wait_for(
+                    lambda: running.failures or running.instances("dbo.a") == ["dbo_a_v2", "dbo_a_v3"],
+                    what="the running pipeline applying dbo_a_v2 and dbo_a_v3",
+                )
+                flowing = writer.written
+                wait_for(lambda: writer.written >= flowing + 20, what="changes flowing after the third instance")
+                disable_instance(src, "a", "dbo_a_v2")
+                wait_for(
+                    lambda: running.failures or running.instances("dbo.a") == ["dbo_a_v3"],
+                    what="the running pipeline applying only dbo_a_v3",
+                )
+                flowing = writer.written
+                wait_for(lambda: writer.written >= flowing + 20, what="changes flowing after v2 went")
+            assert not writer.errors
+            assert not running.failures, f"the pipeline stopped: {running.failures}"
+            for table in ("a", "b"):
+                wait_for(
+                    lambda t=table: rows(dst, f"dbo.{t}") == rows(src, f"dbo.{t}"),
+                    timeout=60,
+                    what=f"dbo.{table} equal",
+                )  # type: ignore[misc]
+                assert_exact(src, dst, table, "id, v")
         assert not running.failures
         assert table_state(dst, "dbo.a")[0] == "active"
         assert table_state(dst, "dbo.b")[0] == "active"
         assert dst.run("SELECT count(*) FROM mssql2pg.dead_letters") == [[0]]
+        switches = control.list_schema_changes(dst, "default")
+        assert [(c.source_table, c.change, c.status, c.capture_instance) for c in switches] == [
+            ("dbo.a", "instance-switch", "auto-applied", "dbo_a_v2"),
+            ("dbo.a", "instance-switch", "auto-applied", "dbo_a_v3"),
+        ]
+        assert switches[0].detail is not None
+        assert switches[0].detail.startswith("reading dbo_a up to ")
     finally:
         src.close()
         dst.close()
