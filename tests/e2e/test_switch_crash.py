@@ -21,6 +21,7 @@ from tests.integration.pipeline.schema_workload import (
     assert_exact,
     disable_instance,
     enable_instance,
+    switched,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,6 +71,11 @@ def test_kill9_during_a_capture_instance_switch_loses_and_repeats_nothing(
 
             pipeline.start()
             _moves(pipeline, target_url, "the restarted process replicating from both instances")
+            dst = connect(target_url)
+            try:
+                wait_for(lambda: switched(src, dst, "dbo_a_v2"), timeout=60, what="the checkpoint past the switch")
+            finally:
+                dst.close()
             disable_instance(src, "a", "dbo_a")
             wait_for(
                 lambda: pipeline.log_text().count("capture instances of dbo.a changed") >= 2,

@@ -9,6 +9,7 @@ that cannot be reached ends the checks with its driver error (:mod:`mssql2pg.cli
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ from mssql2pg import control
 from mssql2pg.classify import scrub
 from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.model import CaptureInstance
 from mssql2pg.pipeline.connections import source_engine
 from mssql2pg.pipeline.plan import discover
 from mssql2pg.positions import Lsn
@@ -126,6 +128,29 @@ def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: L
             if floor_time is not None and newest is not None:
                 margin = f"; the oldest kept change is {(newest - floor_time).total_seconds() / 3600:.1f} h old"
             report.add(True, f"{table}: checkpoint {checkpoint} is within the retention window{margin}")
+            _switch(report, table, cis, checkpoint)
+
+
+def _switch(report: Report, table: object, cis: tuple[CaptureInstance, ...], checkpoint: Lsn) -> None:
+    """During a capture-instance switch: whether the older instance may be disabled yet. It holds the changes
+    below the newer one's start LSN; disabling it before the checkpoint passed that LSN loses them
+    (docs/schema-evolution.md)."""
+    for old, new in itertools.pairwise(cis):
+        if new.start_lsn.is_null or checkpoint < new.start_lsn.decrement():
+            start = "its start LSN is not established yet" if new.start_lsn.is_null else f"starts at {new.start_lsn}"
+            report.add(
+                True,
+                f"{table}: keep capture instance {old.name} until the checkpoint passes where {new.name} "
+                f"starts ({start}; checkpoint {checkpoint})",
+            )
+        else:
+            report.add(
+                True,
+                f"{table}: capture instance {old.name} can be disabled: the checkpoint passed the start of "
+                f"{new.name} ({new.start_lsn})",
+                f"EXEC sys.sp_cdc_disable_table @source_schema = N'{old.source.schema}', @source_name = "
+                f"N'{old.source.name}', @capture_instance = N'{old.name}'",
+            )
 
 
 def _brief(exc: BaseException) -> str:

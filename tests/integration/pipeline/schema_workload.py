@@ -181,3 +181,11 @@ class Running:
             if str(t.source) == table:
                 return [ci.name for ci in t.instances]
         return []
+
+
+def switched(src: pg8000.native.Connection, dst: pg8000.native.Connection, capture_instance: str) -> bool:
+    """Whether the pipeline's checkpoint has passed the start LSN of ``capture_instance``: from then on the older
+    instance holds nothing the pipeline still needs, and the operator may disable it (docs/schema-evolution.md)."""
+    ((start,),) = src.run("SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = :ci", ci=capture_instance)
+    checkpoint = dst.run("SELECT lsn FROM mssql2pg.checkpoints ORDER BY lsn DESC LIMIT 1")
+    return start is not None and bool(checkpoint) and bytes(checkpoint[0][0]) >= bytes(start)

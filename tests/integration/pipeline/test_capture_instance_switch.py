@@ -19,6 +19,7 @@ from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline.assembly import Pipeline
+from mssql2pg.pipeline.check import run_checks
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import two_cdc_tables
 from tests.fixtures.target import table_state
@@ -30,18 +31,29 @@ from tests.integration.pipeline.schema_workload import (
     disable_instance,
     enable_instance,
     rows,
+    switched,
 )
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("separate_process", [False, True], ids=["reader-thread", "reader-process"])
 def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
-    emulated_source_url: str, target_url: str, tmp_path: Path
+    emulated_source_url: str, target_url: str, tmp_path: Path, separate_process: bool
 ) -> None:
+    """The reader in a process of its own (``reader.separate_process``) sends the re-plan across intact."""
     src = connect(emulated_source_url)
     dst = connect(target_url)
     two_cdc_tables(src)
-    config = load_config(write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"]))
+    config = load_config(
+        write_config(
+            tmp_path / "p.yaml",
+            emulated_source_url,
+            target_url,
+            ["dbo.a", "dbo.b"],
+            reader={"poll_interval": 0.05, "separate_process": separate_process},
+        )
+    )
     try:
         with Running(Pipeline.from_config(config)) as running:
             before = rows(src, "dbo.a")
@@ -73,9 +85,13 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
             assert v2_start is not None
             assert src.run('SELECT count(*) FROM cdc."dbo_a_v2_CT"')[0][0] > 0
 
-            # the operator retires the old instance; the pipeline follows
+            # the operator retires the old instance once the checkpoint passed the new one's start; the pipeline
+            # follows
             with Writer(emulated_source_url, first_id=10_000) as writer:
                 wait_for(lambda: writer.written >= 10, what="changes flowing before the old instance goes")
+                wait_for(lambda: switched(src, dst, "dbo_a_v2"), what="the checkpoint past dbo_a_v2's start")
+                findings = [f.what for f in run_checks(config, lambda: connect(target_url)).findings]
+                assert [f for f in findings if "capture instance dbo_a can be disabled" in f], findings
                 disable_instance(src, "a", "dbo_a")
                 wait_for(
                     lambda: running.failures or running.instances("dbo.a") == ["dbo_a_v2"],
@@ -104,6 +120,7 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
                 )
                 flowing = writer.written
                 wait_for(lambda: writer.written >= flowing + 20, what="changes flowing after the third instance")
+                wait_for(lambda: switched(src, dst, "dbo_a_v3"), what="the checkpoint past dbo_a_v3's start")
                 disable_instance(src, "a", "dbo_a_v2")
                 wait_for(
                     lambda: running.failures or running.instances("dbo.a") == ["dbo_a_v3"],
