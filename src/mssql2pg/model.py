@@ -127,6 +127,7 @@ class SourceColumn:
     nullable: bool = True
     column_id: int | None = None
     dropped: bool = False  # captured, but no longer in the source table: NULL in every later change row
+    default: str | None = None  # the source column's default as sys.default_constraints spells it: '((0))'
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ without an operator, and what must wait for one.
 instances as they are now with the columns the target table has, and returns each change with its status:
 
 * a column the target lacks (added at the source, captured by a new capture instance): ``ALTER TABLE ... ADD
-  COLUMN`` with the mapped type, nullable (rows replicated before have no value for it), ``auto-applied``;
+  COLUMN`` with the mapped type, nullable (rows replicated before may have no value for it), and the source's
+  default when it is a constant (filling the existing rows when the source column is NOT NULL, as SQL Server
+  does), ``auto-applied``;
 * a column dropped at the source: the target column stays and receives NULL from then on (its NOT NULL, if
   any, is dropped so that it can), ``pending-review`` with the exact SQL to archive or drop it;
 * a captured column whose type changed: nothing to do when the target column already holds every value of the
@@ -20,10 +22,12 @@ the DDL :func:`evolve_target_table` runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mssql2pg.control import SchemaChange
+from mssql2pg.model import SourceColumn
 from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.ddl import type_can_hold
@@ -56,8 +60,14 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
         if have is None:
             if column.dropped:
                 continue  # dropped before the target ever had it: nothing to keep
-            ddl = sql.add_column(table, column)
+            source_column = _newest(table, column)
+            default = None if source_column is None else pg_default(source_column.default, column.pg_type)
+            fills = default is not None and source_column is not None and not source_column.nullable
+            ddl = sql.add_column(table, column, default if fills else None)
             evolution.ddl.append(ddl)
+            if default is not None and not fills:
+                ddl = f"{ddl}; {sql.set_default(table, column, default)}"
+                evolution.ddl.append(sql.set_default(table, column, default))
             evolution.changes.append(
                 SchemaChange(
                     source,
@@ -68,9 +78,9 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     new_type=column.pg_type,
                     ddl=ddl,
                     detail=f"target column added (nullable); filled from capture instance {instance} on. Values "
-                    f"written between the ALTER TABLE and {instance}'s start LSN are in no change table, and a "
-                    "DEFAULT fills existing source rows without a change: until `mssql2pg reconcile --repair "
-                    f"{source}` those target rows hold NULL in {column.name}",
+                    f"written between the ALTER TABLE and {instance}'s start LSN are in no change table: until "
+                    f"`mssql2pg reconcile --repair {source}` those rows hold NULL (or the default) in "
+                    f"{column.name}",
                 )
             )
             continue
@@ -140,6 +150,38 @@ def _type_change(
         f"Migrate the target column (recommended DDL shown; check the USING expression for your data), then "
         f"`mssql2pg schema approve ID`; or `mssql2pg resync {source}`",
     )
+
+
+def _newest(table: TargetTable, column: TargetColumn) -> SourceColumn | None:
+    """The newest capture instance's description of the source column behind ``column``."""
+    for candidate in table.capture_instance.columns:
+        if candidate.name == column.source_name:
+            return candidate
+    return None
+
+
+_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+_STRING = re.compile(r"^N?('(?:[^']|'')*')$")
+
+
+def pg_default(definition: str | None, pg_type: str) -> str | None:
+    """A SQL Server column default (``sys.default_constraints.definition``: ``((0))``, ``('x')``, ``(N'x')``) as
+    a PostgreSQL literal for a column of ``pg_type``; None for anything that is not a constant (``(getdate())``,
+    ``(newid())``, expressions): those are not carried to the target, since their value at the source is not
+    known here. A bit default becomes ``true``/``false`` for a boolean column."""
+    if definition is None:
+        return None
+    text = definition.strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    if _NUMBER.match(text):
+        if pg_type == "boolean":
+            return {"0": "false", "1": "true"}.get(text)
+        return text
+    string = _STRING.match(text)
+    if string and pg_type != "bytea":
+        return string.group(1)  # quotes are doubled the same way in both dialects
+    return None
 
 
 def _same_type(have: str, want: str) -> bool:

@@ -254,9 +254,19 @@ def count_unwritten(table: TargetTable, index: int) -> str:
 # --- schema evolution (mssql2pg.sink.evolution) ------------------------------------------------------------------
 
 
-def add_column(table: TargetTable, column: TargetColumn) -> str:
-    """A column added at the source: nullable, since the rows replicated before have no value for it."""
-    return f"ALTER TABLE {table.qualified_name} ADD COLUMN IF NOT EXISTS {quote_ident(column.name)} {column.pg_type}"
+def add_column(table: TargetTable, column: TargetColumn, default: str | None = None) -> str:
+    """A column added at the source: nullable, since the rows replicated before may have no value for it.
+    ``default``: a constant PostgreSQL literal (see :func:`mssql2pg.sink.evolution.pg_default`) that fills the
+    existing rows, as SQL Server fills them for a NOT NULL column added with a default."""
+    fill = "" if default is None else f" DEFAULT {default}"
+    return (
+        f"ALTER TABLE {table.qualified_name} ADD COLUMN IF NOT EXISTS {quote_ident(column.name)} {column.pg_type}{fill}"
+    )
+
+
+def set_default(table: TargetTable, column: TargetColumn, default: str) -> str:
+    """The source column's default kept on the target column (without filling existing rows)."""
+    return f"ALTER TABLE {table.qualified_name} ALTER COLUMN {quote_ident(column.name)} SET DEFAULT {default}"
 
 
 def drop_not_null(table: TargetTable, column: TargetColumn) -> str:

@@ -102,6 +102,7 @@ def source_column(row: Mapping[str, Any]) -> SourceColumn:
         column_id=None if row["column_id"] is None else int(row["column_id"]),
         # the outer join to the source table's sys.columns finds nothing: ALTER TABLE ... DROP COLUMN (§4)
         dropped=nullable is None,
+        default=None if row.get("column_default") is None else str(row["column_default"]),
     )
 
 

@@ -113,6 +113,14 @@ sys_columns = table(
     schema="sys",
 )
 
+sys_default_constraints = table(
+    "default_constraints",
+    column("parent_object_id", Integer),
+    column("parent_column_id", Integer),
+    column("definition", String),
+    schema="sys",
+)
+
 sys_types = table(
     "types",
     column("user_type_id", Integer),
@@ -161,6 +169,7 @@ CAPTURE_INSTANCES = (
 _cc = captured_columns.alias("cc")
 _c = sys_columns.alias("c")
 _ty = sys_types.alias("ty")
+_dc = sys_default_constraints.alias("dc")
 
 CAPTURED_COLUMNS = (
     select(
@@ -174,11 +183,15 @@ CAPTURED_COLUMNS = (
         _c.c.precision,
         _c.c.scale,
         _c.c.is_nullable,
+        _dc.c.definition.label("column_default"),
     )
     .select_from(
         _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
         .outerjoin(_c, and_(_c.c.object_id == _ct.c.source_object_id, _c.c.column_id == _cc.c.column_id))
         .outerjoin(_ty, _ty.c.user_type_id == _c.c.user_type_id)
+        .outerjoin(
+            _dc, and_(_dc.c.parent_object_id == _ct.c.source_object_id, _dc.c.parent_column_id == _cc.c.column_id)
+        )
     )
     .order_by(_cc.c.object_id, _cc.c.column_ordinal)
 )
@@ -186,7 +199,8 @@ CAPTURED_COLUMNS = (
 
 The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
 precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
-a captured column that was since dropped from the source still has to be read (it is NULL from then on)."""
+a captured column that was since dropped from the source still has to be read (it is NULL from then on). The
+column's default (``sys.default_constraints.definition``) is kept for a column added to the target later."""
 
 KEY_COLUMNS = select(
     index_columns.c.object_id, index_columns.c.column_name, index_columns.c.index_ordinal, index_columns.c.column_id

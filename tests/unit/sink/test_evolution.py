@@ -8,7 +8,7 @@ import pytest
 
 from mssql2pg.model import SourceColumn
 from mssql2pg.sink import build_target_table
-from mssql2pg.sink.evolution import plan_evolution
+from mssql2pg.sink.evolution import pg_default, plan_evolution
 from tests.fixtures.target import capture_instance
 
 ID = SourceColumn("Id", 1, "int", nullable=False)
@@ -102,3 +102,36 @@ def test_other_type_changes_wait_for_review_with_a_recommended_migration(column:
 def test_a_column_dropped_before_the_target_had_it_needs_nothing() -> None:
     gone = dataclasses.replace(SourceColumn("Gone", 2, "int"), dropped=True)
     assert plan_evolution(_table(gone), _existing()).changes == []
+
+
+@pytest.mark.parametrize(
+    ("definition", "pg_type", "expected"),
+    [
+        ("((0))", "integer", "0"),
+        ("((-1.50))", "numeric(5,2)", "-1.50"),
+        ("('x')", "varchar(10)", "'x'"),
+        ("(N'it''s')", "varchar(10)", "'it''s'"),
+        ("((1))", "boolean", "true"),
+        ("((0))", "boolean", "false"),
+        ("(getdate())", "timestamp(3)", None),
+        ("(newid())", "uuid", None),
+        ("((1)+(2))", "integer", None),
+        (None, "integer", None),
+    ],
+)
+def test_constant_source_defaults_become_postgresql_literals(
+    definition: str | None, pg_type: str, expected: str | None
+) -> None:
+    assert pg_default(definition, pg_type) == expected
+
+
+def test_an_added_column_keeps_its_default_and_fills_existing_rows_only_when_not_null() -> None:
+    required = SourceColumn("Note", 2, "varchar", max_length=10, nullable=False, default="('dflt')")
+    evolution = plan_evolution(_table(required), _existing())
+    assert evolution.ddl == ['ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "note" varchar(10) DEFAULT \'dflt\'']
+    optional = dataclasses.replace(required, nullable=True)
+    evolution = plan_evolution(_table(optional), _existing())
+    assert evolution.ddl == [
+        'ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "note" varchar(10)',
+        'ALTER TABLE "dbo"."t" ALTER COLUMN "note" SET DEFAULT \'dflt\'',
+    ]
