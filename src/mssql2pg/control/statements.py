@@ -203,6 +203,11 @@ UPDATE {_c("table_state")} SET resume_after = :lsn, updated_at = now()
 WHERE pipeline = :pipeline AND source_table = :source_table AND (resume_after IS NULL OR resume_after < :lsn)
 """
 
+SELECT_HELD_POSITIONS = f"""
+SELECT source_table, resume_after FROM {_c("table_state")}
+WHERE pipeline = :pipeline AND state = 'paused' AND resume_after IS NOT NULL
+"""
+
 SELECT_TABLE_STATES = f"""
 SELECT source_table, target_table, state, reason, remediation FROM {_c("table_state")}
 WHERE pipeline = :pipeline ORDER BY source_table

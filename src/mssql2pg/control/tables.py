@@ -84,6 +84,16 @@ def registered_tables(conn: PgConnection, pipeline: str) -> frozenset[str]:
     return frozenset(str(row[0]) for row in fetch(conn, sql.SELECT_TABLE_STATES, pipeline=pipeline))
 
 
+def held_positions(conn: PgConnection, pipeline: str) -> dict[str, Lsn]:
+    """Paused tables whose position is held (:func:`hold_table_position`): source table -> the LSN their
+    changes wait after, in CDC, until the table resumes."""
+    if not control_table_exists(conn, "table_state") or "resume_after" not in control_columns(conn, "table_state"):
+        return {}
+    return {
+        str(row[0]): Lsn.from_bytes(bytes(row[1])) for row in fetch(conn, sql.SELECT_HELD_POSITIONS, pipeline=pipeline)
+    }
+
+
 def inactive_tables(conn: PgConnection, pipeline: str) -> dict[str, tuple[str, str]]:
     """Tables this pipeline must leave alone: source table -> (state, reason). Empty before the first run."""
     if not control_table_exists(conn, "table_state"):

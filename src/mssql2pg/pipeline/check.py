@@ -93,9 +93,10 @@ def run_checks(
     report.add(True, f"target {config.target.redacted_url()} is reachable")
     try:
         checkpoint = _checkpoint(target, config.pipeline.name, config.pipeline.group_key)
+        held = control.held_positions(target, config.pipeline.name)
     finally:
         target.close()
-    _retention(report, engine, instances, checkpoint, newest)
+    _retention(report, engine, instances, checkpoint, newest, held=held)
     return report
 
 
@@ -105,10 +106,22 @@ def _checkpoint(conn: pg8000.native.Connection, pipeline: str, group: str) -> Ls
     return control.read_checkpoint(conn, pipeline, group)
 
 
-def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: Lsn, newest: datetime | None) -> None:  # type: ignore[type-arg]
+def _retention(
+    report: Report,
+    engine: sa.Engine,
+    instances: dict,  # type: ignore[type-arg]
+    group_checkpoint: Lsn,
+    newest: datetime | None,
+    *,
+    held: dict[str, Lsn],
+) -> None:
+    """Each table's position against the oldest change CDC still keeps. A table paused by a schema change is
+    at its held position (its changes wait in CDC until it resumes), not at the group's checkpoint."""
     with engine.connect() as conn:
         for table, cis in instances.items():
             ci = cis[0]
+            checkpoint = held.get(str(table), group_checkpoint)
+            paused = " (paused: its changes wait in CDC until it resumes)" if str(table) in held else ""
             min_lsn = Lsn.from_bytes(conn.execute(statements.MIN_LSN, {"capture_instance": ci.name}).scalar())
             if checkpoint.is_null:
                 report.add(
@@ -127,7 +140,7 @@ def _retention(report: Report, engine: sa.Engine, instances: dict, checkpoint: L
             margin = ""
             if floor_time is not None and newest is not None:
                 margin = f"; the oldest kept change is {(newest - floor_time).total_seconds() / 3600:.1f} h old"
-            report.add(True, f"{table}: checkpoint {checkpoint} is within the retention window{margin}")
+            report.add(True, f"{table}: checkpoint {checkpoint}{paused} is within the retention window{margin}")
             _switch(report, table, cis, checkpoint)
 
 

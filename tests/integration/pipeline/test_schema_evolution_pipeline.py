@@ -16,6 +16,8 @@ from mssql2pg.config import Config, load_config
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline import watcher
 from mssql2pg.pipeline.assembly import Pipeline
+from mssql2pg.pipeline.check import run_checks
+from mssql2pg.positions import Lsn
 from mssql2pg.reconcile.run import Settings, reconcile
 from mssql2pg.schema_ops import approve_change
 from tests.e2e.pipeline_process import run_cli, write_config
@@ -207,6 +209,11 @@ def test_type_changes_widen_the_target_or_pause_only_their_table_until_approved(
             reason = table_state(dst, "dbo.c")[1]
             assert reason is not None
             assert f"schema change {pending.id}" in reason
+            # its position is held, and `check` measures the retention margin from there
+            ((held,),) = dst.run("SELECT resume_after FROM mssql2pg.table_state WHERE source_table = 'dbo.c'")
+            assert held is not None
+            findings = [f.what for f in run_checks(config, lambda: connect(target_url)).findings]
+            assert [f for f in findings if f.startswith(f"dbo.c: checkpoint {Lsn.from_bytes(held)} (paused")], findings
 
             # approving before the target is migrated is refused; after, dbo.c resumes from where it stopped
             refused = approve_change(config, pending.id)
