@@ -22,6 +22,8 @@ from mssql2pg.pipeline.plan import discover, target_tables
 from mssql2pg.sink import statements as sink_sql
 from mssql2pg.sink.evolution import plan_evolution
 
+_PAUSING = ("type-change", "add-column")  # the changes that pause their table while they wait (review, failed)
+
 
 @dataclass(frozen=True)
 class Approval:
@@ -41,7 +43,8 @@ def list_changes(config: Config, status: str | None = None) -> list[StoredSchema
 
 
 def approve_change(config: Config, change_id: int) -> Approval:
-    """Re-check the target against the source, then mark change ``change_id`` approved and resume its table."""
+    """Re-check the target against the source, then mark change ``change_id`` (``pending-review``, or ``failed``
+    after the operator ran its DDL) approved and resume the table it paused."""
     conn = target_connector(config)()
     try:
         stored = (
@@ -51,7 +54,7 @@ def approve_change(config: Config, change_id: int) -> Approval:
         )
         if stored is None:
             return Approval(False, f"no schema change with id {change_id}")
-        if stored.status != "pending-review":
+        if stored.status not in ("pending-review", "failed"):
             return Approval(False, f"schema change {change_id} is {stored.status}: nothing to approve")
         problems = _still_wrong(config, conn, stored)
         if problems:
@@ -62,7 +65,7 @@ def approve_change(config: Config, change_id: int) -> Approval:
             )
         conn.run("BEGIN")
         control.approve_schema_change(conn, config.pipeline.name, change_id)
-        resumed = stored.change == "type-change"
+        resumed = stored.change in _PAUSING
         if resumed:
             control.set_table_state(
                 conn,
@@ -81,7 +84,7 @@ def approve_change(config: Config, change_id: int) -> Approval:
 
 def _still_wrong(config: Config, conn: PgConnection, stored: StoredSchemaChange) -> list[str]:
     """What keeps the target from holding the table as the source has it now (empty: nothing)."""
-    if stored.change != "type-change":
+    if stored.change not in _PAUSING:
         return []
     engine = source_engine(config)
     try:
@@ -94,4 +97,6 @@ def _still_wrong(config: Config, conn: PgConnection, stored: StoredSchemaChange)
     (table,) = target_tables(selected, instances)
     rows = fetch(conn, sink_sql.SELECT_TABLE_COLUMNS, schema=table.schema, name=table.name)
     evolution = plan_evolution(table, {str(n): (str(t), bool(nn)) for n, t, nn in rows})
-    return [f"{c.column_name} is {c.old_type}, which cannot hold {c.new_type}" for c in evolution.needs_review]
+    problems = [f"{c.column_name} is {c.old_type}, which cannot hold {c.new_type}" for c in evolution.needs_review]
+    problems += [f"column {c.column_name} is missing" for c in evolution.changes if c.change == "add-column"]
+    return problems

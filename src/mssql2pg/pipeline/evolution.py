@@ -11,21 +11,23 @@ pauses its table only, with its position held so that approving it resumes the t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from mssql2pg import control
+from mssql2pg.classify import classify
 from mssql2pg.config import Config
-from mssql2pg.errors import TableFaultError
+from mssql2pg.errors import TableFaultError, TransientError
 from mssql2pg.model import TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.sink.errors import SchemaChangeReviewError
-from mssql2pg.sink.evolution import evolve_target_table
+from mssql2pg.sink.evolution import EvolutionDdlError, evolve_target_table
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source.errors import TableGoneError
 
@@ -53,7 +55,16 @@ def follow_schema(
         conn.run("COMMIT")
         for table in tables:
             conn.run("BEGIN")
-            recorded, review = _follow_one(conn, config.pipeline.name, table)
+            try:
+                recorded, review = _follow_one(conn, config.pipeline.name, table)
+            except EvolutionDdlError as failure:
+                conn.run("ROLLBACK")
+                cause = failure.__cause__ or failure
+                if isinstance(classify(cause), TransientError):
+                    raise cause from failure  # the target went away: retried like any fault
+                held = positions.get(str(table.source), checkpoint)
+                followed.paused.append(_failed(conn, config.pipeline.name, obs, table, failure, held))
+                continue
             if review:
                 control.hold_table_position(
                     conn, config.pipeline.name, str(table.source), positions.get(str(table.source), checkpoint)
@@ -102,6 +113,35 @@ def tables_gone(config: Config, obs: Observability, gone: Sequence[TableId]) -> 
     for change_id, change in recorded:
         _tell(obs, change_id, change)
     return faults
+
+
+def _failed(  # noqa: PLR0917 - one call site, the facts of one failure
+    conn: PgConnection,
+    pipeline: str,
+    obs: Observability,
+    table: TargetTable,
+    failure: EvolutionDdlError,
+    held: Lsn,
+) -> TableFaultError:
+    """Record the change whose DDL the target refused as ``failed`` and hold the table's position (in a
+    transaction of their own, the evolution's was rolled back); return the fault that pauses the table."""
+    error = str(failure.__cause__ or failure).split("\n")[0]
+    change = failure.failed_change() or control.SchemaChange(
+        str(table.source), "add-column", "failed", ddl=failure.statement
+    )
+    failed = dataclasses.replace(
+        change,
+        status="failed",
+        detail=f"the target refused {failure.statement!r}: {error}. Run the DDL yourself (or fix what refused it), "
+        f"then `mssql2pg schema approve ID`",
+    )
+    conn.run("BEGIN")
+    change_id, new = control.record_schema_change(conn, pipeline, failed)
+    control.hold_table_position(conn, pipeline, str(table.source), held)
+    conn.run("COMMIT")
+    if new:
+        _tell(obs, change_id, failed)
+    return SchemaChangeReviewError(table.source, [change_id], [f"the target refused {failure.statement!r}: {error}"])
 
 
 def _follow_one(

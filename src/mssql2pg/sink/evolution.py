@@ -196,5 +196,26 @@ def evolve_target_table(conn: PgConnection, table: TargetTable) -> Evolution:
         return Evolution()
     evolution = plan_evolution(table, {str(n): (str(t), bool(nn)) for n, t, nn in rows})
     for statement in evolution.ddl:
-        conn.run(statement)
+        try:
+            conn.run(statement)
+        except Exception as exc:
+            raise EvolutionDdlError(evolution, statement) from exc
     return evolution
+
+
+class EvolutionDdlError(Exception):
+    """A DDL statement of an evolution failed (the caller's transaction is aborted): which one, and the plan it
+    belongs to, so the caller can record that change as ``failed`` after rolling back. The driver's error is
+    the ``__cause__``."""
+
+    def __init__(self, evolution: Evolution, statement: str) -> None:
+        super().__init__(f"schema evolution DDL failed: {statement}")
+        self.evolution = evolution
+        self.statement = statement
+
+    def failed_change(self) -> SchemaChange | None:
+        """The recorded change whose DDL this statement is (or is part of)."""
+        for change in self.evolution.changes:
+            if change.ddl is not None and self.statement in change.ddl:
+                return change
+        return None

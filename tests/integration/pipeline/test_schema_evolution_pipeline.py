@@ -240,3 +240,63 @@ def test_type_changes_widen_the_target_or_pause_only_their_table_until_approved(
     finally:
         src.close()
         dst.close()
+
+
+def test_ddl_the_target_refuses_is_recorded_failed_and_pauses_only_its_table(
+    emulated_source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status ``failed``: the target refuses the ADD COLUMN (here an event trigger; in life a missing
+    privilege or a lock timeout). The change is recorded ``failed`` with the error, the table pauses with its
+    position held, the others go on; the operator runs the DDL, ``schema approve`` re-checks and resumes it."""
+    monkeypatch.setattr(watcher, "CONTROL_POLL_SECONDS", 0.2)
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    config = _config(tmp_path, emulated_source_url, target_url)
+    try:
+        with Running(Pipeline.from_config(config)) as running:
+            wait_for(lambda: rows(dst, "dbo.a") == rows(src, "dbo.a"), what="dbo.a replicated")
+            dst.run(
+                "CREATE FUNCTION refuse_alter() RETURNS event_trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'no ALTER TABLE here'; END $$"
+            )
+            dst.run("CREATE EVENT TRIGGER refuse_alter ON ddl_command_start WHEN TAG IN ('ALTER TABLE') "
+                    "EXECUTE FUNCTION refuse_alter()")  # fmt: skip
+            with Writer(emulated_source_url, first_id=100) as writer:
+                wait_for(lambda: writer.written >= 10, what="changes flowing before the DDL")
+                retrying(lambda: src.run("ALTER TABLE dbo.a ADD COLUMN note varchar(10)"))
+                enable_instance(src, "a", "dbo_a_v2")
+                wait_for(lambda: table_state(dst, "dbo.a")[0] == "paused", what="dbo.a paused by the refused DDL")
+                for i in range(100, 105):
+                    retrying(lambda i=i: src.run("UPDATE dbo.a SET note = :n WHERE id = :i", n=f"n{i}", i=i))  # type: ignore[misc]
+                flowing = writer.written
+                wait_for(lambda: writer.written >= flowing + 20, what="changes flowing while dbo.a is paused")
+            assert not writer.errors
+            _equal(src, dst, "b", "id, v")
+            (failed,) = control.list_schema_changes(dst, "default", "failed")
+            assert (failed.change, failed.column_name) == ("add-column", "note")
+            assert failed.detail is not None
+            assert "no ALTER TABLE here" in failed.detail
+            assert failed.ddl is not None
+
+            dst.run("DROP EVENT TRIGGER refuse_alter")
+            refused = approve_change(config, failed.id)
+            assert not refused.approved
+            assert "note is missing" in refused.message
+            dst.run(failed.ddl)
+            approved = approve_change(config, failed.id)
+            assert approved.approved, approved.message
+            wait_for(lambda: running.instances("dbo.a") == ["dbo_a", "dbo_a_v2"], what="dbo.a taken back")
+            # the changes made while paused were held in CDC and arrive now
+            query = "SELECT id, v, note FROM dbo.a WHERE id BETWEEN 100 AND 104 ORDER BY id"
+            wait_for(lambda: dst.run(query) == src.run(query), timeout=60, what="the held changes applied")
+            assert running.alive(), running.failures
+        assert table_state(dst, "dbo.a")[0] == "active"
+        (report,) = reconcile(config, ["dbo.a"], Settings(settle_seconds=0, repair=True))
+        assert report.status == "consistent", report
+        assert rows(dst, "dbo.a") == rows(src, "dbo.a")
+        statuses = [(c.change, c.status) for c in control.list_schema_changes(dst, "default")]
+        assert ("add-column", "approved") in statuses
+    finally:
+        src.close()
+        dst.close()
