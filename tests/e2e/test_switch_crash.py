@@ -8,6 +8,7 @@ twice)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,14 @@ def test_kill9_during_a_capture_instance_switch_loses_and_repeats_nothing(
             for table in ("a", "b"):
                 assert_exact(src, dst, table, "id, v")
             assert dst.run("SELECT count(*) FROM mssql2pg.dead_letters") == [[0]]
+            # the change is recorded once across the kills, and logged (as JSON) by the process that recorded it;
+            # a kill between that commit and the log line would leave none, never two
+            logged = [json.loads(line) for line in pipeline.log_text().splitlines() if '"schema change"' in line]
+            assert [(e["table"], e["change"], e["status"], e["capture_instance"]) for e in logged] in (
+                [("dbo.a", "instance-switch", "auto-applied", "dbo_a_v2")],
+                [],
+            )
+            assert [c[0] for c in dst.run("SELECT change FROM mssql2pg.schema_changes")] == ["instance-switch"]
             assert dst.run("SELECT source_table, state FROM mssql2pg.table_state ORDER BY 1") == [
                 ["dbo.a", "active"],
                 ["dbo.b", "active"],

@@ -146,6 +146,12 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
             ("dbo.a", "instance-switch", "auto-applied", "dbo_a_v2"),
             ("dbo.a", "instance-switch", "auto-applied", "dbo_a_v3"),
         ]
+        assert (
+            running.pipeline.obs.metrics.registry.get_sample_value(
+                "mssql2pg_schema_changes_total", {"table": "dbo.a", "status": "auto-applied"}
+            )
+            == 2
+        )
         assert switches[0].detail is not None
         assert switches[0].detail.startswith("reading dbo_a up to ")
     finally:
