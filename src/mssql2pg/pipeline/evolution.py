@@ -153,8 +153,10 @@ def _follow_one(
     newest = table.capture_instance
     if was is not None and was != newest.name:
         older = [ci.name for ci in table.instances[:-1]]
+        start = "its start LSN (not established yet)" if newest.start_lsn.is_null else str(newest.start_lsn)
         detail = (
-            f"reading {', '.join(older)} up to {newest.start_lsn}, then {newest.name}"
+            f"reading {', '.join(older)} up to {start}, then {newest.name}; disable {older[-1]} once "
+            "`mssql2pg check` says it can be"
             if older
             else f"{was} is gone; reading {newest.name}"
         )

@@ -310,6 +310,16 @@ _FIXED: dict[str, tuple[str, Encoder, bool]] = {
 }
 
 
+def _decimal_codec(column: SourceColumn) -> ColumnCodec:
+    if column.dropped and column.precision is None:
+        # dropped at the source: its precision went with it, but change rows from before the drop still carry
+        # values of it (a re-read after a re-plan); unconstrained, so that none is refused or rounded
+        return ColumnCodec(column, PgColumnType("numeric"), _decimal_encoder(1000, 500))
+    precision = column.precision if column.precision is not None else 18
+    scale = column.scale if column.scale is not None else 0
+    return ColumnCodec(column, PgColumnType(f"numeric({precision},{scale})"), _decimal_encoder(precision, scale))
+
+
 def codec_for(column: SourceColumn, table: TableId | None = None) -> ColumnCodec:
     """The PostgreSQL type and encoder of ``column``; :class:`UnsupportedTypeError` for types we cannot map."""
     t = column.sql_type.lower().strip()
@@ -317,9 +327,7 @@ def codec_for(column: SourceColumn, table: TableId | None = None) -> ColumnCodec
         pg_type, encoder, keeps = _FIXED[t]
         return ColumnCodec(column, PgColumnType(pg_type, keeps_previous_on_delete=keeps), encoder)
     if t in ("decimal", "numeric"):
-        precision = column.precision if column.precision is not None else 18
-        scale = column.scale if column.scale is not None else 0
-        return ColumnCodec(column, PgColumnType(f"numeric({precision},{scale})"), _decimal_encoder(precision, scale))
+        return _decimal_codec(column)
     if t in ("time", "datetime2", "datetimeoffset"):
         digits = _time_precision(column, 7)
         if t == "time":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 
 import pytest
 
 from mssql2pg.model import SourceColumn
 from mssql2pg.sink import build_target_table
 from mssql2pg.sink.evolution import pg_default, plan_evolution
+from mssql2pg.sink.types import codec_for
 from tests.fixtures.target import capture_instance
 
 ID = SourceColumn("Id", 1, "int", nullable=False)
@@ -135,3 +137,12 @@ def test_an_added_column_keeps_its_default_and_fills_existing_rows_only_when_not
         'ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "note" varchar(10)',
         'ALTER TABLE "dbo"."t" ALTER COLUMN "note" SET DEFAULT \'dflt\'',
     ]
+
+
+def test_a_dropped_decimal_column_still_encodes_the_values_changes_from_before_the_drop_carry() -> None:
+    """Its precision and scale went with the column (sys.columns), but change rows read again after a re-plan
+    still hold values of it: none may become a dead letter or be rounded."""
+    gone = SourceColumn("Amount", 2, "decimal", precision=None, scale=None, nullable=True, dropped=True)
+    codec = codec_for(gone)
+    assert codec.target.pg_type == "numeric"
+    assert codec.encode(Decimal("12345678901234567890.123456789")) == "12345678901234567890.123456789"
