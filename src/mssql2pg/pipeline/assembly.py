@@ -39,7 +39,7 @@ from mssql2pg.pipeline.plan import (
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
-from mssql2pg.pipeline.spreading import Spreader
+from mssql2pg.pipeline.spreading import Presence, Spreader
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -63,7 +63,7 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.serve(config.http.host, config.http.port)
     try:
         if config.pipeline.spreads:
-            return _spreader(config, obs, stop).run(stop, until_caught_up=until_caught_up)
+            return _spread(config, obs, stop, until_caught_up)
         pipeline = Pipeline.start(config, obs, stop)
         if pipeline is None:  # stopped while a database was still down
             return RunStats()
@@ -72,9 +72,11 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.close()
 
 
-def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spreader:
-    """``pipeline.group: auto``: one group that no other process writes (see :mod:`.spreading`)."""
+def _spread(config: Config, obs: Observability, stop: threading.Event, until_caught_up: bool) -> RunStats:
+    """``pipeline.group: auto``: this process's fair share of the groups (see :mod:`.spreading`)."""
     retry = retry_policy(config.retry, obs)
+    instance = this_instance()
+    presence = Presence(target_connector(config), config.pipeline.name, instance)
 
     def groups() -> list[str]:
         def once() -> list[str]:
@@ -88,12 +90,24 @@ def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spre
 
         return retry.call(once, stop) or []
 
-    return Spreader(
+    def processes() -> int:
+        def once() -> int:
+            with reaching(obs, "target"):
+                return presence.processes()
+
+        return retry.call(once, stop) or 1
+
+    spreader = Spreader(
         config,
         lambda group_config: Pipeline.start(group_config, obs, stop, spreading=True),
         groups,
-        this_instance(),
+        processes,
+        instance,
     )
+    try:
+        return spreader.run(stop, until_caught_up=until_caught_up)
+    finally:
+        presence.close()
 
 
 @dataclass
