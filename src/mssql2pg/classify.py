@@ -450,6 +450,12 @@ def is_undefined_object(exc: BaseException) -> bool:
     return sqlstate(exc) in _UNDEFINED_OBJECT_SQLSTATES or mssql_number(exc) in _UNDEFINED_OBJECT_NUMBERS
 
 
+def is_permission_denied(exc: BaseException) -> bool:
+    """The login lacks a permission on the object the statement names: SQL Server 229 (permission denied on an
+    object), PostgreSQL 42501 insufficient_privilege. ``mssql2pg check`` turns it into the GRANT to run."""
+    return mssql_number(exc) == 229 or sqlstate(exc) == "42501"
+
+
 @dataclass(frozen=True, slots=True)
 class CopyErrorPosition:
     """Where in a COPY's data PostgreSQL refused a row: the 1-based ``line`` of the data sent, and the

@@ -249,3 +249,37 @@ def count_unwritten(table: TargetTable, index: int) -> str:
         f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
         f" AS l WHERE {missing}"
     )
+
+
+# --- privileges of the target role (``mssql2pg check``) -----------------------------------------------------
+
+DATABASE_PRIVILEGES = """
+SELECT current_user, current_database(),
+       has_database_privilege(current_database(), 'CREATE'),
+       has_database_privilege(current_database(), 'TEMPORARY')
+"""
+"""Who the target role is, and whether it may create schemas and TEMP (staging) tables in the database."""
+
+SCHEMA_PRIVILEGES = """
+SELECT has_schema_privilege(n.oid, 'USAGE'), has_schema_privilege(n.oid, 'CREATE')
+FROM pg_catalog.pg_namespace n WHERE n.nspname = :schema
+"""
+"""USAGE and CREATE on one schema; no row when the schema does not exist."""
+
+TABLE_PRIVILEGES_MISSING = """
+SELECT c.relname, p.privilege
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS p(privilege, position)
+WHERE n.nspname = :schema AND (CAST(:name AS text) IS NULL OR c.relname = :name) AND c.relkind IN ('r', 'p')
+  AND NOT has_table_privilege(c.oid, p.privilege)
+ORDER BY c.relname, p.position
+"""
+"""The privileges the applier needs that the role lacks, per table of ``:schema`` (one table when ``:name`` is
+not NULL)."""
+
+TABLES_OF_SCHEMA = """
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relkind IN ('r', 'p')
+"""
+"""The tables that exist in one schema (a missing one needs CREATE on the schema to be made)."""

@@ -34,7 +34,9 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    false,
     func,
+    literal,
     or_,
     select,
     table,
@@ -335,3 +337,17 @@ def source_rows_page(
         for i in range(len(keys))
     ]
     return stmt.where(or_(*branches))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Privileges (``mssql2pg check``).
+# ---------------------------------------------------------------------------------------------------------------
+
+CURRENT_USER = select(func.current_user(type_=String).label("current_user"))
+"""The database user the login maps to (the name a GRANT names); ``CURRENT_USER`` on both sides."""
+
+
+def can_read(schema: str, name: str) -> Select[Any]:
+    """``SELECT 1 FROM schema.name WHERE 0 = 1``: reads nothing, but the server checks the SELECT permission
+    (SQL Server error 229, PostgreSQL 42501 when it is missing)."""
+    return select(literal(1)).select_from(table(_q(name), schema=_q(schema))).where(false())

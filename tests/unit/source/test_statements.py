@@ -39,6 +39,8 @@ STATEMENTS: dict[str, ClauseElement] = {
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
     "source_rows_next_page": statements.source_rows_page("dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=True),
+    "current_user": statements.CURRENT_USER,
+    "can_read": statements.can_read("cdc", f"{_CI}_CT"),
 }
 
 
