@@ -42,7 +42,7 @@ class MissingGrant:
     grant: str
 
 
-def _tsql_name(name: str) -> str:
+def _tsql_name(name: str) -> str:  # sql-lint: quotes (T-SQL brackets, inner ] doubled)
     return "[" + name.replace("]", "]]") + "]"
 
 
@@ -53,7 +53,7 @@ class SourceGrants:
         self.mssql = dialect == "mssql"
         self.user = user
 
-    def _grantee(self) -> str:
+    def _grantee(self) -> str:  # sql-lint: quotes (the dialect's quoting of the user)
         return _tsql_name(self.user) if self.mssql else quote_ident(self.user)
 
     def cdc_schema(self) -> str:
@@ -153,6 +153,7 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable]) -> list[Mi
             missing.append(
                 MissingGrant(
                     f"target: the role {user} lacks {', '.join(privileges)} on {schema}.{relname}",
+                    # sql-lint: privileges are names from TABLE_PRIVILEGES_MISSING's fixed array
                     f"GRANT {', '.join(privileges)} ON {quoted}.{quote_ident(relname)} TO {role};",
                 )
             )
