@@ -9,7 +9,9 @@ lists the tables that have CDC enabled, and :func:`resolve_tables` picks from th
 * an explicit name that matches no CDC-enabled table is an error (listing the ones that are), as is an
   explicit name given twice; a wildcard that matches nothing is fine unless nothing at all is selected;
 * every target name must be unique and fit in a PostgreSQL identifier, and no table may land in the control
-  schema ``mssql2pg``.
+  schema ``mssql2pg``; where the name is the source's own (tables whose names differ only in case under
+  ``naming: lower``, a name longer than 63 bytes), that is not an error here: the pipeline pauses those tables
+  and replicates the others (:func:`mssql2pg.pipeline.plan.usable_selections`).
 """
 
 from __future__ import annotations
@@ -181,20 +183,22 @@ def _check_targets(selections: Sequence[TableSelection], problems: list[str]) ->
                 f"{selection.source} would be replicated into the schema {CONTROL_SCHEMA!r}, which holds "
                 "mssql2pg's own control tables; choose another target schema"
             )
-        for part in (selection.target.schema, selection.target.name):
+        derived = (_cased(selection.source.schema, selection.naming), _cased(selection.source.name, selection.naming))
+        for part, own in zip((selection.target.schema, selection.target.name), derived, strict=True):
+            if part == own:
+                continue  # the source's own name: a table that cannot hold it is paused, not every table stopped
             try:
                 quote_ident(part)
             except ValueError as exc:
                 problems.append(f"{selection.source}: target name {part!r}: {exc}")
     for target, sources in by_target.items():
-        if len(sources) > 1:
+        if len(sources) > 1 and len({str(s.source).lower() for s in sources}) > 1:
             names = ", ".join(str(s.source) for s in sources)
-            hint = (
-                " (they differ only in case and naming is 'lower': use naming: preserve or give one a 'target')"
-                if len({str(s.source).lower() for s in sources}) == 1
-                else " (give each a different 'target')"
+            problems.append(
+                f"target {target} would receive more than one source table: {names} (give each a different 'target')"
             )
-            problems.append(f"target {target} would receive more than one source table: {names}{hint}")
+        # names that differ only in case and meet under naming 'lower' are source facts, not a configuration
+        # mistake: pipeline.plan.usable_selections pauses those tables and the others replicate (issue 15)
 
 
 __all__ = ["TableSelection", "resolve_tables"]

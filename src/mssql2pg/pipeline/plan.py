@@ -70,7 +70,18 @@ def usable_selections(
             faults.append(UnmappableTableError(selection.source, problem, exc.hint or "change its configuration"))
             continue
         usable.append(selection)
-    return usable, faults
+    by_target: dict[TableId, list[TableSelection]] = {}
+    for selection in usable:
+        by_target.setdefault(selection.target, []).append(selection)
+    colliding: set[TableId] = set()
+    for target, meeting in by_target.items():
+        if len(meeting) > 1:  # names that differ only in case, lower-cased into one target
+            names = ", ".join(str(s.source) for s in meeting)
+            change = f"set naming: preserve for these tables, or give each a 'target' ({names})"
+            problem = f"{names} would all be replicated into {target}"
+            faults += [UnmappableTableError(s.source, problem, change) for s in meeting]
+            colliding |= {s.source for s in meeting}
+    return [s for s in usable if s.source not in colliding], faults
 
 
 def target_tables(

@@ -62,8 +62,12 @@ def _source(url: str) -> pg8000.native.Connection:
         f"CREATE TABLE {SOURCE_TABLE} ({_q(KEY)} int PRIMARY KEY, {_q(TEXT)} text, {_q(ODD)} text, "
         f"{_q(KEYWORD)} int, {_q(LONG)} text)"
     )
+    src.run('CREATE TABLE dbo."Items" (id int PRIMARY KEY)')
+    src.run("CREATE TABLE dbo.items (id int PRIMARY KEY)")
     enable_table(src, "dbo", "ok")
     enable_table(src, "dbo", "Codes")
+    enable_table(src, "dbo", "Items")
+    enable_table(src, "dbo", "items")
     enable_table(src, SCHEMA, TABLE, capture_instance=CAPTURE_INSTANCE)
     return src
 
@@ -96,9 +100,23 @@ def test_hostile_names_replicate_through_every_command_and_a_case_collision_paus
     _insert(src, 2, "$b$ end $b$")
     src.run("INSERT INTO dbo.ok VALUES (1, 'ok1')")
     src.run("INSERT INTO dbo.\"Codes\" VALUES (1, 'A', 'a')")
-    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, [SELECTION, "dbo.ok", "dbo.Codes"])
+    src.run('INSERT INTO dbo."Items" VALUES (1)')
+    src.run("INSERT INTO dbo.items VALUES (2)")
+    config = write_config(
+        tmp_path / "p.yaml",
+        emulated_source_url,
+        target_url,
+        [SELECTION, "dbo.ok", "dbo.Codes", "[dbo].[Items]", "[dbo].[items]"],
+    )
 
-    _ok("run", "--config", str(config), "--until-caught-up")  # does not exit at start because of dbo.Codes
+    # check names each table that cannot be mapped, with what to change
+    checked = run_cli("check", "--config", str(config))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "dbo.Codes: cannot be mapped to a target table" in checked.stdout
+    assert "dbo.Items, dbo.items would all be replicated into dbo.items" in checked.stdout
+    assert "naming: preserve" in checked.stdout
+
+    _ok("run", "--config", str(config), "--until-caught-up")  # does not exit at start because of them
 
     dst = connect(target_url)
     assert _rows(dst) == _source_rows(src)
@@ -110,6 +128,16 @@ def test_hostile_names_replicate_through_every_command_and_a_case_collision_paus
     assert "mssql2pg resync dbo.Codes" in (remediation or "")
     assert dst.run("SELECT to_regclass('dbo.\"codes\"') IS NULL") == [[True]]  # nothing half-created
     assert table_state(dst, TABLE_NAME)[0] == "active"
+    for name in ("dbo.Items", "dbo.items"):  # names that differ only in case: both paused, neither written
+        state, reason, remediation = table_state(dst, name)
+        assert state == "paused"
+        assert "would all be replicated into dbo.items" in (reason or "")
+        assert "naming: preserve" in (remediation or "")
+    assert dst.run("SELECT to_regclass('dbo.items') IS NULL") == [[True]]
+    refused = run_cli("resync", "--config", str(config), "[dbo].[Items]")
+    assert refused.returncode != 0
+    assert "would all be replicated into dbo.items" in refused.stdout + refused.stderr
+    assert dst.run("SELECT to_regclass('dbo.items') IS NULL") == [[True]]
 
     # changes: update, delete, and a row the target refuses (a constraint the source does not have)
     dst.run(f"CREATE UNIQUE INDEX hostile_unique ON {TARGET_TABLE} ({_q(TEXT)})")

@@ -89,3 +89,15 @@ def test_a_table_without_a_key_is_still_a_shape_fault() -> None:
     ci = capture_instance(table, [SourceColumn("v", 1, "int")], [])
     _usable, [fault] = usable_selections([_selection(table)], {table: (ci,)})
     assert isinstance(fault, TableShapeError)
+
+
+def test_tables_whose_names_differ_only_in_case_are_both_paused_and_the_others_stay() -> None:
+    upper, lower, other = TableId("dbo", "Items"), TableId("dbo", "items"), TableId("dbo", "other")
+    key = [SourceColumn("id", 1, "int", nullable=False)]
+    instances = {t: (capture_instance(t, key, ["id"], name=f"ci_{i}"),) for i, t in enumerate((upper, lower, other))}
+    usable, faults = usable_selections([_selection(upper), _selection(lower), _selection(other)], instances)
+    assert [s.source for s in usable] == [other]
+    assert [f.table for f in faults] == [upper, lower]
+    for fault in faults:
+        assert "dbo.Items, dbo.items would all be replicated into dbo.items" in str(fault)
+        assert "naming: preserve" in fault.remediation
