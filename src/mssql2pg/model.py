@@ -126,6 +126,7 @@ class SourceColumn:
     scale: int | None = None
     nullable: bool = True
     column_id: int | None = None
+    collation: str | None = None  # sys.columns.collation_name of a character column: its code page (values.py)
 
 
 @dataclass(frozen=True, slots=True)

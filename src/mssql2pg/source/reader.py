@@ -42,7 +42,7 @@ from mssql2pg.source import statements
 from mssql2pg.source.catalog import Segment, instance_segments, load_capture_instances, select_instances
 from mssql2pg.source.errors import LsnGapError
 from mssql2pg.source.validation import check_instance, check_width, decode_row, missing_column_fault
-from mssql2pg.source.values import RowDecoder
+from mssql2pg.source.values import RowDecoder, raw_columns
 
 log = structlog.get_logger(component="reader")
 
@@ -139,7 +139,7 @@ class SqlBackend:
         stmt = self._pages.get(key)
         if stmt is None:  # built once per window and cursor kind, not once per page
             stmt = self._pages[key] = statements.change_rows_page(
-                instance.name, instance.column_names, limit, resume=resume
+                instance.name, instance.column_names, limit, resume=resume, raw=raw_columns(instance)
             )
         params: dict[str, Any] = {"to_lsn": to.raw}
         if isinstance(after, Position):

@@ -21,7 +21,7 @@ through ``cdc.fn_cdc_get_all_changes_<ci>``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -40,8 +40,12 @@ from sqlalchemy import (
     table,
     union_all,
 )
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, quoted_name
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ColumnClause, ColumnElement, Label, quoted_name
 from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 # ---------------------------------------------------------------------------------------------------------------
 # Catalog tables (SQL Server's names and column names; the emulator provides the same surface).
@@ -110,6 +114,7 @@ sys_columns = table(
     column("precision", Integer),
     column("scale", Integer),
     column("is_nullable", Boolean),
+    column("collation_name", String),
     schema="sys",
 )
 
@@ -174,6 +179,7 @@ CAPTURED_COLUMNS = (
         _c.c.precision,
         _c.c.scale,
         _c.c.is_nullable,
+        _c.c.collation_name,
     )
     .select_from(
         _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
@@ -184,6 +190,7 @@ CAPTURED_COLUMNS = (
 )
 """Captured columns of every instance, with the SOURCE column's type facts and nullability.
 
+``collation_name`` tells the code page of a ``char``/``varchar``/``text`` column (``source/values.py``).
 The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
 precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
 a captured column that was since dropped from the source still has to be read (it is NULL from then on)."""
@@ -237,6 +244,35 @@ def _q(name: str) -> quoted_name:
     return quoted_name(name, quote=True)
 
 
+class RawBytes(FunctionElement[Any]):
+    """A character column read as its stored bytes: ``CAST(col AS VARBINARY(MAX))`` on SQL Server.
+
+    python-tds would decode ``varchar`` with the code page of the collation's LCID only (a ``_UTF8`` column
+    arrives as mojibake) and raises inside the fetch on a byte sequence invalid in it, failing a whole page.
+    The bytes are decoded by ``source/values.py`` instead, per column and strictly, so a bad value is one
+    dead letter naming its column. Other dialects (the emulator: UTF-8 text in PostgreSQL) read the column
+    as it is. No result type: each driver's bytes or text reach the decoder unchanged."""
+
+    name = "raw_bytes"
+    inherit_cache = True
+    type = NullType()
+
+
+@compiles(RawBytes)
+def _raw_bytes_default(element: RawBytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(RawBytes, "mssql")
+def _raw_bytes_mssql(element: RawBytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS VARBINARY(MAX))"
+
+
+def _read(col: ColumnElement[Any], name: str, raw: Collection[str]) -> ColumnElement[Any] | Label[Any]:
+    """The select-list entry of a captured column: itself, or its raw bytes under its own name."""
+    return RawBytes(col).label(_q(name)) if name in raw else col
+
+
 def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
     """``cdc.<ci>_CT`` with its ``__$`` columns and the captured columns (all names quoted)."""
     meta: list[ColumnClause[object]] = [
@@ -251,7 +287,7 @@ def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
 
 
 def change_rows_page(
-    capture_instance: str, captured: Sequence[str], page_rows: int, *, resume: bool
+    capture_instance: str, captured: Sequence[str], page_rows: int, *, resume: bool, raw: Collection[str] = ()
 ) -> Select[tuple[object, ...]]:
     """One keyset page of a change table, in ``(__$start_lsn, __$command_id, __$seqval, __$operation)`` order.
 
@@ -267,12 +303,14 @@ def change_rows_page(
     took minutes). Each branch here is a plain range on the index's leading columns that a seek answers
     directly (SQL Server's clustered index and the emulator's index are on exactly this key), each is cut to
     ``page_rows``, and the outer ORDER BY/TOP merges them.
+
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`).
     """
     ct = change_table(capture_instance, captured).alias("cdc_data")
     c = ct.c
     start_lsn, command_id, seqval, operation = c[START_LSN], c[COMMAND_ID], c[SEQVAL], c[OPERATION]
     to_lsn = bindparam("to_lsn", type_=LargeBinary)
-    columns = [*(c[name] for name in METADATA_COLUMNS), *(c[name] for name in captured)]
+    columns = [*(c[name] for name in METADATA_COLUMNS), *(_read(c[name], name, raw) for name in captured)]
     key = (start_lsn, command_id, seqval, operation)
     if not resume:
         return (
@@ -306,11 +344,12 @@ def change_rows_page(
 
 
 def source_rows(
-    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str]
+    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str], raw: Collection[str] = ()
 ) -> Select[tuple[object, ...]]:
-    """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``)."""
+    """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``).
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`); the order is the columns'."""
     src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
-    return select(*(src.c[name] for name in captured)).order_by(*(src.c[name] for name in key))
+    return select(*(_read(src.c[name], name, raw) for name in captured)).order_by(*(src.c[name] for name in key))
 
 
 def source_rows_page(

@@ -34,6 +34,12 @@ STATEMENTS: dict[str, ClauseElement] = {
     "commit_time": statements.COMMIT_TIME,
     "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
     "change_rows_next_page": statements.change_rows_page(_CI, _COLS, 500, resume=True),
+    # character columns read as their stored bytes, decoded by the collation's code page (issue 17 point 4)
+    "change_rows_first_page_raw_text": statements.change_rows_page(_CI, _COLS, 500, resume=False, raw={"Name"}),
+    "change_rows_next_page_raw_text": statements.change_rows_page(
+        _CI, _COLS, 500, resume=True, raw={"Name", "weird]col"}
+    ),
+    "source_rows_raw_text": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], raw={"Name"}),
     "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
