@@ -537,6 +537,20 @@ class RetrySettings(Section):
         return self
 
 
+class ClockSkewSettings(Section):
+    """Measuring the source's clock against the target's (issue 17 point 3). Lag and staleness compare source
+    commit times with the current time; a source whose clock is off would show a lag of 0 (clock ahead) or
+    flag fresh changes as stale (clock behind). The pipeline measures the offset, round-trip corrected, at
+    start and every ``interval``, exports it as ``mssql2pg_clock_skew_seconds`` and corrects lag and
+    staleness for it."""
+
+    interval: Duration = Field(default=300.0, gt=0)
+    """How often the clocks are measured again while running (also at every start)."""
+
+    warn_above: Duration = Field(default=5.0, gt=0)
+    """A skew larger than this (either way) is logged as a warning at each measurement."""
+
+
 class HttpSettings(Section):
     """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""
 
@@ -627,7 +641,11 @@ class Config(Section):
 
     stale_after: Duration = Field(default=86_400.0, gt=0)
     """A change whose source commit time is older than this when it is applied is a *stale event*: it is
-    applied, flagged, counted in metrics and logged as a warning."""
+    applied, flagged, counted in metrics and logged as a warning. "Now" is taken on the source's clock (see
+    ``clock_skew``), so a skewed source clock neither hides nor invents stale events."""
+
+    clock_skew: ClockSkewSettings = ClockSkewSettings()
+    """Clock skew between source and target: measured, exported, warned about and corrected for."""
 
     http: HttpSettings = HttpSettings()
     """Metrics and health endpoint."""

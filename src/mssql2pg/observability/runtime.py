@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from mssql2pg.model import Operation, TableId
@@ -135,6 +135,16 @@ class Observability:
                 alert_after_s=self.unhealthy_after,
                 reason=reason,
             )
+
+    # -- clocks ------------------------------------------------------------------------------------------------
+    def clock_measured(self, skew: float, source_offset: float) -> None:
+        """The source clock was measured: ``skew`` = source minus target, ``source_offset`` = source minus this
+        process's clock (seconds). Lag and :meth:`source_now` correct for it from now on."""
+        self.metrics.set_clock_skew(skew, source_offset)
+
+    def source_now(self) -> datetime:
+        """Now on the source's clock (aware, UTC): the applier's reference for stale events."""
+        return datetime.fromtimestamp(self.metrics.source_now(), UTC)
 
     # -- tables ------------------------------------------------------------------------------------------------
     def table_state(self, table: TableId | str, state: str, reason: str = "") -> None:

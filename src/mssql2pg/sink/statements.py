@@ -249,3 +249,10 @@ def count_unwritten(table: TargetTable, index: int) -> str:
         f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
         f" AS l WHERE {missing}"
     )
+
+
+# --- the target's clock ---------------------------------------------------------------------------------------
+
+TARGET_CLOCK = "SELECT clock_timestamp()"
+"""The target's current time, to measure clock skew (``pipeline/clock.py``). ``clock_timestamp()``, not ``now()``:
+``now()`` is the start of the transaction, which may lie before the round trip being measured."""

@@ -140,6 +140,33 @@ MIN_LSN = select(
 cleanup); ``0x00…`` when the instance does not exist or the caller may not read it."""
 
 # ---------------------------------------------------------------------------------------------------------------
+# The source's clock.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SourceClockNow(FunctionElement[Any]):
+    """``SYSDATETIMEOFFSET()`` on SQL Server (its clock, with its offset); the emulator's ``sys.sysdatetimeoffset()``
+    (PostgreSQL's ``clock_timestamp()`` shifted by its configurable offset, so a skewed source can be tested)."""
+
+    name = "source_clock_now"
+    inherit_cache = True
+    type = DateTime(timezone=True)
+
+
+@compiles(SourceClockNow)
+def _source_clock_default(element: SourceClockNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "sys.sysdatetimeoffset()"
+
+
+@compiles(SourceClockNow, "mssql")
+def _source_clock_mssql(element: SourceClockNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "SYSDATETIMEOFFSET()"
+
+
+SOURCE_CLOCK = select(SourceClockNow().label("source_now"))
+"""The source's current time with its offset, to measure clock skew (``pipeline/clock.py``)."""
+
+# ---------------------------------------------------------------------------------------------------------------
 # Catalog queries.
 # ---------------------------------------------------------------------------------------------------------------
 

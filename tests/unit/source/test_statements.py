@@ -27,6 +27,7 @@ _COLS = ["id", "Name", "weird]col", "__$not_meta"]
 STATEMENTS: dict[str, ClauseElement] = {
     "max_lsn": statements.MAX_LSN,
     "min_lsn": statements.MIN_LSN,
+    "source_clock": statements.SOURCE_CLOCK,
     "capture_instances": statements.CAPTURE_INSTANCES,
     "captured_columns": statements.CAPTURED_COLUMNS,
     "key_columns": statements.KEY_COLUMNS,
