@@ -22,6 +22,7 @@ from mssql2pg.config.patterns import TablePattern
 
 DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
+Spatial = Literal["native", "wkb"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 JitterMode = Literal["full", "decorrelated"]
@@ -354,6 +355,12 @@ class Defaults(Section):
     """Target schema for every table; unset means the source table's schema name (lower-cased under
     ``naming: lower``)."""
 
+    spatial: Spatial = "native"
+    """How ``geography``/``geometry`` columns are read. ``native``: SQL Server's own serialization, lossless
+    (``bytea`` that PostGIS cannot read). ``wkb``: the source's ``STAsBinary()`` with ``STSrid``, stored as EWKB
+    (WKB carrying the SRID) in the same ``bytea`` column, so PostGIS reads it with ``ST_GeomFromEWKB(col)`` or
+    ``col::geometry``; 2-D only (Z and M values are dropped, as ``STAsBinary()`` drops them). See docs/types.md."""
+
     group: TableGroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own
     position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
@@ -384,6 +391,10 @@ class TableEntry(Section):
 
     group: TableGroupName | None = None
     """Overrides ``defaults.group`` for these tables (not ``auto``, which is reserved)."""
+
+    spatial: Spatial | None = None
+    """Overrides ``defaults.spatial`` for these tables: ``wkb`` reads their ``geography``/``geometry`` columns as
+    EWKB (``STAsBinary()`` + ``STSrid``) instead of SQL Server's native serialization."""
 
     @field_validator("name")
     @classmethod

@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config
+from mssql2pg.config import Config, spatial_wkb_tables
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
 from mssql2pg.pgconn import PgConnection
@@ -46,6 +46,7 @@ from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source.snapshot import read_snapshot
+from mssql2pg.source.values import with_spatial_as_wkb
 
 log = structlog.get_logger(component="resync")
 
@@ -147,6 +148,8 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
         newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
+        if wanted in spatial_wkb_tables(config, [wanted]):
+            newest = with_spatial_as_wkb(newest)  # the same representation as streaming (spatial: wkb)
         target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
         position = SnapshotPosition(config.pipeline.name, target, wait, group=config.pipeline.group_key)
         applier = Applier(

@@ -295,8 +295,36 @@ def _raw_bytes_mssql(element: RawBytes, compiler: SQLCompiler, **kw: Any) -> str
     return f"CAST({compiler.process(element.clauses, **kw)} AS VARBINARY(MAX))"
 
 
-def _read(col: ColumnElement[Any], name: str, raw: Collection[str]) -> ColumnElement[Any] | Label[Any]:
-    """The select-list entry of a captured column: itself, or its raw bytes under its own name."""
+class SridWkb(FunctionElement[Any]):
+    """A ``geography``/``geometry`` column as its SRID and OGC WKB: ``CAST(col.STSrid AS BINARY(4)) +
+    col.STAsBinary()`` on SQL Server (4 bytes of SRID, big-endian, then the WKB; NULL stays NULL), turned into
+    PostGIS EWKB by ``source/values.py``. The source computes it, so no serialization of SQL Server's own is
+    parsed here. The column must be referenced through a table alias (``alias.[col].STSrid``): T-SQL would read
+    ``schema.table.col.STSrid`` as a four-part name. Other dialects (the emulator, which has no spatial types
+    and stores bytes as given) read the column as it is."""
+
+    name = "srid_wkb"
+    inherit_cache = True
+    type = NullType()
+
+
+@compiles(SridWkb)
+def _srid_wkb_default(element: SridWkb, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(SridWkb, "mssql")
+def _srid_wkb_mssql(element: SridWkb, compiler: SQLCompiler, **kw: Any) -> str:
+    col = compiler.process(element.clauses, **kw)
+    return f"CAST({col}.STSrid AS BINARY(4)) + {col}.STAsBinary()"
+
+
+def _read(
+    col: ColumnElement[Any], name: str, raw: Collection[str], wkb: Collection[str] = ()
+) -> ColumnElement[Any] | Label[Any]:
+    """The select-list entry of a captured column: itself, its raw bytes, or its SRID and WKB, under its name."""
+    if name in wkb:
+        return SridWkb(col).label(_q(name))
     return RawBytes(col).label(_q(name)) if name in raw else col
 
 
@@ -314,7 +342,13 @@ def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
 
 
 def change_rows_page(
-    capture_instance: str, captured: Sequence[str], page_rows: int, *, resume: bool, raw: Collection[str] = ()
+    capture_instance: str,
+    captured: Sequence[str],
+    page_rows: int,
+    *,
+    resume: bool,
+    raw: Collection[str] = (),
+    wkb: Collection[str] = (),
 ) -> Select[tuple[object, ...]]:
     """One keyset page of a change table, in ``(__$start_lsn, __$command_id, __$seqval, __$operation)`` order.
 
@@ -331,13 +365,14 @@ def change_rows_page(
     directly (SQL Server's clustered index and the emulator's index are on exactly this key), each is cut to
     ``page_rows``, and the outer ORDER BY/TOP merges them.
 
-    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`).
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`), those in ``wkb`` as SRID and WKB
+    (:class:`SridWkb`).
     """
     ct = change_table(capture_instance, captured).alias("cdc_data")
     c = ct.c
     start_lsn, command_id, seqval, operation = c[START_LSN], c[COMMAND_ID], c[SEQVAL], c[OPERATION]
     to_lsn = bindparam("to_lsn", type_=LargeBinary)
-    columns = [*(c[name] for name in METADATA_COLUMNS), *(_read(c[name], name, raw) for name in captured)]
+    columns = [*(c[name] for name in METADATA_COLUMNS), *(_read(c[name], name, raw, wkb) for name in captured)]
     key = (start_lsn, command_id, seqval, operation)
     if not resume:
         return (
@@ -371,12 +406,20 @@ def change_rows_page(
 
 
 def source_rows(
-    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str], raw: Collection[str] = ()
+    source_schema: str,
+    source_table: str,
+    captured: Sequence[str],
+    key: Sequence[str],
+    *,
+    raw: Collection[str] = (),
+    wkb: Collection[str] = (),
 ) -> Select[tuple[object, ...]]:
     """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``).
-    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`); the order is the columns'."""
-    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
-    return select(*(_read(src.c[name], name, raw) for name in captured)).order_by(*(src.c[name] for name in key))
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`), those in ``wkb`` as SRID and
+    WKB (:class:`SridWkb`); the order is the columns'. The table has an alias: a property of a spatial column
+    (``src.[col].STSrid``) needs a two-part column reference, which a schema-qualified table name cannot give."""
+    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema)).alias("src")
+    return select(*(_read(src.c[name], name, raw, wkb) for name in captured)).order_by(*(src.c[name] for name in key))
 
 
 def source_rows_page(

@@ -24,13 +24,14 @@ through unchanged.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as dt
 import functools
 import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from mssql2pg.model import CaptureInstance, SourceColumn
 
@@ -42,6 +43,7 @@ EXACT_NUMERIC_TYPES = frozenset({"decimal", "numeric", "money", "smallmoney"})
 FLOAT_TYPES = frozenset({"float", "real"})
 DATETIME_TYPES = frozenset({"datetime", "datetime2", "smalldatetime"})
 TEXT_TYPES = frozenset({"char", "varchar", "nchar", "nvarchar", "text", "ntext", "xml", "sysname"})
+SPATIAL_TYPES = frozenset({"geography", "geometry"})
 NARROW_TEXT_TYPES = frozenset({"char", "varchar", "text"})
 """Stored in the code page of the column's collation."""
 WIDE_TEXT_TYPES = frozenset({"nchar", "nvarchar", "ntext", "sysname"})
@@ -367,9 +369,45 @@ def decoder_for(sql_type: str) -> Decoder:
     return _BY_TYPE.get(sql_type.strip().lower(), _identity)
 
 
+_EWKB_SRID_FLAG = 0x20000000  # PostGIS EWKB: the type word says an SRID follows it
+
+
+def _ewkb(value: Any) -> bytes:
+    """``CAST(col.STSrid AS BINARY(4)) + col.STAsBinary()`` (SRID big-endian, then OGC WKB) → PostGIS EWKB:
+    the WKB with the SRID flag in its type word and the SRID after it, in the WKB's own byte order. One value,
+    one ``bytea`` column, readable by ``ST_GeomFromEWKB`` (the SRID kept), no second column to keep in step."""
+    data = _bytes(value)
+    if len(data) < 9 or data[4] not in (0, 1):
+        msg = f"not an SRID followed by WKB ({len(data)} bytes)"
+        raise ValueError(msg)
+    srid = int.from_bytes(data[:4], "big", signed=True)
+    wkb = data[4:]
+    order: Literal["little", "big"] = "little" if wkb[0] == 1 else "big"
+    kind = int.from_bytes(wkb[1:5], order)
+    if kind & _EWKB_SRID_FLAG:
+        return wkb  # already carries an SRID
+    return wkb[:1] + (kind | _EWKB_SRID_FLAG).to_bytes(4, order) + srid.to_bytes(4, order, signed=True) + wkb[5:]
+
+
+def with_spatial_as_wkb(instance: CaptureInstance) -> CaptureInstance:
+    """The instance with its ``geography``/``geometry`` columns read as EWKB (the table's ``spatial: wkb``)."""
+    columns = tuple(
+        dataclasses.replace(c, as_wkb=True) if c.sql_type.strip().lower() in SPATIAL_TYPES else c
+        for c in instance.columns
+    )
+    return dataclasses.replace(instance, columns=columns)
+
+
+def wkb_columns(instance: CaptureInstance) -> frozenset[str]:
+    """The captured columns the reader selects as ``STSrid`` + ``STAsBinary()`` (:func:`with_spatial_as_wkb`)."""
+    return frozenset(c.name for c in instance.columns if c.as_wkb)
+
+
 def column_decoder(column: SourceColumn) -> Decoder:
     """The decoder of one captured column: by type, and for character columns by how :func:`raw_codec` says the
-    reader reads them (raw bytes in the column's encoding)."""
+    reader reads them (raw bytes in the column's encoding); a spatial column read as WKB becomes EWKB."""
+    if column.as_wkb:
+        return _ewkb
     codec = raw_codec(column)
     if codec is not None:
         return _text_in(codec)

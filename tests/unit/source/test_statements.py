@@ -41,6 +41,10 @@ STATEMENTS: dict[str, ClauseElement] = {
         _CI, _COLS, 500, resume=True, raw={"Name", "weird]col"}
     ),
     "source_rows_raw_text": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], raw={"Name"}),
+    # geography/geometry read as SRID + WKB by the source itself (option spatial: wkb; issue 17 point 5)
+    "change_rows_first_page_wkb": statements.change_rows_page(_CI, _COLS, 500, resume=False, wkb={"weird]col"}),
+    "change_rows_next_page_wkb": statements.change_rows_page(_CI, _COLS, 500, resume=True, wkb={"weird]col"}),
+    "source_rows_wkb": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], wkb={"weird]col"}),
     "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
