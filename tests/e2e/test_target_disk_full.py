@@ -178,6 +178,7 @@ def test_target_disk_full_pauses_retries_and_resumes_once_space_is_freed(
         ), reasons[-3:]
         assert pipeline.alive(), pipeline.log_text()[-4000:]
         assert metric(port, 'mssql2pg_retries_total{component="target"}') >= 2  # it keeps retrying, with backoff
+        assert metric(port, 'mssql2pg_component_up{component="target"}') == 0  # Mssql2pgTargetUnreachable's input
         # nothing half-applied: the source transaction that did not fit left no row behind
         assert dst.run("SELECT count(*) FROM dbo.big WHERE id > 1000") == [[0]]
         assert dst.run("SELECT count(*) FROM dbo.big") == [[200]]

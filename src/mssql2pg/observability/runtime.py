@@ -107,8 +107,7 @@ class Observability:
         time keeps counting toward the alert; :meth:`on_recovered` clears it."""
         with self._lock:
             if name in self._until_progress:
-                self.metrics.set_up(name, True)
-                return
+                return  # answering is not enough: component_up stays 0, so the unreachable alert can fire too
             self._failing_since.pop(name, None)
         self.metrics.set_up(name, True)
         self.health.set_component(name, Status.HEALTHY)

@@ -94,3 +94,15 @@ def test_a_full_disk_stays_failing_through_reconnects_so_the_alert_fires_and_pro
     obs.component_failed("target", "connection refused")  # an ordinary outage is cleared by a connect again
     obs.component_ok("target")
     assert target_status() == "healthy"
+
+
+def test_component_up_stays_zero_while_the_disk_is_full() -> None:
+    obs = Observability(process_metrics=False)
+    retry = retry_policy(RetrySettings(initial=1, maximum=1, jitter=False), obs)
+    error = disk_full()
+    error.component = "target"  # type: ignore[attr-defined]
+    retry.failed(error)
+    obs.component_ok("target")  # the next attempt connects
+    assert 'mssql2pg_component_up{component="target"} 0.0' in obs.metrics.render().decode()
+    retry.recovered()
+    assert 'mssql2pg_component_up{component="target"} 1.0' in obs.metrics.render().decode()
