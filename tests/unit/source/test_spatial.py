@@ -6,11 +6,12 @@ from __future__ import annotations
 import struct
 
 import pytest
+import sqlalchemy as sa
 
 from mssql2pg.config import Config, spatial_wkb_tables
 from mssql2pg.model import CaptureInstance, SourceColumn, TableId
 from mssql2pg.positions import Lsn
-from mssql2pg.source.reader import Reader, ReaderSettings
+from mssql2pg.source.reader import Reader, ReaderSettings, SqlBackend
 from mssql2pg.source.validation import decode_row
 from mssql2pg.source.values import RowDecoder, column_decoder, with_spatial_as_wkb, wkb_columns
 
@@ -94,3 +95,41 @@ def test_the_reader_reads_the_configured_tables_spatial_columns_as_wkb() -> None
     assert wkb_columns(read) == {"g", "s"}
     plain = Reader(lambda: iter(()), [ci], ReaderSettings())  # type: ignore[arg-type,return-value]
     assert wkb_columns(plain._instances[ci.source][0]) == frozenset()
+
+
+class _Result:
+    def all(self) -> list[object]:
+        return []
+
+
+class _Conn:
+    """Captures the statement the backend runs."""
+
+    def __init__(self) -> None:
+        self.statements: list[object] = []
+
+    def execute(self, stmt: object, params: object = None) -> _Result:
+        self.statements.append(stmt)
+        return _Result()
+
+
+def test_the_change_table_query_reads_wkb_and_raw_text_as_configured() -> None:
+    ci = with_spatial_as_wkb(
+        CaptureInstance(
+            name="dbo_places",
+            source=TableId("dbo", "places"),
+            start_lsn=Lsn.from_int(1),
+            columns=(
+                SourceColumn("id", 1, "int"),
+                SourceColumn("name", 2, "varchar", collation="Cyrillic_General_CI_AS"),
+                SourceColumn("g", 3, "geography"),
+            ),
+            key_columns=("id",),
+        )
+    )
+    conn = _Conn()
+    SqlBackend(conn).change_page(ci, Lsn.from_int(1), Lsn.from_int(2), 10)  # type: ignore[arg-type]
+    tsql = str(conn.statements[0].compile(dialect=sa.create_engine("mssql+pytds://u@h/d").dialect))  # type: ignore[attr-defined]
+    assert "CAST(cdc_data.[name] AS VARBINARY(MAX)) AS [name]" in tsql
+    assert "CAST(cdc_data.[g].STSrid AS BINARY(4)) + cdc_data.[g].STAsBinary() AS [g]" in tsql
+    assert "cdc_data.[id]," in tsql
