@@ -13,9 +13,11 @@ Needs root (mount) and a kernel that lets this container mount tmpfs; skipped wi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -41,14 +43,15 @@ PAD = "repeat(md5(random()::text) || md5(random()::text), 11)"  # 704 characters
 
 
 @pytest.fixture
-def small_fs() -> Iterator[Path]:
-    """A tmpfs of ``FS_SIZE`` mounted for this test and unmounted afterwards (after the server on it stopped:
-    request it before the server fixture)."""
+def small_fs(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs of ``FS_SIZE`` (or the test function's ``fs_size``) mounted for this test and unmounted afterwards
+    (after the server on it stopped: request it before the server fixture)."""
+    size = getattr(request.function, "fs_size", FS_SIZE)
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     path = Path(tempfile.mkdtemp(prefix="mssql2pg-diskfull-"))
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(path)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -206,3 +209,81 @@ def test_target_disk_full_pauses_retries_and_resumes_once_space_is_freed(
         if pipeline.alive():
             pipeline.terminate()
         src.close()
+
+
+def test_target_wal_full_stops_the_server_and_replication_resumes_after_restart(
+    small_fs: Path, fresh_server: PgServer, emulated_source_url: str, tmp_path: Path
+) -> None:
+    """The target's WAL directory on the full filesystem: PostgreSQL cannot write WAL, PANICs and stops (it does
+    not come back by itself). For the pipeline that is a target outage: it retries (target degraded, then
+    unhealthy), loses nothing, and catches up once space is freed and the server is started again."""
+    fresh_server.stop()
+    wal = fresh_server.datadir / "pg_wal"
+    moved = small_fs / "pg_wal"
+    shutil.copytree(wal, moved, symlinks=True)
+    shutil.rmtree(wal)
+    wal.symlink_to(moved)
+    for path in (small_fs, moved, *moved.rglob("*")):
+        os.chown(path, *fresh_server.owner(), follow_symlinks=False)
+    fresh_server.start()
+    dbname = fresh_server.create_database("dw")
+    target_url = fresh_server.url(dbname)
+
+    src = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.big (id int PRIMARY KEY, pad varchar(800) NOT NULL)")
+    enable_table(src, "dbo", "big")
+    src.run(f"INSERT INTO dbo.big SELECT g, {PAD} FROM generate_series(1, 200) g")
+    port = free_port()
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        emulated_source_url,
+        target_url,
+        ["dbo.big"],
+        retry={"initial": 0.2, "maximum": 2, "alert_after": "3s"},
+        http={"port": port},
+    )
+    pipeline = PipelineProcess(config, tmp_path / "pipeline.log")
+    pipeline.start()
+    try:
+        wait_for(lambda: rows(target_url) == rows(emulated_source_url), timeout=60, what="the first 200 rows")
+        filler = fill(small_fs)
+        # WAL the server must write somewhere: new segments cannot be created on the full filesystem
+        writer = fresh_server.connect()
+        with contextlib.suppress(Exception):  # the server PANICs under this statement
+            writer.run("CREATE TABLE junk AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 100000) g")
+        with contextlib.suppress(Exception):
+            writer.close()
+        src.run(f"INSERT INTO dbo.big SELECT g, {PAD} FROM generate_series(1001, {1000 + BIG_ROWS}) g")
+        wait_for(
+            lambda: readiness(port)[1].get("components", {}).get("target", {}).get("status") == "unhealthy",
+            timeout=120,
+            what="/readyz target unhealthy while the target server is down",
+        )
+        assert pipeline.alive(), pipeline.log_text()[-4000:]
+        log = fresh_server.logfile.read_text(errors="replace")
+        assert "No space left on device" in log, log[-3000:]
+        assert "PANIC" in log, log[-3000:]
+        stopped = wait_for(lambda: not fresh_server.is_running(), timeout=60, what="the target server to stop")
+        assert stopped
+
+        filler.unlink()
+        began = time.monotonic()
+        fresh_server.start()
+        wait_for(
+            lambda: rows(target_url) == rows(emulated_source_url),
+            timeout=120,
+            what="the target to equal the source after the server was started again",
+        )
+        recover_s = time.monotonic() - began
+        wait_for(lambda: readiness(port)[1].get("status") == "healthy", timeout=60, what="/readyz healthy again")
+        assert len(rows(target_url)) == 200 + BIG_ROWS
+        report("target WAL full: server PANIC and stop", recover_s, health_during="target:unhealthy")
+    finally:
+        if pipeline.alive():
+            pipeline.terminate()
+        src.close()
+
+
+# pg_wal holds one or two 16 MB segments; after the filler is deleted a new segment must fit
+test_target_wal_full_stops_the_server_and_replication_resumes_after_restart.fs_size = "96m"  # type: ignore[attr-defined]
