@@ -33,7 +33,9 @@ def command(config_path: Path | None, as_json: bool) -> None:
     for name, row in (report.get("groups") or {}).items():
         commit = f" (source commit {row['source_commit_time']})" if row["source_commit_time"] else ""
         caught_up = "  [caught up]" if row.get("caught_up") else ""
-        click.echo(f"  group {name:<10} checkpoint {row['lsn']}{commit}{caught_up}")
+        writer = row.get("writer")
+        written = f"; written by {writer['process']} since {writer['since']}" if writer else "; no writer"
+        click.echo(f"  group {name:<10} checkpoint {row['lsn']}{commit}{caught_up}{written}")
     src: dict[str, Any] = report.get("source_max_lsn") or {}
     click.echo(
         f"  source max LSN  {src.get('lsn', src.get('error'))}" + ("  [caught up]" if report.get("caught_up") else "")

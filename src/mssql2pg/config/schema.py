@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mssql2pg.config.durations import Duration
 from mssql2pg.config.patterns import TablePattern
+from mssql2pg.instance import application_name
 
 DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
@@ -48,7 +49,7 @@ def _usable_group_name(value: str) -> str:
 GroupName = Annotated[str, AfterValidator(_usable_group_name)]
 
 AUTO_GROUP = "auto"
-"""``pipeline.group: auto``: the process takes a group that no other process writes (see
+"""``pipeline.group: auto``: the processes share the groups among themselves (see
 :mod:`mssql2pg.pipeline.spreading`). Reserved: no table group may be called so."""
 
 
@@ -175,7 +176,7 @@ class DatabaseConfig(Section):
         no timeout is set here: pg8000's ``timeout`` would also cut long-running statements."""
         if self.backend == "mssql":
             return {"login_timeout": max(1, round(self.connect_timeout)), "appname": "mssql2pg"}
-        return {"application_name": "mssql2pg"}
+        return {"application_name": application_name()}
 
     def pg8000_params(self) -> dict[str, Any]:
         """Keyword arguments for ``pg8000.native.Connection`` (PostgreSQL URLs only). ``timeout`` is pg8000's
@@ -192,7 +193,7 @@ class DatabaseConfig(Section):
             "port": url.port or 5432,
             "database": url.database,
             "timeout": self.connect_timeout,
-            "application_name": "mssql2pg",
+            "application_name": application_name(),
         }
         if url.password is not None:
             params["password"] = url.password
@@ -446,9 +447,10 @@ class PipelineSettings(Section):
     committed starts from the pipeline's position without a group (the one it had before groups, if any). A
     second process started for the same name and group is a standby: it waits, logging that it does, and
     takes over when the first one's connection to the target ends. Unset: every selected table, under the
-    position without a group. ``auto``: the process takes one group that no other process writes (every
-    process of a scaled-out deployment can then share one configuration); once every group has a writer, it
-    waits as a standby for whichever group loses its writer first. Letters, digits, ``_``, ``.``, ``-``; at most
+    position without a group. ``auto``: the processes of the pipeline share the groups among themselves,
+    each writing its fair share (groups over live processes) of the groups nobody writes, letting groups go when
+    others join and taking the groups of processes that die; every process of a scaled-out deployment can then
+    share one configuration. Letters, digits, ``_``, ``.``, ``-``; at most
     63 characters. See docs/scale-out.md."""
 
     standby_poll: Duration = Field(default=1.0, gt=0)

@@ -37,6 +37,7 @@ from mssql2pg.control.deadletters import (
     record_dead_letters,
     resolve_dead_letter,
 )
+from mssql2pg.control.instances import live_instances, register_instance
 from mssql2pg.control.migrations import (
     CONTROL_VERSION,
     MIGRATIONS,
@@ -52,7 +53,7 @@ from mssql2pg.control.reconciliations import (
     record_reconciliation,
 )
 from mssql2pg.control.statements import CONTROL_SCHEMA
-from mssql2pg.control.status import PipelineStatus, TableStatus, read_status
+from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
     TableBusyError,
     advance_resume_position,
@@ -75,6 +76,7 @@ __all__ = [
     "CheckpointRow",
     "CheckpointStore",
     "DeadLetterRecord",
+    "GroupWriter",
     "LatestReconciliation",
     "Migration",
     "PipelineCheckpoint",
@@ -99,6 +101,7 @@ __all__ = [
     "installed_version",
     "latest_reconciliations",
     "list_dead_letters",
+    "live_instances",
     "mark_resynced",
     "move_tables_to_group",
     "read_checkpoint",
@@ -107,6 +110,7 @@ __all__ = [
     "read_table_state",
     "record_dead_letters",
     "record_reconciliation",
+    "register_instance",
     "register_table",
     "resolve_dead_letter",
     "resume_positions",

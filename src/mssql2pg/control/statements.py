@@ -229,6 +229,30 @@ TRY_TABLE_LOCK = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.table'), hashte
 """A session lock per (pipeline, source table), held by whatever writes the table: the applier of a running
 pipeline, or a resync. Released when its connection closes, so a crash cannot leave it behind."""
 
+SELECT_GROUP_WRITERS = f"""
+SELECT DISTINCT ON (t.group_name) t.group_name, a.application_name, host(a.client_addr), a.backend_start
+FROM {_c("table_state")} t
+JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.classid = hashtext('mssql2pg.table')::oid AND l.objid = hashtext(t.pipeline || '/' || t.source_table)::oid
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE t.pipeline = :pipeline
+ORDER BY t.group_name, a.backend_start
+"""
+"""Which session writes each group of a pipeline: the holder of its tables' write locks
+(:data:`TRY_TABLE_LOCK`, two int4 keys: ``classid``/``objid`` in ``pg_locks``, ``objsubid`` 2), named by its
+``application_name`` (``mssql2pg host:pid``). Held by the server, so a process that died holds none."""
+
+REGISTER_INSTANCE = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.instance/' || :pipeline), hashtext(:instance))"
+"""A session lock per live process of a pipeline that spreads its groups (``pipeline.group: auto``), held on a
+connection of its own for as long as the process lives; the server drops it when the process dies."""
+
+COUNT_INSTANCES = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND objsubid = 2
+  AND classid = hashtext('mssql2pg.instance/' || :pipeline)::oid
+"""
+"""How many processes of the pipeline hold :data:`REGISTER_INSTANCE`'s lock: the live spreading processes."""
+
 # --- dead letters ---------------------------------------------------------------------------------------------
 
 INSERT_DEAD_LETTER = f"""

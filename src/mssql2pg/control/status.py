@@ -9,6 +9,7 @@ It only reads, and works before the first start (nothing yet).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.checkpoints import NO_CHECKPOINT, CheckpointRow, group_checkpoints, read_checkpoint_row
@@ -31,6 +32,15 @@ class TableStatus:
 
 
 @dataclass(frozen=True)
+class GroupWriter:
+    """The session that holds a group's write locks: a running ``mssql2pg run`` (or a resync)."""
+
+    application_name: str  # ``mssql2pg host:pid`` (see mssql2pg.instance)
+    client_address: str | None  # None over a unix socket
+    since: datetime | None  # when that session connected; None when the server does not show it to this role
+
+
+@dataclass(frozen=True)
 class PipelineStatus:
     created: bool  # False: no control schema yet, the pipeline never ran against this target
     checkpoint: CheckpointRow  # of the group asked for (inherited from the row without a group while it has none)
@@ -38,6 +48,7 @@ class PipelineStatus:
     dead_letters: dict[str, int]  # status -> count, this pipeline's only
     group: str = ""  # the group asked for ('': a process without pipeline.group)
     groups: dict[str, CheckpointRow] = field(default_factory=dict)  # every group's own checkpoint row
+    writers: dict[str, GroupWriter] = field(default_factory=dict)  # group -> the session writing it now
 
 
 def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineStatus:
@@ -60,4 +71,13 @@ def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineS
         count_dead_letters_by_status(conn, pipeline),
         group,
         group_checkpoints(conn, pipeline),
+        group_writers(conn, pipeline) if groups else {},
     )
+
+
+def group_writers(conn: PgConnection, pipeline: str) -> dict[str, GroupWriter]:
+    """Group -> the session that writes it now (groups nobody writes are absent)."""
+    return {
+        str(r[0]): GroupWriter(str(r[1] or ""), r[2], r[3])
+        for r in fetch(conn, sql.SELECT_GROUP_WRITERS, pipeline=pipeline)
+    }

@@ -73,6 +73,7 @@ LABEL_COMPONENT = "component"
 LABEL_STATUS = "status"
 LABEL_STATE = "state"
 LABEL_VERSION = "version"
+LABEL_GROUP = "group"
 
 # Metric names (counters without the ``_total`` suffix, as prometheus_client wants them).
 ROWS_APPLIED = "mssql2pg_rows_applied"
@@ -94,6 +95,7 @@ TABLE_STATE = "mssql2pg_table_state"
 BUILD_INFO = "mssql2pg_build_info"
 RECONCILE_LAST_RUN_TIMESTAMP_SECONDS = "mssql2pg_reconcile_last_run_timestamp_seconds"
 RECONCILE_DIFFERING_ROWS = "mssql2pg_reconcile_differing_rows"
+GROUP_WRITER = "mssql2pg_group_writer"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
@@ -236,6 +238,12 @@ class Metrics:
             [LABEL_TABLE, LABEL_KIND],
             registry=r,
         )
+        self._group_writer = Gauge(
+            GROUP_WRITER,
+            "1 while this process writes the table group, 0 while it waits as a standby ('' : no group).",
+            [LABEL_GROUP],
+            registry=r,
+        )
         self._clock_skew = Gauge(
             CLOCK_SKEW_SECONDS,
             "Source clock minus target clock, round-trip corrected (positive: the source is ahead).",
@@ -357,6 +365,10 @@ class Metrics:
         self._schema_changes.labels(_table_label(table), status).inc()
 
     # -- state ---------------------------------------------------------------------------------------------------
+    def set_group_writer(self, group: str, writing: bool) -> None:
+        """This process writes ``group`` (it holds its tables' write locks), or waits as its standby."""
+        self._group_writer.labels(group).set(1 if writing else 0)
+
     def set_up(self, component: str, up: bool) -> None:
         """``component`` is ``source`` or ``target``."""
         self._up.labels(component).set(1 if up else 0)

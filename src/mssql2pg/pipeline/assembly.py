@@ -22,6 +22,7 @@ import structlog
 from mssql2pg import __version__, control
 from mssql2pg.config import Config, load_config
 from mssql2pg.errors import ReplanError, SourceError, TableFaultError
+from mssql2pg.instance import this_instance
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
@@ -39,7 +40,7 @@ from mssql2pg.pipeline.plan import (
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
-from mssql2pg.pipeline.spreading import Spreader, this_instance
+from mssql2pg.pipeline.spreading import Presence, Spreader
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -63,7 +64,7 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.serve(config.http.host, config.http.port)
     try:
         if config.pipeline.spreads:
-            return _spreader(config, obs, stop).run(stop, until_caught_up=until_caught_up)
+            return _spread(config, obs, stop, until_caught_up)
         pipeline = Pipeline.start(config, obs, stop)
         if pipeline is None:  # stopped while a database was still down
             return RunStats()
@@ -72,9 +73,11 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.close()
 
 
-def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spreader:
-    """``pipeline.group: auto``: one group that no other process writes (see :mod:`.spreading`)."""
+def _spread(config: Config, obs: Observability, stop: threading.Event, until_caught_up: bool) -> RunStats:
+    """``pipeline.group: auto``: this process's fair share of the groups (see :mod:`.spreading`)."""
     retry = retry_policy(config.retry, obs)
+    instance = this_instance()
+    presence = Presence(target_connector(config), config.pipeline.name, instance)
 
     def groups() -> list[str]:
         def once() -> list[str]:
@@ -88,12 +91,24 @@ def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spre
 
         return retry.call(once, stop) or []
 
-    return Spreader(
+    def processes() -> int:
+        def once() -> int:
+            with reaching(obs, "target"):
+                return presence.processes()
+
+        return retry.call(once, stop) or 1
+
+    spreader = Spreader(
         config,
         lambda group_config: Pipeline.start(group_config, obs, stop, spreading=True),
         groups,
-        this_instance(),
+        processes,
+        instance,
     )
+    try:
+        return spreader.run(stop, until_caught_up=until_caught_up)
+    finally:
+        presence.close()
 
 
 @dataclass
@@ -182,7 +197,7 @@ class Pipeline:
         )
         runner = Runner(
             ObservedSource(reader, obs),
-            ObservedSink(applier, obs, source_ids, connect=target_connector(config)),
+            ObservedSink(applier, obs, source_ids, connect=target_connector(config), group=config.pipeline.group_key),
             retry,
             queue_size=max(2, QUEUE_ROW_BUDGET // config.reader.chunk_rows),
             standby_poll=config.pipeline.standby_poll,

@@ -112,12 +112,18 @@ class ObservedSink:
     tables: Sequence[TableId]
     _heartbeat: Heartbeat | None = None
     connect: PgConnector | None = None  # a target connector, for the dead-letter gauge
+    group: str = ""  # pipeline.group ('' : none), for the writer gauge
     _commits_seen: int = -1
     _dead_letters: dict[TableId, int] = field(default_factory=dict)
     _stale: dict[TableId, int] = field(default_factory=dict)
 
     def start(self) -> Lsn:
-        checkpoint: Lsn = self._guard(self.inner.start)
+        try:
+            checkpoint: Lsn = self._guard(self.inner.start)
+        except OwnedElsewhereError:
+            self.obs.metrics.set_group_writer(self.group, False)
+            raise
+        self.obs.metrics.set_group_writer(self.group, True)
         self.obs.component_ok("target")
         for table in self.tables:
             self.obs.table_state(table, "active")

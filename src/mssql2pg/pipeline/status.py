@@ -14,6 +14,7 @@ from typing import Any
 
 from mssql2pg import control
 from mssql2pg.config import load_config
+from mssql2pg.instance import APPLICATION
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.redact import redact_text
@@ -51,6 +52,7 @@ def collect(config_path: Path | None) -> dict[str, Any]:
                 "lsn": str(row.lsn),
                 "source_commit_time": _iso(row.commit_time),
                 "written_at": _iso(row.updated_at),
+                "writer": _writer(stored.writers.get(name)),
             }
             for name, row in stored.groups.items()
         }
@@ -79,6 +81,14 @@ def collect(config_path: Path | None) -> dict[str, Any]:
     except Exception as exc:
         report["source_max_lsn"] = {"error": redact_text(str(exc).splitlines()[0])}
     return report
+
+
+def _writer(writer: control.GroupWriter | None) -> dict[str, Any] | None:
+    """The process writing a group (``application_name`` is ``mssql2pg host:pid``); None: nobody writes it."""
+    if writer is None:
+        return None
+    process = writer.application_name.removeprefix(APPLICATION).strip() or writer.application_name
+    return {"process": process, "client_address": writer.client_address, "since": _iso(writer.since)}
 
 
 def _iso(value: Any) -> str | None:

@@ -14,6 +14,7 @@ from mssql2pg.pipeline.status import collect
 from mssql2pg.positions import Lsn
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.target import Connect, lsn
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,28 @@ def test_status_shows_the_groups_their_checkpoints_and_each_tables_group(target_
     assert {g: row.lsn for g, row in ga.groups.items()} == {"": lsn(40), "ga": lsn(50)}
     assert [(t.source_table, t.group) for t in ga.tables] == [("dbo.a", "ga"), ("dbo.b", "gb")]
     conn.close()
+
+
+def test_status_names_the_session_that_writes_each_group(target_connect: Connect) -> None:
+    """Issue 16 point 4: which process writes which group, and since when - read from the server's own record
+    of who holds each table's write lock (a process that died holds none), with the process named by the
+    ``application_name`` mssql2pg connects with."""
+    conn = target_connect()
+    conn.run("BEGIN")
+    control.ensure_control_schema(conn)
+    for table, group in (("dbo.a1", "ga"), ("dbo.a2", "ga"), ("dbo.b1", "gb")):
+        control.register_table(conn, "p", source_table=table, capture_instance="ci", target_table=table, group=group)
+    conn.run("COMMIT")
+    writer = target_connect()
+    writer.run("SET application_name = 'mssql2pg host-a:4242'")
+    control.claim_tables(writer, "p", ["dbo.a1", "dbo.a2"])
+    other_pipeline = target_connect()
+    control.claim_tables(other_pipeline, "q", ["dbo.b1"])  # the same table name in another pipeline
+
+    writers = control.read_status(conn, "p").writers
+
+    assert set(writers) == {"ga"}
+    assert writers["ga"].application_name == "mssql2pg host-a:4242"
+    assert writers["ga"].since is not None
+    writer.close()
+    wait_for(lambda: control.read_status(conn, "p").writers == {}, timeout=10, what="the lock to go with its session")
