@@ -421,6 +421,16 @@ def server_message(exc: BaseException) -> str | None:
     return None
 
 
+_DISK_FULL_SQLSTATES = frozenset({"53100"})  # disk_full (ENOSPC while extending a file)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a write because its disk (or the tablespace's filesystem) is full. Transient:
+    nothing was written (the transaction rolled back), and the write succeeds once space is freed, so the
+    pipeline retries; the operator needs to be told what to do, which a generic retry line does not say."""
+    return sqlstate(exc) in _DISK_FULL_SQLSTATES
+
+
 _UNDEFINED_COLUMN_SQLSTATES = frozenset({"42703"})  # undefined_column
 _UNDEFINED_COLUMN_NUMBERS = frozenset({207})  # Invalid column name
 _UNDEFINED_OBJECT_SQLSTATES = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name

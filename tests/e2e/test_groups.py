@@ -136,21 +136,22 @@ def _advanced(dst: pg8000.native.Connection, group: str, since: bytes | None) ->
     return now is not None and (since is None or now > since)
 
 
-def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
-    emulated_source_url: str, target_url: str, tmp_path: Path
-) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
+def _grouped_source(
+    src: pg8000.native.Connection, tmp_path: Path, source_url: str, target_url: str, **extra: object
+) -> Path:
+    """The four tables of TABLES, CDC-enabled, and a configuration putting them in groups ga and gb."""
     src.run("CREATE SCHEMA dbo")
     for table in (*TABLES["ga"], *TABLES["gb"]):
         src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
         enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        GROUPS,  # type: ignore[arg-type]
-        pipeline={"standby_poll": "200ms"},
-    )
+    return write_config(tmp_path / "pipeline.yaml", source_url, target_url, GROUPS, **extra)  # type: ignore[arg-type]
+
+
+def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src, dst = connect(emulated_source_url), connect(target_url)
+    config = _grouped_source(src, tmp_path, emulated_source_url, target_url, pipeline={"standby_poll": "200ms"})
 
     def process(name: str, group: str) -> PipelineProcess:
         env = {"MSSQL2PG__PIPELINE__GROUP": group, "MSSQL2PG__HTTP__PORT": str(_free_port())}
@@ -252,15 +253,11 @@ def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
     former owner, reconnecting, becomes the standby. Nothing is lost or applied twice."""
     target_url = target_server.url(target_dbname)
     src, dst = connect(emulated_source_url), connect(target_url)
-    src.run("CREATE SCHEMA dbo")
-    for table in (*TABLES["ga"], *TABLES["gb"]):
-        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
-        enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
+    config = _grouped_source(
+        src,
+        tmp_path,
         emulated_source_url,
         target_url,
-        GROUPS,  # type: ignore[arg-type]
         pipeline={"standby_poll": "200ms"},
         retry={"initial": "100ms", "maximum": "500ms"},
     )
@@ -328,16 +325,8 @@ def test_processes_with_group_auto_share_the_groups_and_take_over_from_dead_ones
     third is a standby; kill -9 of a writer: the standby takes its group; kill -9 of another: the last one writes
     both. Nothing is lost or applied twice."""
     src, dst = connect(emulated_source_url), connect(target_url)
-    src.run("CREATE SCHEMA dbo")
-    for table in (*TABLES["ga"], *TABLES["gb"]):
-        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
-        enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        GROUPS,  # type: ignore[arg-type]
-        pipeline={"group": "auto", "standby_poll": "200ms"},
+    config = _grouped_source(
+        src, tmp_path, emulated_source_url, target_url, pipeline={"group": "auto", "standby_poll": "200ms"}
     )
     processes = [
         PipelineProcess(config, tmp_path / f"p{i}.log", env={"MSSQL2PG__HTTP__PORT": str(_free_port())})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from mssql2pg.config.patterns import TablePattern
-from mssql2pg.config.schema import Config, DeleteMode, Naming, TableEntry
+from mssql2pg.config.schema import Config, DeleteMode, Naming, Spatial, TableEntry
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.errors import ConfigError
 from mssql2pg.identifiers import quote_ident
@@ -47,6 +47,8 @@ class TableSelection:
     group: str
     entry: str
     """The ``tables:`` entry that selected it (for messages)."""
+    spatial: Spatial = "native"
+    """How its ``geography``/``geometry`` columns are read (``defaults.spatial``)."""
 
 
 def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSelection]:
@@ -98,6 +100,30 @@ def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSe
     return selections
 
 
+def spatial_wkb_tables(config: Config, tables: Sequence[TableId]) -> frozenset[TableId]:
+    """Which of ``tables`` (already selected) read their spatial columns as WKB: the option of the entry that
+    selects each one, by the precedence of :func:`resolve_tables` (an explicit entry before wildcards, the
+    first matching wildcard otherwise). Every reader of a table (streaming, catch-up, resync) asks this, so a
+    table never mixes the two representations."""
+    chosen: set[TableId] = set()
+    for table in tables:
+        entry = _entry_of(config, table)
+        if (entry.spatial if entry is not None and entry.spatial else config.defaults.spatial) == "wkb":
+            chosen.add(table)
+    return frozenset(chosen)
+
+
+def _entry_of(config: Config, table: TableId) -> TableEntry | None:
+    explicit = [e for e in config.tables if not e.pattern.is_wildcard]
+    for entry in explicit:
+        if entry.pattern.matches_exactly(table):
+            return entry
+    for entry in explicit:
+        if entry.pattern.matches(table):
+            return entry
+    return next((e for e in config.tables if e.pattern.is_wildcard and e.pattern.matches(table)), None)
+
+
 def _find_explicit(pattern: TablePattern, available: Sequence[TableId], problems: list[str]) -> TableId | None:
     exact = [t for t in available if pattern.matches_exactly(t)]
     if exact:
@@ -144,6 +170,7 @@ def _select(config: Config, table: TableId, entry: TableEntry) -> TableSelection
         naming=naming,
         group=entry.group or defaults.group,
         entry=entry.name,
+        spatial=entry.spatial or defaults.spatial,
     )
 
 

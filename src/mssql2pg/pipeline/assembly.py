@@ -25,6 +25,7 @@ from mssql2pg.errors import ReplanError, SourceError, TableFaultError
 from mssql2pg.instance import this_instance
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
+from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
 from mssql2pg.pipeline.plan import (
@@ -173,6 +174,7 @@ class Pipeline:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
         tables = target_tables(selections, instances)
+        measure_and_publish(config, engine, target_connector(config), obs)  # before lag or staleness is judged
         source_ids = [s.source for s in selections]
         obs.metrics.init_tables([*source_ids, *inactive])  # every per-table series reads 0 from the first scrape
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
@@ -191,6 +193,7 @@ class Pipeline:
             config.pipeline.name,
             apply_settings(config),
             checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions), config.pipeline.group_key),
+            wall_clock=obs.source_now,  # stale events judged on the source's clock (pipeline/clock.py)
         )
         runner = Runner(
             ObservedSource(reader, obs),
@@ -251,6 +254,11 @@ class Pipeline:
                     replan,
                 ).start()
             )
+            clocks = (
+                None
+                if until_caught_up
+                else ClockWatch(self.config, pipeline.engine, target_connector(self.config), self.obs).start()
+            )
             try:
                 if pipeline._catch_up(stop):
                     stats = pipeline._run_once(stop, until_caught_up)
@@ -263,6 +271,8 @@ class Pipeline:
             finally:
                 if watcher is not None:
                     watcher.close()
+                if clocks is not None:
+                    clocks.close()
             if stop.is_set():
                 return pipeline.runner.stats
             replacement = self.retry.call(functools.partial(self._replace, pipeline), stop)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config, TableSelection, resolve_tables
+from mssql2pg.config import Config, TableSelection, resolve_tables, spatial_wkb_tables
 from mssql2pg.errors import ConfigError, TableFaultError
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
@@ -185,6 +185,7 @@ def build_reader(
             chunk_rows=config.reader.chunk_rows,
             page_rows=config.reader.page_rows,
             poll_interval=config.reader.poll_interval,
+            spatial_wkb=spatial_wkb_tables(config, tables),
         ),
         starts=starts,
         until=until,

@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config
+from mssql2pg.config import Config, spatial_wkb_tables
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
 from mssql2pg.pgconn import PgConnection
@@ -47,6 +47,7 @@ from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.errors import UnmappableTableError
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source.snapshot import read_snapshot
+from mssql2pg.source.values import with_spatial_as_wkb
 
 log = structlog.get_logger(component="resync")
 
@@ -158,6 +159,8 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
         if unmappable is not None:  # loading it would write where the pipeline cannot apply it
             raise ConfigError(str(unmappable).split("\n  hint:")[0], hint=unmappable.remediation.split("; then")[0])
         newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
+        if wanted in spatial_wkb_tables(config, [wanted]):
+            newest = with_spatial_as_wkb(newest)  # the same representation as streaming (spatial: wkb)
         target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
         position = SnapshotPosition(config.pipeline.name, target, wait, group=config.pipeline.group_key)
         applier = Applier(

@@ -289,3 +289,10 @@ SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.
 WHERE n.nspname = :schema AND c.relkind IN ('r', 'p')
 """
 """The tables that exist in one schema (a missing one needs CREATE on the schema to be made)."""
+
+
+# --- the target's clock ---------------------------------------------------------------------------------------
+
+TARGET_CLOCK = "SELECT clock_timestamp()"
+"""The target's current time, to measure clock skew (``pipeline/clock.py``). ``clock_timestamp()``, not ``now()``:
+``now()`` is the start of the transaction, which may lie before the round trip being measured."""
