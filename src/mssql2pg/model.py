@@ -34,7 +34,8 @@ char, varchar, nchar, nvarchar, text, ntext    ``str``
 xml                                            ``str``
 binary, varbinary, image, rowversion/timestamp ``bytes``
 uniqueidentifier                               ``uuid.UUID`` (in SQL Server's canonical text order)
-hierarchyid, geography, geometry               ``bytes`` (the serialized CLR value; lossless)
+hierarchyid, geography, geometry               ``bytes`` (the serialized CLR value; lossless), or EWKB with
+                                               ``SourceColumn.as_wkb`` (option ``spatial: wkb``)
 sql_variant                                    ``str`` (its value converted to text; see docs/types.md)
 =============================================  ==============================================================
 """
@@ -128,6 +129,8 @@ class SourceColumn:
     column_id: int | None = None
     dropped: bool = False  # captured, but no longer in the source table: NULL in every later change row
     default: str | None = None  # the source column's default as sys.default_constraints spells it: '((0))'
+    collation: str | None = None  # sys.columns.collation_name of a character column: its code page (values.py)
+    as_wkb: bool = False  # geography/geometry read as EWKB (STAsBinary + STSrid; per-table option ``spatial``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from mssql2pg.config.schema import (
     TableEntry,
     TargetConfig,
 )
-from mssql2pg.config.tables import TableSelection, resolve_tables
+from mssql2pg.config.tables import TableSelection, resolve_tables, spatial_wkb_tables
 
 __all__ = [
     "ENV_PREFIX",
@@ -48,4 +48,5 @@ __all__ = [
     "load_config",
     "parse_duration",
     "resolve_tables",
+    "spatial_wkb_tables",
 ]

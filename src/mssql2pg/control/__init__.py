@@ -38,6 +38,7 @@ from mssql2pg.control.deadletters import (
     record_dead_letters,
     resolve_dead_letter,
 )
+from mssql2pg.control.instances import live_instances, register_instance
 from mssql2pg.control.migrations import (
     CONTROL_VERSION,
     MIGRATIONS,
@@ -122,6 +123,7 @@ __all__ = [
     "latest_reconciliations",
     "list_dead_letters",
     "list_schema_changes",
+    "live_instances",
     "mark_resynced",
     "move_tables_to_group",
     "read_checkpoint",
@@ -132,6 +134,7 @@ __all__ = [
     "record_reconciliation",
     "record_schema_change",
     "recorded_capture_instance",
+    "register_instance",
     "register_table",
     "registered_tables",
     "resolve_dead_letter",

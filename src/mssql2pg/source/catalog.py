@@ -103,6 +103,7 @@ def source_column(row: Mapping[str, Any]) -> SourceColumn:
         # the outer join to the source table's sys.columns finds nothing: ALTER TABLE ... DROP COLUMN (§4)
         dropped=nullable is None,
         default=None if row.get("column_default") is None else str(row["column_default"]),
+        collation=str(row["collation_name"]) if row.get("collation_name") else None,
     )
 
 
