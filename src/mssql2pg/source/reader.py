@@ -268,11 +268,17 @@ class Reader:
         return self._tables if self._tables is not None else tuple(self._instances)
 
     def window(self, start_after: Lsn) -> Window:
-        """Find the window after ``start_after`` (one query) and return it with its lazily read items."""
+        """Find the window after ``start_after`` (one query) and return it with its lazily read items.
+
+        A planned reader that is caught up also looks at the capture instances (and raises
+        :class:`CaptureInstancesChangedError` on a difference): a schema change on an idle source is noticed
+        within one polling cycle too, not only with the next change."""
         with self._connect() as backend:
             to = backend.max_lsn()
-        if self._until is not None and not to.is_null and to > self._until:
-            to = self._until
+            if self._until is not None and not to.is_null and to > self._until:
+                to = self._until
+            if self._planned is not None and not to.is_null and to <= start_after:
+                self._current_instances(backend)
         if to.is_null:
             return Window(WindowStatus.NO_MAX_LSN, start_after, to, iter(()))
         if to <= start_after:

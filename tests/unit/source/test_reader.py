@@ -319,6 +319,18 @@ def test_a_planned_reader_stops_before_a_window_whose_capture_instances_changed(
         assert (error.table, error.was, error.now) == (orders, ("dbo_orders",), names)
 
 
+def test_a_planned_reader_notices_a_changed_instance_on_an_idle_source() -> None:
+    """Caught up (nothing new to read), the planned reader still compares the instances at every poll."""
+    orders = TableId("dbo", "orders")
+    src = FakeSource(instances=[ORDERS])
+    src.add(ORDERS, 10, 5, 2, 1, 1, 1)
+    reader = Reader(src.connect, (), ReaderSettings(), tables=[orders], planned={orders: (ORDERS,)})
+    assert reader.window(lsn(10)).status is WindowStatus.CAUGHT_UP
+    src.instances = [ORDERS, instance("dbo_orders_v2", "dbo.orders", start=50)]
+    with pytest.raises(CaptureInstancesChangedError):
+        reader.window(lsn(10))
+
+
 def test_poll_continues_across_windows_and_stops_on_event() -> None:
     src = FakeSource(instances=[ORDERS])
     src.add(ORDERS, 10, 5, 2, 1, 1, 1)
