@@ -63,7 +63,7 @@ from mssql2pg.control.schema_changes import (
     record_schema_change,
 )
 from mssql2pg.control.statements import CONTROL_SCHEMA
-from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, read_status
+from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, group_writers, read_status
 from mssql2pg.control.tables import (
     TableBusyError,
     advance_resume_position,
@@ -115,6 +115,7 @@ __all__ = [
     "get_dead_letter",
     "get_schema_change",
     "group_checkpoints",
+    "group_writers",
     "held_positions",
     "hold_table_position",
     "ignore_dead_letter",

@@ -76,7 +76,9 @@ def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineS
 
 
 def group_writers(conn: PgConnection, pipeline: str) -> dict[str, GroupWriter]:
-    """Group -> the session that writes it now (groups nobody writes are absent)."""
+    """Group -> the session that writes it now (groups nobody writes are absent; none before the first start)."""
+    if not table_groups(conn, pipeline):
+        return {}
     return {
         str(r[0]): GroupWriter(str(r[1] or ""), r[2], r[3])
         for r in fetch(conn, sql.SELECT_GROUP_WRITERS, pipeline=pipeline)

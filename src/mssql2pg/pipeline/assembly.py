@@ -100,12 +100,20 @@ def _spread(config: Config, obs: Observability, stop: threading.Event, until_cau
 
         return retry.call(once, stop) or 1
 
+    def written() -> set[str]:
+        def once() -> set[str]:
+            with reaching(obs, "target"):
+                return presence.written()
+
+        return retry.call(once, stop) or set()
+
     spreader = Spreader(
         config,
         lambda group_config: Pipeline.start(group_config, obs, stop, spreading=True),
         groups,
         processes,
         instance,
+        written,
     )
     try:
         return spreader.run(stop, until_caught_up=until_caught_up)

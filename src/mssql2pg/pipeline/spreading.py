@@ -87,13 +87,25 @@ class Presence:
     def processes(self) -> int:
         """How many spreading processes are alive, this one included (raises while the target is unreachable)."""
         try:
-            if self._conn is None:
-                self._conn = self.connect()
-                control.register_instance(self._conn, self.pipeline, self.instance)
-            return max(1, control.live_instances(self._conn, self.pipeline))
+            return max(1, control.live_instances(self._connected(), self.pipeline))
         except Exception:
             self.close()
             raise
+
+    def written(self) -> set[str]:
+        """The groups whose tables' write locks some session holds now."""
+        try:
+            return set(control.group_writers(self._connected(), self.pipeline))
+        except Exception:
+            self.close()
+            raise
+
+    def _connected(self) -> PgConnection:
+        if self._conn is None:
+            conn = self.connect()
+            control.register_instance(conn, self.pipeline, self.instance)
+            self._conn = conn
+        return self._conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -127,6 +139,9 @@ class Spreader:
     processes: Callable[[], int]
     """How many spreading processes of this pipeline are alive, this one included."""
     instance: str
+    written: Callable[[], set[str]] = set
+    """The groups some process writes now (the target's lock holders). They are not tried: building a group's
+    pipeline (discovery, the target's tables, their schema) is left to the process that will write it."""
     _writing: dict[str, _Writing] = field(default_factory=dict, init=False)
     _standby_since: float | None = field(default=None, init=False)
     _finished: list[RunStats] = field(default_factory=list, init=False)
@@ -154,11 +169,12 @@ class Spreader:
         return _total(self._finished)
 
     def _take(self, groups: list[str], share: int, stop: threading.Event, until_caught_up: bool) -> None:
-        """Try the groups this process does not write, until it writes its share."""
+        """Try the groups nobody writes, until this process writes its share."""
+        written = self.written()
         for group in rotation(groups, self.instance):
             if len(self._writing) >= share or stop.is_set():
                 return
-            if group in self._writing:
+            if group in self._writing or group in written:
                 continue
             writing = self._start(group, stop, until_caught_up)
             if writing is not None:

@@ -142,3 +142,8 @@ def test_status_names_the_session_that_writes_each_group(target_connect: Connect
     assert writers["ga"].since is not None
     writer.close()
     wait_for(lambda: control.read_status(conn, "p").writers == {}, timeout=10, what="the lock to go with its session")
+
+
+def test_nobody_writes_a_group_before_the_first_start(target_connect: Connect) -> None:
+    """A spreading process asks before any process created the control schema."""
+    assert control.group_writers(target_connect(), "p") == {}

@@ -204,3 +204,15 @@ def test_rotation_is_every_group_once_starting_where_the_instance_says(n: int) -
         assert order == groups[i:] + groups[:i]
         starts.add(order[0])
     assert starts == set(groups)  # different instances start at different groups: they spread at once
+
+
+def test_groups_that_have_a_writer_are_not_even_built() -> None:
+    """A standby does not build (discover, evolve, check) the pipeline of a group some process writes."""
+    world = World(written_elsewhere={"g1", "g2"}, processes=4)
+    spreader = _spreader(world, GROUPS)
+    spreader.written = lambda: set(world.written_elsewhere)
+
+    spreader.run(Rounds(2))
+
+    assert "g1" not in world.built
+    assert "g2" not in world.built
