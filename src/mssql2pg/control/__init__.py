@@ -11,6 +11,7 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 * :mod:`~mssql2pg.control.tables`: per-table state (register, pause, resync positions) and write locks;
 * :mod:`~mssql2pg.control.deadletters`: the dead-letter store;
 * :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads;
+* :mod:`~mssql2pg.control.snapshots`: the progress of each table's initial load;
 * :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs.
 """
 
@@ -51,6 +52,16 @@ from mssql2pg.control.reconciliations import (
     latest_reconciliations,
     record_reconciliation,
 )
+from mssql2pg.control.snapshots import (
+    SnapshotProgress,
+    advance_snapshot,
+    finish_snapshot,
+    read_snapshot_progress,
+    registered_tables,
+    set_snapshot_estimate,
+    snapshots,
+    start_snapshot,
+)
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, read_status
 from mssql2pg.control.tables import (
@@ -82,17 +93,20 @@ __all__ = [
     "PipelineStatus",
     "ReconciliationRecord",
     "ResumePositions",
+    "SnapshotProgress",
     "StoredDeadLetter",
     "TableBusyError",
     "TableStatus",
     "advance_checkpoint",
     "advance_resume_position",
+    "advance_snapshot",
     "claim_tables",
     "clear_resume_position",
     "control_table_exists",
     "count_dead_letters_by_status",
     "ensure_control_schema",
     "fail_dead_letter_retry",
+    "finish_snapshot",
     "get_dead_letter",
     "group_checkpoints",
     "ignore_dead_letter",
@@ -104,14 +118,19 @@ __all__ = [
     "move_tables_to_group",
     "read_checkpoint",
     "read_checkpoint_row",
+    "read_snapshot_progress",
     "read_status",
     "read_table_state",
     "record_dead_letters",
     "record_reconciliation",
     "register_table",
+    "registered_tables",
     "resolve_dead_letter",
     "resume_positions",
+    "set_snapshot_estimate",
     "set_table_state",
+    "snapshots",
+    "start_snapshot",
     "table_checkpoint",
     "table_groups",
     "try_claim_table",

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Integer,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     bindparam,
     column,
     func,
+    literal_column,
     or_,
     select,
     table,
@@ -335,3 +337,12 @@ def source_rows_page(
         for i in range(len(keys))
     ]
     return stmt.where(or_(*branches))
+
+
+def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> Select[Any]:
+    """How many rows the source table holds, as a 64-bit count (``COUNT_BIG``: ``COUNT`` is an ``int`` on SQL
+    Server and overflows past 2,147,483,647 rows). The estimated total of an initial snapshot's progress."""
+    src = table(_q(source_table), schema=_q(source_schema))
+    star: ColumnClause[Any] = literal_column("*")
+    counted = func.count_big(star, type_=BigInteger) if mssql else func.count(star)
+    return select(counted).select_from(src)
