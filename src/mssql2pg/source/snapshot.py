@@ -139,9 +139,9 @@ class Page:
 
 def snapshot_lsn(engine: Engine, at: Lsn | None = None) -> tuple[Lsn, datetime | None]:
     """The source's max LSN (and its commit time): the position an initial snapshot is taken at. Read *before*
-    the first row, so every change at or below it is in the rows read (see the module docstring). With ``at``,
-    the commit time of that LSN (a resumed snapshot). A source that has captured nothing yet (no max LSN) gives
-:attr:`Lsn.ZERO`: every change it captures later is after the rows read now, and streaming replays it."""
+        the first row, so every change at or below it is in the rows read (see the module docstring). With ``at``,
+        the commit time of that LSN (a resumed snapshot). A source that has captured nothing yet (no max LSN) gives
+    :attr:`Lsn.ZERO`: every change it captures later is after the rows read now, and streaming replays it."""
     with engine.connect() as conn:
         lsn = at if at is not None else Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
         if lsn.is_null:  # nothing captured yet: every change to come is after the rows read now
