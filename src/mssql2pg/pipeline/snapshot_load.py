@@ -38,7 +38,7 @@ import structlog
 
 from mssql2pg import control
 from mssql2pg.config import Config
-from mssql2pg.model import CaptureInstance, TableId, TxChunk
+from mssql2pg.model import CaptureInstance, Operation, TableId, TxChunk
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import target_connector
@@ -233,32 +233,7 @@ class SnapshotLoader:
         self._show(source, progress.rows_loaded, estimated)
         try:
             applier.start()
-            chunk_rows = config.snapshot.chunk_rows
-            while True:
-                if self._stopping():
-                    raise StopLoading
-                page = read_page(self.engine, instance, lsn, after, chunk_rows)
-                store.pending_key, store.pending_rows = page.last_key, len(page.rows)
-                store.final = len(page.rows) < chunk_rows
-                if store.final:
-                    store.consistent, _ = snapshot_lsn(self.engine)
-                applier.offer(TxChunk(commit_lsn=lsn, rows=page.rows, first=True, last=True, commit_time=commit_time))
-                applier.flush()
-                applier.rewind(Lsn.NULL)
-                store.committed()
-                if page.last_key is not None:
-                    after = page.last_key
-                self._show(source, store.rows_loaded, estimated)
-                bar.show(store.rows_loaded, estimated)
-                log.debug(
-                    "snapshot chunk committed",
-                    table=source,
-                    rows=len(page.rows),
-                    rows_loaded=store.rows_loaded,
-                    rows_estimated=estimated,
-                )
-                if store.final:
-                    break
+            self._chunks(_Load(table, instance, lsn, commit_time, estimated), applier, store, after, bar)
         finally:
             applier.close()
             bar.close()
@@ -275,6 +250,44 @@ class SnapshotLoader:
             seconds=round(seconds, 2),
             rows_per_s=round(loaded_now / seconds) if seconds > 0 else None,
         )
+
+    def _chunks(
+        self, load: _Load, applier: Applier, store: ChunkProgress, after: tuple[Any, ...] | None, bar: _ProgressBar
+    ) -> None:
+        """Read, write and commit chunk after chunk (each with its progress) until a short one ends the load."""
+        source = str(load.table.source)
+        chunk_rows = self.config.snapshot.chunk_rows
+        counted = 0
+        while True:
+            if self._stopping():
+                raise StopLoading
+            page = read_page(self.engine, load.instance, load.lsn, after, chunk_rows)
+            store.pending_key, store.pending_rows = page.last_key, len(page.rows)
+            store.final = len(page.rows) < chunk_rows
+            if store.final:
+                store.consistent, _ = snapshot_lsn(self.engine)
+            applier.offer(
+                TxChunk(commit_lsn=load.lsn, rows=page.rows, first=True, last=True, commit_time=load.commit_time)
+            )
+            applier.flush()
+            applier.rewind(Lsn.NULL)
+            store.committed()
+            applied = applier.stats.rows.get((load.table.source, Operation.INSERT), 0)
+            self.obs.metrics.rows_applied(load.table.source, "insert", applied - counted)  # throughput too
+            counted = applied
+            if page.last_key is not None:
+                after = page.last_key
+            self._show(source, store.rows_loaded, load.estimated)
+            bar.show(store.rows_loaded, load.estimated)
+            log.debug(
+                "snapshot chunk committed",
+                table=source,
+                rows=len(page.rows),
+                rows_loaded=store.rows_loaded,
+                rows_estimated=load.estimated,
+            )
+            if store.final:
+                return
 
     def _begin(self, table: TargetTable, instance: CaptureInstance) -> control.SnapshotProgress:
         """Find the table's load, or record a new one at the source's max LSN (and pause the table for streaming,
@@ -324,6 +337,17 @@ class SnapshotLoader:
 
     def _show(self, table: str, loaded: int, estimated: int | None) -> None:
         self.obs.snapshot_progress(table, loaded, estimated)
+
+
+@dataclass(frozen=True)
+class _Load:
+    """What every chunk of one table's load shares."""
+
+    table: TargetTable
+    instance: CaptureInstance
+    lsn: Lsn
+    commit_time: datetime | None
+    estimated: int | None
 
 
 @dataclass
