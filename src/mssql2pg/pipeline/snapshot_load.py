@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -258,36 +259,40 @@ class SnapshotLoader:
         source = str(load.table.source)
         chunk_rows = self.config.snapshot.chunk_rows
         counted = 0
-        while True:
-            if self._stopping():
-                raise StopLoading
-            page = read_page(self.engine, load.instance, load.lsn, after, chunk_rows)
-            store.pending_key, store.pending_rows = page.last_key, len(page.rows)
-            store.final = len(page.rows) < chunk_rows
-            if store.final:
-                store.consistent, _ = snapshot_lsn(self.engine)
-            applier.offer(
-                TxChunk(commit_lsn=load.lsn, rows=page.rows, first=True, last=True, commit_time=load.commit_time)
-            )
-            applier.flush()
-            applier.rewind(Lsn.NULL)
-            store.committed()
-            applied = applier.stats.rows.get((load.table.source, Operation.INSERT), 0)
-            self.obs.metrics.rows_applied(load.table.source, "insert", applied - counted)  # throughput too
-            counted = applied
-            if page.last_key is not None:
-                after = page.last_key
-            self._show(source, store.rows_loaded, load.estimated)
-            bar.show(store.rows_loaded, load.estimated)
-            log.debug(
-                "snapshot chunk committed",
-                table=source,
-                rows=len(page.rows),
-                rows_loaded=store.rows_loaded,
-                rows_estimated=load.estimated,
-            )
-            if store.final:
-                return
+        # The next page is read while this one is written: the source read and the target write overlap (both
+        # are mostly waiting on a database). Each page is still one read at some moment after the snapshot LSN.
+        with ThreadPoolExecutor(1, thread_name_prefix="mssql2pg-snapshot-read") as reads:
+            next_page = reads.submit(read_page, self.engine, load.instance, load.lsn, after, chunk_rows)
+            while True:
+                if self._stopping():
+                    raise StopLoading
+                page = next_page.result()
+                store.pending_key, store.pending_rows = page.last_key, len(page.rows)
+                store.final = len(page.rows) < chunk_rows
+                if store.final:
+                    store.consistent, _ = snapshot_lsn(self.engine)
+                else:
+                    next_page = reads.submit(read_page, self.engine, load.instance, load.lsn, page.last_key, chunk_rows)
+                applier.offer(
+                    TxChunk(commit_lsn=load.lsn, rows=page.rows, first=True, last=True, commit_time=load.commit_time)
+                )
+                applier.flush()
+                applier.rewind(Lsn.NULL)
+                store.committed()
+                applied = applier.stats.rows.get((load.table.source, Operation.INSERT), 0)
+                self.obs.metrics.rows_applied(load.table.source, "insert", applied - counted)  # throughput too
+                counted = applied
+                self._show(source, store.rows_loaded, load.estimated)
+                bar.show(store.rows_loaded, load.estimated)
+                log.debug(
+                    "snapshot chunk committed",
+                    table=source,
+                    rows=len(page.rows),
+                    rows_loaded=store.rows_loaded,
+                    rows_estimated=load.estimated,
+                )
+                if store.final:
+                    return
 
     def _begin(self, table: TargetTable, instance: CaptureInstance) -> control.SnapshotProgress:
         """Find the table's load, or record a new one at the source's max LSN (and pause the table for streaming,

@@ -52,8 +52,8 @@ def _big_table_before_cdc(src: pg8000.native.Connection, rows: int) -> None:
 
 
 class Gate:
-    """Holds the snapshot loader before it reads chunk number ``after + 1`` until released (no sleeps: the test
-    acts while the load is provably under way)."""
+    """Holds the snapshot loader's read of chunk number ``after + 1`` until released (no sleeps: the test acts
+    while the load is provably under way; chunks up to ``after`` get committed, none after)."""
 
     def __init__(self, after: int) -> None:
         self.after = after
@@ -126,8 +126,10 @@ def test_preexisting_rows_load_while_changes_continue_and_other_tables_stream(
     running = Running(config)
     try:
         assert gate.reached.wait(60), "the snapshot loader never reached its third chunk"
-        # Two chunks are committed, the third is not read yet: the load is under way.
-        assert _snapshot_row(dst, "dbo.big") == ["loading", 1000, 3000]
+        # The third chunk is not read yet (the loader reads one page ahead): two chunks get committed, no more.
+        wait_for(
+            lambda: _snapshot_row(dst, "dbo.big") == ["loading", 1000, 3000], timeout=30, what="two chunks committed"
+        )
         assert len(_rows(dst, "dbo.big")) == 1000
         # Online: the other table streams meanwhile.
         src.run("INSERT INTO dbo.small VALUES (2, 's2', 2)")
@@ -192,7 +194,7 @@ def test_table_added_to_the_configuration_is_loaded_while_the_others_stream(
     running = Running(both)
     try:
         assert gate.reached.wait(60)
-        assert _snapshot_row(dst, "dbo.b") == ["loading", 8, 19]
+        wait_for(lambda: _snapshot_row(dst, "dbo.b") == ["loading", 8, 19], timeout=30, what="two chunks committed")
         src.run("INSERT INTO dbo.a VALUES (3, 'a3')")
         wait_for(
             lambda: len(dst.run("SELECT id FROM dbo.a")) == 3, timeout=30, what="dbo.a to stream while dbo.b loads"
