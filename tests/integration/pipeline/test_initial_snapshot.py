@@ -247,3 +247,27 @@ def test_snapshot_mode_never_streams_from_the_cdc_history_only(
     assert dst.run("SELECT count(*) FROM mssql2pg.snapshots")[0][0] == 0
     src.close()
     dst.close()
+
+
+def test_table_enabled_after_the_last_captured_change_is_loaded_and_streams(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """CDC enabled on a table holding rows while the source is idle: its capture instance starts after the
+    source's max LSN, the snapshot LSN. That is no gap (the instance holds nothing older): it streams."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    only_a = write_config(tmp_path / "a.yaml", emulated_source_url, target_url, ["dbo.a"])
+    Pipeline.from_config(load_config(only_a)).run(threading.Event(), until_caught_up=True)
+    src.run("CREATE TABLE dbo.late (id int PRIMARY KEY, v text, n int)")
+    src.run("INSERT INTO dbo.late SELECT g, 'late', g FROM generate_series(1, 30) g")
+    enable_table(src, "dbo", "late")
+    both = write_config(tmp_path / "both.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.late"])
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    src.run("UPDATE dbo.late SET v = 'streamed' WHERE id = 7")
+    src.run("INSERT INTO dbo.a VALUES (5, 'a5')")
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    assert dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = 'dbo.late'") == [["active"]]
+    assert _rows(dst, "dbo.late") == _rows(src, "dbo.late")
+    src.close()
+    dst.close()
