@@ -271,3 +271,28 @@ def test_table_enabled_after_the_last_captured_change_is_loaded_and_streams(
     assert _rows(dst, "dbo.late") == _rows(src, "dbo.late")
     src.close()
     dst.close()
+
+
+def test_a_load_left_by_a_table_no_longer_configured_is_not_shown_as_snapshotting(
+    emulated_source_url: str, target_url: str, tmp_path: Path, gate: Gate
+) -> None:
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    _big_table_before_cdc(src, 3_000)
+    both = write_config(
+        tmp_path / "both.yaml", emulated_source_url, target_url, ["dbo.big"], snapshot={"chunk_rows": 500}
+    )
+    running = Running(both)
+    try:
+        assert gate.reached.wait(60)
+        wait_for(lambda: (_snapshot_row(dst, "dbo.big") or [""])[0] == "loading", timeout=30, what="the load")
+        assert {t["source"]: t["state"] for t in collect(both)["tables"]} == {"dbo.big": "snapshotting"}
+    finally:
+        gate.release.set()
+        running.close()
+    other = write_config(tmp_path / "other.yaml", emulated_source_url, target_url, ["dbo.other"])
+    (big,) = collect(other)["tables"]
+    assert (big["source"], big["state"]) == ("dbo.big", "paused")  # its load is not under way: nothing resumes it
+    assert big["snapshot"]["state"] == "loading"
+    src.close()
+    dst.close()
