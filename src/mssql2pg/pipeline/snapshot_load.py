@@ -60,6 +60,10 @@ class StopLoading(Exception):  # noqa: N818 - a signal, not an error
     committed one."""
 
 
+class LoadedElsewhere(Exception):  # noqa: N818 - a signal, not an error
+    """Another process of the pipeline loaded the table while this one waited for it."""
+
+
 @dataclass
 class ChunkProgress:
     """The applier's :class:`~mssql2pg.control.CheckpointStore` during an initial snapshot: each commit moves the
@@ -84,12 +88,16 @@ class ChunkProgress:
         return {}
 
     def claim(self, conn: PgConnection, tables: Sequence[str]) -> None:
-        """Wait until no other process writes the table (another process of the pipeline loading it)."""
+        """Wait until no other process writes the table (another process of the pipeline loading it). When that
+        process finished the load meanwhile (it then streams the table and keeps its lock), this one is done."""
         (table,) = tables
         pause = threading.Event()
         while not control.try_claim_table(conn, self.pipeline, table):
             if self.stop():
                 raise StopLoading
+            progress = control.read_snapshot_progress(conn, self.pipeline, table)
+            if progress is not None and not progress.loading:
+                raise LoadedElsewhere
             log.debug("another process loads the table; waiting", table=table)
             pause.wait(1.0)
 
@@ -179,6 +187,9 @@ class SnapshotLoader:
             while not self._stopping():
                 try:
                     self.load(table)
+                    break
+                except LoadedElsewhere:
+                    log.info("initial snapshot loaded by another process", table=str(table.source))
                     break
                 except StopLoading:
                     return
