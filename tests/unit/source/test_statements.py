@@ -35,6 +35,7 @@ STATEMENTS: dict[str, ClauseElement] = {
     "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
     "change_rows_next_page": statements.change_rows_page(_CI, _COLS, 500, resume=True),
     "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
+    "source_row_count": statements.source_row_count("dbo", "Order Lines", mssql=True),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
