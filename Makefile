@@ -20,11 +20,13 @@ install: $(VENV)/.installed ## create .venv and install the package with dev too
 test: install ## run the whole test suite with coverage (fails under 80%)
 	$(PY) -m tools.run_tests
 
-lint: install ## ruff lint + format check, mypy strict, licence audit
+lint: install ## ruff lint + format check, mypy strict, licence audit, bandit, SQL-building check
 	$(VENV)/bin/ruff check src tests tools bench
 	$(VENV)/bin/ruff format --check src tests tools bench
 	$(VENV)/bin/mypy
 	$(PY) -m tools.license_audit
+	$(PY) -m tools.bandit_gate
+	$(PY) -m tools.sql_lint
 
 format: install ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix src tests tools bench

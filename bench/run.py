@@ -10,9 +10,11 @@ Scenarios:
   c) steady 1,000 transactions/minute while the pipeline runs: p50/p95 commit-to-visible lag;
   d) ``mssql2pg reconcile`` of a consistent 1,000,000-row table (rows/s), next to its own baseline: both servers
      doing nothing but count(*) and a sum of per-row MD5 hashes of the same rows, at the same time;
-  e) the initial snapshot (``snapshot.mode: initial``) of a 1,000,000-row table whose rows predate CDC, next to
+  e) scale-out: one backlog over six busy tables drained by 1, 2 and 3 processes, one table group each;
+  f) the initial snapshot (``snapshot.mode: initial``) of a 1,000,000-row table whose rows predate CDC, next to
      the same COPY + upsert baseline as a).
-Scenarios a) to c) measure streaming: they run with ``snapshot.mode: never`` (their rows are in the CDC history).
+Scenarios a) to c) and e) measure streaming: they run with ``snapshot.mode: never`` (their rows are in the CDC
+history).
 The pipeline runs as a subprocess (`mssql2pg run --until-caught-up`, or `run` for the lag scenario).
 Its memory is reported twice: ``peak_rss_mb`` is the kernel's peak (``VmHWM``) for the pipeline process itself, and
 ``peak_tree_rss_mb`` the highest sum over the pipeline and its reader process (``reader.separate_process``),
@@ -20,8 +22,9 @@ sampled from /proc every 50 ms - what the instance really needs.
 
 Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
 MSSQL2PG_BENCH_LAG_SECONDS (default 60), MSSQL2PG_BENCH_SCENARIOS (comma-separated subset of
-one_transaction, single_row_transactions, steady_lag, reconcile, snapshot; default all). The pipeline subprocess
-inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the one-process reader.
+one_transaction, single_row_transactions, steady_lag, reconcile, scale_out, snapshot; default all). The pipeline
+subprocess inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the
+one-process reader.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ ROWS = int(os.environ.get("MSSQL2PG_BENCH_ROWS", "1000000"))
 TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
 LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
 SCENARIOS = os.environ.get(
-    "MSSQL2PG_BENCH_SCENARIOS", "one_transaction,single_row_transactions,steady_lag,reconcile,snapshot"
+    "MSSQL2PG_BENCH_SCENARIOS",
+    "one_transaction,single_row_transactions,steady_lag,reconcile,scale_out,snapshot",
 )
 
 TABLE_SQL = """CREATE TABLE dbo.items (
@@ -375,6 +379,74 @@ def scenario_reconcile(source: LocalPostgres, target: LocalPostgres, workdir: Pa
     )
 
 
+SCALE_TABLES = 6
+
+
+def _scale_out_source(source: LocalPostgres, transactions: int) -> str:
+    """A source with SCALE_TABLES busy tables dbo.busy_0..5 and ``transactions`` small transactions (10 rows of one
+    table each, the tables in turn), committed before the pipelines start. Returns the database name."""
+    db = source.create_database("src")
+    install(source.url(db))
+    conn = source.connect(db)
+    conn.run("CREATE SCHEMA IF NOT EXISTS dbo")
+    conn.run("CALL sys.sp_cdc_enable_db()")
+    for t in range(SCALE_TABLES):
+        conn.run(TABLE_SQL.replace("dbo.items", f"dbo.busy_{t}"))
+        conn.run(f"CALL sys.sp_cdc_enable_table(source_schema => 'dbo', source_name => 'busy_{t}', role_name => NULL)")
+    n = int(transactions)
+    conn.run(f"""DO $$ BEGIN FOR i IN 0..{n - 1} LOOP
+        EXECUTE format('INSERT INTO dbo.busy_%s SELECT g, %L, g %% 100, (g %% 1000) + 0.25, localtimestamp
+                        FROM generate_series(%s, %s) g', i % {SCALE_TABLES}, 'item-' || i, i * 10, i * 10 + 9);
+        COMMIT; END LOOP; END $$""")
+    conn.close()
+    return db
+
+
+def scenario_scale_out(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """Issue 16 point 7: the same backlog (TXNS/10 transactions of 10 rows over six busy tables) drained by 1, 2
+    and 3 processes, the tables split into as many groups, each process started for its group with
+    ``--until-caught-up``; the time is until the last one is done. Next to the same-run COPY+upsert baseline of
+    the same rows, and as a speed-up over one process. On a 2-CPU machine the source, the target and every
+    pipeline share the same two CPUs, so this shows the overhead of splitting more than any gain."""
+    transactions = max(SCALE_TABLES, int(TXNS) // 10)
+    rows = transactions * 10
+    base = baseline_copy_upsert(target, rows)
+    single: float | None = None
+    for instances in (1, 2, 3):
+        sdb, tdb = _scale_out_source(source, transactions), target.create_database("dw")
+        config = write_config(workdir / f"scale_{instances}.yaml", source.url(sdb), target.url(tdb))
+        settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+        settings["tables"] = [{"name": f"dbo.busy_{t}", "group": f"g{t % instances}"} for t in range(SCALE_TABLES)]
+        config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "mssql2pg", "run", "--config", str(config), "--until-caught-up"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "MSSQL2PG__PIPELINE__GROUP": f"g{i}"},
+            )
+            for i in range(instances)
+        ]
+        codes = [proc.wait() for proc in procs]
+        seconds = time.perf_counter() - started
+        if any(codes):
+            raise SystemExit(f"scale-out with {instances} processes: exit codes {codes}")
+        arrived = sum(count(target, tdb, f"SELECT count(*) FROM dbo.busy_{t}") for t in range(SCALE_TABLES))
+        single = single or seconds
+        emit(
+            scenario=f"scale_out_{instances}_instances",
+            rows=rows,
+            transactions=transactions,
+            rows_arrived=arrived,
+            pipeline_seconds=round(seconds, 2),
+            pipeline_rows_per_s=round(rows / seconds),
+            baseline_seconds=round(base, 2),
+            ratio_to_baseline=round(base / seconds, 3),
+            speedup_over_one_instance=round(single / seconds, 2),
+        )
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mssql2pg-bench-"))
     source, target = LocalPostgres("bench-source"), LocalPostgres("bench-target")
@@ -396,6 +468,7 @@ def main() -> int:
             "single_row_transactions": scenario_small_transactions,
             "steady_lag": scenario_lag,
             "reconcile": scenario_reconcile,
+            "scale_out": scenario_scale_out,
             "snapshot": scenario_snapshot,
         }
         chosen = [name.strip() for name in SCENARIOS.split(",") if name.strip()]

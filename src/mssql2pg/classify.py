@@ -421,6 +421,16 @@ def server_message(exc: BaseException) -> str | None:
     return None
 
 
+_DISK_FULL_SQLSTATES = frozenset({"53100"})  # disk_full (ENOSPC while extending a file)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a write because its disk (or the tablespace's filesystem) is full. Transient:
+    nothing was written (the transaction rolled back), and the write succeeds once space is freed, so the
+    pipeline retries; the operator needs to be told what to do, which a generic retry line does not say."""
+    return sqlstate(exc) in _DISK_FULL_SQLSTATES
+
+
 _UNDEFINED_COLUMN_SQLSTATES = frozenset({"42703"})  # undefined_column
 _UNDEFINED_COLUMN_NUMBERS = frozenset({207})  # Invalid column name
 _UNDEFINED_OBJECT_SQLSTATES = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
@@ -448,6 +458,12 @@ def is_undefined_object(exc: BaseException) -> bool:
     """The statement names a table (or a schema) the database does not have: PostgreSQL 42P01 undefined_table,
     or 3F000 invalid_schema_name where a missing schema is named; SQL Server 208 invalid object name."""
     return sqlstate(exc) in _UNDEFINED_OBJECT_SQLSTATES or mssql_number(exc) in _UNDEFINED_OBJECT_NUMBERS
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """The login lacks a permission on the object the statement names: SQL Server 229 (permission denied on an
+    object), PostgreSQL 42501 insufficient_privilege. ``mssql2pg check`` turns it into the GRANT to run."""
+    return mssql_number(exc) == 229 or sqlstate(exc) == "42501"
 
 
 @dataclass(frozen=True, slots=True)

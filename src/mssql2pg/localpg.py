@@ -35,6 +35,7 @@ from pathlib import Path
 import pg8000.native
 
 from mssql2pg.errors import Mssql2pgError
+from mssql2pg.identifiers import quote_ident
 
 PROGRAMS = ("initdb", "pg_ctl", "postgres")
 DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
@@ -317,7 +318,7 @@ class LocalPostgres:
         name = name or f"{prefix}_{uuid.uuid4().hex[:10]}"
         conn = self.connect()
         try:
-            conn.run("CREATE DATABASE " + pg8000.native.identifier(name))
+            conn.run("CREATE DATABASE " + quote_ident(name))
         finally:
             conn.close()
         return name

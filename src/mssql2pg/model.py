@@ -34,7 +34,8 @@ char, varchar, nchar, nvarchar, text, ntext    ``str``
 xml                                            ``str``
 binary, varbinary, image, rowversion/timestamp ``bytes``
 uniqueidentifier                               ``uuid.UUID`` (in SQL Server's canonical text order)
-hierarchyid, geography, geometry               ``bytes`` (the serialized CLR value; lossless)
+hierarchyid, geography, geometry               ``bytes`` (the serialized CLR value; lossless), or EWKB with
+                                               ``SourceColumn.as_wkb`` (option ``spatial: wkb``)
 sql_variant                                    ``str`` (its value converted to text; see docs/types.md)
 =============================================  ==============================================================
 """
@@ -126,6 +127,8 @@ class SourceColumn:
     scale: int | None = None
     nullable: bool = True
     column_id: int | None = None
+    collation: str | None = None  # sys.columns.collation_name of a character column: its code page (values.py)
+    as_wkb: bool = False  # geography/geometry read as EWKB (STAsBinary + STSrid; per-table option ``spatial``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -356,3 +356,17 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert result.returncode == 0, result.stderr
     resolved: dict[str, Any] = json.loads(result.stdout)
     assert set(resolved["services"]) == EXPECTED_SERVICES
+
+
+def test_the_pipeline_can_be_scaled() -> None:
+    """``docker compose up --scale pipeline=3``: no fixed container name, and a range of host ports so that each
+    replica publishes its HTTP port (a single host port would let one replica start and fail the others); the
+    extra replicas are standbys, or share the groups with ``pipeline.group: auto`` (docs/scale-out.md)."""
+    pipeline = services()["pipeline"]
+    assert "container_name" not in pipeline
+    (published,) = pipeline["ports"]
+    host_ip, host_ports, container_port = published.rsplit(":", 2)
+    assert host_ip == "127.0.0.1"
+    assert container_port == "9400"
+    low, high = host_ports.removeprefix("${MSSQL2PG_PORT_PIPELINE:-").removesuffix("}").split("-")
+    assert int(high) - int(low) + 1 >= 3

@@ -126,14 +126,29 @@ def test_the_pipeline_logs_in_as_the_least_privilege_login() -> None:
     assert "ALTER ROLE cdc_reader_role ADD MEMBER cdc_reader" in READER_SQL
 
 
-def test_the_reader_login_gets_read_access_only() -> None:
+def test_the_reader_login_gets_the_documented_minimum_only() -> None:
+    """SELECT on the cdc schema and on each replicated table (exactly the pipeline's), nothing server-wide, no
+    other schema, nothing that writes (issue 15 point 5; the minimum is in docs/security.md)."""
     grants = re.findall(r"^GRANT (.+?) TO cdc_reader;", READER_SQL, re.MULTILINE)
-    assert sorted(grants) == sorted(
-        ["VIEW SERVER STATE", "SELECT ON SCHEMA::dbo", "SELECT ON SCHEMA::cdc", "VIEW DATABASE STATE"]
-    )
+    tables = [f"SELECT ON OBJECT::{t}" for t in pipeline_config()["tables"]]
+    assert sorted(grants) == sorted(["SELECT ON SCHEMA::cdc", *tables])
     code = re.sub(r"--.*", "", READER_SQL).upper()
-    for forbidden in ("DB_OWNER", "SYSADMIN", "CONTROL", "INSERT", "UPDATE", "DELETE", "ALTER ANY", "EXECUTE"):
+    for forbidden in (
+        "DB_OWNER",
+        "SYSADMIN",
+        "CONTROL",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "ALTER ANY",
+        "EXECUTE",
+        "VIEW SERVER STATE",
+        "VIEW DATABASE STATE",
+        "SCHEMA::DBO",
+    ):
         assert forbidden not in code, f"cdc_reader must not get {forbidden}"
+    docs = (COMPOSE_DIR.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    assert "GRANT SELECT ON SCHEMA::cdc" in docs
 
 
 def test_the_pipeline_writes_as_the_warehouse_role_into_dw() -> None:

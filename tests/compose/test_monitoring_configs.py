@@ -76,18 +76,28 @@ def test_prometheus_loads_the_alert_rules_relative_to_its_config() -> None:
     assert mount.host_path() == PROMETHEUS_CONFIG.parent
 
 
-def test_prometheus_scrapes_the_pipeline_on_its_configured_http_port() -> None:
+def test_prometheus_scrapes_every_replica_of_the_pipeline_on_its_configured_http_port() -> None:
+    """``docker compose up --scale pipeline=3``: the service name resolves to every replica (Docker's DNS), so
+    the pipeline is found by DNS (type A) rather than one static target that would reach one replica only."""
     jobs = {job["job_name"]: job for job in _prometheus()["scrape_configs"]}
     pipeline = jobs["mssql2pg"]
     assert pipeline.get("metrics_path", "/metrics") == "/metrics"
-    targets = [t for sc in pipeline["static_configs"] for t in sc["targets"]]
-    assert targets == [f"pipeline:{pipeline_config()['http']['port']}"]
+    assert "static_configs" not in pipeline
+    (dns,) = pipeline["dns_sd_configs"]
+    assert (dns["names"], dns["type"], dns["port"]) == (["pipeline"], "A", pipeline_config()["http"]["port"])
+    _assert_service_port(f"pipeline:{dns['port']}", "scrape job mssql2pg")
+
+
+def _targets(job: dict[str, Any]) -> list[str]:
+    return [t for sc in job.get("static_configs", []) for t in sc["targets"]] + [
+        f"{name}:{dns['port']}" for dns in job.get("dns_sd_configs", []) for name in dns["names"]
+    ]
 
 
 def test_every_scrape_target_and_alertmanager_is_a_service_listening_on_that_port() -> None:
     config = _prometheus()
     for job in config["scrape_configs"]:
-        for target in (t for sc in job["static_configs"] for t in sc["targets"]):
+        for target in _targets(job):
             if target.startswith("localhost:"):
                 assert job["job_name"] == "prometheus"
                 continue

@@ -25,6 +25,7 @@ from typing import Any
 import pg8000.native
 import pytest
 
+from mssql2pg import control
 from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import PipelineProcess, cli_env, run_cli, write_config
 from tests.fixtures.emulator import enable_table
@@ -135,21 +136,22 @@ def _advanced(dst: pg8000.native.Connection, group: str, since: bytes | None) ->
     return now is not None and (since is None or now > since)
 
 
-def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
-    emulated_source_url: str, target_url: str, tmp_path: Path
-) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
+def _grouped_source(
+    src: pg8000.native.Connection, tmp_path: Path, source_url: str, target_url: str, **extra: object
+) -> Path:
+    """The four tables of TABLES, CDC-enabled, and a configuration putting them in groups ga and gb."""
     src.run("CREATE SCHEMA dbo")
     for table in (*TABLES["ga"], *TABLES["gb"]):
         src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
         enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        GROUPS,  # type: ignore[arg-type]
-        pipeline={"standby_poll": "200ms"},
-    )
+    return write_config(tmp_path / "pipeline.yaml", source_url, target_url, GROUPS, **extra)  # type: ignore[arg-type]
+
+
+def test_groups_with_standby_kill9_and_restart_end_exactly_equal(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src, dst = connect(emulated_source_url), connect(target_url)
+    config = _grouped_source(src, tmp_path, emulated_source_url, target_url, pipeline={"standby_poll": "200ms"})
 
     def process(name: str, group: str) -> PipelineProcess:
         env = {"MSSQL2PG__PIPELINE__GROUP": group, "MSSQL2PG__HTTP__PORT": str(_free_port())}
@@ -251,15 +253,11 @@ def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
     former owner, reconnecting, becomes the standby. Nothing is lost or applied twice."""
     target_url = target_server.url(target_dbname)
     src, dst = connect(emulated_source_url), connect(target_url)
-    src.run("CREATE SCHEMA dbo")
-    for table in (*TABLES["ga"], *TABLES["gb"]):
-        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
-        enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
+    config = _grouped_source(
+        src,
+        tmp_path,
         emulated_source_url,
         target_url,
-        GROUPS,  # type: ignore[arg-type]
         pipeline={"standby_poll": "200ms"},
         retry={"initial": "100ms", "maximum": "500ms"},
     )
@@ -311,75 +309,78 @@ def test_a_partitioned_owner_cannot_commit_and_its_standby_takes_over(
         dst.close()
 
 
-def test_processes_with_group_auto_spread_the_groups_and_take_over_a_dead_ones(
+def _writers(dst: pg8000.native.Connection) -> dict[str, int]:
+    """Group -> pid of the process writing it, as the target's lock holders show it."""
+    return {
+        group: int(writer.application_name.rsplit(":", 1)[1])
+        for group, writer in control.read_status(dst, "default").writers.items()
+    }
+
+
+def test_processes_with_group_auto_share_the_groups_and_take_over_from_dead_ones(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
-    """Issue 16 point 3: three processes with one configuration and ``pipeline.group: auto`` under a steady
-    workload. Two take one group each, the third waits as a standby for any group; kill -9 either writer and the
-    standby takes its group. Nothing is lost or applied twice."""
+    """Issue 16 point 3, under a steady workload, with one configuration (``pipeline.group: auto``) for all:
+    a process alone writes both groups; a second one joins and they have one each (the first lets one go); a
+    third is a standby; kill -9 of a writer: the standby takes its group; kill -9 of another: the last one writes
+    both. Nothing is lost or applied twice."""
     src, dst = connect(emulated_source_url), connect(target_url)
-    src.run("CREATE SCHEMA dbo")
-    for table in (*TABLES["ga"], *TABLES["gb"]):
-        src.run(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, v text)")
-        enable_table(src, "dbo", table)
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        GROUPS,  # type: ignore[arg-type]
-        pipeline={"group": "auto", "standby_poll": "200ms"},
+    config = _grouped_source(
+        src, tmp_path, emulated_source_url, target_url, pipeline={"group": "auto", "standby_poll": "200ms"}
     )
     processes = [
         PipelineProcess(config, tmp_path / f"p{i}.log", env={"MSSQL2PG__HTTP__PORT": str(_free_port())})
         for i in range(3)
     ]
+    first, second, third = processes
     writer = Writer(emulated_source_url, random.randrange(1 << 30))
     writer.start()
 
-    def writes(proc: PipelineProcess) -> str | None:
-        """The group ``proc`` started writing last, from its log (None while it writes none)."""
-        group = None
-        for line in proc.log_text().splitlines():
-            if "starting from checkpoint" in line:
-                group = json.loads(line).get("group")
-        return group
+    def pid(proc: PipelineProcess) -> int:
+        assert proc.proc is not None
+        return proc.proc.pid
+
+    def written_by(*procs: PipelineProcess) -> Callable[[], bool]:
+        """Every group has a writer, each of ``procs`` writes one at least, and nobody else writes."""
+        return lambda: set(_writers(dst)) == {"ga", "gb"} and set(_writers(dst).values()) == {pid(p) for p in procs}
 
     try:
-        first, second, third = processes
         first.start()
-        second.start()
         wait_for(lambda: {"ga", "gb"} <= set(_group_checkpoints(dst)), timeout=90, what="both groups committed")
-        wait_for(lambda: {writes(first), writes(second)} == {"ga", "gb"}, timeout=60, what="one group each")
+        wait_for(written_by(first), timeout=60, what="the first process to write both groups")
+        second.start()
+        wait_for(written_by(first, second), timeout=60, what="one group each once the second joined")
+        wait_for(lambda: "letting a group go" in first.log_text(), timeout=30, what="the first to say it let go")
         third.start()
         wait_for(lambda: "standby: every group has a writer" in third.log_text(), timeout=60, what="a standby")
-        assert writes(third) is None
+        assert pid(third) not in _writers(dst).values()
 
-        victim = first
-        lost = writes(victim)
-        before = _group_checkpoints(dst)[str(lost)]
-        victim.kill9()
-        wait_for(lambda: "took over" in third.log_text(), timeout=60, what="the standby to take the group")
-        assert writes(third) == lost
-        wait_for(lambda: _advanced(dst, str(lost), before), timeout=60, what="the group's checkpoint to move")
+        before = _group_checkpoints(dst)
+        first.kill9()
+        wait_for(written_by(second, third), timeout=60, what="the standby to take the dead process's group")
+        wait_for(lambda: "took over" in third.log_text(), timeout=30, what="the standby to say it took over")
+        wait_for(lambda: all(_advanced(dst, g, before[g]) for g in ("ga", "gb")), timeout=60, what="both to move")
 
-        # point 4: status names the process writing each group (host:pid), and since when
+        second.kill9()
+        wait_for(written_by(third), timeout=60, what="the last process to write both groups")
+
+        # status names the process writing each group (host:pid), and since when
         status = run_cli("status", "--config", str(config), "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         groups = json.loads(status.stdout)["groups"]
-        pids = {group: str(groups[group]["writer"]["process"]).rsplit(":", 1)[1] for group in ("ga", "gb")}
-        assert pids == {writes(p): str(p.proc.pid) for p in (second, third) if p.proc is not None}
+        assert {g: groups[g]["writer"]["process"].rsplit(":", 1)[1] for g in ("ga", "gb")} == {
+            "ga": str(pid(third)),
+            "gb": str(pid(third)),
+        }
         assert all(groups[g]["writer"]["since"] for g in ("ga", "gb"))
-        text = run_cli("status", "--config", str(config))
-        assert f":{third.proc.pid if third.proc else 0} since" in text.stdout, text.stdout
 
         writer.stop.set()
         writer.join(30)
         assert writer.error is None, writer.error
         assert writer.committed > 100
         wait_for(lambda: not _differences(src, dst), timeout=120, what="the target to match the source")
-        for proc in (second, third):
-            assert proc.alive(), proc.log_text()[-3000:]
-            assert proc.terminate() == 0, proc.log_text()[-3000:]
+        assert third.alive(), third.log_text()[-3000:]
+        assert third.terminate() == 0, third.log_text()[-3000:]
         assert _differences(src, dst) == {}
         logs = "".join(proc.log_text() for proc in processes)
         assert "would move backwards" not in logs

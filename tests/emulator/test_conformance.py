@@ -294,3 +294,22 @@ def test_captured_columns_report_sql_server_type_names(backend: Backend) -> None
         tsql="SELECT max_length FROM sys.columns WHERE object_id = OBJECT_ID('dbo.orders') AND name = 'name'",
     )
     assert length == 40
+
+
+def test_sys_columns_names_the_collation_of_character_columns_only(backend: Backend) -> None:
+    """sys.columns.collation_name: set for character columns (their code page, read by source/values.py), NULL
+    for the others. The emulator stores UTF-8 text and says so with a _UTF8 collation."""
+    _orders(backend)
+    rows = backend.run(
+        pg="SELECT name, collation_name FROM sys.columns WHERE object_id = (SELECT t.object_id FROM sys.tables t "
+        "JOIN sys.schemas s ON s.schema_id = t.schema_id WHERE s.name = 'dbo' AND t.name = 'orders') "
+        "ORDER BY column_id",
+        tsql="SELECT name, collation_name FROM sys.columns WHERE object_id = OBJECT_ID('dbo.orders') "
+        "ORDER BY column_id",
+    )
+    assert [name for name, _ in rows] == ["id", "name", "qty"]
+    collations = dict(rows)
+    assert collations["id"] is None
+    assert collations["qty"] is None
+    assert isinstance(collations["name"], str)
+    assert collations["name"]

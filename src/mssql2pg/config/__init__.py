@@ -25,7 +25,7 @@ from mssql2pg.config.schema import (
     TableEntry,
     TargetConfig,
 )
-from mssql2pg.config.tables import TableSelection, resolve_tables
+from mssql2pg.config.tables import TableSelection, resolve_tables, spatial_wkb_tables
 
 __all__ = [
     "ENV_PREFIX",
@@ -50,4 +50,5 @@ __all__ = [
     "load_config",
     "parse_duration",
     "resolve_tables",
+    "spatial_wkb_tables",
 ]

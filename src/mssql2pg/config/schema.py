@@ -23,6 +23,7 @@ from mssql2pg.instance import application_name
 
 DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
+Spatial = Literal["native", "wkb"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 JitterMode = Literal["full", "decorrelated"]
@@ -49,7 +50,7 @@ def _usable_group_name(value: str) -> str:
 GroupName = Annotated[str, AfterValidator(_usable_group_name)]
 
 AUTO_GROUP = "auto"
-"""``pipeline.group: auto``: the process takes a group that no other process writes (see
+"""``pipeline.group: auto``: the processes share the groups among themselves (see
 :mod:`mssql2pg.pipeline.spreading`). Reserved: no table group may be called so."""
 
 
@@ -356,6 +357,12 @@ class Defaults(Section):
     """Target schema for every table; unset means the source table's schema name (lower-cased under
     ``naming: lower``)."""
 
+    spatial: Spatial = "native"
+    """How ``geography``/``geometry`` columns are read. ``native``: SQL Server's own serialization, lossless
+    (``bytea`` that PostGIS cannot read). ``wkb``: the source's ``STAsBinary()`` with ``STSrid``, stored as EWKB
+    (WKB carrying the SRID) in the same ``bytea`` column, so PostGIS reads it with ``ST_GeomFromEWKB(col)`` or
+    ``col::geometry``; 2-D only (Z and M values are dropped, as ``STAsBinary()`` drops them). See docs/types.md."""
+
     group: TableGroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own
     position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
@@ -386,6 +393,10 @@ class TableEntry(Section):
 
     group: TableGroupName | None = None
     """Overrides ``defaults.group`` for these tables (not ``auto``, which is reserved)."""
+
+    spatial: Spatial | None = None
+    """Overrides ``defaults.spatial`` for these tables: ``wkb`` reads their ``geography``/``geometry`` columns as
+    EWKB (``STAsBinary()`` + ``STSrid``) instead of SQL Server's native serialization."""
 
     @field_validator("name")
     @classmethod
@@ -437,9 +448,10 @@ class PipelineSettings(Section):
     committed starts from the pipeline's position without a group (the one it had before groups, if any). A
     second process started for the same name and group is a standby: it waits, logging that it does, and
     takes over when the first one's connection to the target ends. Unset: every selected table, under the
-    position without a group. ``auto``: the process takes one group that no other process writes (every
-    process of a scaled-out deployment can then share one configuration); once every group has a writer, it
-    waits as a standby for whichever group loses its writer first. Letters, digits, ``_``, ``.``, ``-``; at most
+    position without a group. ``auto``: the processes of the pipeline share the groups among themselves,
+    each writing its fair share (groups over live processes) of the groups nobody writes, letting groups go when
+    others join and taking the groups of processes that die; every process of a scaled-out deployment can then
+    share one configuration. Letters, digits, ``_``, ``.``, ``-``; at most
     63 characters. See docs/scale-out.md."""
 
     standby_poll: Duration = Field(default=1.0, gt=0)
@@ -554,6 +566,20 @@ class RetrySettings(Section):
         return self
 
 
+class ClockSkewSettings(Section):
+    """Measuring the source's clock against the target's (issue 17 point 3). Lag and staleness compare source
+    commit times with the current time; a source whose clock is off would show a lag of 0 (clock ahead) or
+    flag fresh changes as stale (clock behind). The pipeline measures the offset, round-trip corrected, at
+    start and every ``interval``, exports it as ``mssql2pg_clock_skew_seconds`` and corrects lag and
+    staleness for it."""
+
+    interval: Duration = Field(default=300.0, gt=0)
+    """How often the clocks are measured again while running (also at every start)."""
+
+    warn_above: Duration = Field(default=5.0, gt=0)
+    """A skew larger than this (either way) is logged as a warning at each measurement."""
+
+
 class HttpSettings(Section):
     """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""
 
@@ -647,7 +673,11 @@ class Config(Section):
 
     stale_after: Duration = Field(default=86_400.0, gt=0)
     """A change whose source commit time is older than this when it is applied is a *stale event*: it is
-    applied, flagged, counted in metrics and logged as a warning."""
+    applied, flagged, counted in metrics and logged as a warning. "Now" is taken on the source's clock (see
+    ``clock_skew``), so a skewed source clock neither hides nor invents stale events."""
+
+    clock_skew: ClockSkewSettings = ClockSkewSettings()
+    """Clock skew between source and target: measured, exported, warned about and corrected for."""
 
     http: HttpSettings = HttpSettings()
     """Metrics and health endpoint."""

@@ -9,7 +9,9 @@ lists the tables that have CDC enabled, and :func:`resolve_tables` picks from th
 * an explicit name that matches no CDC-enabled table is an error (listing the ones that are), as is an
   explicit name given twice; a wildcard that matches nothing is fine unless nothing at all is selected;
 * every target name must be unique and fit in a PostgreSQL identifier, and no table may land in the control
-  schema ``mssql2pg``.
+  schema ``mssql2pg``; where the name is the source's own (tables whose names differ only in case under
+  ``naming: lower``, a name longer than 63 bytes), that is not an error here: the pipeline pauses those tables
+  and replicates the others (:func:`mssql2pg.pipeline.plan.usable_selections`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from mssql2pg.config.patterns import TablePattern
-from mssql2pg.config.schema import Config, DeleteMode, Naming, TableEntry
+from mssql2pg.config.schema import Config, DeleteMode, Naming, Spatial, TableEntry
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.errors import ConfigError
 from mssql2pg.identifiers import quote_ident
@@ -45,6 +47,8 @@ class TableSelection:
     group: str
     entry: str
     """The ``tables:`` entry that selected it (for messages)."""
+    spatial: Spatial = "native"
+    """How its ``geography``/``geometry`` columns are read (``defaults.spatial``)."""
 
 
 def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSelection]:
@@ -96,6 +100,30 @@ def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSe
     return selections
 
 
+def spatial_wkb_tables(config: Config, tables: Sequence[TableId]) -> frozenset[TableId]:
+    """Which of ``tables`` (already selected) read their spatial columns as WKB: the option of the entry that
+    selects each one, by the precedence of :func:`resolve_tables` (an explicit entry before wildcards, the
+    first matching wildcard otherwise). Every reader of a table (streaming, catch-up, resync) asks this, so a
+    table never mixes the two representations."""
+    chosen: set[TableId] = set()
+    for table in tables:
+        entry = _entry_of(config, table)
+        if (entry.spatial if entry is not None and entry.spatial else config.defaults.spatial) == "wkb":
+            chosen.add(table)
+    return frozenset(chosen)
+
+
+def _entry_of(config: Config, table: TableId) -> TableEntry | None:
+    explicit = [e for e in config.tables if not e.pattern.is_wildcard]
+    for entry in explicit:
+        if entry.pattern.matches_exactly(table):
+            return entry
+    for entry in explicit:
+        if entry.pattern.matches(table):
+            return entry
+    return next((e for e in config.tables if e.pattern.is_wildcard and e.pattern.matches(table)), None)
+
+
 def _find_explicit(pattern: TablePattern, available: Sequence[TableId], problems: list[str]) -> TableId | None:
     exact = [t for t in available if pattern.matches_exactly(t)]
     if exact:
@@ -142,6 +170,7 @@ def _select(config: Config, table: TableId, entry: TableEntry) -> TableSelection
         naming=naming,
         group=entry.group or defaults.group,
         entry=entry.name,
+        spatial=entry.spatial or defaults.spatial,
     )
 
 
@@ -181,20 +210,22 @@ def _check_targets(selections: Sequence[TableSelection], problems: list[str]) ->
                 f"{selection.source} would be replicated into the schema {CONTROL_SCHEMA!r}, which holds "
                 "mssql2pg's own control tables; choose another target schema"
             )
-        for part in (selection.target.schema, selection.target.name):
+        derived = (_cased(selection.source.schema, selection.naming), _cased(selection.source.name, selection.naming))
+        for part, own in zip((selection.target.schema, selection.target.name), derived, strict=True):
+            if part == own:
+                continue  # the source's own name: a table that cannot hold it is paused, not every table stopped
             try:
                 quote_ident(part)
             except ValueError as exc:
                 problems.append(f"{selection.source}: target name {part!r}: {exc}")
     for target, sources in by_target.items():
-        if len(sources) > 1:
+        if len(sources) > 1 and len({str(s.source).lower() for s in sources}) > 1:
             names = ", ".join(str(s.source) for s in sources)
-            hint = (
-                " (they differ only in case and naming is 'lower': use naming: preserve or give one a 'target')"
-                if len({str(s.source).lower() for s in sources}) == 1
-                else " (give each a different 'target')"
+            problems.append(
+                f"target {target} would receive more than one source table: {names} (give each a different 'target')"
             )
-            problems.append(f"target {target} would receive more than one source table: {names}{hint}")
+        # names that differ only in case and meet under naming 'lower' are source facts, not a configuration
+        # mistake: pipeline.plan.usable_selections pauses those tables and the others replicate (issue 15)
 
 
 __all__ = ["TableSelection", "resolve_tables"]

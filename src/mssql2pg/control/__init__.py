@@ -38,6 +38,7 @@ from mssql2pg.control.deadletters import (
     record_dead_letters,
     resolve_dead_letter,
 )
+from mssql2pg.control.instances import live_instances, register_instance
 from mssql2pg.control.migrations import (
     CONTROL_VERSION,
     MIGRATIONS,
@@ -114,6 +115,7 @@ __all__ = [
     "installed_version",
     "latest_reconciliations",
     "list_dead_letters",
+    "live_instances",
     "mark_resynced",
     "move_tables_to_group",
     "read_checkpoint",
@@ -123,6 +125,7 @@ __all__ = [
     "read_table_state",
     "record_dead_letters",
     "record_reconciliation",
+    "register_instance",
     "register_table",
     "registered_tables",
     "resolve_dead_letter",

@@ -263,6 +263,17 @@ ORDER BY t.group_name, a.backend_start
 (:data:`TRY_TABLE_LOCK`, two int4 keys: ``classid``/``objid`` in ``pg_locks``, ``objsubid`` 2), named by its
 ``application_name`` (``mssql2pg host:pid``). Held by the server, so a process that died holds none."""
 
+REGISTER_INSTANCE = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.instance/' || :pipeline), hashtext(:instance))"
+"""A session lock per live process of a pipeline that spreads its groups (``pipeline.group: auto``), held on a
+connection of its own for as long as the process lives; the server drops it when the process dies."""
+
+COUNT_INSTANCES = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND objsubid = 2
+  AND classid = hashtext('mssql2pg.instance/' || :pipeline)::oid
+"""
+"""How many processes of the pipeline hold :data:`REGISTER_INSTANCE`'s lock: the live spreading processes."""
+
 # --- dead letters ---------------------------------------------------------------------------------------------
 
 INSERT_DEAD_LETTER = f"""

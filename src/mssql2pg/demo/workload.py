@@ -20,6 +20,8 @@ from typing import Any
 
 import pg8000.native
 
+from mssql2pg.identifiers import qualified, quote_ident
+
 TOTAL_MONEY = Decimal("1000000.00")
 N_CUSTOMERS = 50
 
@@ -250,9 +252,8 @@ class Workload:
 def table_rows(conn: pg8000.native.Connection, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
     """All rows of a table, as tuples of the given columns, ordered by all of them (for exact compares)."""
     schema, name = table.split(".")
-    ident = pg8000.native.identifier
-    cols = ", ".join(ident(c) for c in columns)
-    rows = conn.run(f"SELECT {cols} FROM {ident(schema)}.{ident(name)} ORDER BY {cols}")
+    cols = ", ".join(quote_ident(c) for c in columns)
+    rows = conn.run(f"SELECT {cols} FROM {qualified(schema, name)} ORDER BY {cols}")
     return [tuple(r) for r in rows]
 
 
@@ -265,7 +266,7 @@ TABLE_COLUMNS: dict[str, list[str]] = {
 
 def money_sum(conn: pg8000.native.Connection, schema: str = "dbo") -> Decimal:
     """The invariant: customers' balances plus orders' totals."""
-    ident = pg8000.native.identifier(schema)
+    ident = quote_ident(schema)
     rows = conn.run(
         f"SELECT (SELECT coalesce(sum(balance), 0) FROM {ident}.customers) + "
         f"(SELECT coalesce(sum(total), 0) FROM {ident}.orders)"

@@ -7,6 +7,6 @@ names. Capture is done by triggers; commit LSNs are assigned at commit under a l
 LSN order. ``scan(url)`` runs one capture scan (agent mode); :mod:`mssql2pg.emulator.agent` loops it.
 """
 
-from mssql2pg.emulator.install import connect, install, scan, set_capture_mode
+from mssql2pg.emulator.install import connect, install, scan, set_capture_mode, set_clock_offset
 
-__all__ = ["connect", "install", "scan", "set_capture_mode"]
+__all__ = ["connect", "install", "scan", "set_capture_mode", "set_clock_offset"]

@@ -71,3 +71,18 @@ def set_capture_mode(url: str, mode: str) -> None:
         conn.run("CALL cdc_emulator.set_capture_mode(:m)", m=mode)
     finally:
         conn.close()
+
+
+def set_clock_offset(url: str, seconds: float) -> None:
+    """Skew the emulated source's clock by ``seconds`` (negative: behind): its commit times and
+    ``sys.sysdatetimeoffset()`` (SQL Server's ``SYSDATETIMEOFFSET()``) move together, as on a server whose clock
+    is off. 0 puts it back."""
+    conn = connect(url)
+    try:
+        conn.run(
+            "INSERT INTO cdc_emulator.settings VALUES ('clock_offset', :v) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            v=f"{seconds} seconds",
+        )
+    finally:
+        conn.close()

@@ -3,11 +3,20 @@
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: no framework, nothing to configure, and a slow scrape
 never blocks the replication loop. Host and port come from the config (``http.host``, ``http.port``; the
 defaults below); port 0 picks a free port and :meth:`ObservabilityServer.start` returns the bound one.
+
+Hostile or broken clients (issue 15 point 8): each connection gets :data:`REQUEST_TIMEOUT` per read, so one
+that connects and never sends its request is dropped instead of holding a thread for ever; at most
+:data:`MAX_CONNECTIONS` are served at once, and one more is answered ``503`` straight away by the accepting
+thread (never queued behind the others), so a flood of idle connections costs bounded threads and memory and
+``/healthz`` answers quickly either way. The endpoints take no input but the path, so there is nothing to
+inject (docs/security.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +31,15 @@ from mssql2pg.observability.metrics import Metrics
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9400
+REQUEST_TIMEOUT = 10.0
+"""Seconds a connection may stay silent while the server waits for (the rest of) its request."""
+MAX_CONNECTIONS = 16
+"""Connections served at once; Prometheus and the probes need a handful."""
+_BUSY_BODY = b'{"error": "busy: too many connections"}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+)
 
 log = structlog.get_logger(component="http")
 
@@ -30,11 +48,58 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     metrics: Metrics
     health: Health
+    request_timeout: float
+
+    def __init__(self, address: tuple[str, int], max_connections: int) -> None:
+        super().__init__(address, _Handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self.active = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve in a thread of its own while a slot is free; otherwise answer 503 here and close."""
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        with self._lock:
+            self.active += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self.active -= 1
+        self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            request.settimeout(1.0)  # a small answer into a fresh socket's buffer: never waits in practice
+            request.sendall(_BUSY)
+            request.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                request.recv(65536, socket.MSG_DONTWAIT)  # what the client sent, so closing does not reset
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "mssql2pg"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)  # per read: a silent client is dropped
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -67,11 +132,25 @@ class _Handler(BaseHTTPRequestHandler):
 class ObservabilityServer:
     """Serves a :class:`Metrics` registry and a :class:`Health` model over HTTP."""
 
-    def __init__(self, metrics: Metrics, health: Health) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: Health,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.metrics = metrics
         self.health = health
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now (each holds one of :attr:`max_connections` slots)."""
+        return 0 if self._server is None else self._server.active
 
     @property
     def port(self) -> int | None:
@@ -83,7 +162,7 @@ class ObservabilityServer:
             msg = "observability HTTP server already started"
             raise RuntimeError(msg)
         try:
-            server = _Server((host, port), _Handler)
+            server = _Server((host, port), self.max_connections)
         except OSError as exc:
             msg = f"cannot listen on {host}:{port} for /metrics, /healthz and /readyz: {exc}"
             raise ConfigError(
@@ -91,6 +170,7 @@ class ObservabilityServer:
             ) from exc
         server.metrics = self.metrics
         server.health = self.health
+        server.request_timeout = self.request_timeout
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="mssql2pg-http", daemon=True)
         self._thread.start()

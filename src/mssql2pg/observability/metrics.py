@@ -32,7 +32,13 @@ Two per-table gauges, both computed at scrape time (never stale, never "frozen" 
     capturing, independently of how fast the pipeline is.
 
 Source commit times without a timezone are taken as UTC (the reader converts SQL Server's local
-``datetime`` values). Negative ages (clock skew) are reported as 0.
+``datetime`` values).
+
+Clock skew: ``mssql2pg_clock_skew_seconds`` is the source clock minus the target clock (positive: the source
+is ahead), measured round-trip corrected by ``pipeline/clock.py``. The three ages above are computed with "now"
+on the SOURCE's clock (this process's clock plus the measured source offset, :meth:`Metrics.set_clock_skew`),
+since the commit times they subtract come from that clock. What remains negative after that (a measurement
+error of a few milliseconds) is reported as 0.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ RECONCILE_DIFFERING_ROWS = "mssql2pg_reconcile_differing_rows"
 GROUP_WRITER = "mssql2pg_group_writer"
 SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
 SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
+CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -130,6 +137,7 @@ class _LagState:
     last_applied: dict[str, float]
     caught_up_at: float | None = None
     source_max_lsn_time: float | None = None
+    source_offset: float = 0.0  # source clock minus this process's clock (seconds), see set_clock_skew
 
 
 class _LagCollector(Collector):
@@ -141,8 +149,8 @@ class _LagCollector(Collector):
         self._clock = clock
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        now = self._clock()
         with self._lock:
+            now = self._clock() + self._state.source_offset  # "now" on the source's clock
             last_applied = dict(self._state.last_applied)
             caught_up_at = self._state.caught_up_at
             source_time = self._state.source_max_lsn_time
@@ -250,6 +258,11 @@ class Metrics:
             [LABEL_TABLE],
             registry=r,
         )
+        self._clock_skew = Gauge(
+            CLOCK_SKEW_SECONDS,
+            "Source clock minus target clock, round-trip corrected (positive: the source is ahead).",
+            registry=r,
+        )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
         for component in COMPONENTS:
@@ -319,6 +332,18 @@ class Metrics:
         """The commit time (``lsn_time_mapping.tran_end_time``) of the source's current max LSN."""
         with self._lock:
             self._lag.source_max_lsn_time = _epoch(commit_time)
+
+    def set_clock_skew(self, skew: float, source_offset: float) -> None:
+        """A clock measurement: ``skew`` (source minus target, exported) and ``source_offset`` (source minus this
+        process's clock, the correction the lag gauges apply to "now"), both in seconds."""
+        self._clock_skew.set(skew)
+        with self._lock:
+            self._lag.source_offset = source_offset
+
+    def source_now(self) -> float:
+        """The current time on the source's clock (seconds since the epoch), as last measured."""
+        with self._lock:
+            return self._clock() + self._lag.source_offset
 
     def forget_table(self, table: TableRef) -> None:
         """Stop reporting lag and state for a table that is no longer replicated."""

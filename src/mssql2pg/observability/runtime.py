@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from mssql2pg.model import Operation, TableId
@@ -88,6 +88,7 @@ class Observability:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._failing_since: dict[str, float] = {}
+        self._until_progress: set[str] = set()  # failing until the pipeline commits again, not until it connects
         self._seen_rows: dict[tuple[TableId, Operation], int] = {}
         self._seen_transactions = 0
         self._seen_commits = 0
@@ -106,8 +107,12 @@ class Observability:
 
     # -- components --------------------------------------------------------------------------------------------
     def component_ok(self, name: str) -> None:
-        """``name`` (``source`` | ``target``) answered: up, healthy."""
+        """``name`` (``source`` | ``target``) answered: up, healthy. A component whose fault only progress can
+        disprove (a full disk: the target answers, then refuses the write again) stays failing, so its failing
+        time keeps counting toward the alert; :meth:`on_recovered` clears it."""
         with self._lock:
+            if name in self._until_progress:
+                return  # answering is not enough: component_up stays 0, so the unreachable alert can fire too
             self._failing_since.pop(name, None)
         self.metrics.set_up(name, True)
         self.health.set_component(name, Status.HEALTHY)
@@ -140,6 +145,16 @@ class Observability:
                 alert_after_s=self.unhealthy_after,
                 reason=reason,
             )
+
+    # -- clocks ------------------------------------------------------------------------------------------------
+    def clock_measured(self, skew: float, source_offset: float) -> None:
+        """The source clock was measured: ``skew`` = source minus target, ``source_offset`` = source minus this
+        process's clock (seconds). Lag and :meth:`source_now` correct for it from now on."""
+        self.metrics.set_clock_skew(skew, source_offset)
+
+    def source_now(self) -> datetime:
+        """Now on the source's clock (aware, UTC): the applier's reference for stale events."""
+        return datetime.fromtimestamp(self.metrics.source_now(), UTC)
 
     # -- tables ------------------------------------------------------------------------------------------------
     def table_state(self, table: TableId | str, state: str, reason: str = "") -> None:
@@ -196,28 +211,49 @@ class Observability:
             self.metrics.set_caught_up(source_time, tables)
 
     # -- retry hooks (``Retry(on_retry=..., on_recovered=...)``, see ``pipeline.observed.retry_policy``) ---------
-    def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
+    def on_retry(
+        self,
+        attempt: int,
+        delay: float,
+        error: BaseException,
+        *,
+        cause: str | None = None,
+        until_progress: bool = False,
+    ) -> None:
         """A transient fault ended an attempt. Counts the retry and the error; the loop is still alive.
 
         If the error names its side (an attribute ``component`` = ``source`` | ``target``), that component turns
         degraded (unhealthy after ``unhealthy_after``); otherwise a ``pipeline`` component does, so ``/readyz``
         never hides a retry loop. :meth:`on_recovered` clears it once the pipeline makes progress again (source and
-        target are cleared by their own success reports, :meth:`component_ok`).
+        target are cleared by their own success reports, :meth:`component_ok`). ``cause`` (e.g. ``target disk
+        full``) leads the reason ``/readyz`` shows, so the operator reads what to fix first. ``until_progress``:
+        the side stays failing (its failing time counting toward ``unhealthy_after``) through reconnects, until
+        the pipeline commits again, for faults a successful connect does not end (a full disk).
         """
         named = getattr(error, "component", None)
         component = named if named in ("source", "target") else "pipeline"
         self.beat()
         self.metrics.error(None, "transient")
         self.metrics.retry(component)
-        self.component_failed(component, f"{type(error).__name__}: {error} (attempt {attempt}, next in {delay:.1f}s)")
+        lead = f"{cause}: " if cause else ""
+        if until_progress and component != "pipeline":
+            with self._lock:
+                self._until_progress.add(component)
+        self.component_failed(
+            component, f"{lead}{type(error).__name__}: {error} (attempt {attempt}, next in {delay:.1f}s)"
+        )
 
     def on_recovered(self) -> None:
         """The retry loop made progress again after transient faults: a ``pipeline`` component that
-        :meth:`on_retry` marked failing is healthy again."""
+        :meth:`on_retry` marked failing is healthy again, and so is a side failing "until progress"."""
         with self._lock:
             pipeline_failing = "pipeline" in self._failing_since
+            waiting = sorted(self._until_progress)
+            self._until_progress.clear()
         if pipeline_failing:
             self.component_ok("pipeline")
+        for name in waiting:
+            self.component_ok(name)
 
     def source_position(self, max_lsn_time: datetime | None) -> None:
         """The source's max LSN commit time, each time the reader polls it (drives the capture-stalled alert)."""

@@ -27,6 +27,7 @@ from mssql2pg.instance import this_instance
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
+from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
 from mssql2pg.pipeline.plan import (
@@ -43,7 +44,7 @@ from mssql2pg.pipeline.plan import (
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.pipeline.snapshot_load import SnapshotLoader
-from mssql2pg.pipeline.spreading import Spreader
+from mssql2pg.pipeline.spreading import Presence, Spreader
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
 from mssql2pg.retry import Retry
@@ -67,7 +68,7 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.serve(config.http.host, config.http.port)
     try:
         if config.pipeline.spreads:
-            return _spreader(config, obs, stop).run(stop, until_caught_up=until_caught_up)
+            return _spread(config, obs, stop, until_caught_up)
         pipeline = Pipeline.start(config, obs, stop)
         if pipeline is None:  # stopped while a database was still down
             return RunStats()
@@ -76,9 +77,11 @@ def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool
         obs.close()
 
 
-def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spreader:
-    """``pipeline.group: auto``: one group that no other process writes (see :mod:`.spreading`)."""
+def _spread(config: Config, obs: Observability, stop: threading.Event, until_caught_up: bool) -> RunStats:
+    """``pipeline.group: auto``: this process's fair share of the groups (see :mod:`.spreading`)."""
     retry = retry_policy(config.retry, obs)
+    instance = this_instance()
+    presence = Presence(target_connector(config), config.pipeline.name, instance)
 
     def groups() -> list[str]:
         def once() -> list[str]:
@@ -92,12 +95,24 @@ def _spreader(config: Config, obs: Observability, stop: threading.Event) -> Spre
 
         return retry.call(once, stop) or []
 
-    return Spreader(
+    def processes() -> int:
+        def once() -> int:
+            with reaching(obs, "target"):
+                return presence.processes()
+
+        return retry.call(once, stop) or 1
+
+    spreader = Spreader(
         config,
         lambda group_config: Pipeline.start(group_config, obs, stop, spreading=True),
         groups,
-        this_instance(),
+        processes,
+        instance,
     )
+    try:
+        return spreader.run(stop, until_caught_up=until_caught_up)
+    finally:
+        presence.close()
 
 
 @dataclass
@@ -168,6 +183,7 @@ class Pipeline:
         selections, loads = initial_snapshots(config, selections, known)
         tables = target_tables(selections, instances)
         snapshots = target_tables(loads, instances)
+        measure_and_publish(config, engine, target_connector(config), obs)  # before lag or staleness is judged
         source_ids = [s.source for s in selections]
         # every per-table series reads 0 from the first scrape
         obs.metrics.init_tables([*source_ids, *inactive, *(s.source for s in loads)])
@@ -187,6 +203,7 @@ class Pipeline:
             config.pipeline.name,
             apply_settings(config),
             checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions), config.pipeline.group_key),
+            wall_clock=obs.source_now,  # stale events judged on the source's clock (pipeline/clock.py)
         )
         runner = Runner(
             ObservedSource(reader, obs),
@@ -251,6 +268,11 @@ class Pipeline:
                 ).start()
             )
             loader = pipeline._start_snapshots(stop, replan)
+            clocks = (
+                None
+                if until_caught_up
+                else ClockWatch(self.config, pipeline.engine, target_connector(self.config), self.obs).start()
+            )
             try:
                 if pipeline._catch_up(stop):
                     stats = pipeline._stream(stop, until_caught_up, replan)
@@ -267,6 +289,8 @@ class Pipeline:
                     loader.close()
                 if watcher is not None:
                     watcher.close()
+                if clocks is not None:
+                    clocks.close()
             if stop.is_set():
                 return pipeline.runner.stats
             replacement = self.retry.call(functools.partial(self._replace, pipeline), stop)

@@ -2,8 +2,10 @@
 
 It checks, in order, stopping where a later check could not mean anything: the configuration; the source
 connection; CDC on the database and on every selected table; that the capture job is producing LSNs; the
-target connection; and, for each table, how far the committed checkpoint is above the capture instance's
-minimum LSN (CDC cleanup deletes change rows below it; a checkpoint below it means lost changes). A database
+source login's SELECT grants; the target connection and the target role's grants (each missing grant is
+reported with the exact GRANT to run); and, for each table, how far the committed checkpoint is above the
+capture instance's minimum LSN (CDC cleanup deletes change rows below it; a checkpoint below it means lost
+changes). A database
 that cannot be reached ends the checks with its driver error (:mod:`mssql2pg.cli` tells it in one line).
 """
 
@@ -17,11 +19,12 @@ import pg8000.native
 import sqlalchemy as sa
 
 from mssql2pg import control
-from mssql2pg.classify import scrub
+from mssql2pg.classify import is_permission_denied, scrub
 from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
 from mssql2pg.pipeline.connections import source_engine
-from mssql2pg.pipeline.plan import discover
+from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
+from mssql2pg.pipeline.privileges import SourceGrants, source_missing, source_user, target_missing
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 
@@ -68,6 +71,11 @@ def run_checks(
         report.add(False, str(exc).split("\n  hint:")[0], exc.hint)
         return report
     except Exception as exc:
+        if is_permission_denied(exc):
+            with engine.connect() as conn:
+                cdc_grant = SourceGrants(engine.dialect.name, source_user(conn)).cdc_schema()
+            report.add(False, f"the source login cannot read the CDC catalog: {_brief(exc)}", f"run: {cdc_grant}")
+            return report
         report.add(
             False,
             f"cannot read the CDC catalog: {_brief(exc)}",
@@ -78,6 +86,14 @@ def run_checks(
     for sel in selections:
         names = ", ".join(ci.name for ci in instances[sel.source])
         report.add(True, f"{sel.source}: CDC enabled (capture instance {names}) -> {sel.target}")
+    usable, faults = usable_selections(selections, instances)
+    for fault in faults:  # `run` pauses these tables and replicates the others
+        report.add(False, str(fault).split("\n  hint:")[0], fault.remediation)
+    missing = source_missing(engine, instances)
+    for grant in missing:
+        report.add(False, grant.what, f"run on the source: {grant.grant}")
+    if not missing:
+        report.add(True, "the source login can read every change table and replicated table")
     with engine.connect() as conn:
         max_lsn = Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
         newest = conn.execute(statements.COMMIT_TIME, {"lsn": max_lsn.raw}).scalar() if max_lsn else None
@@ -90,6 +106,11 @@ def run_checks(
     target = connect_target()
     report.add(True, f"target {config.target.redacted_url()} is reachable")
     try:
+        lacking = target_missing(target, target_tables(usable, instances))
+        for grant in lacking:
+            report.add(False, grant.what, f"run on the target: {grant.grant}")
+        if not lacking:
+            report.add(True, "the target role can create and write the control schema and every target table")
         checkpoint = _checkpoint(target, config.pipeline.name, config.pipeline.group_key)
     finally:
         target.close()

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from mssql2pg import control
-from mssql2pg.classify import classify
+from mssql2pg.classify import classify, is_disk_full, server_message
 from mssql2pg.errors import OwnedElsewhereError, TransientError
 from mssql2pg.model import Heartbeat, ReaderItem, TableId
 from mssql2pg.observability import Observability
@@ -26,11 +28,33 @@ from mssql2pg.positions import Lsn
 from mssql2pg.retry import BackoffSettings, Retry
 from mssql2pg.sink.applier import Applier
 
+log = structlog.get_logger(component="pipeline")
+
 
 def retry_policy(settings: BackoffSettings, obs: Observability) -> Retry:
     """The pipeline's one retry policy (start-up and streaming), reporting to metrics and ``/readyz``: a failed
-    attempt marks the side it came from degraded (``pipeline`` when it names none), progress clears that."""
-    return Retry.from_settings(settings, classify, on_retry=obs.on_retry, on_recovered=obs.on_recovered)
+    attempt marks the side it came from degraded (``pipeline`` when it names none), progress clears that.
+
+    A full target disk (SQLSTATE 53100) is retried like any transient fault (the transaction rolled back, nothing
+    is half-applied, and the same write succeeds once there is room), but it is also said plainly, in the log and
+    in ``/readyz``, because only the operator can end it."""
+
+    def on_retry(attempt: int, delay: float, error: BaseException) -> None:
+        if is_disk_full(error):
+            log.error(
+                "target disk full: free space on the target's disk or tablespace; replication pauses, retries with "
+                "backoff and resumes by itself once there is room (nothing is lost or half-applied)",
+                server_message=server_message(error),
+                attempt=attempt,
+                next_delay_s=round(delay, 3),
+            )
+            # until progress: the target answers every reconnect and refuses the write again; its failing time
+            # must keep counting so that the alert fires after retry.alert_after
+            obs.on_retry(attempt, delay, error, cause="target disk full, free space", until_progress=True)
+            return
+        obs.on_retry(attempt, delay, error)
+
+    return Retry.from_settings(settings, classify, on_retry=on_retry, on_recovered=obs.on_recovered)
 
 
 @contextlib.contextmanager

@@ -15,13 +15,14 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config, TableSelection, resolve_tables
-from mssql2pg.errors import TableFaultError
+from mssql2pg.config import Config, TableSelection, resolve_tables, spatial_wkb_tables
+from mssql2pg.errors import ConfigError, TableFaultError
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.sink.applier import ApplySettings
+from mssql2pg.sink.errors import UnmappableTableError
 from mssql2pg.sink.schema import TableOptions, TargetTable, build_target_table
 from mssql2pg.source.catalog import load_capture_instances, select_instances
 from mssql2pg.source.errors import TableShapeError
@@ -50,20 +51,37 @@ def discover(
 
 def usable_selections(
     selections: list[TableSelection], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
-) -> tuple[list[TableSelection], list[TableShapeError]]:
-    """Read-side validation of the capture instances: the selections that can be applied by key, and the
-    :class:`TableShapeError` of each one that cannot."""
+) -> tuple[list[TableSelection], list[TableFaultError]]:
+    """Read-side validation of the capture instances and of the names' mapping: the selections that can be
+    applied by key into a target table, and the fault of each one that cannot (:class:`TableShapeError`, or
+    :class:`UnmappableTableError` for names that do not map, e.g. ``Code`` and ``code`` under lower-case naming)."""
     usable: list[TableSelection] = []
-    faults: list[TableShapeError] = []
+    faults: list[TableFaultError] = []
     for selection in selections:
         try:
             for ci in instances[selection.source]:
                 check_instance(ci)
+            target_tables([selection], instances)
         except TableShapeError as fault:
             faults.append(fault)
             continue
+        except ConfigError as exc:
+            problem = str(exc.args[0]).removeprefix(f"table {selection.source}: ")
+            faults.append(UnmappableTableError(selection.source, problem, exc.hint or "change its configuration"))
+            continue
         usable.append(selection)
-    return usable, faults
+    by_target: dict[TableId, list[TableSelection]] = {}
+    for selection in usable:
+        by_target.setdefault(selection.target, []).append(selection)
+    colliding: set[TableId] = set()
+    for target, meeting in by_target.items():
+        if len(meeting) > 1:  # names that differ only in case, lower-cased into one target
+            names = ", ".join(str(s.source) for s in meeting)
+            change = f"set naming: preserve for these tables, or give each a 'target' ({names})"
+            problem = f"{names} would all be replicated into {target}"
+            faults += [UnmappableTableError(s.source, problem, change) for s in meeting]
+            colliding |= {s.source for s in meeting}
+    return [s for s in usable if s.source not in colliding], faults
 
 
 def target_tables(
@@ -190,6 +208,7 @@ def build_reader(
             chunk_rows=config.reader.chunk_rows,
             page_rows=config.reader.page_rows,
             poll_interval=config.reader.poll_interval,
+            spatial_wkb=spatial_wkb_tables(config, tables),
         ),
         starts=starts,
         until=until,

@@ -35,17 +35,19 @@ from typing import Any
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config
+from mssql2pg.config import Config, spatial_wkb_tables
 from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.plan import discover, target_tables
+from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
+from mssql2pg.sink.errors import UnmappableTableError
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source.snapshot import read_snapshot
+from mssql2pg.source.values import with_spatial_as_wkb
 
 log = structlog.get_logger(component="resync")
 
@@ -146,7 +148,19 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
                 f"{wanted} is not replicated by pipeline {config.pipeline.name!r} (it replicates: {known})",
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
+        unmappable = next(
+            (
+                f
+                for f in usable_selections(selections, instances)[1]
+                if isinstance(f, UnmappableTableError) and f.table == wanted
+            ),
+            None,
+        )
+        if unmappable is not None:  # loading it would write where the pipeline cannot apply it
+            raise ConfigError(str(unmappable).split("\n  hint:")[0], hint=unmappable.remediation.split("; then")[0])
         newest = instances[wanted][-1]  # after a capture-instance switch, the snapshot reads the new instance
+        if wanted in spatial_wkb_tables(config, [wanted]):
+            newest = with_spatial_as_wkb(newest)  # the same representation as streaming (spatial: wkb)
         target = target_tables([selection], instances)[0]  # the same target table the pipeline applies
         position = SnapshotPosition(config.pipeline.name, target, wait, group=config.pipeline.group_key)
         applier = Applier(

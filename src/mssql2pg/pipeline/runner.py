@@ -131,6 +131,8 @@ class Runner:
     standby_since: float | None = None
     """Since when (``time.monotonic()``) this process has waited to take over; its next start is a takeover.
     The runner sets it while it waits as a standby; a caller that waited for any group passes it in."""
+    on_started: Callable[[], None] | None = None
+    """Called each time an attempt has started the sink (this process holds its tables' write locks)."""
     _started_at: Lsn | None = field(default=None, init=False, repr=False)  # the checkpoint this attempt began at
 
     def _wait_as_standby(self, busy: OwnedElsewhereError, stop: threading.Event) -> None:
@@ -177,6 +179,8 @@ class Runner:
         """One attempt from the checkpoint. True when the run is over (caught up or stopped cleanly)."""
         self._started_at = None  # until the sink has started, this attempt cannot have made progress
         checkpoint = self._started_at = self.sink.start()
+        if self.on_started is not None:
+            self.on_started()
         if self.standby_since is not None:
             log.info(
                 "took over: this process writes its tables now",

@@ -1,32 +1,37 @@
 """``pipeline.group: auto``: processes that share one configuration spread the table groups among themselves.
 
 Each group has one writer at a time, enforced by the write locks its applier holds in the target
-(:func:`mssql2pg.control.claim_tables`): whoever holds them writes, anyone else gets
-:class:`~mssql2pg.errors.OwnedElsewhereError` before it has read or written anything. A spreading process builds
-the pipeline of one group after another, starting at a group that depends on the process (so that processes
-started together try different groups first), and keeps the first one whose locks it gets. When every group has
-a writer it is a standby for all of them: it tries again every ``pipeline.standby_poll`` and takes the first
-group whose writer has gone (its connection to the target ended, so the server dropped its locks).
+(:func:`mssql2pg.control.claim_tables`): whoever holds them writes; anyone else gets
+:class:`~mssql2pg.errors.OwnedElsewhereError` before it has read or written anything. So a spreading process
+never needs to agree with the others on who writes what - it tries, and the locks decide.
 
-A process writes one group at most. With fewer processes than groups some groups have no writer; ``mssql2pg
-status`` shows them, and docs/scale-out.md says to run at least as many processes as groups (one more for a
-standby). Why not several groups per process: a process's throughput is bounded by one applier; a group that
-needs a process of its own is what scale-out is for.
+What it tries: its **fair share**, ``ceil(groups / live processes)``, counting the processes of the pipeline that
+spread (each holds a presence lock in the target while it lives, :mod:`mssql2pg.control.instances`). Every
+``pipeline.standby_poll`` it looks again: below its share, it tries the groups nobody writes (starting at one
+that depends on the process, so processes started together mostly try different groups first); above it
+(another process joined), it lets go of the group it took last, which finishes its current PostgreSQL
+transaction and closes its connections, so the other process can take it. A process that died holds no lock: the
+survivors' shares grow and they take its groups. Each group it writes runs as its own pipeline in a thread of its
+own (its own reader, applier and connections), exactly as a process started for that group would.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
+from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.errors import OwnedElsewhereError, SourceError
+from mssql2pg.pgconn import PgConnection, PgConnector
 from mssql2pg.pipeline.runner import RunStats
 
 log = structlog.get_logger(component="pipeline")
@@ -35,6 +40,7 @@ log = structlog.get_logger(component="pipeline")
 class _Runner(Protocol):
     wait_when_busy: bool
     standby_since: float | None
+    on_started: Callable[[], None] | None
 
 
 class GroupPipeline(Protocol):
@@ -57,10 +63,57 @@ def rotation(groups: Sequence[str], instance: str) -> list[str]:
     return [*groups[start:], *groups[:start]]
 
 
+def fair_share(groups: int, processes: int) -> int:
+    """How many groups one of ``processes`` spreading processes writes at most."""
+    return math.ceil(groups / max(1, processes))
+
+
 def for_group(config: Config, group: str) -> Config:
     """``config`` as if started with ``pipeline.group: <group>``."""
     pipeline = config.pipeline.model_copy(update={"group": group})
     return config.model_copy(update={"pipeline": pipeline})
+
+
+@dataclass
+class Presence:
+    """This process among the live spreading processes of its pipeline: a target connection of its own holding
+    its presence lock (:mod:`mssql2pg.control.instances`), opened again after it was lost."""
+
+    connect: PgConnector
+    pipeline: str
+    instance: str
+    _conn: PgConnection | None = None
+
+    def processes(self) -> int:
+        """How many spreading processes are alive, this one included (raises while the target is unreachable)."""
+        try:
+            if self._conn is None:
+                self._conn = self.connect()
+                control.register_instance(self._conn, self.pipeline, self.instance)
+            return max(1, control.live_instances(self._conn, self.pipeline))
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+@dataclass
+class _Writing:
+    """One group this process writes: its pipeline running in a thread."""
+
+    group: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)  # its tables' write locks are held
+    done: threading.Event = field(default_factory=threading.Event)
+    busy: bool = False  # another process writes the group (now, or took it over after a fault of ours)
+    error: BaseException | None = None
+    stats: RunStats | None = None
+    thread: threading.Thread | None = None
 
 
 @dataclass
@@ -69,38 +122,131 @@ class Spreader:
     build: Callable[[Config], GroupPipeline | None]
     """Build (inside the retry loop) the pipeline of the group ``config`` names; None when stopped first."""
     groups: Callable[[], list[str]]
-    """The groups of the selected tables, sorted (discovery; called once per round, so a group added to the
+    """The groups of the selected tables, sorted (discovery; called every round, so a group added to the
     configuration's tables is seen without a restart)."""
+    processes: Callable[[], int]
+    """How many spreading processes of this pipeline are alive, this one included."""
     instance: str
+    _writing: dict[str, _Writing] = field(default_factory=dict, init=False)
+    _standby_since: float | None = field(default=None, init=False)
+    _finished: list[RunStats] = field(default_factory=list, init=False)
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
-        standby_since: float | None = None
-        while not stop.is_set():
-            groups = self.groups()
-            if not groups:
-                msg = "no table to replicate: no selected table has CDC enabled, so there is no group to take"
-                raise SourceError(msg, hint="see `mssql2pg check`")
-            for group in rotation(groups, self.instance):
-                pipeline = self.build(for_group(self.config, group))
-                if pipeline is None:  # stopped while a database was down
-                    return RunStats()
-                pipeline.runner.wait_when_busy = False
-                pipeline.runner.standby_since = standby_since
-                try:
-                    log.debug("trying a group", group=group, instance=self.instance)
-                    return pipeline.run(stop, until_caught_up=until_caught_up)
-                except OwnedElsewhereError:
-                    log.debug("the group has a writer; trying the next", group=group)
-                finally:
-                    pipeline.close()
-                if stop.is_set():
-                    return RunStats()
-            if standby_since is None:
-                standby_since = time.monotonic()
-                log.info(
-                    "standby: every group has a writer; waiting to take one over",
-                    groups=groups,
-                    poll_s=self.config.pipeline.standby_poll,
-                )
-            stop.wait(self.config.pipeline.standby_poll)
-        return RunStats()
+        try:
+            while not stop.is_set():
+                self._reap()
+                if until_caught_up and self._finished and not self._writing:
+                    break  # the groups it took are caught up; the others are other processes' to finish
+                groups = self.groups()
+                if not groups:
+                    msg = "no table to replicate: no selected table has CDC enabled, so there is no group to take"
+                    raise SourceError(msg, hint="see `mssql2pg check`")
+                share = fair_share(len(groups), self.processes())
+                if len(self._writing) > share:
+                    self._let_go(len(self._writing) - share)
+                elif len(self._writing) < share:
+                    self._take(groups, share, stop, until_caught_up)
+                self._say_whether_standby(groups)
+                stop.wait(self.config.pipeline.standby_poll)
+        finally:
+            self._let_go(len(self._writing))
+        self._reap()
+        return _total(self._finished)
+
+    def _take(self, groups: list[str], share: int, stop: threading.Event, until_caught_up: bool) -> None:
+        """Try the groups this process does not write, until it writes its share."""
+        for group in rotation(groups, self.instance):
+            if len(self._writing) >= share or stop.is_set():
+                return
+            if group in self._writing:
+                continue
+            writing = self._start(group, stop, until_caught_up)
+            if writing is not None:
+                self._writing[group] = writing
+
+    def _start(self, group: str, stop: threading.Event, until_caught_up: bool) -> _Writing | None:
+        """Run ``group``'s pipeline in a thread; the writing once its locks are held, None when it has a writer."""
+        pipeline = self.build(for_group(self.config, group))
+        if pipeline is None:  # stopped while a database was down
+            return None
+        writing = _Writing(group)
+        pipeline.runner.wait_when_busy = False
+        pipeline.runner.standby_since = self._standby_since
+        pipeline.runner.on_started = writing.started.set
+
+        def run() -> None:
+            try:
+                writing.stats = pipeline.run(writing.stop, until_caught_up=until_caught_up)
+            except OwnedElsewhereError:
+                writing.busy = True
+            except BaseException as exc:
+                writing.error = exc
+            finally:
+                pipeline.close()
+                writing.done.set()
+
+        log.debug("trying a group", group=group, instance=self.instance)
+        writing.thread = threading.Thread(target=run, name=f"mssql2pg-group-{group}", daemon=True)
+        writing.thread.start()
+        while not (writing.started.wait(0.05) or writing.done.is_set()):
+            if stop.is_set():
+                writing.stop.set()
+        if writing.started.is_set():
+            self._standby_since = None
+            return writing
+        writing.thread.join()
+        self._raise_if_failed(writing)
+        return None
+
+    def _let_go(self, how_many: int) -> None:
+        """Stop writing the groups taken last: each finishes its PostgreSQL transaction and closes its connections,
+        which releases its locks for another process."""
+        for group in list(self._writing)[::-1][:how_many]:
+            writing = self._writing.pop(group)
+            log.info("letting a group go to another process", group=group, instance=self.instance)
+            writing.stop.set()
+            if writing.thread is not None:
+                writing.thread.join()
+            self._raise_if_failed(writing)
+            if writing.stats is not None:
+                self._finished.append(writing.stats)
+
+    def _reap(self) -> None:
+        """Forget the groups whose pipeline ended: caught up, or taken over by another process after a fault."""
+        for group, writing in list(self._writing.items()):
+            if writing.done.is_set():
+                del self._writing[group]
+                self._raise_if_failed(writing)
+                if writing.busy:
+                    log.info("another process writes the group now", group=group)
+                if writing.stats is not None:
+                    self._finished.append(writing.stats)
+
+    def _say_whether_standby(self, groups: list[str]) -> None:
+        if self._writing:
+            return
+        if self._standby_since is None:
+            self._standby_since = time.monotonic()
+            log.info(
+                "standby: every group has a writer; waiting to take one over",
+                groups=groups,
+                poll_s=self.config.pipeline.standby_poll,
+            )
+
+    @staticmethod
+    def _raise_if_failed(writing: _Writing) -> None:
+        """A fault the group's own retry loop gave up on ends the process, as it would end a one-group process."""
+        if writing.error is not None:
+            raise writing.error
+
+
+def _total(runs: list[RunStats]) -> RunStats:
+    total = RunStats()
+    for stats in runs:
+        total.attempts += stats.attempts
+        total.items += stats.items
+        total.transactions += stats.transactions
+        total.rows += stats.rows
+        total.last_lsn = max(total.last_lsn, stats.last_lsn)
+        total.failures.extend(stats.failures)
+    return total

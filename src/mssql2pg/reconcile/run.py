@@ -172,9 +172,12 @@ def reconcile(
     settings = settings or Settings()
     engine = source_engine(config)
     try:
-        plan = _plan(engine, config, tables)
+        plan, unmappable = _plan(engine, config, tables)
         connect = target_connector(config)
-        reports: list[TableReport] = []
+        reports: list[TableReport] = [
+            TableReport(table, "", "error", error=str(exc), suggested_action=exc.hint or "none")
+            for table, exc in unmappable
+        ]  # paused by the pipeline too (names that map to no target table): nothing to compare
         run_id = str(uuid.uuid4())
         say = Progress(progress or _quiet, len(plan))
         for index, target in enumerate(plan, start=1):
@@ -212,7 +215,11 @@ def reconcile(
         engine.dispose()
 
 
-def _plan(engine: sa.Engine, config: Config, tables: Sequence[str]) -> list[TargetTable]:
+def _plan(
+    engine: sa.Engine, config: Config, tables: Sequence[str]
+) -> tuple[list[TargetTable], list[tuple[TableId, ConfigError]]]:
+    """The target tables to compare, and the selected tables whose names map to no target table (the pipeline
+    pauses those; they are reported as errors instead of ending the whole run)."""
     selections, instances = discover(engine, config)
     if tables:
         try:
@@ -227,7 +234,14 @@ def _plan(engine: sa.Engine, config: Config, tables: Sequence[str]) -> list[Targ
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
         selections = [s for s in selections if s.source in set(wanted)]
-    return target_tables(selections, instances)  # the same target tables the pipeline applies
+    targets: list[TargetTable] = []
+    unmappable: list[tuple[TableId, ConfigError]] = []
+    for selection in selections:
+        try:
+            targets += target_tables([selection], instances)  # the same target tables the pipeline applies
+        except ConfigError as exc:
+            unmappable.append((selection.source, exc))
+    return targets, unmappable
 
 
 def sides(engine_conn: sa.Connection, conn: PgConnection, target: TargetTable) -> tuple[SourceSide, TargetSide]:

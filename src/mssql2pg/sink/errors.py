@@ -37,3 +37,27 @@ class UnknownCaptureInstanceError(TableFaultError):
         )
         self.capture_instance = capture_instance
         self.known = tuple(known)
+
+
+class UnmappableTableError(TableFaultError):
+    """A selected table has no target table that can hold it exactly: two columns that become one target column
+    (names differing only in case under ``naming: lower``), a name longer than PostgreSQL's 63 bytes, a column
+    that collides with a metadata column.
+
+    These are facts about one table's names, found before anything is written. Exiting would stop every table
+    for one table's names (issue 15 point 2), so the table pauses (state ``paused``) with the reason and what
+    to change, and the others replicate; once the configuration maps it, ``mssql2pg resync`` loads it.
+    """
+
+    table: TableId
+
+    def __init__(self, table: TableId, problem: str, change: str) -> None:
+        remediation = f"{change}; then `mssql2pg resync {table}`"
+        super().__init__(
+            f"{table}: cannot be mapped to a target table: {problem}",
+            table=table,
+            state="paused",
+            remediation=remediation,
+            hint=remediation,
+        )
+        self.problem = problem

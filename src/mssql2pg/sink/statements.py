@@ -25,7 +25,10 @@ def create_target_table(table: TargetTable) -> str:
         f"{quote_ident(c.name)} {c.pg_type}{'' if c.nullable or c.name in table.key else ' NOT NULL'}"
         for c in table.columns
     ]
-    lines += [f"{quote_ident(name)} {definition}" for name, definition in table.meta.definitions()]
+    lines += [
+        f"{quote_ident(name)} {definition}"  # sql-lint: definition is one of MetadataColumns' fixed type strings
+        for name, definition in table.meta.definitions()
+    ]
     lines.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in table.key)})")
     body = ",\n  ".join(lines)
     return f"CREATE TABLE IF NOT EXISTS {table.qualified_name} (\n  {body}\n)"
@@ -77,7 +80,10 @@ def staging_middle(operation: int, commit_lsn_raw: bytes | None, commit_time_tex
 
 def create_staging(table: TargetTable, index: int) -> str:
     types = ["bigint", "smallint", "bytea", "timestamp", "boolean"] + [c.pg_type for c in table.columns]
-    cols = ", ".join(f"{quote_ident(n)} {t}" for n, t in zip(staging_columns(table), types, strict=True))
+    cols = ", ".join(
+        f"{quote_ident(n)} {t}"  # sql-lint: t is one of the fixed type strings above
+        for n, t in zip(staging_columns(table), types, strict=True)
+    )
     return f"CREATE TEMP TABLE IF NOT EXISTS {staging_name(index)} ({cols}) ON COMMIT DELETE ROWS"
 
 
@@ -249,3 +255,44 @@ def count_unwritten(table: TargetTable, index: int) -> str:
         f"SELECT count(*) FROM (SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC)"
         f" AS l WHERE {missing}"
     )
+
+
+# --- privileges of the target role (``mssql2pg check``) -----------------------------------------------------
+
+DATABASE_PRIVILEGES = """
+SELECT current_user, current_database(),
+       has_database_privilege(current_database(), 'CREATE'),
+       has_database_privilege(current_database(), 'TEMPORARY')
+"""
+"""Who the target role is, and whether it may create schemas and TEMP (staging) tables in the database."""
+
+SCHEMA_PRIVILEGES = """
+SELECT has_schema_privilege(n.oid, 'USAGE'), has_schema_privilege(n.oid, 'CREATE')
+FROM pg_catalog.pg_namespace n WHERE n.nspname = :schema
+"""
+"""USAGE and CREATE on one schema; no row when the schema does not exist."""
+
+TABLE_PRIVILEGES_MISSING = """
+SELECT c.relname, p.privilege
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS p(privilege, position)
+WHERE n.nspname = :schema AND (CAST(:name AS text) IS NULL OR c.relname = :name) AND c.relkind IN ('r', 'p')
+  AND NOT has_table_privilege(c.oid, p.privilege)
+ORDER BY c.relname, p.position
+"""
+"""The privileges the applier needs that the role lacks, per table of ``:schema`` (one table when ``:name`` is
+not NULL)."""
+
+TABLES_OF_SCHEMA = """
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relkind IN ('r', 'p')
+"""
+"""The tables that exist in one schema (a missing one needs CREATE on the schema to be made)."""
+
+
+# --- the target's clock ---------------------------------------------------------------------------------------
+
+TARGET_CLOCK = "SELECT clock_timestamp()"
+"""The target's current time, to measure clock skew (``pipeline/clock.py``). ``clock_timestamp()``, not ``now()``:
+``now()`` is the start of the transaction, which may lie before the round trip being measured."""

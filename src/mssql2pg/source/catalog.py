@@ -100,6 +100,7 @@ def source_column(row: Mapping[str, Any]) -> SourceColumn:
         scale=None if row["scale"] is None else int(row["scale"]),
         nullable=True if nullable is None else bool(nullable),
         column_id=None if row["column_id"] is None else int(row["column_id"]),
+        collation=str(row["collation_name"]) if row.get("collation_name") else None,
     )
 
 

@@ -42,7 +42,7 @@ from mssql2pg.source import statements
 from mssql2pg.source.catalog import Segment, instance_segments, load_capture_instances, select_instances
 from mssql2pg.source.errors import LsnGapError
 from mssql2pg.source.validation import check_instance, check_width, decode_row, missing_column_fault
-from mssql2pg.source.values import RowDecoder
+from mssql2pg.source.values import RowDecoder, raw_columns, with_spatial_as_wkb, wkb_columns
 
 log = structlog.get_logger(component="reader")
 
@@ -50,11 +50,13 @@ log = structlog.get_logger(component="reader")
 @dataclass(frozen=True, slots=True)
 class ReaderSettings:
     """``chunk_rows``: the most rows in one :class:`TxChunk`. ``page_rows``: the most rows fetched from one change
-    table per query (defaults to ``chunk_rows``). ``poll_interval``: seconds to wait when there is nothing new."""
+    table per query (defaults to ``chunk_rows``). ``poll_interval``: seconds to wait when there is nothing new.
+    ``spatial_wkb``: tables configured ``spatial: wkb`` (:func:`~mssql2pg.source.values.with_spatial_as_wkb`)."""
 
     chunk_rows: int = 10_000
     page_rows: int | None = None
     poll_interval: float = 1.0
+    spatial_wkb: frozenset[TableId] = frozenset()  # tables whose geography/geometry columns are read as EWKB
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -139,7 +141,12 @@ class SqlBackend:
         stmt = self._pages.get(key)
         if stmt is None:  # built once per window and cursor kind, not once per page
             stmt = self._pages[key] = statements.change_rows_page(
-                instance.name, instance.column_names, limit, resume=resume
+                instance.name,
+                instance.column_names,
+                limit,
+                resume=resume,
+                raw=raw_columns(instance),
+                wkb=wkb_columns(instance),
             )
         params: dict[str, Any] = {"to_lsn": to.raw}
         if isinstance(after, Position):
@@ -219,7 +226,7 @@ class Reader:
         self._until = until
         self._settings = settings or ReaderSettings()
         self._tables = tuple(tables) if tables is not None else None
-        self._instances = _group(instances)
+        self._instances = self._spatial(_group(instances))
         self._engine = engine
         self.last_status: WindowStatus | None = None
 
@@ -319,11 +326,21 @@ class Reader:
 
     def _current_instances(self, backend: SourceBackend) -> Mapping[TableId, tuple[CaptureInstance, ...]]:
         if self._tables is not None:
-            self._instances = select_instances(backend.capture_instances(), self._tables)
+            self._instances = self._spatial(select_instances(backend.capture_instances(), self._tables))
         for table_instances in self._instances.values():
             for ci in table_instances:
                 check_instance(ci)  # a capture instance without a usable key pauses its table
         return self._instances
+
+    def _spatial(
+        self, instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+    ) -> dict[TableId, tuple[CaptureInstance, ...]]:
+        """The instances, with spatial columns read as EWKB for the tables configured ``spatial: wkb``."""
+        wkb = self._settings.spatial_wkb
+        return {
+            table: tuple(with_spatial_as_wkb(ci) if table in wkb or ci.source in wkb else ci for ci in cis)
+            for table, cis in instances.items()
+        }
 
 
 def _group(instances: Iterable[CaptureInstance]) -> dict[TableId, tuple[CaptureInstance, ...]]:

@@ -29,7 +29,7 @@ from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 from mssql2pg.source.validation import decode_row
-from mssql2pg.source.values import RowDecoder
+from mssql2pg.source.values import RowDecoder, raw_columns, wkb_columns
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,11 @@ def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Se
     captured = ci.column_names
     source = ci.source
     if conn.dialect.name == "mssql":
-        result = conn.execute(statements.source_rows(source.schema, source.name, captured, ci.key_columns))
+        result = conn.execute(
+            statements.source_rows(
+                source.schema, source.name, captured, ci.key_columns, raw=raw_columns(ci), wkb=wkb_columns(ci)
+            )
+        )
         while True:
             page = result.fetchmany(page_rows)
             yield page

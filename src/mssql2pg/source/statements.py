@@ -21,7 +21,7 @@ through ``cdc.fn_cdc_get_all_changes_<ci>``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -35,15 +35,21 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
+    false,
     func,
+    literal,
     literal_column,
     or_,
     select,
     table,
     union_all,
 )
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, quoted_name
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ColumnClause, ColumnElement, Label, quoted_name
 from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType
 
 # ---------------------------------------------------------------------------------------------------------------
 # Catalog tables (SQL Server's names and column names; the emulator provides the same surface).
@@ -112,6 +118,7 @@ sys_columns = table(
     column("precision", Integer),
     column("scale", Integer),
     column("is_nullable", Boolean),
+    column("collation_name", String),
     schema="sys",
 )
 
@@ -135,6 +142,33 @@ MIN_LSN = select(
 )
 """``sys.fn_cdc_get_min_lsn(:capture_instance)``: the low end of an instance's validity interval (rises with
 cleanup); ``0x00…`` when the instance does not exist or the caller may not read it."""
+
+# ---------------------------------------------------------------------------------------------------------------
+# The source's clock.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SourceClockNow(FunctionElement[Any]):
+    """``SYSDATETIMEOFFSET()`` on SQL Server (its clock, with its offset); the emulator's ``sys.sysdatetimeoffset()``
+    (PostgreSQL's ``clock_timestamp()`` shifted by its configurable offset, so a skewed source can be tested)."""
+
+    name = "source_clock_now"
+    inherit_cache = True
+    type = DateTime(timezone=True)
+
+
+@compiles(SourceClockNow)
+def _source_clock_default(element: SourceClockNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "sys.sysdatetimeoffset()"
+
+
+@compiles(SourceClockNow, "mssql")
+def _source_clock_mssql(element: SourceClockNow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "SYSDATETIMEOFFSET()"
+
+
+SOURCE_CLOCK = select(SourceClockNow().label("source_now"))
+"""The source's current time with its offset, to measure clock skew (``pipeline/clock.py``)."""
 
 # ---------------------------------------------------------------------------------------------------------------
 # Catalog queries.
@@ -176,6 +210,7 @@ CAPTURED_COLUMNS = (
         _c.c.precision,
         _c.c.scale,
         _c.c.is_nullable,
+        _c.c.collation_name,
     )
     .select_from(
         _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
@@ -186,6 +221,7 @@ CAPTURED_COLUMNS = (
 )
 """Captured columns of every instance, with the SOURCE column's type facts and nullability.
 
+``collation_name`` tells the code page of a ``char``/``varchar``/``text`` column (``source/values.py``).
 The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
 precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
 a captured column that was since dropped from the source still has to be read (it is NULL from then on)."""
@@ -239,6 +275,63 @@ def _q(name: str) -> quoted_name:
     return quoted_name(name, quote=True)
 
 
+class RawBytes(FunctionElement[Any]):
+    """A character column read as its stored bytes: ``CAST(col AS VARBINARY(MAX))`` on SQL Server.
+
+    python-tds would decode ``varchar`` with the code page of the collation's LCID only (a ``_UTF8`` column
+    arrives as mojibake) and raises inside the fetch on a byte sequence invalid in it, failing a whole page.
+    The bytes are decoded by ``source/values.py`` instead, per column and strictly, so a bad value is one
+    dead letter naming its column. Other dialects (the emulator: UTF-8 text in PostgreSQL) read the column
+    as it is. No result type: each driver's bytes or text reach the decoder unchanged."""
+
+    name = "raw_bytes"
+    inherit_cache = True
+    type = NullType()
+
+
+@compiles(RawBytes)
+def _raw_bytes_default(element: RawBytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(RawBytes, "mssql")
+def _raw_bytes_mssql(element: RawBytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS VARBINARY(MAX))"
+
+
+class SridWkb(FunctionElement[Any]):
+    """A ``geography``/``geometry`` column as its SRID and OGC WKB: ``CAST(col.STSrid AS BINARY(4)) +
+    col.STAsBinary()`` on SQL Server (4 bytes of SRID, big-endian, then the WKB; NULL stays NULL), turned into
+    PostGIS EWKB by ``source/values.py``. The source computes it, so no serialization of SQL Server's own is
+    parsed here. The column must be referenced through a table alias (``alias.[col].STSrid``): T-SQL would read
+    ``schema.table.col.STSrid`` as a four-part name. Other dialects (the emulator, which has no spatial types
+    and stores bytes as given) read the column as it is."""
+
+    name = "srid_wkb"
+    inherit_cache = True
+    type = NullType()
+
+
+@compiles(SridWkb)
+def _srid_wkb_default(element: SridWkb, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(SridWkb, "mssql")
+def _srid_wkb_mssql(element: SridWkb, compiler: SQLCompiler, **kw: Any) -> str:
+    col = compiler.process(element.clauses, **kw)
+    return f"CAST({col}.STSrid AS BINARY(4)) + {col}.STAsBinary()"
+
+
+def _read(
+    col: ColumnElement[Any], name: str, raw: Collection[str], wkb: Collection[str] = ()
+) -> ColumnElement[Any] | Label[Any]:
+    """The select-list entry of a captured column: itself, its raw bytes, or its SRID and WKB, under its name."""
+    if name in wkb:
+        return SridWkb(col).label(_q(name))
+    return RawBytes(col).label(_q(name)) if name in raw else col
+
+
 def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
     """``cdc.<ci>_CT`` with its ``__$`` columns and the captured columns (all names quoted)."""
     meta: list[ColumnClause[object]] = [
@@ -253,7 +346,13 @@ def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
 
 
 def change_rows_page(
-    capture_instance: str, captured: Sequence[str], page_rows: int, *, resume: bool
+    capture_instance: str,
+    captured: Sequence[str],
+    page_rows: int,
+    *,
+    resume: bool,
+    raw: Collection[str] = (),
+    wkb: Collection[str] = (),
 ) -> Select[tuple[object, ...]]:
     """One keyset page of a change table, in ``(__$start_lsn, __$command_id, __$seqval, __$operation)`` order.
 
@@ -269,12 +368,15 @@ def change_rows_page(
     took minutes). Each branch here is a plain range on the index's leading columns that a seek answers
     directly (SQL Server's clustered index and the emulator's index are on exactly this key), each is cut to
     ``page_rows``, and the outer ORDER BY/TOP merges them.
+
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`), those in ``wkb`` as SRID and WKB
+    (:class:`SridWkb`).
     """
     ct = change_table(capture_instance, captured).alias("cdc_data")
     c = ct.c
     start_lsn, command_id, seqval, operation = c[START_LSN], c[COMMAND_ID], c[SEQVAL], c[OPERATION]
     to_lsn = bindparam("to_lsn", type_=LargeBinary)
-    columns = [*(c[name] for name in METADATA_COLUMNS), *(c[name] for name in captured)]
+    columns = [*(c[name] for name in METADATA_COLUMNS), *(_read(c[name], name, raw, wkb) for name in captured)]
     key = (start_lsn, command_id, seqval, operation)
     if not resume:
         return (
@@ -308,11 +410,20 @@ def change_rows_page(
 
 
 def source_rows(
-    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str]
+    source_schema: str,
+    source_table: str,
+    captured: Sequence[str],
+    key: Sequence[str],
+    *,
+    raw: Collection[str] = (),
+    wkb: Collection[str] = (),
 ) -> Select[tuple[object, ...]]:
-    """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``)."""
-    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
-    return select(*(src.c[name] for name in captured)).order_by(*(src.c[name] for name in key))
+    """The whole source table: the captured columns, in key order (SQL Server streams it; see ``snapshot``).
+    Columns named in ``raw`` are read as their stored bytes (:class:`RawBytes`), those in ``wkb`` as SRID and
+    WKB (:class:`SridWkb`); the order is the columns'. The table has an alias: a property of a spatial column
+    (``src.[col].STSrid``) needs a two-part column reference, which a schema-qualified table name cannot give."""
+    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema)).alias("src")
+    return select(*(_read(src.c[name], name, raw, wkb) for name in captured)).order_by(*(src.c[name] for name in key))
 
 
 def source_rows_page(
@@ -337,6 +448,20 @@ def source_rows_page(
         for i in range(len(keys))
     ]
     return stmt.where(or_(*branches))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Privileges (``mssql2pg check``).
+# ---------------------------------------------------------------------------------------------------------------
+
+CURRENT_USER = select(func.current_user(type_=String).label("current_user"))
+"""The database user the login maps to (the name a GRANT names); ``CURRENT_USER`` on both sides."""
+
+
+def can_read(schema: str, name: str) -> Select[Any]:
+    """``SELECT 1 FROM schema.name WHERE 0 = 1``: reads nothing, but the server checks the SELECT permission
+    (SQL Server error 229, PostgreSQL 42501 when it is missing)."""
+    return select(literal(1)).select_from(table(_q(name), schema=_q(schema))).where(false())
 
 
 def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> Select[Any]:

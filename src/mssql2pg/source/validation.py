@@ -23,7 +23,7 @@ from typing import Any
 from mssql2pg.classify import is_undefined_column, server_message
 from mssql2pg.model import CaptureInstance
 from mssql2pg.source.errors import TableShapeError
-from mssql2pg.source.values import RowDecoder, decoder_for
+from mssql2pg.source.values import RowDecoder, column_decoder
 
 METADATA_WIDTH = 5  # __$start_lsn, __$seqval, __$operation, __$update_mask, __$command_id
 RAW_TEXT_LIMIT = 200  # characters of a refused value quoted in a fault message
@@ -101,7 +101,7 @@ def faulty_values(ci: CaptureInstance, raw: Sequence[Any]) -> tuple[tuple[Any, .
             values.append(None)
             continue
         try:
-            values.append(decoder_for(column.sql_type)(value))
+            values.append(column_decoder(column)(value))
         except Exception as exc:
             values.append(raw_form(value))
             text = repr(value)

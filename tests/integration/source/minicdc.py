@@ -24,7 +24,8 @@ CREATE TABLE sys.schemas (schema_id int PRIMARY KEY, name text NOT NULL);
 CREATE TABLE sys.tables (object_id int PRIMARY KEY, schema_id int NOT NULL, name text NOT NULL);
 CREATE TABLE sys.types (user_type_id int PRIMARY KEY, system_type_id int NOT NULL, name text NOT NULL);
 CREATE TABLE sys.columns (object_id int, column_id int, name text, user_type_id int, max_length int,
-                          "precision" int, scale int, is_nullable boolean, PRIMARY KEY (object_id, column_id));
+                          "precision" int, scale int, is_nullable boolean, collation_name text,
+                          PRIMARY KEY (object_id, column_id));
 CREATE TABLE cdc.change_tables (object_id int PRIMARY KEY, source_object_id int, capture_instance text UNIQUE,
                                 start_lsn bytea, supports_net_changes boolean, create_date timestamp);
 CREATE TABLE cdc.captured_columns (object_id int, column_name text, column_id int, column_type text,

@@ -68,3 +68,55 @@ def test_transaction_with_update_pair_from_real_change_tables(mssql: sa.Engine) 
                 {"t": table},
             )
             conn.execute(sa.text(f"DROP TABLE dbo.{table}"))
+
+
+def test_character_columns_in_their_collations_code_page(mssql: sa.Engine) -> None:
+    """What only a real SQL Server shows (issue 17 point 4): varchar bytes stored in each collation's code page
+    (cp1252, cp1251, cp932, cp936, UTF-8) and nvarchar as UTF-16 with surrogate pairs arrive as the same
+    characters; bytes invalid in the code page make that row a fault naming the column, the others decode."""
+    table = f"enc_{uuid.uuid4().hex[:8]}"
+    texts = {
+        "latin": ("Latin1_General_CI_AS", "café – € œ"),
+        "cyr": ("Cyrillic_General_CI_AS", "Привет, ёжик"),
+        "jp": ("Japanese_CI_AS", "日本語テキスト"),
+        "cn": ("Chinese_PRC_CI_AS", "中文简体"),
+        "utf8": ("Latin1_General_100_CI_AS_SC_UTF8", "😀 café 中文"),
+    }
+    columns = ", ".join(f"{name} varchar(100) COLLATE {coll}" for name, (coll, _) in texts.items())
+    with mssql.connect() as conn:
+        if not conn.execute(sa.text("SELECT is_cdc_enabled FROM sys.databases WHERE name = DB_NAME()")).scalar():
+            conn.execute(sa.text("EXEC sys.sp_cdc_enable_db"))
+        conn.execute(sa.text(f"CREATE TABLE dbo.{table} (id int PRIMARY KEY, {columns}, wide nvarchar(100))"))
+        conn.execute(
+            sa.text("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = :t, @role_name = NULL"),
+            {"t": table},
+        )
+        conn.execute(sa.text("EXEC sys.sp_cdc_scan @maxtrans = 500, @maxscans = 1, @continuous = 0"))
+        start = Lsn.from_bytes(conn.execute(sa.text("SELECT sys.fn_cdc_get_max_lsn()")).scalar())
+        values = ", ".join(f"N'{text}'" for _, text in texts.values())
+        conn.execute(sa.text(f"INSERT INTO dbo.{table} VALUES (1, {values}, N'😀 𝄞 e\u0301')"))
+        # 0x81 is undefined in cp1252: only a binary cast can store it
+        conn.execute(
+            sa.text(f"INSERT INTO dbo.{table} (id, latin, cyr) VALUES (2, CAST(0x6F6B81 AS varchar(10)), 'ok')")
+        )
+        conn.execute(sa.text("EXEC sys.sp_cdc_scan @maxtrans = 500, @maxscans = 1, @continuous = 0"))
+    try:
+        reader = Reader.for_tables(mssql, [TableId("dbo", table)], ReaderSettings())
+        rows = [r for c in reader.windows(start) if isinstance(c, TxChunk) for r in c.rows]
+        good, bad = rows
+        assert good.fault is None
+        assert good.values == (1, *(text for _, text in texts.values()), "😀 𝄞 e\u0301")
+        assert bad.fault is not None
+        assert "column latin (varchar)" in bad.fault
+        assert "cp1252" in bad.fault
+        assert bad.values[2] == "ok"
+    finally:
+        with mssql.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = :t, "
+                    "@capture_instance = N'all'"
+                ),
+                {"t": table},
+            )
+            conn.execute(sa.text(f"DROP TABLE dbo.{table}"))

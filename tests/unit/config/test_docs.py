@@ -72,5 +72,5 @@ def test_full_example_values_are_the_defaults() -> None:
                                       "tables": ["a"]})  # fmt: skip
     full = Config.model_validate({**data, "source": {"url": "mssql://u@h/d"}, "target": {"url": "postgresql://u@h/d"}})
 
-    for section in ("defaults", "pipeline", "reader", "apply", "retry", "http", "log", "stale_after"):
+    for section in ("defaults", "pipeline", "reader", "apply", "retry", "http", "log", "stale_after", "clock_skew"):
         assert getattr(full, section) == getattr(defaults, section), section

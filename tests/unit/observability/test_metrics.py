@@ -198,3 +198,29 @@ def test_a_reconcile_sets_its_time_and_every_kind_of_difference(metrics: Metrics
         if name == "mssql2pg_reconcile_differing_rows"
     }  # fmt: skip
     assert differing == {"missing": 2, "extra": 0, "different": 1}
+
+
+def test_clock_skew_is_exported_and_starts_at_zero(metrics: Metrics) -> None:
+    assert value(metrics, "mssql2pg_clock_skew_seconds") == 0
+    metrics.set_clock_skew(-7200.5, -7200.0)
+    assert value(metrics, "mssql2pg_clock_skew_seconds") == -7200.5
+
+
+def test_lag_of_a_source_whose_clock_is_ahead_is_corrected_not_zero(metrics: Metrics, clock: FakeClock) -> None:
+    # The source clock is 1 h ahead: a change committed 40 s ago carries a commit time 3560 s in the future.
+    metrics.set_last_applied(ORDERS, T0 + timedelta(seconds=3600 - 40))
+    assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 0  # uncorrected: hidden
+    metrics.set_clock_skew(3600, 3600)
+    assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 40
+    assert value(metrics, "mssql2pg_last_applied_commit_age_seconds", table="dbo.orders") == 40
+    clock.advance(5)
+    assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 45
+
+
+def test_lag_of_a_source_whose_clock_is_behind_is_corrected_not_inflated(metrics: Metrics) -> None:
+    metrics.set_last_applied(ORDERS, T0 - timedelta(days=2, seconds=3))  # 3 s ago on a clock 2 days behind
+    metrics.set_source_max_lsn_time(T0 - timedelta(days=2, seconds=1))
+    metrics.set_clock_skew(-172_800, -172_800)
+    assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 3
+    assert value(metrics, "mssql2pg_source_max_lsn_age_seconds") == 1
+    assert metrics.source_now() == (T0 - timedelta(days=2)).timestamp()

@@ -1,115 +1,196 @@
-"""``pipeline.group: auto``: a process takes one group nobody writes, and waits as a standby for any group."""
+"""``pipeline.group: auto``: a process writes its fair share of the groups nobody writes, lets go of groups when
+others join, takes the groups of processes that died, and waits as a standby when every group has a writer."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 from structlog.testing import capture_logs
 
 from mssql2pg.config import Config
-from mssql2pg.errors import OwnedElsewhereError, SourceError
+from mssql2pg.errors import OwnedElsewhereError, SourceError, TerminalError
 from mssql2pg.pipeline.runner import RunStats
-from mssql2pg.pipeline.spreading import Spreader, rotation
+from mssql2pg.pipeline.spreading import Spreader, fair_share, rotation
 
 
 @dataclass
 class FakeRunner:
     wait_when_busy: bool = True
     standby_since: float | None = None
+    on_started: Callable[[], None] | None = None
+
+
+@dataclass
+class World:
+    """The other processes, as the locks show them: which groups they write, and how many processes live."""
+
+    written_elsewhere: set[str] = field(default_factory=set)
+    processes: int = 1
+    fail: set[str] = field(default_factory=set)  # groups whose pipeline ends with a terminal fault
+    running: dict[str, FakePipeline] = field(default_factory=dict)
+    built: list[str] = field(default_factory=list)
 
 
 @dataclass
 class FakePipeline:
     group: str
-    busy: bool
+    world: World
     runner: FakeRunner = field(default_factory=FakeRunner)
     closed: bool = False
 
     def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
         assert not self.runner.wait_when_busy, "a spreading process must not wait for one group"
-        if self.busy:
+        if self.group in self.world.written_elsewhere:
             raise OwnedElsewhereError(f"{self.group} is being written by another connection")
-        return RunStats(rows=len(self.group))
+        assert self.runner.on_started is not None
+        self.runner.on_started()
+        if self.group in self.world.fail:
+            raise TerminalError(f"{self.group}: the target refused the table")
+        self.world.running[self.group] = self
+        if not until_caught_up:
+            stop.wait()
+        del self.world.running[self.group]
+        return RunStats(rows=1)
 
     def close(self) -> None:
         self.closed = True
 
 
-class RecordingStop(threading.Event):
-    def __init__(self) -> None:
+class Rounds(threading.Event):
+    """A stop event that runs ``between`` at each of the spreader's waits, and stops after ``rounds`` of them."""
+
+    def __init__(self, rounds: int, between: Callable[[int], None] = lambda _n: None) -> None:
         super().__init__()
-        self.waits: list[float] = []
+        self.rounds, self.between, self.waits = rounds, between, 0
 
     def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout or 0.0)
-        return False
+        if timeout is None or timeout < 0.1:  # the spreader waiting for a group's pipeline to start
+            return super().wait(timeout)
+        self.waits += 1
+        self.between(self.waits)
+        if self.waits >= self.rounds:
+            self.set()
+        return self.is_set()
 
 
-def _config(**pipeline: object) -> Config:
+def _config() -> Config:
     return Config.model_validate(
         {
             "source": {"url": "mssql+pytds://u@h/db"},
             "target": {"url": "postgresql://u@h/dw"},
             "tables": [{"name": "dbo.*"}],
-            "pipeline": {"group": "auto", "standby_poll": 0.5, **pipeline},
+            "pipeline": {"group": "auto", "standby_poll": 0.5},
         }
     )
 
 
-def test_it_takes_the_first_group_nobody_writes_and_closes_the_ones_it_tried() -> None:
-    built: list[FakePipeline] = []
-    busy = {"ga"}
-
+def _spreader(world: World, groups: list[str], instance: str = "host:1") -> Spreader:
     def build(config: Config) -> FakePipeline:
         assert config.pipeline.group is not None
-        built.append(FakePipeline(config.pipeline.group, config.pipeline.group in busy))
-        return built[-1]
+        world.built.append(config.pipeline.group)
+        return FakePipeline(config.pipeline.group, world)
 
-    spreader = Spreader(_config(), build, lambda: ["ga", "gb"], instance="host:1")
-    stats = spreader.run(threading.Event())
-
-    assert stats.rows == 2  # gb ran
-    assert sorted(p.group for p in built) in (["ga", "gb"], ["gb"])
-    assert all(p.closed for p in built)
-    assert built[-1].group == "gb"
+    return Spreader(_config(), build, lambda: groups, lambda: world.processes, instance)
 
 
-def test_with_every_group_written_it_waits_as_a_standby_for_whichever_frees_first() -> None:
-    """Two full rounds find every group busy; then gb frees. It waited standby_poll between rounds, said once
-    that it waits, and the runner it starts knows it takes over."""
-    rounds = {"n": 0}
-    built: list[FakePipeline] = []
+GROUPS = ["g1", "g2", "g3", "g4"]
 
-    def groups() -> list[str]:
-        rounds["n"] += 1
-        return ["ga", "gb"]
 
-    def build(config: Config) -> FakePipeline:
-        group = config.pipeline.group or ""
-        built.append(FakePipeline(group, busy=rounds["n"] <= 2 or group == "ga"))
-        return built[-1]
+def test_it_writes_its_fair_share_of_the_groups_nobody_writes() -> None:
+    world = World(written_elsewhere={"g1"}, processes=2)
+    seen: list[set[str]] = []
+    stop = Rounds(2, lambda _n: seen.append(set(world.running)))
 
-    stop = RecordingStop()
-    with capture_logs() as logs:
-        stats = Spreader(_config(), build, groups, instance="host:2").run(stop)
+    stats = _spreader(world, GROUPS).run(stop)
 
+    assert len(seen[0]) == 2  # ceil(4 groups / 2 processes)
+    assert "g1" not in seen[0]
+    assert seen[1] == seen[0]  # a process at its share tries nothing more
+    assert world.running == {}  # stopped: every group it wrote was let go
     assert stats.rows == 2
-    assert stop.waits == [0.5, 0.5]
-    assert built[-1].group == "gb"
-    assert built[-1].runner.standby_since is not None
+
+
+def test_it_takes_the_groups_of_a_process_that_died() -> None:
+    world = World(written_elsewhere={"g1", "g2"}, processes=2)
+    seen: list[set[str]] = []
+
+    def between(n: int) -> None:
+        seen.append(set(world.running))
+        if n == 1:  # the other process died: its groups are free, and one process is left
+            world.written_elsewhere.clear()
+            world.processes = 1
+
+    _spreader(world, GROUPS).run(Rounds(3, between))
+
+    assert seen[0] == {"g3", "g4"}
+    assert seen[1] == set(GROUPS)
+
+
+def test_it_lets_go_of_groups_when_another_process_joins() -> None:
+    world = World(processes=1)
+    seen: list[set[str]] = []
+
+    def between(n: int) -> None:
+        seen.append(set(world.running))
+        if n == 1:
+            world.processes = 2
+
+    with capture_logs() as logs:
+        _spreader(world, GROUPS).run(Rounds(3, between))
+
+    assert seen[0] == set(GROUPS)
+    assert len(seen[1]) == 2
+    assert seen[1] < seen[0]
+    assert [e["event"] for e in logs].count("letting a group go to another process") >= 2
+
+
+def test_with_every_group_written_it_waits_as_a_standby_and_then_takes_one_over() -> None:
+    world = World(written_elsewhere=set(GROUPS), processes=5)
+    taken: list[FakePipeline] = []
+
+    def between(n: int) -> None:
+        if n == 2:
+            world.written_elsewhere.discard("g2")
+        if n == 3:
+            taken.extend(world.running.values())
+
+    with capture_logs() as logs:
+        _spreader(world, GROUPS).run(Rounds(3, between))
+
+    assert [p.group for p in taken] == ["g2"]
+    assert taken[0].runner.standby_since is not None  # its runner says it took over
     assert [e["event"] for e in logs].count("standby: every group has a writer; waiting to take one over") == 1
 
 
+def test_a_terminal_fault_of_one_group_ends_the_process_after_letting_go_of_the_others() -> None:
+    world = World(processes=1, fail={"g3"})
+    with pytest.raises(TerminalError, match="g3"):
+        _spreader(world, GROUPS).run(Rounds(5))
+    assert world.running == {}
+
+
+def test_until_caught_up_it_returns_once_its_groups_are_done() -> None:
+    world = World(processes=2)
+    stats = _spreader(world, GROUPS).run(threading.Event(), until_caught_up=True)
+    assert stats.rows == 2
+
+
 def test_a_stop_while_a_database_is_down_ends_it_without_a_pipeline() -> None:
-    stats = Spreader(_config(), lambda _c: None, lambda: ["ga"], instance="h:3").run(threading.Event())
-    assert stats == RunStats()
+    spreader = Spreader(_config(), lambda _c: None, lambda: ["ga"], lambda: 1, "h:3")
+    assert spreader.run(Rounds(1)) == RunStats()
 
 
 def test_without_any_group_it_says_what_to_configure() -> None:
     with pytest.raises(SourceError, match="no table to replicate"):
-        Spreader(_config(), lambda _c: None, lambda: [], instance="h:4").run(threading.Event())
+        Spreader(_config(), lambda _c: None, lambda: [], lambda: 1, "h:4").run(threading.Event())
+
+
+@pytest.mark.parametrize(("groups", "processes", "share"), [(4, 2, 2), (5, 2, 3), (2, 3, 1), (3, 0, 3), (1, 1, 1)])
+def test_fair_share(groups: int, processes: int, share: int) -> None:
+    assert fair_share(groups, processes) == share
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])

@@ -1,2 +1,2 @@
-SELECT cc.object_id, cc.column_name, cc.column_id, cc.column_ordinal, cc.column_type, ty.name AS type_name, c.max_length, c.[precision], c.scale, c.is_nullable
+SELECT cc.object_id, cc.column_name, cc.column_id, cc.column_ordinal, cc.column_type, ty.name AS type_name, c.max_length, c.[precision], c.scale, c.is_nullable, c.collation_name
 FROM cdc.captured_columns AS cc JOIN cdc.change_tables AS ct ON ct.object_id = cc.object_id LEFT OUTER JOIN sys.columns AS c ON c.object_id = ct.source_object_id AND c.column_id = cc.column_id LEFT OUTER JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id ORDER BY cc.object_id, cc.column_ordinal

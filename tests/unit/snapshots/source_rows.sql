@@ -1,2 +1,2 @@
-SELECT [dbo].[Order Lines].[id], [dbo].[Order Lines].[Name], [dbo].[Order Lines].[weird]]col], [dbo].[Order Lines].[__$not_meta]
-FROM [dbo].[Order Lines] ORDER BY [dbo].[Order Lines].[id], [dbo].[Order Lines].[Name]
+SELECT src.[id], src.[Name], src.[weird]]col], src.[__$not_meta]
+FROM [dbo].[Order Lines] AS src ORDER BY src.[id], src.[Name]

@@ -27,6 +27,7 @@ _COLS = ["id", "Name", "weird]col", "__$not_meta"]
 STATEMENTS: dict[str, ClauseElement] = {
     "max_lsn": statements.MAX_LSN,
     "min_lsn": statements.MIN_LSN,
+    "source_clock": statements.SOURCE_CLOCK,
     "capture_instances": statements.CAPTURE_INSTANCES,
     "captured_columns": statements.CAPTURED_COLUMNS,
     "key_columns": statements.KEY_COLUMNS,
@@ -34,12 +35,24 @@ STATEMENTS: dict[str, ClauseElement] = {
     "commit_time": statements.COMMIT_TIME,
     "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
     "change_rows_next_page": statements.change_rows_page(_CI, _COLS, 500, resume=True),
+    # character columns read as their stored bytes, decoded by the collation's code page (issue 17 point 4)
+    "change_rows_first_page_raw_text": statements.change_rows_page(_CI, _COLS, 500, resume=False, raw={"Name"}),
+    "change_rows_next_page_raw_text": statements.change_rows_page(
+        _CI, _COLS, 500, resume=True, raw={"Name", "weird]col"}
+    ),
+    "source_rows_raw_text": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], raw={"Name"}),
+    # geography/geometry read as SRID + WKB by the source itself (option spatial: wkb; issue 17 point 5)
+    "change_rows_first_page_wkb": statements.change_rows_page(_CI, _COLS, 500, resume=False, wkb={"weird]col"}),
+    "change_rows_next_page_wkb": statements.change_rows_page(_CI, _COLS, 500, resume=True, wkb={"weird]col"}),
+    "source_rows_wkb": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], wkb={"weird]col"}),
     "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
     "source_row_count": statements.source_row_count("dbo", "Order Lines", mssql=True),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
     "source_rows_next_page": statements.source_rows_page("dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=True),
+    "current_user": statements.CURRENT_USER,
+    "can_read": statements.can_read("cdc", f"{_CI}_CT"),
 }
 
 

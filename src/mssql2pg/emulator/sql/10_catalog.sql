@@ -252,7 +252,10 @@ CREATE OR REPLACE VIEW sys.columns AS
   SELECT a.attrelid::int AS object_id, a.attname::text AS name, a.attnum::int AS column_id,
          ti.system_type_id, ti.user_type_id, st.max_length, st."precision", st.scale,
          NOT a.attnotnull AS is_nullable, a.attidentity <> '' AS is_identity, a.attgenerated <> '' AS is_computed,
-         coalesce(CASE WHEN a.attgenerated = '' THEN d.oid::int END, 0) AS default_object_id
+         coalesce(CASE WHEN a.attgenerated = '' THEN d.oid::int END, 0) AS default_object_id,
+         -- the emulator stores every character type as UTF-8 text: a _UTF8 collation says so truthfully
+         CASE WHEN st.name IN ('char', 'varchar', 'text', 'nchar', 'nvarchar', 'ntext', 'sysname')
+              THEN 'Latin1_General_100_CI_AS_SC_UTF8'::text END AS collation_name
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
     JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')

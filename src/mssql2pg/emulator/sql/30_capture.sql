@@ -11,6 +11,15 @@ $$ SELECT pg_advisory_xact_lock(715517, 1) $$;
 CREATE OR REPLACE FUNCTION cdc_emulator.setting(name text) RETURNS text LANGUAGE sql STABLE AS
 $$ SELECT value FROM cdc_emulator.settings WHERE key = name $$;
 
+-- The source's clock: PostgreSQL's, shifted by the setting 'clock_offset' (an interval; absent = 0), so that a
+-- test can run a source whose clock is skewed (issue 17 point 3). Commit times (cdc.lsn_time_mapping) and
+-- sys.sysdatetimeoffset(), the emulator's SYSDATETIMEOFFSET(), both follow it, as on a real server.
+CREATE OR REPLACE FUNCTION cdc_emulator.clock_offset() RETURNS interval LANGUAGE sql STABLE AS
+$$ SELECT coalesce((SELECT value::interval FROM cdc_emulator.settings WHERE key = 'clock_offset'), interval '0') $$;
+
+CREATE OR REPLACE FUNCTION sys.sysdatetimeoffset() RETURNS timestamptz LANGUAGE sql VOLATILE AS
+$$ SELECT clock_timestamp() + cdc_emulator.clock_offset() $$;
+
 -- command_id: counts the operations of one source transaction (an update pair shares one).
 CREATE OR REPLACE FUNCTION cdc_emulator.reserve_commands(n bigint) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -116,10 +125,11 @@ BEGIN
   PERFORM cdc_emulator.capture_lock();
   commit_lsn := cdc_emulator.next_commit_lsn();
   IF cdc_emulator.setting('capture_mode') = 'agent' THEN
-    INSERT INTO cdc_emulator.pending_tx VALUES (me, commit_lsn, now(), clock_timestamp());
+    INSERT INTO cdc_emulator.pending_tx
+      VALUES (me, commit_lsn, now() + cdc_emulator.clock_offset(), clock_timestamp() + cdc_emulator.clock_offset());
   ELSE
-    PERFORM cdc_emulator.capture(ARRAY[me], ARRAY[commit_lsn], ARRAY[now()::timestamp],
-                                 ARRAY[clock_timestamp()::timestamp]);
+    PERFORM cdc_emulator.capture(ARRAY[me], ARRAY[commit_lsn], ARRAY[(now() + cdc_emulator.clock_offset())::timestamp],
+                                 ARRAY[(clock_timestamp() + cdc_emulator.clock_offset())::timestamp]);
   END IF;
   RETURN NULL;
 END $$;

@@ -391,3 +391,13 @@ BEGIN
     PERFORM cdc_emulator.generate(ci);
   END LOOP;
 END $$;
+
+-- As in SQL Server, the catalog views and the sys functions are public: any login may read the metadata and
+-- call sys.fn_cdc_get_max_lsn(); reading the CDC data itself needs SELECT on schema cdc (granted per login,
+-- the minimum in docs/security.md). The emulator's own bookkeeping (cdc_emulator) stays private.
+GRANT USAGE ON SCHEMA sys TO PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA sys TO PUBLIC;
+-- The sys views map types through cdc_emulator.sqlserver_type(), which runs as the caller and reads the static
+-- type table; USAGE on the schema lets it be found, every other table there still refuses the caller.
+GRANT USAGE ON SCHEMA cdc_emulator TO PUBLIC;
+GRANT SELECT ON cdc_emulator.type_ids TO PUBLIC;

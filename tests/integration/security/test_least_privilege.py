@@ -1,0 +1,131 @@
+"""Least privilege, proved (issue 15 point 5): ``mssql2pg check`` names each grant a restricted login lacks with
+the exact statement to run; running exactly those statements is enough for ``check`` to pass and for ``run`` and
+``resync`` to work as those logins; and a grant taken away later is reported again.
+
+Both sides run as roles of their own, with nothing but what check asked for: on the source (the emulator,
+PostgreSQL) a login with no privilege at all at first; on the target a role that may only connect (the
+database's default TEMPORARY for PUBLIC is revoked). The statements check prints for the source are in the
+source's dialect: PostgreSQL for the emulator (T-SQL on SQL Server, see ``tests/unit/pipeline/test_privileges.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pg8000.native
+import pytest
+
+from mssql2pg.emulator import connect
+from tests.e2e.pipeline_process import run_cli, write_config
+from tests.fixtures.emulator import enable_table
+
+pytestmark = pytest.mark.integration
+
+
+def _as(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
+
+
+def _grants(output: str, side: str) -> list[str]:
+    """The statements check tells to run on ``side``, one list entry per finding."""
+    return re.findall(rf"-> run on the {side}: (.+)$", output, re.MULTILINE)
+
+
+def _check(config: Path) -> tuple[int, str]:
+    result = run_cli("check", "--config", str(config))
+    return result.returncode, result.stdout + result.stderr
+
+
+def _role(admin: pg8000.native.Connection, database: str) -> tuple[str, str]:
+    name, password = f"r_{uuid.uuid4().hex[:8]}", secrets.token_hex(8)
+    admin.run(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    admin.run(f'GRANT CONNECT ON DATABASE "{database}" TO {name}')
+    return name, password
+
+
+def test_check_names_each_missing_grant_and_exactly_those_grants_are_enough(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    for name in ("a", "b"):
+        src.run(f"CREATE TABLE dbo.{name} (id int PRIMARY KEY, v text)")
+        enable_table(src, "dbo", name)
+        src.run(f"INSERT INTO dbo.{name} VALUES (1, '{name}1')")
+    src.run("CREATE TABLE dbo.secret (id int PRIMARY KEY)")  # not replicated: never granted
+    dst = connect(target_url)
+    source_db, target_db = urlsplit(emulated_source_url).path[1:], urlsplit(target_url).path[1:]
+    dst.run(f'REVOKE ALL ON DATABASE "{target_db}" FROM PUBLIC')
+    reader, reader_pw = _role(src, source_db)
+    writer, writer_pw = _role(dst, target_db)
+    src.run(f'REVOKE ALL ON DATABASE "{source_db}" FROM PUBLIC')
+    config = write_config(
+        tmp_path / "p.yaml",
+        _as(emulated_source_url, reader, reader_pw),
+        _as(target_url, writer, writer_pw),
+        ["dbo.a", "dbo.b"],
+    )
+
+    # round 1: the source login cannot read the CDC catalog
+    code, out = _check(config)
+    assert code == 1, out
+    assert "cannot read the CDC catalog" in out
+    [cdc_grant] = re.findall(r"-> run: (.+)$", out, re.MULTILINE)
+    assert cdc_grant == (
+        f'GRANT USAGE ON SCHEMA cdc TO "{reader}"; GRANT SELECT ON ALL TABLES IN SCHEMA cdc TO "{reader}";'
+    )
+    src.run(cdc_grant.split("; ")[0])
+    src.run(cdc_grant.split("; ")[1].rstrip(";"))
+
+    # round 2: the replicated tables, and everything the target role lacks
+    code, out = _check(config)
+    assert code == 1, out
+    source_grants = _grants(out, "source")
+    assert source_grants == [
+        f'GRANT USAGE ON SCHEMA "dbo" TO "{reader}"; GRANT SELECT ON "dbo"."a" TO "{reader}";',
+        f'GRANT USAGE ON SCHEMA "dbo" TO "{reader}"; GRANT SELECT ON "dbo"."b" TO "{reader}";',
+    ]
+    target_grants = _grants(out, "target")
+    assert target_grants == [
+        f'GRANT TEMPORARY ON DATABASE "{target_db}" TO "{writer}";',
+        f'GRANT CREATE ON DATABASE "{target_db}" TO "{writer}";',
+    ]
+    for text in source_grants:
+        for statement in text.rstrip(";").split("; "):
+            src.run(statement)
+    for text in target_grants:
+        dst.run(text.rstrip(";"))
+
+    # round 3: exactly those grants are enough, for check, run and resync
+    code, out = _check(config)
+    assert code == 0, out
+    assert "all checks passed" in out
+    for args in (("run", "--until-caught-up"), ("resync", "dbo.a"), ("run", "--until-caught-up")):
+        result = run_cli(args[0], "--config", str(config), *args[1:])
+        assert result.returncode == 0, result.stdout + result.stderr
+    src.run("INSERT INTO dbo.b VALUES (2, 'b2')")
+    result = run_cli("run", "--config", str(config), "--until-caught-up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dst.run("SELECT id, v FROM dbo.a") == [[1, "a1"]]
+    assert dst.run("SELECT id, v FROM dbo.b ORDER BY id") == [[1, "b1"], [2, "b2"]]
+    reading = pg8000.native.Connection(
+        reader, password=reader_pw, host="127.0.0.1", port=urlsplit(emulated_source_url).port, database=source_db
+    )
+    with pytest.raises(pg8000.native.DatabaseError, match="42501"):
+        reading.run("SELECT * FROM dbo.secret")  # nothing more than asked for
+    with pytest.raises(pg8000.native.DatabaseError, match="42501"):
+        reading.run("DELETE FROM dbo.a")
+    reading.close()
+
+    # a grant taken away later is reported again, with the statement that restores it
+    dst.run(f"REVOKE DELETE, UPDATE ON dbo.a FROM {writer}")
+    code, out = _check(config)
+    assert code == 1, out
+    assert _grants(out, "target") == [f'GRANT UPDATE, DELETE ON "dbo"."a" TO "{writer}";']
+    src.close()
+    dst.close()

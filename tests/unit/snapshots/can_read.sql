@@ -1,0 +1,3 @@
+SELECT %(param_1)s AS anon_1
+FROM [cdc].[dbo_Order Lines_CT]
+WHERE 0 = 1

@@ -1,0 +1,1 @@
+SELECT SYSDATETIMEOFFSET() AS source_now

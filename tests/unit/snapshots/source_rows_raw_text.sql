@@ -1,0 +1,2 @@
+SELECT src.[id], CAST(src.[Name] AS VARBINARY(MAX)) AS [Name], src.[weird]]col], src.[__$not_meta]
+FROM [dbo].[Order Lines] AS src ORDER BY src.[id], src.[Name]
