@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import __version__, control
-from mssql2pg.config import Config, load_config
+from mssql2pg.config import Config, load_config, spatial_wkb_tables
 from mssql2pg.errors import ReplanError, SourceError, TableFaultError
 from mssql2pg.instance import this_instance
 from mssql2pg.model import CaptureInstance, TableId
@@ -51,6 +51,7 @@ from mssql2pg.retry import Retry
 from mssql2pg.sink.applier import Applier
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source import statements
+from mssql2pg.source.values import with_spatial_as_wkb
 
 log = structlog.get_logger(component="pipeline")
 
@@ -227,7 +228,7 @@ class Pipeline:
             frozenset(inactive),
             spreading,
             snapshots,
-            {s.source: instances[s.source][-1] for s in loads},  # the newest instance, as a resync reads
+            _snapshot_instances(config, [s.source for s in loads], instances),
         )
         # A spreading standby builds a pipeline per group every standby_poll: its line is at debug, and the
         # runner's "starting from checkpoint" (with the group) says when it got one.
@@ -302,6 +303,10 @@ class Pipeline:
         """A pipeline for the tables as the control schema now has them; ``self`` keeps pointing at its parts."""
         replacement = Pipeline.from_config(self.config, obs=self.obs, retry=self.retry, spreading=self.spreading)
         replacement.runner.stats = old.runner.stats
+        # What a spreader set on the runner it started (pipeline.group: auto) holds for its replacement too.
+        replacement.runner.on_started = old.runner.on_started
+        replacement.runner.wait_when_busy = old.runner.wait_when_busy
+        replacement.runner.standby_since = old.runner.standby_since
         self.engine.dispose()  # the old parts are closed; the old engine's pooled connections go with them
         self.tables, self.runner, self.applier, self.reader, self.engine = (
             replacement.tables,
@@ -334,6 +339,8 @@ class Pipeline:
             return self._run_once(stop, until_caught_up)
         self.applier.close()
         self.reader.close()
+        if self.runner.on_started is not None:
+            self.runner.on_started()  # the group is being written: its tables load (a spreader waits for this)
         while not stop.is_set() and not replan.is_set():
             self.obs.beat()
             stop.wait(0.2)
@@ -386,3 +393,13 @@ class Pipeline:
                 return True
             pause.wait(0.05)
         return False
+
+
+def _snapshot_instances(
+    config: Config, tables: list[TableId], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+) -> dict[TableId, CaptureInstance]:
+    """The capture instance each initial snapshot reads through: the newest (as a resync reads), with spatial
+    columns as EWKB where the table's entry says ``spatial: wkb`` (the representation streaming writes)."""
+    wkb = spatial_wkb_tables(config, tables)
+    newest = {t: instances[t][-1] for t in tables}
+    return {t: with_spatial_as_wkb(ci) if t in wkb else ci for t, ci in newest.items()}
