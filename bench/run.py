@@ -10,7 +10,11 @@ Scenarios:
   c) steady 1,000 transactions/minute while the pipeline runs: p50/p95 commit-to-visible lag;
   d) ``mssql2pg reconcile`` of a consistent 1,000,000-row table (rows/s), next to its own baseline: both servers
      doing nothing but count(*) and a sum of per-row MD5 hashes of the same rows, at the same time;
-  e) scale-out: one backlog over six busy tables drained by 1, 2 and 3 processes, one table group each.
+  e) scale-out: one backlog over six busy tables drained by 1, 2 and 3 processes, one table group each;
+  f) the initial snapshot (``snapshot.mode: initial``) of a 1,000,000-row table whose rows predate CDC, next to
+     the same COPY + upsert baseline as a).
+Scenarios a) to c) and e) measure streaming: they run with ``snapshot.mode: never`` (their rows are in the CDC
+history).
 The pipeline runs as a subprocess (`mssql2pg run --until-caught-up`, or `run` for the lag scenario).
 Its memory is reported twice: ``peak_rss_mb`` is the kernel's peak (``VmHWM``) for the pipeline process itself, and
 ``peak_tree_rss_mb`` the highest sum over the pipeline and its reader process (``reader.separate_process``),
@@ -18,8 +22,9 @@ sampled from /proc every 50 ms - what the instance really needs.
 
 Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
 MSSQL2PG_BENCH_LAG_SECONDS (default 60), MSSQL2PG_BENCH_SCENARIOS (comma-separated subset of
-one_transaction, single_row_transactions, steady_lag, reconcile, scale_out; default all). The pipeline subprocess
-inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the one-process reader.
+one_transaction, single_row_transactions, steady_lag, reconcile, scale_out, snapshot; default all). The pipeline
+subprocess inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the
+one-process reader.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ ROWS = int(os.environ.get("MSSQL2PG_BENCH_ROWS", "1000000"))
 TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
 LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
 SCENARIOS = os.environ.get(
-    "MSSQL2PG_BENCH_SCENARIOS", "one_transaction,single_row_transactions,steady_lag,reconcile,scale_out"
+    "MSSQL2PG_BENCH_SCENARIOS",
+    "one_transaction,single_row_transactions,steady_lag,reconcile,scale_out,snapshot",
 )
 
 TABLE_SQL = """CREATE TABLE dbo.items (
@@ -57,12 +63,16 @@ def emit(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def setup_source(server: LocalPostgres, db: str) -> pg8000.native.Connection:
+def setup_source(server: LocalPostgres, db: str, before_cdc: str | None = None) -> pg8000.native.Connection:
+    """The emulated source with ``dbo.items``; ``before_cdc``: SQL run before CDC is enabled on the table (rows
+    only an initial snapshot can bring)."""
     url = server.url(db)
     install(url)
     conn = server.connect(db)
     conn.run("CREATE SCHEMA IF NOT EXISTS dbo")
     conn.run(TABLE_SQL)
+    if before_cdc is not None:
+        conn.run(before_cdc)
     conn.run("CALL sys.sp_cdc_enable_db()")
     conn.run("CALL sys.sp_cdc_enable_table(source_schema => 'dbo', source_name => 'items', role_name => NULL)")
     return conn
@@ -95,7 +105,7 @@ def baseline_copy_upsert(server: LocalPostgres, rows: int) -> float:
     return elapsed
 
 
-def write_config(path: Path, source_url: str, target_url: str) -> Path:
+def write_config(path: Path, source_url: str, target_url: str, snapshot: str = "never") -> Path:
     path.write_text(
         yaml.safe_dump(
             {
@@ -103,6 +113,7 @@ def write_config(path: Path, source_url: str, target_url: str) -> Path:
                 "target": {"url": target_url},
                 "tables": ["dbo.items"],
                 "reader": {"poll_interval": 0.05},
+                "snapshot": {"mode": snapshot},
                 "http": {"port": 0},
                 "log": {"format": "json", "level": "warning"},
             }
@@ -241,6 +252,33 @@ def scenario_small_transactions(source: LocalPostgres, target: LocalPostgres, wo
         INSERT INTO dbo.items VALUES (i, 'item-' || i, i % 100, (i % 1000) + 0.25, localtimestamp);
         COMMIT; END LOOP; END $$"""
     _throughput("single_row_transactions", n, load, source=source, target=target, workdir=workdir)
+
+
+def scenario_snapshot(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """The initial snapshot of a ROWS-row table written before CDC was enabled (no change table holds them)."""
+    n = int(ROWS)
+    load = (
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        f"FROM generate_series(1, {n}) g"
+    )
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    setup_source(source, sdb, before_cdc=load).close()
+    config = write_config(workdir / "snapshot.yaml", source.url(sdb), target.url(tdb), snapshot="initial")
+    seconds, rss, tree_rss = run_until_caught_up(config)
+    arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
+    base = baseline_copy_upsert(target, n)
+    emit(
+        scenario="snapshot",
+        rows=n,
+        rows_arrived=arrived,
+        pipeline_seconds=round(seconds, 2),
+        pipeline_rows_per_s=round(n / seconds),
+        baseline_seconds=round(base, 2),
+        baseline_rows_per_s=round(n / base),
+        ratio_to_baseline=round(base / seconds, 3),
+        peak_rss_mb=round(rss / 2**20, 1),
+        peak_tree_rss_mb=round(tree_rss / 2**20, 1),
+    )
 
 
 def scenario_lag(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
@@ -431,6 +469,7 @@ def main() -> int:
             "steady_lag": scenario_lag,
             "reconcile": scenario_reconcile,
             "scale_out": scenario_scale_out,
+            "snapshot": scenario_snapshot,
         }
         chosen = [name.strip() for name in SCENARIOS.split(",") if name.strip()]
         unknown = sorted(set(chosen) - set(scenarios))

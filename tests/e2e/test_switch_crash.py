@@ -51,7 +51,9 @@ def test_kill9_during_a_capture_instance_switch_loses_and_repeats_nothing(
 ) -> None:
     src = connect(emulated_source_url)
     two_cdc_tables(src)
-    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    config = write_config(
+        tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"], snapshot={"mode": "never"}
+    )
     log_path = tmp_path / "pipeline.log"
     pipeline = PipelineProcess(config, log_path)
     try:

@@ -44,6 +44,12 @@ def command(config_path: Path | None, as_json: bool) -> None:
         line = f"  {t['source']:<30} -> {t['target']:<30} {t['state']}" + (
             f" [group {t['group']}]" if t.get("group") else ""
         )
+        snap = t.get("snapshot")
+        if t["state"] == "snapshotting" and snap:
+            of = f" of ~{snap['rows_estimated']:,}" if snap["rows_estimated"] is not None else ""
+            line += f" ({snap['rows_loaded']:,}{of} rows loaded at LSN {snap['snapshot_lsn']})"
+            click.echo(line)
+            continue
         if "resumes_after" in t:  # resynced; the pipeline checkpoint does not cover it yet
             line += f" (resynced: resumes after {t['resumes_after']})"
         click.echo(line)

@@ -27,6 +27,7 @@ Spatial = Literal["native", "wkb"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 JitterMode = Literal["full", "decorrelated"]
+SnapshotMode = Literal["initial", "never"]
 
 REMOVED_KEYS: Mapping[str, str] = {
     "apply.staging": "removed: it never had an effect (staging tables are always session TEMP tables); delete the key",
@@ -513,6 +514,21 @@ class ApplySettings(Section):
     """When the source is idle, the checkpoint advances at most this often (one small write)."""
 
 
+class SnapshotSettings(Section):
+    """Loading the rows a table already holds when the pipeline meets it for the first time."""
+
+    mode: SnapshotMode = "initial"
+    """``initial``: a selected table this pipeline never replicated (its first start, or a table added to the
+    configuration later) is first loaded from the source table as of a snapshot LSN, in chunks by key, while the
+    other tables keep streaming; it then streams from that LSN on, like after ``mssql2pg resync``. ``never``:
+    such a table streams from the pipeline's checkpoint (or from the start of its CDC history), so rows that
+    existed before CDC was enabled never reach the target. A load already under way is finished either way."""
+
+    chunk_rows: int = Field(default=50_000, ge=1)
+    """Rows read by key and committed to the target together with the load's progress, per chunk: a restart
+    resumes after the last committed chunk. Bounds memory (a chunk is held whole)."""
+
+
 class RetrySettings(Section):
     """Backoff for transient failures (connection lost, deadlock, server restart, disk full, ...)."""
 
@@ -648,6 +664,9 @@ class Config(Section):
 
     apply: ApplySettings = ApplySettings()
     """Applying changes."""
+
+    snapshot: SnapshotSettings = SnapshotSettings()
+    """Initial load of tables met for the first time."""
 
     retry: RetrySettings = RetrySettings()
     """Retrying transient failures."""

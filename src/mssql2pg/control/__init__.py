@@ -11,8 +11,10 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 * :mod:`~mssql2pg.control.tables`: per-table state (register, pause, resync positions) and write locks;
 * :mod:`~mssql2pg.control.deadletters`: the dead-letter store;
 * :mod:`~mssql2pg.control.status`: what ``mssql2pg status`` reads;
+* :mod:`~mssql2pg.control.snapshots`: the progress of each table's initial load;
 * :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs;
-* :mod:`~mssql2pg.control.schema_changes`: the record of source schema changes (``mssql2pg schema``).
+* :mod:`~mssql2pg.control.schema_changes`: the record of source schema changes (``mssql2pg schema``);
+* :mod:`~mssql2pg.control.instances`: the live processes of a pipeline that spreads its groups.
 """
 
 from mssql2pg.control.checkpoints import (
@@ -62,6 +64,15 @@ from mssql2pg.control.schema_changes import (
     list_schema_changes,
     record_schema_change,
 )
+from mssql2pg.control.snapshots import (
+    SnapshotProgress,
+    advance_snapshot,
+    finish_snapshot,
+    read_snapshot_progress,
+    set_snapshot_estimate,
+    snapshots,
+    start_snapshot,
+)
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.control.status import GroupWriter, PipelineStatus, TableStatus, group_writers, read_status
 from mssql2pg.control.tables import (
@@ -99,12 +110,14 @@ __all__ = [
     "ReconciliationRecord",
     "ResumePositions",
     "SchemaChange",
+    "SnapshotProgress",
     "StoredDeadLetter",
     "StoredSchemaChange",
     "TableBusyError",
     "TableStatus",
     "advance_checkpoint",
     "advance_resume_position",
+    "advance_snapshot",
     "approve_schema_change",
     "claim_tables",
     "clear_resume_position",
@@ -112,6 +125,7 @@ __all__ = [
     "count_dead_letters_by_status",
     "ensure_control_schema",
     "fail_dead_letter_retry",
+    "finish_snapshot",
     "get_dead_letter",
     "get_schema_change",
     "group_checkpoints",
@@ -129,6 +143,7 @@ __all__ = [
     "move_tables_to_group",
     "read_checkpoint",
     "read_checkpoint_row",
+    "read_snapshot_progress",
     "read_status",
     "read_table_state",
     "record_dead_letters",
@@ -140,7 +155,10 @@ __all__ = [
     "registered_tables",
     "resolve_dead_letter",
     "resume_positions",
+    "set_snapshot_estimate",
     "set_table_state",
+    "snapshots",
+    "start_snapshot",
     "table_checkpoint",
     "table_groups",
     "try_claim_table",

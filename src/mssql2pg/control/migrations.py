@@ -34,6 +34,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "table_state.resume_after (mssql2pg resync)", sql.MIGRATION_2),
     Migration(3, "reconciliation_runs (mssql2pg reconcile)", sql.MIGRATION_3),
     Migration(4, "a position per table group: checkpoints and table_state keyed by group_name", sql.MIGRATION_4),
+    Migration(5, "snapshots: progress of each table's initial load (snapshot.mode: initial)", sql.MIGRATION_5),
     Migration(6, "schema_changes (schema evolution)", sql.MIGRATION_6),
 )
 

@@ -133,6 +133,26 @@ MIGRATION_6 = (
 )
 """Version 6 (issue 12): one row per source schema change the pipeline detected, what it did about it (the DDL
 run, or the one it recommends) and its status. ``detail`` says in words what happened and what to do."""
+MIGRATION_5 = (
+    f"""CREATE TABLE IF NOT EXISTS {_c("snapshots")} (
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  group_name text NOT NULL DEFAULT '',
+  snapshot_lsn bytea NOT NULL CHECK (octet_length(snapshot_lsn) = 10),
+  snapshot_lsn_text text NOT NULL,
+  last_key jsonb,
+  rows_loaded bigint NOT NULL DEFAULT 0,
+  rows_estimated bigint,
+  state text NOT NULL DEFAULT 'loading' CHECK (state IN ('loading', 'done')),
+  consistent_lsn bytea,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz,
+  PRIMARY KEY (pipeline, source_table)
+)""",
+)
+"""Version 5: the initial snapshot of each table (``snapshot.mode: initial``): its snapshot LSN, the key of the
+last row committed (a restart resumes after it), rows loaded and the estimated total, ``loading`` or ``done``."""
 
 SELECT_SCHEMA_VERSION = f"SELECT version FROM {_c('schema_version')} WHERE component = :component"
 SET_SCHEMA_VERSION = (
@@ -390,4 +410,41 @@ ORDER BY id DESC LIMIT 1
 
 APPROVE_SCHEMA_CHANGE = f"""
 UPDATE {_c("schema_changes")} SET status = 'approved', applied_at = now() WHERE pipeline = :pipeline AND id = :id
+"""
+# --- initial snapshots ----------------------------------------------------------------------------------------
+
+START_SNAPSHOT = f"""
+INSERT INTO {_c("snapshots")} (pipeline, source_table, group_name, snapshot_lsn, snapshot_lsn_text, rows_estimated)
+VALUES (:pipeline, :source_table, :group_name, :lsn, :lsn_text, :estimated)
+ON CONFLICT (pipeline, source_table) DO NOTHING
+"""
+"""A second process starting the same load at once keeps the first one's snapshot LSN (it reads the row back)."""
+
+SELECT_SNAPSHOT = f"""
+SELECT source_table, group_name, snapshot_lsn, last_key, rows_loaded, rows_estimated, state, consistent_lsn,
+  started_at, updated_at, finished_at
+FROM {_c("snapshots")} WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
+SELECT_SNAPSHOTS = f"""
+SELECT source_table, group_name, snapshot_lsn, last_key, rows_loaded, rows_estimated, state, consistent_lsn,
+  started_at, updated_at, finished_at
+FROM {_c("snapshots")} WHERE pipeline = :pipeline ORDER BY source_table
+"""
+
+SET_SNAPSHOT_ESTIMATE = f"""
+UPDATE {_c("snapshots")} SET rows_estimated = :estimated, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table
+"""
+
+ADVANCE_SNAPSHOT = f"""
+UPDATE {_c("snapshots")} SET last_key = CAST(:last_key AS jsonb), rows_loaded = :rows_loaded, updated_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table AND state = 'loading'
+"""
+"""In the transaction that commits a chunk's rows: the progress moves with the data, never apart from it."""
+
+FINISH_SNAPSHOT = f"""
+UPDATE {_c("snapshots")} SET state = 'done', rows_loaded = :rows_loaded, consistent_lsn = :consistent_lsn,
+  updated_at = now(), finished_at = now()
+WHERE pipeline = :pipeline AND source_table = :source_table
 """

@@ -1,7 +1,8 @@
 """The read model of ``mssql2pg status``: what the control schema says about one pipeline.
 
 Its checkpoint row (of one group, and every group's own), each table's state and group (with the resume
-position of a table a resync loaded or that moved between groups, until its group's checkpoint covers it) and
+position of a table a resync loaded or that moved between groups, until its group's checkpoint covers it, and the
+progress of its initial snapshot) and
 its dead letters by status - counted per pipeline, exactly as the ``mssql2pg_dead_letters`` gauge counts them.
 It only reads, and works before the first start (nothing yet).
 """
@@ -15,6 +16,7 @@ from mssql2pg.control import statements as sql
 from mssql2pg.control.checkpoints import NO_CHECKPOINT, CheckpointRow, group_checkpoints, read_checkpoint_row
 from mssql2pg.control.deadletters import count_dead_letters_by_status
 from mssql2pg.control.migrations import control_table_exists
+from mssql2pg.control.snapshots import SnapshotProgress, snapshots
 from mssql2pg.control.tables import resume_positions, table_groups
 from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
@@ -29,6 +31,7 @@ class TableStatus:
     remediation: str | None
     resume_after: Lsn | None  # resynced or moved here, and its group's checkpoint does not cover it yet
     group: str = ""  # the group whose checkpoint covers the table ('': no group)
+    snapshot: SnapshotProgress | None = None  # its initial snapshot (loading, or done), if it had one
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineS
     positions: dict[str, Lsn] = {}
     for name in {group, *groups.values()}:
         positions.update(resume_positions(conn, pipeline, name))
+    loads = snapshots(conn, pipeline)
     tables = tuple(
-        TableStatus(r[0], r[1], r[2], r[3], r[4], positions.get(r[0]), groups.get(r[0], ""))
+        TableStatus(r[0], r[1], r[2], r[3], r[4], positions.get(r[0]), groups.get(r[0], ""), loads.get(r[0]))
         for r in fetch(conn, sql.SELECT_TABLE_STATES, pipeline=pipeline)
     )
     return PipelineStatus(

@@ -96,6 +96,8 @@ BUILD_INFO = "mssql2pg_build_info"
 RECONCILE_LAST_RUN_TIMESTAMP_SECONDS = "mssql2pg_reconcile_last_run_timestamp_seconds"
 RECONCILE_DIFFERING_ROWS = "mssql2pg_reconcile_differing_rows"
 GROUP_WRITER = "mssql2pg_group_writer"
+SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
+SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
@@ -106,7 +108,7 @@ COMPONENTS = ("source", "target")
 RETRY_COMPONENTS = (*COMPONENTS, "pipeline")  # "pipeline": a retry whose error names no side
 OPERATIONS = ("insert", "update", "delete")
 ERROR_KINDS = ("transient", "terminal", "data", "schema")
-TABLE_STATES = ("active", "paused", "needs_resync")
+TABLE_STATES = ("active", "paused", "needs_resync", "snapshotting")
 DEAD_LETTER_STATUSES = ("pending", "resolved", "ignored")  # as mssql2pg.dead_letters.status stores them
 SCHEMA_CHANGE_STATUSES = ("auto-applied", "pending-review", "failed", "approved")  # as mssql2pg.schema_changes.status
 RECONCILE_DIFFERENCE_KINDS = ("missing", "extra", "different")  # the key lists of `mssql2pg reconcile`
@@ -242,6 +244,18 @@ class Metrics:
             GROUP_WRITER,
             "1 while this process writes the table group, 0 while it waits as a standby ('' : no group).",
             [LABEL_GROUP],
+            registry=r,
+        )
+        self._snapshot_loaded = Gauge(
+            SNAPSHOT_ROWS_LOADED,
+            "Rows of the table's initial snapshot committed so far (snapshot.mode: initial).",
+            [LABEL_TABLE],
+            registry=r,
+        )
+        self._snapshot_estimated = Gauge(
+            SNAPSHOT_ROWS_ESTIMATED,
+            "Rows the source table held when its initial snapshot (re)started (COUNT_BIG).",
+            [LABEL_TABLE],
             registry=r,
         )
         self._clock_skew = Gauge(
@@ -380,6 +394,13 @@ class Metrics:
             self._table_states[label] = state
         for known in {*TABLE_STATES, state}:
             self._table_state.labels(label, known).set(1 if known == state else 0)
+
+    def set_snapshot_progress(self, table: TableRef, loaded: int, estimated: int | None) -> None:
+        """An initial snapshot's committed rows and estimated total (the estimate stays unset while unknown)."""
+        label = _table_label(table)
+        self._snapshot_loaded.labels(label).set(loaded)
+        if estimated is not None:
+            self._snapshot_estimated.labels(label).set(estimated)
 
     def reconciled(self, table: TableRef, finished_at: datetime, differing: Mapping[str, int]) -> None:
         """A reconcile of ``table``: when it finished and how many rows differ per kind (missing, extra,

@@ -37,7 +37,12 @@ log = get_logger("observability")
 DEFAULT_UNHEALTHY_AFTER = 600.0  # retry.alert_after: a component failing this long is unhealthy
 
 # How a table state shows in /readyz (the overall roll-up caps tables at "degraded").
-TABLE_STATE_HEALTH = {"active": Status.HEALTHY, "paused": Status.DEGRADED, "needs_resync": Status.UNHEALTHY}
+TABLE_STATE_HEALTH = {
+    "active": Status.HEALTHY,
+    "paused": Status.DEGRADED,
+    "needs_resync": Status.UNHEALTHY,
+    "snapshotting": Status.HEALTHY,  # loading as designed; the reason says how far
+}
 
 _OPERATION_LABELS = {
     Operation.INSERT: "insert",
@@ -156,6 +161,12 @@ class Observability:
         """``state``: ``active`` | ``paused`` | ``needs_resync`` (metric and ``/readyz`` together)."""
         self.metrics.set_table_state(table, state)
         self.health.set_table(table, TABLE_STATE_HEALTH.get(state, Status.DEGRADED), reason)
+
+    def snapshot_progress(self, table: TableId | str, loaded: int, estimated: int | None) -> None:
+        """An initial snapshot's progress: the metrics, and ``snapshotting`` with the counts in ``/readyz``."""
+        self.metrics.set_snapshot_progress(table, loaded, estimated)
+        of = f" of ~{estimated:,}" if estimated is not None else ""
+        self.table_state(table, "snapshotting", f"snapshotting: {loaded:,}{of} rows loaded")
 
     def forget_table(self, table: TableId | str) -> None:
         self.metrics.forget_table(table)

@@ -3,7 +3,8 @@
 This is the one place that knows how the parts fit together; each part stays testable on its own:
 :mod:`.connections` (engine and connector), :mod:`.plan` (which tables, with which settings),
 :mod:`.observed` (metrics and health around reader and applier), :mod:`.watcher` (table states changed while
-running), :mod:`.catchup` (resynced tables behind the checkpoint) and :mod:`.runner` (the replication loop).
+running), :mod:`.catchup` (resynced tables behind the checkpoint), :mod:`.snapshot_load` (the initial snapshot
+of tables met for the first time, loaded while the others stream) and :mod:`.runner` (the replication loop).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import __version__, control
-from mssql2pg.config import Config, load_config
+from mssql2pg.config import Config, load_config, spatial_wkb_tables
 from mssql2pg.errors import ReplanError, SourceError, TableFaultError
 from mssql2pg.instance import this_instance
+from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
@@ -36,12 +38,14 @@ from mssql2pg.pipeline.plan import (
     control_state,
     discover,
     discover_following,
+    initial_snapshots,
     pause_table,
     pause_unusable,
     target_tables,
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
+from mssql2pg.pipeline.snapshot_load import SnapshotLoader
 from mssql2pg.pipeline.spreading import Presence, Spreader
 from mssql2pg.pipeline.watcher import ControlWatcher
 from mssql2pg.positions import Lsn
@@ -49,6 +53,7 @@ from mssql2pg.retry import Retry
 from mssql2pg.sink.applier import Applier
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source import statements
+from mssql2pg.source.values import with_spatial_as_wkb
 
 log = structlog.get_logger(component="pipeline")
 
@@ -136,6 +141,8 @@ class Pipeline:
     resume_positions: dict[str, Lsn] = field(default_factory=dict)  # resynced tables (see pipeline.resync)
     inactive_at_start: frozenset[str] = frozenset()  # tables left out because the control schema said so
     spreading: bool = False  # pipeline.group: auto (a busy group goes back to the spreader instead of waiting)
+    snapshots: list[TargetTable] = field(default_factory=list)  # tables loaded first (see pipeline.snapshot_load)
+    snapshot_instances: dict[TableId, CaptureInstance] = field(default_factory=dict)
 
     @classmethod
     def from_config_file(cls, path: str | Path | None, env: Mapping[str, str] = os.environ) -> Pipeline:
@@ -172,7 +179,8 @@ class Pipeline:
     def _build(cls, config: Config, obs: Observability, retry: Retry, engine: sa.Engine, spreading: bool) -> Pipeline:
         with reaching(obs, "target"):
             known = control_state(config)
-        inactive = known.inactive
+        # A table whose initial snapshot is under way is paused for streaming, but this process loads it.
+        inactive = {t: v for t, v in known.inactive.items() if t not in known.loading}
         for table, (state, reason) in inactive.items():
             obs.table_state(table, state.replace("-", "_"), reason)
             log.warning("table left out: it is not active", table=table, state=state, reason=reason)
@@ -194,10 +202,14 @@ class Pipeline:
         if not selections:
             msg = "no table left to replicate: every selected table is paused or needs a resync"
             raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
-        tables = followed.tables
+        selections, loads = initial_snapshots(config, selections, known)
+        streaming, loading = {s.source for s in selections}, {s.source for s in loads}
+        tables = [t for t in followed.tables if t.source in streaming]
+        snapshots = [t for t in followed.tables if t.source in loading]
         measure_and_publish(config, engine, target_connector(config), obs)  # before lag or staleness is judged
         source_ids = [s.source for s in selections]
-        obs.metrics.init_tables([*source_ids, *inactive])  # every per-table series reads 0 from the first scrape
+        # every per-table series reads 0 from the first scrape
+        obs.metrics.init_tables([*source_ids, *inactive, *(s.source for s in loads)])
         starts = {s: known.positions[str(s)] for s in source_ids if str(s) in known.positions}
         positions = {str(s): p for s, p in starts.items()}
         planned = {s: instances[s] for s in source_ids}
@@ -238,6 +250,8 @@ class Pipeline:
             positions,
             frozenset(inactive) | {str(fault.table) for fault in [*followed.paused, *gone_faults]},
             spreading,
+            snapshots,
+            _snapshot_instances(config, [s.source for s in loads], instances),
         )
         # A spreading standby builds a pipeline per group every standby_poll: its line is at debug, and the
         # runner's "starting from checkpoint" (with the group) says when it got one.
@@ -248,6 +262,7 @@ class Pipeline:
             source=config.source.redacted_url(),
             target=config.target.redacted_url(),
             tables=[str(s.source) for s in selections],
+            initial_snapshots=[str(s.source) for s in loads],
         )
         return pipeline
 
@@ -276,6 +291,7 @@ class Pipeline:
                     replan,
                 ).start()
             )
+            loader = pipeline._start_snapshots(stop, replan)
             clocks = (
                 None
                 if until_caught_up
@@ -283,14 +299,18 @@ class Pipeline:
             )
             try:
                 if pipeline._catch_up(stop):
-                    stats = pipeline._run_once(stop, until_caught_up)
-                    if until_caught_up or stop.is_set():
+                    stats = pipeline._stream(stop, until_caught_up, replan)
+                    if loader is not None and until_caught_up and not stop.is_set():
+                        loader.wait(stop)  # caught up but for the tables still loading: re-plan once loaded
+                    elif until_caught_up or stop.is_set():
                         return stats
             except ReplanError as change:
                 log.info("re-planning the pipeline", reason=str(change))
             except TableFaultError as fault:
                 self.retry.call(functools.partial(self._pause, fault), stop)
             finally:
+                if loader is not None:
+                    loader.close()
                 if watcher is not None:
                     watcher.close()
                 if clocks is not None:
@@ -306,6 +326,10 @@ class Pipeline:
         """A pipeline for the tables as the control schema now has them; ``self`` keeps pointing at its parts."""
         replacement = Pipeline.from_config(self.config, obs=self.obs, retry=self.retry, spreading=self.spreading)
         replacement.runner.stats = old.runner.stats
+        # What a spreader set on the runner it started (pipeline.group: auto) holds for its replacement too.
+        replacement.runner.on_started = old.runner.on_started
+        replacement.runner.wait_when_busy = old.runner.wait_when_busy
+        replacement.runner.standby_since = old.runner.standby_since
         self.engine.dispose()  # the old parts are closed; the old engine's pooled connections go with them
         self.tables, self.runner, self.applier, self.reader, self.engine = (
             replacement.tables,
@@ -314,7 +338,38 @@ class Pipeline:
             replacement.reader,
             replacement.engine,
         )
+        self.snapshots = replacement.snapshots
         return replacement
+
+    def _start_snapshots(self, stop: threading.Event, replan: threading.Event) -> SnapshotLoader | None:
+        """Load the tables met for the first time in a thread of their own; once loaded, the pipeline re-plans and
+        streams them from their snapshot LSN (see :mod:`.snapshot_load`)."""
+        if not self.snapshots:
+            return None
+        return SnapshotLoader(
+            self.config,
+            self.engine,
+            self.snapshots,
+            self.snapshot_instances,
+            self.obs,
+            stop,
+            on_done=replan.set,
+        ).start()
+
+    def _stream(self, stop: threading.Event, until_caught_up: bool, replan: threading.Event) -> RunStats:
+        """Stream the planned tables; with none (every table is still loading), wait for the loads instead."""
+        if self.tables:
+            return self._run_once(stop, until_caught_up)
+        self.applier.close()
+        self.reader.close()
+        if self.runner.on_started is not None:
+            self.runner.on_started()  # the group is being written: its tables load (a spreader waits for this)
+        while not stop.is_set() and not replan.is_set():
+            self.obs.beat()
+            stop.wait(0.2)
+        if replan.is_set() and not until_caught_up:
+            raise ReplanError("every initial snapshot is loaded")
+        return self.runner.stats
 
     def _catch_up(self, stop: threading.Event) -> bool:
         """Resynced tables behind the checkpoint catch up first (see :func:`~mssql2pg.pipeline.catchup.catch_up`).
@@ -351,12 +406,23 @@ class Pipeline:
             return Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
 
     def wait_caught_up(self, timeout: float) -> bool:
-        """Wait until the committed checkpoint reaches the source's max LSN (as it is now)."""
+        """Wait until the committed checkpoint reaches the source's max LSN (as it is now) and no table is still
+        loading its initial snapshot."""
         target = self.source_max_lsn()
         deadline = time.monotonic() + timeout
         pause = threading.Event()
         while time.monotonic() < deadline:
-            if self.applier.stats.checkpoint >= target:
+            if not self.snapshots and self.applier.stats.checkpoint >= target:
                 return True
             pause.wait(0.05)
         return False
+
+
+def _snapshot_instances(
+    config: Config, tables: list[TableId], instances: Mapping[TableId, tuple[CaptureInstance, ...]]
+) -> dict[TableId, CaptureInstance]:
+    """The capture instance each initial snapshot reads through: the newest (as a resync reads), with spatial
+    columns as EWKB where the table's entry says ``spatial: wkb`` (the representation streaming writes)."""
+    wkb = spatial_wkb_tables(config, tables)
+    newest = {t: instances[t][-1] for t in tables}
+    return {t: with_spatial_as_wkb(ci) if t in wkb else ci for t, ci in newest.items()}

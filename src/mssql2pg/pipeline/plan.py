@@ -122,9 +122,10 @@ class ControlState:
     """What the target's control schema says about the tables before a start."""
 
     inactive: dict[str, tuple[str, str]]  # paused or needing resync: source table -> (state, reason)
-    registered: frozenset[str]  # every table the pipeline replicated (any state)
     positions: dict[str, Lsn]  # tables of the group with a position of their own (resynced, or moved here)
     checkpoint: Lsn  # of this process's group (pipeline.group)
+    registered: frozenset[str] = frozenset()  # tables the pipeline has met before (no initial snapshot for them)
+    loading: frozenset[str] = frozenset()  # tables whose initial snapshot is under way (paused for streaming)
 
 
 def control_state(config: Config) -> ControlState:
@@ -139,12 +140,30 @@ def control_state(config: Config) -> ControlState:
         )
         return ControlState(
             control.inactive_tables(conn, name),
-            control.registered_tables(conn, name),
             control.resume_positions(conn, name, group),
             checkpoint,
+            control.registered_tables(conn, name),
+            frozenset(t for t, p in control.snapshots(conn, name).items() if p.loading),
         )
     finally:
         conn.close()
+
+
+def initial_snapshots(
+    config: Config, selections: Sequence[TableSelection], known: ControlState
+) -> tuple[list[TableSelection], list[TableSelection]]:
+    """Split the selections into (to stream, to load first): a table whose initial snapshot is under way is
+    loaded to the end whatever ``snapshot.mode`` says; with ``initial``, so is a table the pipeline never met."""
+    initial = config.snapshot.mode == "initial"
+    stream: list[TableSelection] = []
+    load: list[TableSelection] = []
+    for selection in selections:
+        name = str(selection.source)
+        if name in known.loading or (initial and name not in known.registered):
+            load.append(selection)
+        else:
+            stream.append(selection)
+    return stream, load
 
 
 def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> None:

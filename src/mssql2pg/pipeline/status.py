@@ -3,7 +3,8 @@
 It shows the committed checkpoint of this process's group (``pipeline.group``) and every group's own, how far
 the source has moved past it, each table's state with the
 reason and remediation of a paused one (and, for a table a resync loaded, the LSN it resumes after until
-the checkpoint covers it), and the dead letters by status. It only reads; it is safe to run
+the checkpoint covers it; a table still loading its initial snapshot as ``snapshotting``, with its progress),
+and the dead letters by status. It only reads; it is safe to run
 next to a running pipeline.
 """
 
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mssql2pg import control
-from mssql2pg.config import load_config
+from mssql2pg.config import Config, load_config
+from mssql2pg.config.patterns import TablePattern
 from mssql2pg.instance import APPLICATION
+from mssql2pg.model import TableId
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.positions import Lsn
 from mssql2pg.redact import redact_text
@@ -56,16 +59,18 @@ def collect(config_path: Path | None) -> dict[str, Any]:
             }
             for name, row in stored.groups.items()
         }
+        selected = _selected(config, [t.source_table for t in stored.tables])
         report["tables"] = [
             {
                 "source": t.source_table,
                 "target": t.target_table,
                 "group": t.group or None,
-                "state": t.state,
+                "state": "snapshotting" if _snapshotting(t, selected) else t.state,
                 "reason": t.reason,
                 "remediation": t.remediation,
             }
             | ({"resumes_after": str(t.resume_after)} if t.resume_after is not None else {})
+            | ({"snapshot": _snapshot(t.snapshot)} if t.snapshot is not None else {})
             for t in stored.tables
         ]
         report["dead_letters"] = stored.dead_letters
@@ -81,6 +86,37 @@ def collect(config_path: Path | None) -> dict[str, Any]:
     except Exception as exc:
         report["source_max_lsn"] = {"error": redact_text(str(exc).splitlines()[0])}
     return report
+
+
+def _selected(config: Config, tables: list[str]) -> set[str]:
+    """The recorded tables the configuration still selects (a load left behind by a table taken out of the
+    configuration is not under way: nothing resumes it)."""
+    patterns = [TablePattern.parse(entry.name) for entry in config.tables]
+    selected = set()
+    for name in tables:
+        try:
+            table = TableId.parse(name)
+        except ValueError:
+            continue
+        if any(p.matches(table) for p in patterns):
+            selected.add(name)
+    return selected
+
+
+def _snapshotting(table: control.TableStatus, selected: set[str]) -> bool:
+    return table.snapshot is not None and table.snapshot.loading and table.source_table in selected
+
+
+def _snapshot(progress: control.SnapshotProgress) -> dict[str, Any]:
+    """An initial snapshot's progress as ``status --json`` shows it."""
+    return {
+        "state": progress.state,
+        "snapshot_lsn": str(progress.lsn),
+        "rows_loaded": progress.rows_loaded,
+        "rows_estimated": progress.rows_estimated,
+        "started_at": _iso(progress.started_at),
+        "finished_at": _iso(progress.finished_at),
+    }
 
 
 def _writer(writer: control.GroupWriter | None) -> dict[str, Any] | None:

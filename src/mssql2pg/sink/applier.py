@@ -366,6 +366,17 @@ class Applier:
     def mid_transaction(self) -> bool:
         return self._group.open_tx is not None
 
+    def rewind(self, lsn: Lsn) -> None:
+        """Take the committed position back to ``lsn``, so that the next item above it is applied again.
+
+        For an initial snapshot (:mod:`mssql2pg.pipeline.snapshot_load`): its chunks all carry the snapshot LSN
+        and each one commits on its own, with its progress; without this the second would read as a re-delivery
+        of the first. Only between groups (nothing pending)."""
+        if self._group.open_tx is not None or self._group.pending_lsn is not None:
+            msg = "Applier.rewind() with changes pending"
+            raise RuntimeError(msg)
+        self.stats.checkpoint = lsn
+
     @property
     def checkpoint(self) -> Lsn:
         """The checkpoint committed so far (the runner counts a commit after a fault as recovery)."""

@@ -130,3 +130,61 @@ def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) 
         values=values,
         fault=fault,
     )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One chunk of an initial snapshot: its rows as change rows at the snapshot LSN, and the raw key of its
+    last row (where the next page starts; what the progress row records)."""
+
+    rows: tuple[ChangeRow, ...]
+    last_key: tuple[Any, ...] | None  # None when the page is empty
+
+
+def snapshot_lsn(engine: Engine, at: Lsn | None = None) -> tuple[Lsn, datetime | None]:
+    """The source's max LSN (and its commit time): the position an initial snapshot is taken at. Read *before*
+        the first row, so every change at or below it is in the rows read (see the module docstring). With ``at``,
+        the commit time of that LSN (a resumed snapshot). A source that has captured nothing yet (no max LSN) gives
+    :attr:`Lsn.ZERO`: every change it captures later is after the rows read now, and streaming replays it."""
+    with engine.connect() as conn:
+        lsn = at if at is not None else Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
+        if lsn.is_null:  # nothing captured yet: every change to come is after the rows read now
+            return Lsn.ZERO, None
+        value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar()
+    return lsn, value if isinstance(value, datetime) else None
+
+
+def count_rows(engine: Engine, instance: CaptureInstance) -> int:
+    """The source table's row count (64-bit), the estimated total of a snapshot's progress."""
+    source = instance.source
+    with engine.connect() as conn:
+        stmt = statements.source_row_count(source.schema, source.name, mssql=conn.dialect.name == "mssql")
+        counted = conn.execute(stmt).scalar()
+    return int(counted) if isinstance(counted, int) else 0
+
+
+def read_page(engine: Engine, instance: CaptureInstance, lsn: Lsn, after: Sequence[Any] | None, limit: int) -> Page:
+    """Up to ``limit`` rows of the source table in key order, after the key ``after`` (from the start when None),
+    each a change row at ``lsn``. One short read per page: a row changed while the load runs is read as it is
+    then, and streaming from ``lsn`` replays every change after ``lsn`` in order over it, so the table
+    converges (the LSN guard keeps a later change from being overwritten)."""
+    ci = instance
+    captured = ci.column_names
+    source = ci.source
+    positions = [captured.index(k) for k in ci.key_columns]
+    stmt = statements.source_rows_page(
+        source.schema, source.name, captured, ci.key_columns, limit, resume=after is not None
+    )
+    params = {f"key_{i}": v for i, v in enumerate(after)} if after is not None else {}
+    with engine.connect() as conn:
+        raw = conn.execute(stmt, params).all()
+    if not raw:
+        return Page((), None)
+    last = tuple(raw[-1][p] for p in positions)
+    if any(v is None for v in last):  # "after NULL" matches nothing: the rest would be skipped
+        raise SourceError(
+            f"cannot snapshot {source}: a row has NULL in a key column ({', '.join(ci.key_columns)})",
+            hint="capture the table by its primary key (sys.sp_cdc_enable_table without @index_name)",
+        )
+    decode = RowDecoder(ci.columns)
+    return Page(tuple(_row(ci, lsn, r, decode) for r in raw), last)

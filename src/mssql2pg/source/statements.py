@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Integer,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     or_,
     select,
     table,
@@ -474,3 +476,12 @@ def can_read(schema: str, name: str) -> Select[Any]:
     """``SELECT 1 FROM schema.name WHERE 0 = 1``: reads nothing, but the server checks the SELECT permission
     (SQL Server error 229, PostgreSQL 42501 when it is missing)."""
     return select(literal(1)).select_from(table(_q(name), schema=_q(schema))).where(false())
+
+
+def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> Select[Any]:
+    """How many rows the source table holds, as a 64-bit count (``COUNT_BIG``: ``COUNT`` is an ``int`` on SQL
+    Server and overflows past 2,147,483,647 rows). The estimated total of an initial snapshot's progress."""
+    src = table(_q(source_table), schema=_q(source_schema))
+    star: ColumnClause[Any] = literal_column("*")
+    counted = func.count_big(star, type_=BigInteger) if mssql else func.count(star)
+    return select(counted).select_from(src)

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pg8000.native
 import pytest
@@ -122,7 +123,8 @@ def test_control_schema_is_created_once_and_versioned(target_connect: Connect) -
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mssql2pg' ORDER BY table_name"
     )
     assert [t[0] for t in tables] == [
-        "checkpoints", "dead_letters", "reconciliation_runs", "schema_changes", "schema_version", "table_state"
+        "checkpoints", "dead_letters", "reconciliation_runs", "schema_changes", "schema_version", "snapshots",
+        "table_state",
     ]  # fmt: skip
     assert conn.run("SELECT component, version FROM mssql2pg.schema_version") == [["control", CONTROL_VERSION]]
     assert conn.run(
@@ -245,7 +247,7 @@ def test_version_2_target_upgrades_in_place_to_reconciliation_runs(
     )
     assert control.installed_version(conn) == 2
 
-    assert _ensure(conn) == [m.version for m in control.MIGRATIONS if m.version > 2]
+    assert _ensure(conn) == [3, 4, 5, 6]
 
     assert control.installed_version(conn) == CONTROL_VERSION
     assert control.resume_positions(conn, "p") == {"dbo.a": Lsn.parse("0000002a:00000001:0001")}
@@ -305,3 +307,33 @@ def test_two_concurrent_starts_do_not_race(target_connect: Connect) -> None:
     assert observer.run("SELECT component, version FROM mssql2pg.schema_version") == [["control", CONTROL_VERSION]]
     for conn in (first, second, observer):
         conn.close()
+
+
+def test_version_4_target_upgrades_to_snapshot_progress(target_connect: Connect) -> None:
+    """A target last written by version 4 gets ``snapshots``; a table recorded before is not loaded again (it is
+    registered), and a load's progress round-trips its last key with the key's types."""
+    conn = target_connect()
+    _run_all(conn, [*RELEASED_VERSION_1, RELEASED_RESUME_AFTER, "UPDATE mssql2pg.schema_version SET version = 2"])
+    conn.run("BEGIN")
+    control.ensure_control_schema(conn)
+    conn.run("COMMIT")
+    conn.run("DROP TABLE mssql2pg.snapshots")
+    conn.run("UPDATE mssql2pg.schema_version SET version = 4")
+    conn.run(
+        "INSERT INTO mssql2pg.table_state (pipeline, source_table, capture_instance, target_table) "
+        "VALUES ('p', 'dbo.a', 'dbo_a', 'dbo.a')"
+    )
+    assert control.snapshots(conn, "p") == {}  # readers never migrate: no table yet reads as no load
+    assert _ensure(conn) == [5, 6]
+    assert control.registered_tables(conn, "p") == frozenset({"dbo.a"})
+    at = Lsn.parse("0000002a:00000001:0001")
+    started = control.start_snapshot(conn, "p", "dbo.b", group="", lsn=at, estimated=3_000_000_000)
+    assert (started.lsn, started.last_key, started.rows_loaded, started.state) == (at, None, 0, "loading")
+    key = (42, "x", dt.datetime(2026, 1, 2, 3, 4, 5, 6), uuid.UUID(int=7), b"\x00\xff", Decimal("1.50"))
+    control.advance_snapshot(conn, "p", "dbo.b", key, 1000)
+    again = control.start_snapshot(conn, "p", "dbo.b", group="", lsn=Lsn.parse("0000002b:00000001:0001"), estimated=1)
+    assert (again.lsn, again.last_key, again.rows_loaded, again.rows_estimated) == (at, key, 1000, 3_000_000_000)
+    control.finish_snapshot(conn, "p", "dbo.b", 1200, at)
+    done = control.read_snapshot_progress(conn, "p", "dbo.b")
+    assert done is not None
+    assert (done.state, done.rows_loaded, done.consistent_lsn, done.loading) == ("done", 1200, at, False)

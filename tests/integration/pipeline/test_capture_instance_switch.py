@@ -51,6 +51,7 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
             emulated_source_url,
             target_url,
             ["dbo.a", "dbo.b"],
+            snapshot={"mode": "never"},
             reader={"poll_interval": 0.05, "separate_process": separate_process},
         )
     )

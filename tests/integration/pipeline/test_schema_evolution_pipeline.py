@@ -44,7 +44,9 @@ def _changes(dst: pg8000.native.Connection) -> list[tuple[object, ...]]:
 
 
 def _config(tmp_path: Path, source_url: str, target_url: str) -> Config:
-    return load_config(write_config(tmp_path / "p.yaml", source_url, target_url, ["dbo.a", "dbo.b"]))
+    return load_config(
+        write_config(tmp_path / "p.yaml", source_url, target_url, ["dbo.a", "dbo.b"], snapshot={"mode": "never"})
+    )
 
 
 def _equal(src: pg8000.native.Connection, dst: pg8000.native.Connection, table: str, columns: str) -> None:
@@ -167,7 +169,13 @@ def test_type_changes_widen_the_target_or_pause_only_their_table_until_approved(
     two_cdc_tables(src)
     _table_c(src)
     config = load_config(
-        write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b", "dbo.c"])
+        write_config(
+            tmp_path / "p.yaml",
+            emulated_source_url,
+            target_url,
+            ["dbo.a", "dbo.b", "dbo.c"],
+            snapshot={"mode": "never"},
+        )
     )
     c_columns = "id, n, s, d"
     try:

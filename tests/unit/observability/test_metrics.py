@@ -66,6 +66,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.set_source_max_lsn_time(T0)
     metrics.reconciled(ORDERS, T0, {"missing": 1})
     metrics.set_group_writer("ga", True)
+    metrics.set_snapshot_progress(ORDERS, 10, 100)
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}

@@ -46,6 +46,7 @@ STATEMENTS: dict[str, ClauseElement] = {
     "change_rows_next_page_wkb": statements.change_rows_page(_CI, _COLS, 500, resume=True, wkb={"weird]col"}),
     "source_rows_wkb": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"], wkb={"weird]col"}),
     "source_rows": statements.source_rows("dbo", "Order Lines", _COLS, ["id", "Name"]),
+    "source_row_count": statements.source_row_count("dbo", "Order Lines", mssql=True),
     "source_rows_first_page": statements.source_rows_page(
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
