@@ -52,8 +52,8 @@ def discover_following(
     with engine.connect() as conn:
         instances = load_capture_instances(conn)
     available = sorted({ci.source for ci in instances})
-    folded = {(t.schema.casefold(), t.name.casefold()) for t in available}
-    vanished = {t for t in map(TableId.parse, registered) if (t.schema.casefold(), t.name.casefold()) not in folded}
+    folded = {str(t).casefold() for t in available}
+    vanished = {registered_table(name) for name in registered if name.casefold() not in folded}
     selections = resolve_tables(config, [*available, *sorted(vanished)])
     if config.pipeline.group is not None and not config.pipeline.spreads:
         selections = [s for s in selections if s.group == config.pipeline.group]
@@ -62,6 +62,17 @@ def discover_following(
     selections = [s for s in selections if s.source not in vanished]
     by_table = select_instances(instances, [s.source for s in selections])
     return selections, by_table, gone
+
+
+def registered_table(name: str) -> TableId:
+    """The source table of a ``table_state`` row: its ``schema.table`` as written (``str(TableId)``, unquoted, so
+    a name with quotes, brackets or dots may not parse as the configuration's syntax does: then the schema is
+    what comes before the first dot, as SQL Server schemas of replicated tables are written)."""
+    try:
+        return TableId.parse(name)
+    except ValueError:
+        schema, _, table = name.partition(".")
+        return TableId(schema, table)
 
 
 def usable_selections(
