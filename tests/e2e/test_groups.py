@@ -354,6 +354,9 @@ def test_processes_with_group_auto_share_the_groups_and_take_over_from_dead_ones
         third.start()
         wait_for(lambda: "standby: every group has a writer" in third.log_text(), timeout=60, what="a standby")
         assert pid(third) not in _writers(dst).values()
+        ready = wait_for(lambda: _readyz(third), timeout=30, what="the standby's /readyz")
+        assert ready["status"] == "healthy", ready
+        assert ready["components"]["target"]["reason"].startswith("standby: every group has a writer"), ready
 
         before = _group_checkpoints(dst)
         first.kill9()

@@ -119,6 +119,7 @@ def _spread(config: Config, obs: Observability, stop: threading.Event, until_cau
         processes,
         instance,
         written,
+        obs.standby,
     )
     try:
         return spreader.run(stop, until_caught_up=until_caught_up)

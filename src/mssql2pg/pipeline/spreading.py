@@ -140,6 +140,9 @@ class Spreader:
     """How many spreading processes of this pipeline are alive, this one included."""
     instance: str
     written: Callable[[], set[str]] = set
+    on_standby: Callable[[str], None] = lambda _reason: None
+    """Called every round this process writes no group: alive (liveness) and ready as a standby (``/readyz``),
+    as a standby of one group is (:meth:`mssql2pg.observability.Observability.standby`)."""
     """The groups some process writes now (the target's lock holders). They are not tried: building a group's
     pipeline (discovery, the target's tables, their schema) is left to the process that will write it."""
     _writing: dict[str, _Writing] = field(default_factory=dict, init=False)
@@ -241,6 +244,7 @@ class Spreader:
     def _say_whether_standby(self, groups: list[str]) -> None:
         if self._writing:
             return
+        self.on_standby(f"every group has a writer ({', '.join(groups)}); waiting to take one over")
         if self._standby_since is None:
             self._standby_since = time.monotonic()
             log.info(

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from mssql2pg.config import Config
 from mssql2pg.errors import OwnedElsewhereError, SourceError, TerminalError
+from mssql2pg.observability import Observability
 from mssql2pg.pipeline.runner import RunStats
 from mssql2pg.pipeline.spreading import Spreader, fair_share, rotation
 
@@ -216,3 +217,29 @@ def test_groups_that_have_a_writer_are_not_even_built() -> None:
 
     assert "g1" not in world.built
     assert "g2" not in world.built
+
+
+def test_a_process_that_writes_no_group_is_alive_and_says_it_is_a_standby_every_round() -> None:
+    """Liveness (a heartbeat) and readiness (``standby: ...``) come from the pipelines it runs; writing none,
+    it reports them itself, or an orchestrator would restart or never route to a healthy standby."""
+    world = World(written_elsewhere=set(GROUPS), processes=5)
+    reasons: list[str] = []
+    spreader = _spreader(world, GROUPS)
+    spreader.on_standby = reasons.append
+
+    spreader.run(Rounds(3))
+
+    assert len(reasons) == 3
+    assert all(r.startswith("every group has a writer") for r in reasons)
+
+
+def test_a_standby_of_every_group_stays_alive_and_ready() -> None:
+    """With the real health object: beats keep liveness, and /readyz says standby."""
+    obs = Observability(version="t")
+    world = World(written_elsewhere=set(GROUPS), processes=5)
+    spreader = _spreader(world, GROUPS)
+    spreader.on_standby = obs.standby
+    spreader.run(Rounds(2))
+    _, body = obs.health.readiness()
+    assert body["components"]["target"]["reason"].startswith("standby: every group has a writer")
+    assert obs.health.liveness()[0]
