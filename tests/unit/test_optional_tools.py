@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.optional_tools import REQUIRE_ENV, has_libxml, require_libxml, require_tool
+from tests.fixtures.optional_tools import REQUIRE_ENV, has_libxml, has_ssl, require_libxml, require_tool
 
 
 @pytest.fixture
@@ -81,3 +81,10 @@ def test_the_installed_wheel_has_no_libxml_so_its_xml_tests_skip() -> None:
     bindir = wheel_bindir()
     assert bindir is not None
     assert not has_libxml(bindir)
+
+
+def test_ssl_is_read_from_pg_config(tmp_path: Path) -> None:
+    """The PostgreSQL wheel is built without SSL: the TLS tests skip there (fail in CI) instead of erroring."""
+    assert has_ssl(_fake_pg_config(tmp_path / "pg15", "'--with-openssl' '--with-libxml'"))
+    assert has_ssl(_fake_pg_config(tmp_path / "pg18", "'--with-ssl=openssl'"))
+    assert not has_ssl(_fake_pg_config(tmp_path / "wheel", "'--without-readline' '--without-icu'"))
