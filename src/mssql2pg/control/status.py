@@ -75,14 +75,17 @@ def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineS
         count_dead_letters_by_status(conn, pipeline),
         group,
         group_checkpoints(conn, pipeline),
-        group_writers(conn, pipeline) if groups else {},
+        _writers(conn, pipeline) if groups else {},
     )
 
 
 def group_writers(conn: PgConnection, pipeline: str) -> dict[str, GroupWriter]:
     """Group -> the session that writes it now (groups nobody writes are absent; none before the first start)."""
-    if not table_groups(conn, pipeline):
-        return {}
+    return _writers(conn, pipeline) if table_groups(conn, pipeline) else {}
+
+
+def _writers(conn: PgConnection, pipeline: str) -> dict[str, GroupWriter]:
+    """:func:`group_writers` once the caller knows the pipeline has recorded table groups."""
     return {
         str(r[0]): GroupWriter(str(r[1] or ""), r[2], r[3])
         for r in fetch(conn, sql.SELECT_GROUP_WRITERS, pipeline=pipeline)
