@@ -4,8 +4,9 @@ A stdlib ``ThreadingHTTPServer`` in a daemon thread: no framework, nothing to co
 never blocks the replication loop. Host and port come from the config (``http.host``, ``http.port``; the
 defaults below); port 0 picks a free port and :meth:`ObservabilityServer.start` returns the bound one.
 
-Hostile or broken clients (issue 15 point 8): each connection gets :data:`REQUEST_TIMEOUT` per read, so one
-that connects and never sends its request is dropped instead of holding a thread for ever; at most
+Hostile or broken clients (issue 15 point 8): each connection gets :data:`REQUEST_TIMEOUT` for its whole
+request head, not per read, so one that connects and never sends its request, or trickles it a byte at a time
+(slowloris), is dropped instead of holding a thread for ever; at most
 :data:`MAX_CONNECTIONS` are served at once, and one more is answered ``503`` straight away by the accepting
 thread (never queued behind the others), so a flood of idle connections costs bounded threads and memory and
 ``/healthz`` answers quickly either way. The endpoints take no input but the path, so there is nothing to
@@ -32,7 +33,7 @@ from mssql2pg.observability.metrics import Metrics
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9400
 REQUEST_TIMEOUT = 10.0
-"""Seconds a connection may stay silent while the server waits for (the rest of) its request."""
+"""Seconds a connection has to send its whole request line and headers."""
 MAX_CONNECTIONS = 16
 """Connections served at once; Prometheus and the probes need a handful."""
 _BUSY_BODY = b'{"error": "busy: too many connections"}'
@@ -99,7 +100,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.request_timeout)  # per read: a silent client is dropped
+        timeout = self.server.request_timeout
+        self.connection.settimeout(timeout)  # per read: a silent client is dropped
+        # ... and a deadline for the whole head: a per-read timeout never fires for a client sending a byte at a
+        # time, so a timer shuts the socket down, which ends the blocked read at once
+        self._deadline = threading.Timer(timeout, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _expire(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self._deadline.cancel()  # the head is in: answering is up to us, and bounded
+        return parsed
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -81,3 +81,29 @@ def test_the_defaults_bound_the_server() -> None:
     assert (server.request_timeout, server.max_connections) == (http.REQUEST_TIMEOUT, http.MAX_CONNECTIONS)
     assert 0 < http.REQUEST_TIMEOUT <= 30
     assert 0 < http.MAX_CONNECTIONS <= 64
+
+
+def test_a_client_trickling_its_request_is_disconnected_at_the_request_deadline(
+    limited: tuple[ObservabilityServer, int],
+) -> None:
+    """Slowloris proper: a byte every second keeps a per-read timeout happy for ever; the request timeout bounds
+    the whole request head, so the slot comes back."""
+    server, port = limited
+    trickle = _idle(port)
+    sent = 0
+    try:
+        trickle.settimeout(1.0)
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 60:  # never finishes within 60 s
+            try:
+                trickle.sendall(bytes([byte]))
+                if trickle.recv(1024) == b"":  # closed by the server: recv returns at once
+                    break
+            except TimeoutError:  # still open: the recv waited out its second, the pace of the trickle
+                sent += 1
+                continue
+            except OSError:  # reset by the server
+                break
+        assert sent < 10, f"the server kept a trickling client for {sent} s (request timeout 3 s)"
+        wait_for(lambda: server.active_connections == 0, what="the trickling client's slot freed", timeout=10)
+    finally:
+        trickle.close()
