@@ -13,9 +13,10 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -61,6 +62,8 @@ log = structlog.get_logger(component="pipeline")
 # size. Enough to keep the applier busy while the reader fetches the next page, small enough for memory.
 QUEUE_ROW_BUDGET = 40_000
 
+_T = TypeVar("_T")
+
 
 def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
     """What ``mssql2pg run`` does: serve ``/metrics``, ``/healthz`` and ``/readyz`` first (so that a database
@@ -86,31 +89,26 @@ def _spread(config: Config, obs: Observability, stop: threading.Event, until_cau
     instance = this_instance()
     presence = Presence(target_connector(config), config.pipeline.name, instance)
 
-    def groups() -> list[str]:
-        def once() -> list[str]:
-            engine = source_engine(config)
-            try:
-                with reaching(obs, "source"):
-                    selections, _ = discover(engine, config)
-            finally:
-                engine.dispose()
-            return sorted({s.group for s in selections})
+    def retried(side: str, read: Callable[[], _T], default: _T) -> Callable[[], _T]:
+        """``read`` inside the retry loop, its database's health on ``/readyz``; ``default`` once stopped."""
 
-        return retry.call(once, stop) or []
+        def once() -> _T:
+            with reaching(obs, side):
+                return read()
 
-    def processes() -> int:
-        def once() -> int:
-            with reaching(obs, "target"):
-                return presence.processes()
+        return lambda: retry.call(once, stop) or default
 
-        return retry.call(once, stop) or 1
+    def group_names() -> list[str]:
+        engine = source_engine(config)
+        try:
+            selections, _ = discover(engine, config)
+        finally:
+            engine.dispose()
+        return sorted({s.group for s in selections})
 
-    def written() -> set[str]:
-        def once() -> set[str]:
-            with reaching(obs, "target"):
-                return presence.written()
-
-        return retry.call(once, stop) or set()
+    groups: Callable[[], list[str]] = retried("source", group_names, [])
+    processes = retried("target", presence.processes, 1)
+    written: Callable[[], set[str]] = retried("target", presence.written, set())
 
     spreader = Spreader(
         config,
