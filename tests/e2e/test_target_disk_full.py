@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +117,34 @@ def log_events(pipeline: PipelineProcess) -> list[dict[str, object]]:
     return events
 
 
+def start_replicating(source_url: str, target_url: str, tmp_path: Path) -> tuple[Any, PipelineProcess, int]:
+    """``dbo.big`` with 200 rows at the source, and ``mssql2pg run`` (fast retries, ``retry.alert_after`` 3 s)
+    once it has copied them: the source connection, the process and its HTTP port."""
+    src = connect(source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.big (id int PRIMARY KEY, pad varchar(800) NOT NULL)")
+    enable_table(src, "dbo", "big")
+    src.run(f"INSERT INTO dbo.big SELECT g, {PAD} FROM generate_series(1, 200) g")
+    port = free_port()
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        source_url,
+        target_url,
+        ["dbo.big"],
+        retry={"initial": 0.2, "maximum": 2, "alert_after": "3s"},
+        http={"port": port},
+    )
+    pipeline = PipelineProcess(config, tmp_path / "pipeline.log")
+    pipeline.start()
+    try:
+        wait_for(lambda: rows(target_url) == rows(source_url), timeout=60, what="the first 200 rows")
+    except BaseException:
+        pipeline.terminate()
+        src.close()
+        raise
+    return src, pipeline, port
+
+
 def test_target_disk_full_pauses_retries_and_resumes_once_space_is_freed(
     small_fs: Path, fresh_server: PgServer, emulated_source_url: str, tmp_path: Path
 ) -> None:
@@ -130,25 +159,8 @@ def test_target_disk_full_pauses_retries_and_resumes_once_space_is_freed(
     admin.close()
     target_url = fresh_server.url(dbname)
 
-    src = connect(emulated_source_url)
-    src.run("CREATE SCHEMA dbo")
-    src.run("CREATE TABLE dbo.big (id int PRIMARY KEY, pad varchar(800) NOT NULL)")
-    enable_table(src, "dbo", "big")
-    src.run(f"INSERT INTO dbo.big SELECT g, {PAD} FROM generate_series(1, 200) g")
-
-    port = free_port()
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        ["dbo.big"],
-        retry={"initial": 0.2, "maximum": 2, "alert_after": "3s"},
-        http={"port": port},
-    )
-    pipeline = PipelineProcess(config, tmp_path / "pipeline.log")
-    pipeline.start()
+    src, pipeline, port = start_replicating(emulated_source_url, target_url, tmp_path)
     try:
-        wait_for(lambda: rows(target_url) == rows(emulated_source_url), timeout=60, what="the first 200 rows")
         dst = fresh_server.connect(dbname)
         ((where,),) = dst.run(
             "SELECT coalesce(t.spcname, 'pg_default') FROM pg_class c LEFT JOIN pg_tablespace t "
@@ -229,24 +241,8 @@ def test_target_wal_full_stops_the_server_and_replication_resumes_after_restart(
     dbname = fresh_server.create_database("dw")
     target_url = fresh_server.url(dbname)
 
-    src = connect(emulated_source_url)
-    src.run("CREATE SCHEMA dbo")
-    src.run("CREATE TABLE dbo.big (id int PRIMARY KEY, pad varchar(800) NOT NULL)")
-    enable_table(src, "dbo", "big")
-    src.run(f"INSERT INTO dbo.big SELECT g, {PAD} FROM generate_series(1, 200) g")
-    port = free_port()
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        emulated_source_url,
-        target_url,
-        ["dbo.big"],
-        retry={"initial": 0.2, "maximum": 2, "alert_after": "3s"},
-        http={"port": port},
-    )
-    pipeline = PipelineProcess(config, tmp_path / "pipeline.log")
-    pipeline.start()
+    src, pipeline, port = start_replicating(emulated_source_url, target_url, tmp_path)
     try:
-        wait_for(lambda: rows(target_url) == rows(emulated_source_url), timeout=60, what="the first 200 rows")
         filler = fill(small_fs)
         # WAL the server must write somewhere: new segments cannot be created on the full filesystem
         writer = fresh_server.connect()
