@@ -347,9 +347,17 @@ def read_column(
     the table snapshots (resync, initial snapshot) and reconcile. ``raw`` and ``wkb`` come from
     ``source/values.py`` (:func:`~mssql2pg.source.values.raw_columns`, :func:`~mssql2pg.source.values.wkb_columns`),
     whose decoders turn what is selected here into the canonical value."""
+    read = read_expression(col, name, raw, wkb)
+    return col if read is col else read.label(_q(name))
+
+
+def read_expression(
+    col: ColumnElement[Any], name: str, raw: Collection[str], wkb: Collection[str] = ()
+) -> ColumnElement[Any]:
+    """:func:`read_column` without its name: for use inside another expression (reconcile's canonical text)."""
     if name in wkb:
-        return SridWkb(col).label(_q(name))
-    return RawBytes(col).label(_q(name)) if name in raw else col
+        return SridWkb(col)
+    return RawBytes(col) if name in raw else col
 
 
 _COLLATION_NAME = re.compile(r"^[A-Za-z0-9_]+$")

@@ -14,10 +14,12 @@ from sqlalchemy.sql import ClauseElement
 from mssql2pg.model import CaptureInstance, SourceColumn, TableId
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile import statements as st
-from mssql2pg.reconcile.source import source_relation
+from mssql2pg.reconcile.source import key_decoder, rows_for_keys, source_relation
+from mssql2pg.source.values import with_spatial_as_wkb
 
 SNAPSHOTS = Path(__file__).parent.parent / "snapshots" / "reconcile"
 UPDATE = os.environ.get("MSSQL2PG_UPDATE_SNAPSHOTS") == "1"
+UTF8 = "Latin1_General_100_CI_AS_SC_UTF8"
 
 # One column of every encoding kind; a two-column key with a name that needs quoting.
 _COLUMNS = (
@@ -40,11 +42,31 @@ _COLUMNS = (
 CI = CaptureInstance("Sales_Order Lines", TableId("Sales", "Order Lines"), Lsn.NULL, _COLUMNS, ("Order Id", "line]no"))
 REL = source_relation(CI, "mssql")
 
+# Issue 17 points 4-5: a varchar key in a UTF-8 collation, text in a code page, a spatial column read as EWKB.
+WORDS = with_spatial_as_wkb(
+    CaptureInstance(
+        "dbo_words",
+        TableId("dbo", "words"),
+        Lsn.NULL,
+        (
+            SourceColumn("word", 1, "varchar", max_length=40, nullable=False, collation=UTF8),
+            SourceColumn("note", 2, "varchar", max_length=-1, collation="Cyrillic_General_CI_AS"),
+            SourceColumn("g", 3, "geography"),
+        ),
+        ("word",),
+    )
+)
+WORDS_REL = source_relation(WORDS, "mssql")
+
 STATEMENTS: dict[str, ClauseElement] = {
     "segment_sums": st.segment_sums(REL, 12),
     "segment_sums_within": st.segment_sums(REL, 24, 12),
     "segment_rows": st.segment_rows(REL, 24),
     "rows_by_key": st.rows_by_key(REL, 2),
+    "segment_sums_text_and_wkb": st.segment_sums(WORDS_REL, 12),
+    "segment_rows_text_and_wkb": st.segment_rows(WORDS_REL, 24),
+    "rows_by_key_text_and_wkb": st.rows_by_key(WORDS_REL, 2),
+    "rows_for_keys_text_and_wkb": rows_for_keys(WORDS, 2),
 }
 
 
@@ -84,3 +106,47 @@ def test_segments_come_from_the_key_hash_not_from_key_order() -> None:
     assert "/ 4294967296" in text  # 56 - 24 bits
     assert "BETWEEN" not in text
     assert " > " not in text
+
+
+def test_text_is_compared_as_the_server_converts_it_and_keys_are_read_as_the_reader_reads_them() -> None:
+    rows = _tsql(STATEMENTS["segment_rows_text_and_wkb"])
+    # canonical text: SQL Server converts the column from its own code page (never python-tds's text)
+    assert "CAST(src.[note] AS NVARCHAR(max))" in rows
+    # the key value sent back: the stored bytes, decoded by the reader's decoder
+    assert "CAST(src.[word] AS VARBINARY(MAX)) AS v0" in rows
+    # a spatial: wkb column is compared as the expression the reader selects (SRID + WKB)
+    assert "CAST(src.[g].STSrid AS BINARY(4)) + src.[g].STAsBinary()" in rows
+
+
+def test_a_varchar_key_is_looked_up_by_its_text_in_its_collation() -> None:
+    for name in ("rows_by_key_text_and_wkb", "rows_for_keys_text_and_wkb"):
+        text = _tsql(STATEMENTS[name])
+        assert f"= CAST(%(k0_1)s COLLATE {UTF8} AS VARCHAR(8000))" in text, name
+
+
+def test_a_repair_reads_rows_as_the_streaming_reader_selects_them() -> None:
+    text = _tsql(STATEMENTS["rows_for_keys_text_and_wkb"])
+    assert "CAST(src.[word] AS VARBINARY(MAX)) AS [word]" in text
+    assert "CAST(src.[note] AS VARBINARY(MAX)) AS [note]" in text
+    assert "CAST(src.[g].STSrid AS BINARY(4)) + src.[g].STAsBinary() AS [g]" in text
+
+
+@pytest.mark.parametrize(
+    ("collation", "codec", "word", "invalid"),
+    [
+        (UTF8, "utf-8", "😀 Äpfel 日本", b"\xff"),
+        ("Cyrillic_General_CI_AS", "cp1251", "Привет", b"\x98"),
+        ("Japanese_CI_AS", "cp932", "日本語", b"\x82"),
+        ("Chinese_PRC_CI_AS", "cp936", "中文", b"\x81"),
+        ("Latin1_General_CI_AS", "cp1252", "café €", b"\x81"),
+    ],
+)
+def test_a_key_read_as_bytes_is_named_and_looked_up_as_the_decoded_text(
+    collation: str, codec: str, word: str, invalid: bytes
+) -> None:
+    ci = CaptureInstance(
+        "dbo_k", TableId("dbo", "k"), Lsn.NULL, (SourceColumn("k", 1, "varchar", collation=collation),), ("k",)
+    )
+    assert key_decoder(ci)((word.encode(codec),)) == (word,)
+    # invalid in its code page: named by its bytes (the target cannot hold that row: it is a dead letter)
+    assert key_decoder(ci)((invalid,)) == (invalid,)
