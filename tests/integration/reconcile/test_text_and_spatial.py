@@ -21,10 +21,12 @@ import sqlalchemy as sa
 
 from mssql2pg.config import Config, load_config
 from mssql2pg.emulator import connect
+from mssql2pg.model import SourceColumn
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.reconcile.canonical import FieldSpec, pg_field, pg_wkb_as_read
 from mssql2pg.reconcile.run import Settings, reconcile
 from mssql2pg.reconcile.target import compile_for_target
+from mssql2pg.source.values import column_decoder
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import enable_table
 
@@ -122,5 +124,32 @@ def test_the_targets_ewkb_encodes_as_the_sources_srid_and_wkb(target_url: str, s
         assert dst.run(text, **params)[0][0] == expected.hex()
         short = compile_for_target(sa.select(pg_wkb_as_read(value)), {"v": b"\x01\x02"})
         assert bytes(dst.run(short[0], **short[1])[0][0]) == b"\x01\x02"  # not EWKB: compared as it is
+    finally:
+        dst.close()
+
+
+@pytest.mark.parametrize(
+    ("collation", "codec", "text"),
+    [
+        ("Latin1_General_CI_AS", "cp1252", "café – € œ"),
+        ("Cyrillic_General_CI_AS", "cp1251", "Привет, ёжик"),
+        ("Japanese_CI_AS", "cp932", "日本語テキスト ｶﾀｶﾅ"),
+        ("Chinese_PRC_CI_AS", "cp936", "中文简体"),
+        ("Latin1_General_100_CI_AS_SC_UTF8", "utf-8", "😀 e\u0301 中文"),
+    ],
+)
+def test_code_page_text_stored_by_the_pipeline_encodes_as_the_source_encodes_the_column(
+    target_url: str, collation: str, codec: str, text: str
+) -> None:
+    """The source's canonical field of a character column is the UTF-8 length and the characters of
+    ``CAST(col AS NVARCHAR(MAX))`` (SQL Server converts from the column's code page; pinned in the T-SQL
+    snapshots). The target stores what the reader decoded from the raw bytes; its canonical field must be
+    exactly that text too, for each code page."""
+    stored = column_decoder(SourceColumn("c", 1, "varchar", collation=collation))(text.encode(codec))
+    stmt = sa.select(pg_field(sa.cast(sa.bindparam("v"), sa.Text), FieldSpec("text")))
+    sql, params = compile_for_target(stmt, {"v": stored})
+    dst = connect(target_url)
+    try:
+        assert dst.run(sql, **params)[0][0] == f"{len(text.encode('utf-8'))}:{text}"
     finally:
         dst.close()
