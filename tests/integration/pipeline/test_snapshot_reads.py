@@ -61,7 +61,7 @@ def test_initial_snapshot_and_resync_store_the_same_rows_as_streaming(
     _insert(src, "streamed")  # after the pipeline's start: these rows stream
     Pipeline.from_config(load_config(first)).run(threading.Event(), until_caught_up=True)
     streamed = _rows(dst, "streamed")
-    assert streamed == sorted([[w, n, EWKB if g else None] for w, n, g in ROWS], key=lambda r: r[0])
+    assert streamed == sorted([[w, n, EWKB if g else None] for w, n, g in ROWS], key=lambda r: str(r[0]))
     assert dst.run("SELECT count(*) FROM mssql2pg.snapshots WHERE rows_loaded > 0")[0][0] == 0
 
     entries.append({"name": "dbo.loaded", "spatial": "wkb"})
