@@ -79,9 +79,13 @@ class RepairPosition:
 
 def _source_rows(conn: sa.Connection, ci: CaptureInstance, keys: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     rows: list[Sequence[Any]] = []
-    for i in range(0, len(keys), KEYS_PER_STATEMENT):
-        chunk = keys[i : i + KEYS_PER_STATEMENT]
-        rows.extend(conn.execute(source_sql.rows_for_keys(ci, len(chunk)), key_params(chunk)).all())
+    text = [k for k in keys if source_sql.key_decoded(ci, k)]
+    as_read = [k for k in keys if not source_sql.key_decoded(ci, k)]  # by the stored bytes of an undecodable key
+    for group, by_bytes in ((text, False), (as_read, True)):
+        for i in range(0, len(group), KEYS_PER_STATEMENT):
+            chunk = group[i : i + KEYS_PER_STATEMENT]
+            stmt = source_sql.rows_for_keys(ci, len(chunk), as_read=by_bytes)
+            rows.extend(conn.execute(stmt, key_params(chunk)).all())
     return rows
 
 

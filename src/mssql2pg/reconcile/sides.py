@@ -74,9 +74,13 @@ class _Statements:
     def rows_by_key(self, keys: Sequence[Sequence[Any]]) -> Rows:
         out: Rows = {}
         size = _key_batch(len(self.relation.key_columns))
-        for i in range(0, len(keys), size):
-            chunk = keys[i : i + size]
-            out.update(self._rows(self._run(st.rows_by_key(self.relation, len(chunk)), st.key_params(chunk))))
+        text = [k for k in keys if st.decoded(self.relation, k)]
+        as_read = [k for k in keys if not st.decoded(self.relation, k)]  # keys that could not be decoded
+        for group, by_bytes in ((text, False), (as_read, True)):
+            for i in range(0, len(group), size):
+                chunk = group[i : i + size]
+                stmt = st.rows_by_key(self.relation, len(chunk), as_read=by_bytes)
+                out.update(self._rows(self._run(stmt, st.key_params(chunk))))
         return out
 
 

@@ -15,7 +15,7 @@ expression the reader selects (SRID + WKB), which the target side rebuilds from 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,18 +97,29 @@ def key_decoder(ci: CaptureInstance) -> Callable[[tuple[Any, ...]], tuple[Any, .
     return decode
 
 
-def rows_for_keys(ci: CaptureInstance, count: int) -> sa.Select[Any]:
+def rows_for_keys(ci: CaptureInstance, count: int, *, as_read: bool = False) -> sa.Select[Any]:
     """The captured columns of the source rows of ``count`` keys, bound as ``:k<i>_<j>`` (key ``j``, key column
     ``i``): what a repair writes, selected as the reader selects them (so the reader's decoders apply). T-SQL
-    has no row-value IN, so an OR of ANDs; a ``varchar`` key is looked up by its text in its collation."""
+    has no row-value IN, so an OR of ANDs; a ``varchar`` key is looked up by its text in its collation, or with
+    ``as_read`` by its stored bytes (a key that could not be decoded, as :func:`key_decoder` keeps it)."""
     names = ci.column_names
     src = _source_table(ci)
     raw, wkb, collations = raw_columns(ci), wkb_columns(ci), key_collations(ci)
-    keys = [(src.c[k], collations.get(k)) for k in ci.key_columns]
 
-    def param(i: int, j: int, collation: str | None) -> ColumnElement[Any]:
+    def match(i: int, j: int, name: str) -> ColumnElement[bool]:
         bound: BindParameter[Any] = sa.bindparam(f"k{i}_{j}")
-        return text_in_collation(bound, collation) if collation else bound
+        collation = collations.get(name)
+        if collation and as_read:
+            return read_expression(src.c[name], name, raw) == bound
+        column: ColumnElement[Any] = src.c[name]
+        return column == (text_in_collation(bound, collation) if collation else bound)
 
-    matches = [sa.and_(*(c == param(i, j, coll) for i, (c, coll) in enumerate(keys))) for j in range(count)]
+    matches = [sa.and_(*(match(i, j, k) for i, k in enumerate(ci.key_columns))) for j in range(count)]
     return sa.select(*(read_column(src.c[n], n, raw, wkb) for n in names)).where(sa.or_(*matches))
+
+
+def key_decoded(ci: CaptureInstance, key: Sequence[Any]) -> bool:
+    """Whether :func:`rows_for_keys` looks ``key`` up by text (every ``varchar`` key value decoded) rather than
+    ``as_read``."""
+    collations = key_collations(ci)
+    return all(isinstance(v, str) or v is None for k, v in zip(ci.key_columns, key, strict=True) if k in collations)

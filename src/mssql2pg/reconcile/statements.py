@@ -104,13 +104,32 @@ def segment_rows(rel: Relation, bits: int) -> Select[tuple[object, ...]]:
     )
 
 
-def rows_by_key(rel: Relation, count: int) -> Select[tuple[object, ...]]:
-    """Key text, row hash and raw key of the rows whose key is one of ``count`` keys, bound as ``:k<i>_<j>``
-    (key ``j``, column ``i``): for the re-check and repair of a few keys. T-SQL has no row-value IN."""
+def rows_by_key(rel: Relation, count: int, *, as_read: bool = False) -> Select[tuple[object, ...]]:
+    """Key text, row hash and key values of the rows whose key is one of ``count`` keys, bound as ``:k<i>_<j>``
+    (key ``j``, column ``i``): for the re-check and repair of a few keys. T-SQL has no row-value IN.
+
+    ``as_read``: the keys are bound as they were read, not decoded (a ``varchar`` key whose bytes are invalid
+    in its code page: the pipeline dead-lettered its row, and only its stored bytes can find it again)."""
     r = rel.rows()
     keys, reads = _key_columns(rel, r)
-    matches = [sa.and_(*(c == _key_param(rel, i, f"k{i}_{j}") for i, c in enumerate(keys))) for j in range(count)]
+
+    def match(i: int, j: int) -> ColumnElement[bool]:
+        if as_read and i < len(rel.key_collations) and rel.key_collations[i]:
+            return reads[i] == sa.bindparam(f"k{i}_{j}")
+        return keys[i] == _key_param(rel, i, f"k{i}_{j}")
+
+    matches = [sa.and_(*(match(i, j) for i in range(len(keys)))) for j in range(count)]
     return sa.select(r.c[KEY_TEXT], r.c[ROW_HASH], *reads).where(sa.or_(*matches))
+
+
+def decoded(rel: Relation, key: Sequence[object]) -> bool:
+    """Whether ``key`` is bound as text where the relation looks a key column up by text (:func:`rows_by_key`);
+    otherwise it is looked up ``as_read``."""
+    return all(
+        isinstance(v, str) or v is None
+        for i, v in enumerate(key)
+        if i < len(rel.key_collations) and rel.key_collations[i]
+    )
 
 
 def key_params(keys: Sequence[Sequence[object]]) -> dict[str, object]:

@@ -5,16 +5,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import Select
 from sqlalchemy.sql import ClauseElement
 
 from mssql2pg.model import CaptureInstance, SourceColumn, TableId
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile import statements as st
-from mssql2pg.reconcile.source import key_decoder, rows_for_keys, source_relation
+from mssql2pg.reconcile.sides import SourceSide
+from mssql2pg.reconcile.source import key_decoded, key_decoder, rows_for_keys, source_relation
 from mssql2pg.source.values import with_spatial_as_wkb
 
 SNAPSHOTS = Path(__file__).parent.parent / "snapshots" / "reconcile"
@@ -67,6 +71,9 @@ STATEMENTS: dict[str, ClauseElement] = {
     "segment_rows_text_and_wkb": st.segment_rows(WORDS_REL, 24),
     "rows_by_key_text_and_wkb": st.rows_by_key(WORDS_REL, 2),
     "rows_for_keys_text_and_wkb": rows_for_keys(WORDS, 2),
+    # a key whose bytes are invalid in its code page (the pipeline dead-lettered its row) is looked up by its bytes
+    "rows_by_key_as_read": st.rows_by_key(WORDS_REL, 1, as_read=True),
+    "rows_for_keys_as_read": rows_for_keys(WORDS, 1, as_read=True),
 }
 
 
@@ -150,3 +157,35 @@ def test_a_key_read_as_bytes_is_named_and_looked_up_as_the_decoded_text(
     assert key_decoder(ci)((word.encode(codec),)) == (word,)
     # invalid in its code page: named by its bytes (the target cannot hold that row: it is a dead letter)
     assert key_decoder(ci)((invalid,)) == (invalid,)
+
+
+def test_a_key_that_cannot_be_decoded_is_looked_up_by_its_stored_bytes() -> None:
+    for name in ("rows_by_key_as_read", "rows_for_keys_as_read"):
+        text = _tsql(STATEMENTS[name])
+        assert "COLLATE Latin1_General_100_CI_AS_SC_UTF8 AS VARCHAR(8000)" not in text, name
+    assert "WHERE r.v0 = %(k0_0)s" in _tsql(STATEMENTS["rows_by_key_as_read"])
+    assert "WHERE CAST(src.[word] AS VARBINARY(MAX)) = %(k0_0)s" in _tsql(STATEMENTS["rows_for_keys_as_read"])
+
+
+class _RecordingSide(SourceSide):
+    def __init__(self) -> None:
+        super().__init__(conn=None, relation=WORDS_REL)  # type: ignore[arg-type]
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def _run(self, stmt: Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
+        self.sent.append((_tsql(stmt), params))
+        return []
+
+
+def test_the_source_side_looks_up_decodable_keys_by_text_and_the_others_by_bytes() -> None:
+    side = _RecordingSide()
+    side.rows_by_key([("Привет",), (b"\xff",), ("café",)])
+    assert [params for _, params in side.sent] == [{"k0_0": "Привет", "k0_1": "café"}, {"k0_0": b"\xff"}]
+    assert "COLLATE" in side.sent[0][0]
+    assert "r.v0 = %(k0_0)s" in side.sent[1][0]
+
+
+def test_a_repair_looks_up_keys_that_could_not_be_decoded_by_their_bytes() -> None:
+    assert key_decoded(WORDS, ("Привет",))
+    assert not key_decoded(WORDS, (b"\xff",))
+    assert key_decoded(CI, (1, b"\x00" * 16))  # no varchar key column: keys are bound as they are
