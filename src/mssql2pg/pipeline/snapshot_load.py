@@ -279,7 +279,7 @@ class SnapshotLoader:
                     raise StopLoading
                 page = next_page.result()
                 store.pending_key, store.pending_rows = page.last_key, len(page.rows)
-                store.final = len(page.rows) < chunk_rows
+                store.final = page.final  # a page may end early (a key that cannot be continued after)
                 if store.final:
                     store.consistent, _ = snapshot_lsn(self.engine)
                 else:

@@ -25,7 +25,7 @@ bigint; a table's or segment's checksum is the sum of its rows' hashes, which do
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -146,6 +146,44 @@ def pg_field(
     else:  # pragma: no cover - Kind is closed
         raise AssertionError(kind)
     return text
+
+
+def pg_wkb_as_read(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A ``spatial: wkb`` column's EWKB (as the reader stores it) turned back into what the source returns for
+    it: the SRID big-endian, then the OGC WKB (``CAST(g.STSrid AS BINARY(4)) + g.STAsBinary()``). The source
+    side of such a column encodes that expression (:func:`mssql2pg.source.statements.read_column`), so the two
+    sides compare the same bytes without SQL Server having to build EWKB. EWKB carries the SRID after the type
+    word, in the WKB's byte order, and flags it in the type word (``0x20000000``): the SRID is moved to the
+    front (reversed for little-endian) and the flag cleared. A value without the flag (or too short to hold
+    it) is compared as it is. ``CASE`` evaluates its branches in order, so no byte is read past the end."""
+
+    def byte(n: int) -> ColumnElement[bytes]:  # the (1-based) n-th byte
+        return sa.func.substring(value, _int(str(n)), _int("1"), type_=sa.LargeBinary)
+
+    def cat(*parts: ColumnElement[bytes]) -> ColumnElement[bytes]:
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.op("||", return_type=sa.LargeBinary)(part)
+        return out
+
+    def unflagged(n: int) -> ColumnElement[bytes]:  # the n-th byte without the SRID flag's bit
+        cleared = sa.func.get_byte(value, _int(str(n - 1))).op("&")(_int("223"))
+        return sa.func.set_byte(byte(n), _int("0"), cleared, type_=sa.LargeBinary)
+
+    def flagged(n: int) -> ColumnElement[bool]:
+        return sa.func.get_byte(value, _int(str(n - 1))).op("&")(_int("32")) != _int("0")
+
+    rest = sa.func.substring(value, _int("10"), type_=sa.LargeBinary)
+    little = cat(byte(9), byte(8), byte(7), byte(6), byte(1), byte(2), byte(3), byte(4), unflagged(5), rest)
+    big = cat(sa.func.substring(value, _int("6"), _int("4"), type_=sa.LargeBinary), byte(1), unflagged(2))
+    big = cat(big, sa.func.substring(value, _int("3"), _int("3"), type_=sa.LargeBinary), rest)
+    first = sa.func.get_byte(value, _int("0"))
+    return sa.case(
+        (sa.func.octet_length(value) < _int("9"), value),
+        (sa.and_(first == _int("1"), flagged(5)), little),
+        (sa.and_(first == _int("0"), flagged(2)), big),
+        else_=value,
+    )
 
 
 def _pg_temporal(

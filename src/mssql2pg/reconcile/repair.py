@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mssql2pg.model import ChangeRow, Operation, TxChunk
+from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile import source as source_sql
@@ -77,12 +77,15 @@ class RepairPosition:
         return None
 
 
-def _source_rows(conn: sa.Connection, table: TargetTable, keys: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+def _source_rows(conn: sa.Connection, ci: CaptureInstance, keys: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
     rows: list[Sequence[Any]] = []
-    ci = table.capture_instance
-    for i in range(0, len(keys), KEYS_PER_STATEMENT):
-        chunk = keys[i : i + KEYS_PER_STATEMENT]
-        rows.extend(conn.execute(source_sql.rows_for_keys(ci, len(chunk)), key_params(chunk)).all())
+    text = [k for k in keys if source_sql.key_decoded(ci, k)]
+    as_read = [k for k in keys if not source_sql.key_decoded(ci, k)]  # by the stored bytes of an undecodable key
+    for group, by_bytes in ((text, False), (as_read, True)):
+        for i in range(0, len(group), KEYS_PER_STATEMENT):
+            chunk = group[i : i + KEYS_PER_STATEMENT]
+            stmt = source_sql.rows_for_keys(ci, len(chunk), as_read=by_bytes)
+            rows.extend(conn.execute(stmt, key_params(chunk)).all())
     return rows
 
 
@@ -92,21 +95,26 @@ def repair_keys(
     pipeline: str,
     table: TargetTable,
     keys: Sequence[Sequence[Any]],
+    *,
+    instance: CaptureInstance | None = None,
 ) -> int:
-    """Rewrite ``keys`` (raw values, in key order) of ``table`` from the source; the number of source rows
-    written (keys the source no longer has are removed, not counted)."""
-    ci = table.capture_instance
+    """Rewrite ``keys`` (in key order, as the reader decodes them) of ``table`` from the source; the number of
+    source rows written (keys the source no longer has are removed, not counted). The rows are read through
+    ``instance`` (default: the table's newest capture instance), selected and decoded as the streaming reader
+    does, so a repaired row holds what streaming writes (the same characters, EWKB for ``spatial: wkb``); a
+    value that cannot be decoded becomes a dead letter naming its column, as in streaming."""
+    ci = instance or table.capture_instance
     positions = [ci.column_names.index(k) for k in ci.key_columns]
     with engine.connect() as conn:
         lsn = Lsn.from_bytes(conn.execute(src_statements.MAX_LSN).scalar())
-        raw = _source_rows(conn, table, keys)
+        raw = _source_rows(conn, ci, keys)
         conn.rollback()
     decode = RowDecoder(ci.columns)
     rows = []
     for r in raw:
         values, fault = decode_row(ci, decode, r)
         rows.append(ChangeRow(ci.source, ci.name, lsn, lsn, Operation.INSERT, values, fault=fault))
-    present = {tuple(r[p] for p in positions) for r in raw}
+    present = {tuple(row.values[p] for p in positions) for row in rows}
     gone = [k for k in keys if tuple(k) not in present]
     soft = table.delete_mode == "soft"
     position = RepairPosition(table, remove=[*present] if soft else list(keys), flag=gone if soft else [], lsn=lsn)

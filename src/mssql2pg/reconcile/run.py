@@ -20,9 +20,9 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
-from mssql2pg.config import Config
+from mssql2pg.config import Config, spatial_wkb_tables
 from mssql2pg.errors import ConfigError, Mssql2pgError
-from mssql2pg.model import TableId
+from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.plan import discover, target_tables
@@ -32,10 +32,11 @@ from mssql2pg.reconcile.compare import Differences, compare_table
 from mssql2pg.reconcile.live import Rechecked, recheck_live
 from mssql2pg.reconcile.repair import repair_keys
 from mssql2pg.reconcile.sides import SourceSide, TargetSide
-from mssql2pg.reconcile.source import source_relation
+from mssql2pg.reconcile.source import key_decoder, reading_instance, source_relation
 from mssql2pg.reconcile.target import target_relation
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source import statements as source_sql
+from mssql2pg.source.values import wkb_columns
 
 log = structlog.get_logger(component="reconcile")
 
@@ -244,12 +245,16 @@ def _plan(
     return targets, unmappable
 
 
-def sides(engine_conn: sa.Connection, conn: PgConnection, target: TargetTable) -> tuple[SourceSide, TargetSide]:
-    """The two sides of ``target``'s table."""
+def sides(
+    engine_conn: sa.Connection, conn: PgConnection, target: TargetTable, instance: CaptureInstance | None = None
+) -> tuple[SourceSide, TargetSide]:
+    """The two sides of ``target``'s table, the source read through ``instance`` (default: the target's newest
+    capture instance; :func:`~mssql2pg.reconcile.source.reading_instance` for a ``spatial: wkb`` table)."""
     dialect: Dialect = "mssql" if engine_conn.dialect.name == "mssql" else "postgresql"
+    ci = instance or target.capture_instance
     return (
-        SourceSide(engine_conn, source_relation(target.capture_instance, dialect)),
-        TargetSide(conn, target_relation(target)),
+        SourceSide(engine_conn, source_relation(ci, dialect), decode_key=key_decoder(ci)),
+        TargetSide(conn, target_relation(target, wkb_columns(ci))),
     )
 
 
@@ -262,8 +267,9 @@ def _reconcile_table(
     *,
     phase: Callable[[str], None],
 ) -> TableReport:
+    ci = reading_instance(target, spatial_wkb=target.source in spatial_wkb_tables(config, [target.source]))
     with engine.connect() as src_conn:
-        source, tgt = sides(src_conn, conn, target)
+        source, tgt = sides(src_conn, conn, target, ci)
 
         def settle(found: Differences) -> Rechecked:
             return recheck_live(
@@ -286,7 +292,7 @@ def _reconcile_table(
         if not (settings.repair and confirmed and found.count):
             return _report(target, found, confirmed, unsettled)
         phase(f"repairing {found.count} keys")
-        repair_keys(engine, target_connector(config), config.pipeline.name, target, found.keys())
+        repair_keys(engine, target_connector(config), config.pipeline.name, target, found.keys(), instance=ci)
         phase(f"re-checking {found.count} repaired keys")
         after = settle(found)
         src_conn.rollback()

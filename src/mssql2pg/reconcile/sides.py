@@ -6,7 +6,7 @@ talks to. Long ``IN`` lists are sent in batches (SQL Server takes at most 2,100 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,10 +40,6 @@ def _key_batch(n_key_columns: int) -> int:
     return max(1, min(BATCH, 2000 // max(n_key_columns, 1)))
 
 
-def _rows(result: Iterable[Sequence[Any]]) -> Rows:
-    return {str(r[0]): (int(r[1]), tuple(r[2:])) for r in result}
-
-
 class _Statements:
     """The three questions, asked with the relation's statements; subclasses say how a statement runs."""
 
@@ -51,6 +47,13 @@ class _Statements:
 
     def _run(self, stmt: Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
         raise NotImplementedError
+
+    def _key(self, read: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A key as read, as the value the report names and the other side is asked for."""
+        return read
+
+    def _rows(self, result: Iterable[Sequence[Any]]) -> Rows:
+        return {str(r[0]): (int(r[1]), self._key(tuple(r[2:]))) for r in result}
 
     def sums(self, bits: int, parent_bits: int | None = None, parents: Sequence[int] = ()) -> Sums:
         stmt = st.segment_sums(self.relation, bits, parent_bits)
@@ -65,15 +68,19 @@ class _Statements:
         stmt = st.segment_rows(self.relation, bits)
         out: Rows = {}
         for chunk in _batches(segments):
-            out.update(_rows(self._run(stmt, {"segments": list(chunk)})))
+            out.update(self._rows(self._run(stmt, {"segments": list(chunk)})))
         return out
 
     def rows_by_key(self, keys: Sequence[Sequence[Any]]) -> Rows:
         out: Rows = {}
         size = _key_batch(len(self.relation.key_columns))
-        for i in range(0, len(keys), size):
-            chunk = keys[i : i + size]
-            out.update(_rows(self._run(st.rows_by_key(self.relation, len(chunk)), st.key_params(chunk))))
+        text = [k for k in keys if st.decoded(self.relation, k)]
+        as_read = [k for k in keys if not st.decoded(self.relation, k)]  # keys that could not be decoded
+        for group, by_bytes in ((text, False), (as_read, True)):
+            for i in range(0, len(group), size):
+                chunk = group[i : i + size]
+                stmt = st.rows_by_key(self.relation, len(chunk), as_read=by_bytes)
+                out.update(self._rows(self._run(stmt, st.key_params(chunk))))
         return out
 
 
@@ -83,9 +90,13 @@ class SourceSide(_Statements):
 
     conn: sa.Connection
     relation: Relation
+    decode_key: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None  # keys read as the reader reads them
 
     def _run(self, stmt: Select[Any], params: dict[str, Any]) -> list[Sequence[Any]]:
         return [tuple(r) for r in self.conn.execute(stmt, params)]
+
+    def _key(self, read: tuple[Any, ...]) -> tuple[Any, ...]:
+        return self.decode_key(read) if self.decode_key is not None else read
 
 
 @dataclass

@@ -7,6 +7,7 @@ columns (``_cdc_*``) are not compared; in soft-delete mode a row flagged deleted
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement, quoted_name
 
-from mssql2pg.reconcile.canonical import pg_field, spec_for
+from mssql2pg.reconcile.canonical import FieldSpec, pg_field, pg_wkb_as_read, spec_for
 from mssql2pg.reconcile.statements import Relation
 from mssql2pg.sink.schema import TargetTable
 
@@ -26,8 +27,10 @@ def _q(name: str) -> quoted_name:
     return quoted_name(name, quote=True)
 
 
-def target_relation(target: TargetTable) -> Relation:
-    """``target``'s data columns, each encoded by the SQL Server type it was mapped from."""
+def target_relation(target: TargetTable, wkb: Collection[str] = ()) -> Relation:
+    """``target``'s data columns, each encoded by the SQL Server type it was mapped from; the source columns
+    named in ``wkb`` (read as EWKB, ``spatial: wkb``) as the SRID + WKB the source side compares
+    (:func:`~mssql2pg.reconcile.canonical.pg_wkb_as_read`)."""
     names = [c.name for c in target.columns]
     meta = target.meta
     extra = [meta.deleted] if target.delete_mode == "soft" else []
@@ -37,7 +40,10 @@ def target_relation(target: TargetTable) -> Relation:
     for codec in target.codecs:
         col = next(cols)
         offset = tbl.c[next(cols).name] if codec.target.offset_companion else None
-        fields[codec.column.name] = pg_field(tbl.c[col.name], spec_for(codec.column), offset=offset)
+        if codec.column.name in wkb:
+            fields[codec.column.name] = pg_field(pg_wkb_as_read(tbl.c[col.name]), FieldSpec("bytes"))
+        else:
+            fields[codec.column.name] = pg_field(tbl.c[col.name], spec_for(codec.column), offset=offset)
     by_source = {c.source_name: c.name for c in target.columns if not c.is_offset}
     ci = target.capture_instance
     return Relation(

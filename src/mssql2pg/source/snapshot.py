@@ -29,7 +29,7 @@ from mssql2pg.model import CaptureInstance, ChangeRow, Operation, TxChunk
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 from mssql2pg.source.validation import decode_row
-from mssql2pg.source.values import RowDecoder, raw_columns, wkb_columns
+from mssql2pg.source.values import RowDecoder, key_collations, raw_columns, wkb_columns
 
 
 @dataclass(frozen=True)
@@ -66,56 +66,52 @@ def read_snapshot(
 def _chunks(
     conn: Connection, ci: CaptureInstance, lsn: Lsn, commit_time: datetime | None, page_rows: int
 ) -> Iterator[TxChunk]:
-    decode = RowDecoder(ci.columns)
-    pages = _pages(conn, ci, page_rows)
-    page = next(pages)
+    pages = _pages(conn, ci, lsn, page_rows)
+    rows, final = next(pages)
     first = True
     while True:
-        following = next(pages, None) if len(page) == page_rows else None
-        rows = tuple(_row(ci, lsn, raw, decode) for raw in page)
+        following = None if final else next(pages)
         yield TxChunk(commit_lsn=lsn, rows=rows, first=first, last=following is None, commit_time=commit_time)
         if following is None:
             return
-        first, page = False, following
+        first, (rows, final) = False, following
 
 
-def _pages(conn: Connection, ci: CaptureInstance, page_rows: int) -> Iterator[Sequence[Any]]:
-    """The table in pages of ``page_rows``, in key order.
+def _pages(
+    conn: Connection, ci: CaptureInstance, lsn: Lsn, page_rows: int
+) -> Iterator[tuple[tuple[ChangeRow, ...], bool]]:
+    """The table in pages of (up to) ``page_rows`` decoded rows, in key order, each with whether it is the last.
 
     SQL Server: one query whose rows python-tds reads off the connection as they are fetched, so memory stays
-    bounded without paging. (Keyset pages there would compare the last key, bound as nvarchar, with varchar
-    key columns: under a SQL collation the comparison and the index order can disagree and skip rows. And the
-    "server-side cursor" of the SQLAlchemy dialect is a STATIC cursor fetched one row per round trip.)
-    PostgreSQL (the emulator): pg8000 reads a whole result into memory, so keyset pages, all in the snapshot's
-    one REPEATABLE READ transaction; PostgreSQL compares and orders keys by the same rules."""
-    captured = ci.column_names
-    source = ci.source
+    bounded without paging (and the "server-side cursor" of the SQLAlchemy dialect is a STATIC cursor fetched
+    one row per round trip). PostgreSQL (the emulator): pg8000 reads a whole result into memory, so keyset
+    pages (:func:`_read_page`), all in the snapshot's one REPEATABLE READ transaction. Both select and decode
+    each column as the streaming reader does (:func:`_reads`)."""
     if conn.dialect.name == "mssql":
-        result = conn.execute(
-            statements.source_rows(
-                source.schema, source.name, captured, ci.key_columns, raw=raw_columns(ci), wkb=wkb_columns(ci)
-            )
-        )
+        source = ci.source
+        raw, wkb, _ = _reads(ci)
+        decode = RowDecoder(ci.columns)
+        stmt = statements.source_rows(source.schema, source.name, ci.column_names, ci.key_columns, raw=raw, wkb=wkb)
+        result = conn.execute(stmt)
         while True:
-            page = result.fetchmany(page_rows)
-            yield page
-            if len(page) < page_rows:
+            fetched = result.fetchmany(page_rows)
+            yield tuple(_row(ci, lsn, r, decode) for r in fetched), len(fetched) < page_rows
+            if len(fetched) < page_rows:
                 return
-    positions = [captured.index(k) for k in ci.key_columns]
-    first = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=False)
-    after = statements.source_rows_page(source.schema, source.name, captured, ci.key_columns, page_rows, resume=True)
-    page = conn.execute(first).all()
-    yield page
-    while len(page) == page_rows:
-        last = page[-1]
-        key = {f"key_{i}": last[p] for i, p in enumerate(positions)}
-        if any(v is None for v in key.values()):  # "after NULL" matches nothing: the rest would be skipped
-            raise SourceError(
-                f"cannot snapshot {source}: a row has NULL in a key column ({', '.join(ci.key_columns)})",
-                hint="capture the table by its primary key (sys.sp_cdc_enable_table without @index_name)",
-            )
-        page = conn.execute(after, key).all()
-        yield page
+    after: tuple[Any, ...] | None = None
+    while True:
+        page = _read_page(conn, ci, lsn, after, page_rows)
+        yield page.rows, page.final
+        if page.final:
+            return
+        after = page.last_key
+
+
+def _reads(ci: CaptureInstance) -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
+    """How the snapshot selects the instance's columns, exactly as the streaming reader does: character columns
+    as their stored bytes, spatial columns of a ``spatial: wkb`` instance as SRID and WKB (``source/values.py``);
+    and the ``varchar`` key columns among them, compared in their collation."""
+    return raw_columns(ci), wkb_columns(ci), key_collations(ci)
 
 
 def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) -> ChangeRow:
@@ -134,11 +130,12 @@ def _row(ci: CaptureInstance, lsn: Lsn, raw: Sequence[Any], decode: RowDecoder) 
 
 @dataclass(frozen=True)
 class Page:
-    """One chunk of an initial snapshot: its rows as change rows at the snapshot LSN, and the raw key of its
-    last row (where the next page starts; what the progress row records)."""
+    """One chunk of an initial snapshot: its rows as change rows at the snapshot LSN, the key of its last row
+    (where the next page starts; what the progress row records), and whether the table ends with it."""
 
     rows: tuple[ChangeRow, ...]
     last_key: tuple[Any, ...] | None  # None when the page is empty
+    final: bool = True
 
 
 def snapshot_lsn(engine: Engine, at: Lsn | None = None) -> tuple[Lsn, datetime | None]:
@@ -168,23 +165,72 @@ def read_page(engine: Engine, instance: CaptureInstance, lsn: Lsn, after: Sequen
     each a change row at ``lsn``. One short read per page: a row changed while the load runs is read as it is
     then, and streaming from ``lsn`` replays every change after ``lsn`` in order over it, so the table
     converges (the LSN guard keeps a later change from being overwritten)."""
-    ci = instance
-    captured = ci.column_names
+    with engine.connect() as conn:
+        return _read_page(conn, instance, lsn, after, limit)
+
+
+def _read_page(conn: Connection, ci: CaptureInstance, lsn: Lsn, after: Sequence[Any] | None, limit: int) -> Page:
+    """One keyset page, selected and decoded as the streaming reader does (:func:`_reads`).
+
+    The key the next page continues after is the last row's key as the predicate compares it: a character key
+    read as bytes by its DECODED text (bound in the column's collation, ``statements.source_rows_page``), any
+    other key as the driver read it. A row whose character key cannot be decoded (bytes invalid in its code
+    page) is still loaded (a dead letter naming the column, as any undecodable value), but no page can
+    continue after it: the page ends before it, and the next page starts with it."""
     source = ci.source
-    positions = [captured.index(k) for k in ci.key_columns]
+    raw, wkb, collations = _reads(ci)
     stmt = statements.source_rows_page(
-        source.schema, source.name, captured, ci.key_columns, limit, resume=after is not None
+        source.schema,
+        source.name,
+        ci.column_names,
+        ci.key_columns,
+        limit,
+        resume=after is not None,
+        raw=raw,
+        wkb=wkb,
+        key_collations=collations,
     )
     params = {f"key_{i}": v for i, v in enumerate(after)} if after is not None else {}
-    with engine.connect() as conn:
-        raw = conn.execute(stmt, params).all()
-    if not raw:
+    fetched = conn.execute(stmt, params).all()
+    if not fetched:
         return Page((), None)
-    last = tuple(raw[-1][p] for p in positions)
-    if any(v is None for v in last):  # "after NULL" matches nothing: the rest would be skipped
-        raise SourceError(
-            f"cannot snapshot {source}: a row has NULL in a key column ({', '.join(ci.key_columns)})",
-            hint="capture the table by its primary key (sys.sp_cdc_enable_table without @index_name)",
-        )
     decode = RowDecoder(ci.columns)
-    return Page(tuple(_row(ci, lsn, r, decode) for r in raw), last)
+    rows = tuple(_row(ci, lsn, r, decode) for r in fetched)
+    final = len(fetched) < limit
+    for end in range(len(rows) - 1, -1, -1):
+        key = _continue_after(ci, raw, fetched[end], rows[end])
+        if key is not None:
+            return Page(rows if final else rows[: end + 1], key, final=final)
+        if final:  # nothing reads after the last page: its progress records the key as read
+            return Page(rows, _as_read(ci, fetched[end]), final=True)
+    raise SourceError(
+        f"cannot snapshot {source}: {len(rows)} consecutive rows have a key that cannot be decoded in its code "
+        f"page ({', '.join(ci.key_columns)}), so no page can continue after them",
+        hint="raise snapshot.chunk_rows above the number of such rows, or fix the key values at the source",
+    )
+
+
+def _as_read(ci: CaptureInstance, raw: Sequence[Any]) -> tuple[Any, ...]:
+    captured = ci.column_names
+    return tuple(raw[captured.index(k)] for k in ci.key_columns)
+
+
+def _continue_after(
+    ci: CaptureInstance, as_bytes: frozenset[str], raw: Sequence[Any], row: ChangeRow
+) -> tuple[Any, ...] | None:
+    """The key a page continues after this row (see :func:`_read_page`), ``None`` if a character key column
+    could not be decoded. A NULL key column ends the snapshot with an error: "after NULL" matches nothing."""
+    captured = ci.column_names
+    key: list[Any] = []
+    for name in ci.key_columns:
+        p = captured.index(name)
+        value = row.values[p] if name in as_bytes else raw[p]
+        if raw[p] is None:
+            raise SourceError(
+                f"cannot snapshot {ci.source}: a row has NULL in a key column ({', '.join(ci.key_columns)})",
+                hint="capture the table by its primary key (sys.sp_cdc_enable_table without @index_name)",
+            )
+        if name in as_bytes and not isinstance(value, str):
+            return None
+        key.append(value)
+    return tuple(key)

@@ -21,7 +21,8 @@ through ``cdc.fn_cdc_get_all_changes_<ci>``:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -46,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, ColumnElement, Label, quoted_name
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement, Label, quoted_name
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
@@ -337,13 +338,67 @@ def _srid_wkb_mssql(element: SridWkb, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST({col}.STSrid AS BINARY(4)) + {col}.STAsBinary()"
 
 
-def _read(
+def read_column(
     col: ColumnElement[Any], name: str, raw: Collection[str], wkb: Collection[str] = ()
 ) -> ColumnElement[Any] | Label[Any]:
-    """The select-list entry of a captured column: itself, its raw bytes, or its SRID and WKB, under its name."""
+    """The select-list entry of a source column: itself, its raw bytes, or its SRID and WKB, under its name.
+
+    The one place that says how a column is selected, for every reader of source rows: the streaming reader,
+    the table snapshots (resync, initial snapshot) and reconcile. ``raw`` and ``wkb`` come from
+    ``source/values.py`` (:func:`~mssql2pg.source.values.raw_columns`, :func:`~mssql2pg.source.values.wkb_columns`),
+    whose decoders turn what is selected here into the canonical value."""
+    read = read_expression(col, name, raw, wkb)
+    return col if read is col else read.label(_q(name))
+
+
+def read_expression(
+    col: ColumnElement[Any], name: str, raw: Collection[str], wkb: Collection[str] = ()
+) -> ColumnElement[Any]:
+    """:func:`read_column` without its name: for use inside another expression (reconcile's canonical text)."""
     if name in wkb:
-        return SridWkb(col).label(_q(name))
-    return RawBytes(col).label(_q(name)) if name in raw else col
+        return SridWkb(col)
+    return RawBytes(col) if name in raw else col
+
+
+_COLLATION_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class TextInCollation(FunctionElement[Any]):
+    """A bound text value turned into a ``char``/``varchar`` column's own type and collation, to compare it with
+    that column: ``CAST(:value COLLATE <collation> AS VARCHAR(8000))`` on SQL Server.
+
+    A key column read as bytes (:class:`RawBytes`) continues its keyset page after its DECODED text, which
+    python-tds binds as ``nvarchar``. Compared as it is, the ``varchar`` column would be converted to
+    ``nvarchar`` (no index range; under a SQL collation a Unicode order that can disagree with the index order,
+    skipping rows). ``COLLATE`` on the ``nvarchar`` value only labels it (Unicode loses nothing); the cast to
+    ``varchar`` then encodes it in that collation's code page (UTF-8 for a ``_UTF8`` collation), so the
+    comparison is the column's own: same collation, same type, the index order. 8000 bytes: longer than any
+    index key. Other dialects (the emulator: UTF-8 text) compare the value as bound."""
+
+    name = "text_in_collation"
+    inherit_cache = True
+    type = NullType()
+
+
+@compiles(TextInCollation)
+def _text_in_collation_default(element: TextInCollation, compiler: SQLCompiler, **kw: Any) -> str:
+    value, _collation = element.clauses
+    return compiler.process(value, **kw)
+
+
+@compiles(TextInCollation, "mssql")
+def _text_in_collation_mssql(element: TextInCollation, compiler: SQLCompiler, **kw: Any) -> str:
+    value, collation = element.clauses
+    return f"CAST({compiler.process(value, **kw)} COLLATE {compiler.process(collation, **kw)} AS VARCHAR(8000))"
+
+
+def text_in_collation(value: ColumnElement[Any], collation: str) -> TextInCollation:
+    """:class:`TextInCollation` of ``value``; the collation (from ``sys.columns``) is written into the statement,
+    so anything but a plain collation name is refused."""
+    if not _COLLATION_NAME.match(collation):
+        msg = f"not a collation name: {collation!r}"
+        raise ValueError(msg)
+    return TextInCollation(value, literal_column(collation))
 
 
 def change_table(capture_instance: str, captured: Sequence[str]) -> TableClause:
@@ -390,7 +445,7 @@ def change_rows_page(
     c = ct.c
     start_lsn, command_id, seqval, operation = c[START_LSN], c[COMMAND_ID], c[SEQVAL], c[OPERATION]
     to_lsn = bindparam("to_lsn", type_=LargeBinary)
-    columns = [*(c[name] for name in METADATA_COLUMNS), *(_read(c[name], name, raw, wkb) for name in captured)]
+    columns = [*(c[name] for name in METADATA_COLUMNS), *(read_column(c[name], name, raw, wkb) for name in captured)]
     key = (start_lsn, command_id, seqval, operation)
     if not resume:
         return (
@@ -437,11 +492,21 @@ def source_rows(
     WKB (:class:`SridWkb`); the order is the columns'. The table has an alias: a property of a spatial column
     (``src.[col].STSrid``) needs a two-part column reference, which a schema-qualified table name cannot give."""
     src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema)).alias("src")
-    return select(*(_read(src.c[name], name, raw, wkb) for name in captured)).order_by(*(src.c[name] for name in key))
+    columns = (read_column(src.c[name], name, raw, wkb) for name in captured)
+    return select(*columns).order_by(*(src.c[name] for name in key))
 
 
 def source_rows_page(
-    source_schema: str, source_table: str, captured: Sequence[str], key: Sequence[str], page_rows: int, *, resume: bool
+    source_schema: str,
+    source_table: str,
+    captured: Sequence[str],
+    key: Sequence[str],
+    page_rows: int,
+    *,
+    resume: bool,
+    raw: Collection[str] = (),
+    wkb: Collection[str] = (),
+    key_collations: Mapping[str, str] | None = None,
 ) -> Select[tuple[object, ...]]:
     """One keyset page of the source table itself: the captured columns, in primary-key order.
 
@@ -450,13 +515,22 @@ def source_rows_page(
     because T-SQL has no row-value comparison; for the usual one-column key it is a plain index range. Keyset
     pages rather than one long cursor: memory stays bounded whatever the driver does with result sets, and no
     read holds locks or a version store for the length of a whole table scan.
+
+    Columns are selected as the streaming reader selects them (:func:`read_column`: ``raw`` as their stored bytes,
+    ``wkb`` as SRID and WKB); the predicate and the order are on the columns themselves. A key column named in
+    ``key_collations`` (a ``char``/``varchar`` key read as bytes) is compared with its decoded text turned back
+    into its collation (:func:`text_in_collation`). The table has an alias, as in :func:`source_rows`.
     """
-    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema))
+    src = table(_q(source_table), *(column(_q(name)) for name in captured), schema=_q(source_schema)).alias("src")
     keys = [src.c[name] for name in key]
-    stmt = select(*(src.c[name] for name in captured)).order_by(*keys).limit(page_rows)
+    stmt = select(*(read_column(src.c[name], name, raw, wkb) for name in captured)).order_by(*keys).limit(page_rows)
     if not resume:
         return stmt
-    after: list[BindParameter[Any]] = [bindparam(f"key_{i}") for i in range(len(keys))]
+    collations = key_collations or {}
+    after: list[ColumnElement[Any]] = [
+        text_in_collation(bindparam(f"key_{i}"), collations[name]) if name in collations else bindparam(f"key_{i}")
+        for i, name in enumerate(key)
+    ]
     branches = [
         and_(*(keys[j] == after[j] for j in range(i)), keys[i] > after[i]) if i else keys[0] > after[0]
         for i in range(len(keys))

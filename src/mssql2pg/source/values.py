@@ -280,6 +280,21 @@ def raw_columns(instance: CaptureInstance) -> frozenset[str]:
     return frozenset(c.name for c in instance.columns if raw_codec(c) is not None)
 
 
+def key_collations(instance: CaptureInstance) -> dict[str, str]:
+    """The ``char``/``varchar``/``text`` key columns read as bytes (:func:`raw_codec`), with their collation.
+
+    A keyset page (the initial snapshot) continues after the last key DECODED (text); the source compares it
+    with such a column only once turned back into the column's own code page and collation
+    (``source/statements.py`` ``text_in_collation``). ``nchar``/``nvarchar`` keys compare with the text as
+    bound."""
+    keys = set(instance.key_columns)
+    return {
+        c.name: c.collation
+        for c in instance.columns
+        if c.name in keys and c.collation and c.sql_type.strip().lower() in NARROW_TEXT_TYPES and raw_codec(c)
+    }
+
+
 @functools.cache
 def _text_in(codec: str) -> Decoder:
     """The decoder of a character column read as raw bytes in ``codec`` (text from another path passes)."""

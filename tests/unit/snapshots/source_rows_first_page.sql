@@ -1,2 +1,2 @@
-SELECT TOP __[POSTCOMPILE_param_1] [dbo].[Order Lines].[id], [dbo].[Order Lines].[Name], [dbo].[Order Lines].[weird]]col], [dbo].[Order Lines].[__$not_meta]
-FROM [dbo].[Order Lines] ORDER BY [dbo].[Order Lines].[id], [dbo].[Order Lines].[Name]
+SELECT TOP __[POSTCOMPILE_param_1] src.[id], src.[Name], src.[weird]]col], src.[__$not_meta]
+FROM [dbo].[Order Lines] AS src ORDER BY src.[id], src.[Name]

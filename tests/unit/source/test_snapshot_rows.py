@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mssql2pg.model import Operation, SourceColumn
+from mssql2pg.model import ChangeRow, Operation, SourceColumn
 from mssql2pg.source.snapshot import _pages, _row
 from mssql2pg.source.values import RowDecoder
 from tests.unit.source.fakes import instance, lsn
@@ -61,11 +61,16 @@ class _MssqlConnection:
         return self.result
 
 
+def _values(pages: list[tuple[tuple[ChangeRow, ...], bool]]) -> list[tuple[list[tuple[object, ...]], bool]]:
+    return [([r.values for r in rows], final) for rows, final in pages]
+
+
 def test_sql_server_snapshot_is_one_streamed_query_fetched_page_by_page() -> None:
     rows = [(i, str(i)) for i in range(1, 8)]
     conn = _MssqlConnection(rows)
-    pages = list(_pages(conn, ORDERS, 3))  # type: ignore[arg-type]
-    assert [list(p) for p in pages] == [rows[0:3], rows[3:6], rows[6:7]]
+    pages = list(_pages(conn, ORDERS, lsn(7), 3))  # type: ignore[arg-type]
+    decoded = [(i, i) for i in range(1, 8)]
+    assert _values(pages) == [(decoded[0:3], False), (decoded[3:6], False), (decoded[6:7], True)]
     assert len(conn.statements) == 1  # no keyset comparisons on SQL Server
     assert "ORDER BY" in conn.statements[0]
     assert conn.result.fetches == [3, 3, 3]
@@ -73,4 +78,4 @@ def test_sql_server_snapshot_is_one_streamed_query_fetched_page_by_page() -> Non
 
 def test_a_table_of_exactly_full_pages_ends_with_an_empty_page() -> None:
     conn = _MssqlConnection([(1, "1"), (2, "2")])
-    assert [list(p) for p in _pages(conn, ORDERS, 2)] == [[(1, "1"), (2, "2")], []]  # type: ignore[arg-type]
+    assert _values(list(_pages(conn, ORDERS, lsn(7), 2))) == [([(1, 1), (2, 2)], False), ([], True)]  # type: ignore[arg-type]

@@ -51,6 +51,21 @@ STATEMENTS: dict[str, ClauseElement] = {
         "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False
     ),
     "source_rows_next_page": statements.source_rows_page("dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=True),
+    # the initial snapshot's keyset pages read like the streaming reader (issue 17 points 4-5): text as bytes,
+    # spatial as SRID + WKB; a varchar key continues after the decoded text, bound in the column's collation
+    "source_rows_first_page_raw_text_wkb": statements.source_rows_page(
+        "dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=False, raw={"Name"}, wkb={"weird]col"}
+    ),
+    "source_rows_next_page_raw_text_key": statements.source_rows_page(
+        "dbo",
+        "Order Lines",
+        _COLS,
+        ["id", "Name"],
+        500,
+        resume=True,
+        raw={"Name"},
+        key_collations={"Name": "Latin1_General_100_CI_AS_SC_UTF8"},
+    ),
     "current_user": statements.CURRENT_USER,
     "can_read": statements.can_read("cdc", f"{_CI}_CT"),
 }
@@ -108,3 +123,28 @@ def test_page_size_becomes_limit_on_postgresql() -> None:
     text = str(statements.change_rows_page(_CI, _COLS, 10, resume=False).compile(dialect=postgresql.dialect()))
     assert 'cdc."dbo_Order Lines_CT"' in text
     assert "LIMIT" in text
+
+
+def test_a_varchar_key_read_as_bytes_is_compared_as_text_in_its_collation_and_ordered_by_the_column() -> None:
+    text = _tsql(
+        statements.source_rows_page(
+            "dbo", "T", ["k", "v"], ["k"], 10, resume=True, raw={"k"}, key_collations={"k": "Cyrillic_General_CI_AS"}
+        )
+    )
+    assert "CAST(src.[k] AS VARBINARY(MAX)) AS [k]" in text  # the value: its stored bytes, decoded by values.py
+    # the predicate: the column itself (an index range) against the decoded text turned back into the column's
+    # own code page by SQL Server, so comparison and index order agree
+    assert "WHERE src.[k] > CAST(%(key_0)s COLLATE Cyrillic_General_CI_AS AS VARCHAR(8000))" in text
+    assert text.rstrip().endswith("ORDER BY src.[k]")
+
+
+def test_the_emulator_compares_the_key_as_bound() -> None:
+    stmt = statements.source_rows_page("dbo", "T", ["k"], ["k"], 10, resume=True, raw={"k"}, key_collations={"k": "X"})
+    text = str(stmt.compile(dialect=postgresql.dialect()))
+    assert "COLLATE" not in text
+    assert 'src."k" > %(key_0)s' in text
+
+
+def test_a_collation_name_that_is_not_a_plain_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="collation"):
+        statements.source_rows_page("dbo", "T", ["k"], ["k"], 10, resume=True, key_collations={"k": "x; DROP"})
