@@ -580,6 +580,23 @@ class ClockSkewSettings(Section):
     """A skew larger than this (either way) is logged as a warning at each measurement."""
 
 
+class SchemaEvolutionSettings(Section):
+    """Following the source's schema changes (issue 12; docs/schema-evolution.md). The section is called
+    ``schema_evolution`` rather than ``schema``: pydantic models reserve ``schema``."""
+
+    manage_capture_instances: bool = False
+    """Let the pipeline manage capture instances itself: after an ADD or DROP COLUMN on a replicated table it
+    enables the new capture instance (``sp_cdc_enable_table``, with a generated name and the old instance's
+    role, filegroup, index and captured-columns policy), and once its checkpoint has passed the new instance's
+    start it disables the old one (``sp_cdc_disable_table``), so no operator step is needed. Needs the source
+    login to be ``db_owner``; without it, each such change is recorded ``failed`` with the manual procedure.
+    Only the process that writes a table's group acts on it."""
+
+    manage_interval: Duration = Field(default=5.0, gt=0)
+    """How often, with ``manage_capture_instances``, the source catalog is compared with the capture instances
+    (a table changed without a new instance; an old instance that may be retired)."""
+
+
 class HttpSettings(Section):
     """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""
 
@@ -678,6 +695,9 @@ class Config(Section):
 
     clock_skew: ClockSkewSettings = ClockSkewSettings()
     """Clock skew between source and target: measured, exported, warned about and corrected for."""
+
+    schema_evolution: SchemaEvolutionSettings = SchemaEvolutionSettings()
+    """Following schema changes at the source."""
 
     http: HttpSettings = HttpSettings()
     """Metrics and health endpoint."""

@@ -23,6 +23,8 @@ SCHEMA_CHANGE_KINDS = (
     "drop-column",
     "type-change",
     "table-gone",
+    "instance-created",  # schema_evolution.manage_capture_instances: the pipeline enabled a new instance
+    "instance-retired",  # ... and disabled the old one once the switch had committed
 )
 
 

@@ -71,7 +71,7 @@ def follow_schema(
                 )
             conn.run("COMMIT")
             for change_id, change in recorded:
-                _tell(obs, change_id, change)
+                tell(obs, change_id, change)
             if review:
                 followed.paused.append(
                     SchemaChangeReviewError(
@@ -111,7 +111,7 @@ def tables_gone(config: Config, obs: Observability, gone: Sequence[TableId]) -> 
     finally:
         conn.close()
     for change_id, change in recorded:
-        _tell(obs, change_id, change)
+        tell(obs, change_id, change)
     return faults
 
 
@@ -140,7 +140,7 @@ def _failed(  # noqa: PLR0917 - one call site, the facts of one failure
     control.hold_table_position(conn, pipeline, str(table.source), held)
     conn.run("COMMIT")
     if new:
-        _tell(obs, change_id, failed)
+        tell(obs, change_id, failed)
     return SchemaChangeReviewError(table.source, [change_id], [f"the target refused {failure.statement!r}: {error}"])
 
 
@@ -179,7 +179,7 @@ def _follow_one(
     return recorded, review
 
 
-def _tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
+def tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
     """One log line and one count per newly recorded change."""
     obs.metrics.schema_change(change.source_table, change.status)
     (log.warning if change.status == "pending-review" else log.info)(

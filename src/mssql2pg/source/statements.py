@@ -45,8 +45,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, ColumnElement, Label, quoted_name
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnClause, ColumnElement, Label, quoted_name
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
@@ -63,6 +64,18 @@ change_tables = table(
     column("start_lsn", LargeBinary),
     column("supports_net_changes", Boolean),
     column("create_date", DateTime),
+    column("role_name", String),
+    column("index_name", String),
+    column("filegroup_name", String),
+    column("partition_switch", Boolean),
+    schema="cdc",
+)
+
+ddl_history = table(
+    "ddl_history",
+    column("object_id", Integer),
+    column("source_object_id", Integer),
+    column("ddl_lsn", LargeBinary),
     schema="cdc",
 )
 
@@ -485,3 +498,111 @@ def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> S
     star: ColumnClause[Any] = literal_column("*")
     counted = func.count_big(star, type_=BigInteger) if mssql else func.count(star)
     return select(counted).select_from(src)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Managing capture instances (``schema_evolution.manage_capture_instances``, issue 12 point 8).
+# ---------------------------------------------------------------------------------------------------------------
+
+SOURCE_TABLE_COLUMNS = (
+    select(sys_columns.c.object_id, sys_columns.c.column_id, sys_columns.c.name)
+    .where(sys_columns.c.object_id.in_(bindparam("object_ids", expanding=True)))
+    .order_by(sys_columns.c.object_id, sys_columns.c.column_id)
+)
+"""Every column of the given source tables (``sys.columns``), captured or not: a column the table has and its
+capture instance lacks was added after the instance was created."""
+
+INSTANCE_OPTIONS = select(
+    change_tables.c.capture_instance,
+    change_tables.c.role_name,
+    change_tables.c.index_name,
+    change_tables.c.filegroup_name,
+    change_tables.c.supports_net_changes,
+    change_tables.c.partition_switch,
+).where(change_tables.c.capture_instance == bindparam("capture_instance", type_=String))
+"""How a capture instance was enabled (gating role, row-identifying index, filegroup, net changes, partition
+switch): the instance that replaces it is enabled the same way."""
+
+DDL_SEEN = (
+    select(ddl_history.c.object_id, func.count().label("ddl_count"))
+    .where(ddl_history.c.object_id.in_(bindparam("object_ids", expanding=True)))
+    .group_by(ddl_history.c.object_id)
+)
+"""How many column changes (``cdc.ddl_history``) capture has seen on each given capture instance (by its
+change table's ``object_id``) since the instance was created."""
+
+
+class IsDbOwner(FunctionElement[Any]):
+    """``IS_MEMBER('db_owner')`` on SQL Server: 1 when the login may enable and disable capture instances (their
+    procedures need ``db_owner``), 0 when not. The emulator's ``sys.is_member`` answers the same question from
+    PostgreSQL's roles (superuser, database owner, or a member of a role ``db_owner``)."""
+
+    name = "is_db_owner"
+    inherit_cache = True
+    type = Integer()
+
+
+@compiles(IsDbOwner)
+def _is_db_owner_default(element: IsDbOwner, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"sys.is_member({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(IsDbOwner, "mssql")
+def _is_db_owner_mssql(element: IsDbOwner, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"IS_MEMBER({compiler.process(element.clauses, **kw)})"
+
+
+IS_DB_OWNER = select(IsDbOwner(bindparam("role", "db_owner", type_=String)).label("is_db_owner"))
+"""Whether the source login is in ``db_owner`` (bound: ``:role``, ``db_owner`` by default)."""
+
+
+class CdcProcedure(Executable, ClauseElement):
+    """A call of a ``sys.sp_cdc_*`` procedure with named, bound arguments: ``EXEC sys.<name> @arg = ?, ...`` on
+    SQL Server, ``CALL sys.<name>(arg => ?, ...)`` on the emulator (its procedures take the same names)."""
+
+    inherit_cache = True
+
+    def __init__(self, name: str, arguments: Sequence[str]) -> None:
+        self.name = name
+        self.arguments = tuple(arguments)
+        self.binds: list[BindParameter[Any]] = [bindparam(argument) for argument in arguments]
+
+    def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
+        bindparams.extend(self.binds)
+        return (type(self), self.name, self.arguments)
+
+
+@compiles(CdcProcedure)
+def _cdc_procedure_default(element: CdcProcedure, compiler: SQLCompiler, **kw: Any) -> str:
+    args = ", ".join(
+        f"{a} => {compiler.process(b, **kw)}" for a, b in zip(element.arguments, element.binds, strict=True)
+    )
+    return f"CALL sys.{element.name}({args})"
+
+
+@compiles(CdcProcedure, "mssql")
+def _cdc_procedure_mssql(element: CdcProcedure, compiler: SQLCompiler, **kw: Any) -> str:
+    args = ", ".join(
+        f"@{a} = {compiler.process(b, **kw)}" for a, b in zip(element.arguments, element.binds, strict=True)
+    )
+    return f"EXEC sys.{element.name} {args}"
+
+
+ENABLE_TABLE = CdcProcedure(
+    "sp_cdc_enable_table",
+    (
+        "source_schema",
+        "source_name",
+        "role_name",
+        "capture_instance",
+        "supports_net_changes",
+        "index_name",
+        "captured_column_list",
+        "filegroup_name",
+        "allow_partition_switch",
+    ),
+)
+"""``sys.sp_cdc_enable_table`` with every argument bound: a new capture instance of a source table."""
+
+DISABLE_TABLE = CdcProcedure("sp_cdc_disable_table", ("source_schema", "source_name", "capture_instance"))
+"""``sys.sp_cdc_disable_table`` for one named capture instance (never ``all``)."""

@@ -53,6 +53,13 @@ STATEMENTS: dict[str, ClauseElement] = {
     "source_rows_next_page": statements.source_rows_page("dbo", "Order Lines", _COLS, ["id", "Name"], 500, resume=True),
     "current_user": statements.CURRENT_USER,
     "can_read": statements.can_read("cdc", f"{_CI}_CT"),
+    # schema_evolution.manage_capture_instances (issue 12 point 8)
+    "source_table_columns": statements.SOURCE_TABLE_COLUMNS,
+    "instance_options": statements.INSTANCE_OPTIONS,
+    "ddl_seen": statements.DDL_SEEN,
+    "is_db_owner": statements.IS_DB_OWNER,
+    "enable_table": statements.ENABLE_TABLE,
+    "disable_table": statements.DISABLE_TABLE,
 }
 
 
@@ -108,3 +115,16 @@ def test_page_size_becomes_limit_on_postgresql() -> None:
     text = str(statements.change_rows_page(_CI, _COLS, 10, resume=False).compile(dialect=postgresql.dialect()))
     assert 'cdc."dbo_Order Lines_CT"' in text
     assert "LIMIT" in text
+
+
+def test_cdc_procedures_bind_every_argument_by_name() -> None:
+    """No value is ever spliced into a procedure call: the T-SQL names each argument and binds it, and the
+    emulator's form (PostgreSQL ``CALL``) does the same."""
+    text = _tsql(statements.ENABLE_TABLE)
+    assert text.startswith("EXEC sys.sp_cdc_enable_table @source_schema = %(source_schema)s, ")
+    assert "@captured_column_list = %(captured_column_list)s" in text
+    pg = str(statements.DISABLE_TABLE.compile(dialect=postgresql.dialect()))
+    assert pg == (
+        "CALL sys.sp_cdc_disable_table(source_schema => %(source_schema)s, source_name => %(source_name)s, "
+        "capture_instance => %(capture_instance)s)"
+    )
