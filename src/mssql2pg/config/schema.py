@@ -596,6 +596,12 @@ class SchemaEvolutionSettings(Section):
     """How often, with ``manage_capture_instances``, the source catalog is compared with the capture instances
     (a table changed without a new instance; an old instance that may be retired)."""
 
+    cdc_retention_fallback: Duration = Field(default=259_200.0, gt=0)
+    """The source's CDC cleanup retention assumed when it cannot be read (on SQL Server it is in
+    ``msdb.dbo.cdc_jobs``, which the pipeline's login usually cannot read): what the retention margin
+    (``mssql2pg check``, ``mssql2pg_retention_margin_seconds``) is computed against. SQL Server's default is 3
+    days (4320 minutes); set it to what ``sys.sp_cdc_help_jobs`` shows for the cleanup job."""
+
 
 class HttpSettings(Section):
     """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""

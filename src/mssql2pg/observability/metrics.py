@@ -99,6 +99,7 @@ GROUP_WRITER = "mssql2pg_group_writer"
 SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
 SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
+RETENTION_MARGIN_SECONDS = "mssql2pg_retention_margin_seconds"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -263,6 +264,13 @@ class Metrics:
             "Source clock minus target clock, round-trip corrected (positive: the source is ahead).",
             registry=r,
         )
+        self._retention_margin = Gauge(
+            RETENTION_MARGIN_SECONDS,
+            "Time until CDC cleanup removes the oldest change the table still needs (from its checkpoint, or the "
+            "position a paused table holds); negative: already removed.",
+            [LABEL_TABLE],
+            registry=r,
+        )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
         for component in COMPONENTS:
@@ -339,6 +347,12 @@ class Metrics:
         self._clock_skew.set(skew)
         with self._lock:
             self._lag.source_offset = source_offset
+
+    def set_retention_margin(self, table: TableRef, seconds: float) -> None:
+        """How long until CDC cleanup removes the oldest change ``table`` still needs (``pipeline/retention.py``).
+        Not started at 0 like the others: 0 would say "cleanup is about to pass it"; the series appears with the
+        first measurement, shortly after the pipeline starts."""
+        self._retention_margin.labels(_table_label(table)).set(seconds)
 
     def source_now(self) -> float:
         """The current time on the source's clock (seconds since the epoch), as last measured."""

@@ -45,6 +45,7 @@ from mssql2pg.pipeline.plan import (
     target_tables,
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
+from mssql2pg.pipeline.retention import RetentionWatch
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.pipeline.snapshot_load import SnapshotLoader
 from mssql2pg.pipeline.spreading import Presence, Spreader
@@ -300,6 +301,11 @@ class Pipeline:
                 else ClockWatch(self.config, pipeline.engine, target_connector(self.config), self.obs).start()
             )
             manager = pipeline._manage_instances(until_caught_up)
+            margins = (
+                None
+                if until_caught_up
+                else RetentionWatch(self.config, pipeline.engine, [t.source for t in pipeline.tables], self.obs).start()
+            )
             try:
                 if pipeline._catch_up(stop):
                     stats = pipeline._stream(stop, until_caught_up, replan)
@@ -312,7 +318,7 @@ class Pipeline:
             except TableFaultError as fault:
                 self.retry.call(functools.partial(self._pause, fault), stop)
             finally:
-                for helper in (loader, watcher, clocks, manager):
+                for helper in (loader, watcher, clocks, manager, margins):
                     if helper is not None:
                         helper.close()
             if stop.is_set():

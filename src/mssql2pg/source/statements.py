@@ -491,6 +491,24 @@ def can_read(schema: str, name: str) -> Select[Any]:
     return select(literal(1)).select_from(table(_q(name), schema=_q(schema))).where(false())
 
 
+def cleanup_retention(*, mssql: bool) -> Select[Any]:
+    """The cleanup job's retention in minutes (``:job_type`` is ``cleanup``): how long a change stays in the
+    change tables. SQL Server keeps it in ``msdb.dbo.cdc_jobs`` (readable only with access to msdb; the caller
+    falls back to a configured value); the emulator answers through its ``sys.sp_cdc_help_jobs()``."""
+    job_type = bindparam("job_type", "cleanup", type_=String)
+    if mssql:
+        jobs = table(
+            "cdc_jobs",
+            column("retention", BigInteger),
+            column("database_id", Integer),
+            column("job_type", String),
+            schema="msdb.dbo",
+        )
+        return select(jobs.c.retention).where(jobs.c.database_id == func.db_id(), jobs.c.job_type == job_type)
+    help_jobs = func.sys.sp_cdc_help_jobs().table_valued(column("retention", BigInteger), column("job_type", String))
+    return select(help_jobs.c.retention).where(help_jobs.c.job_type == job_type)
+
+
 def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> Select[Any]:
     """How many rows the source table holds, as a 64-bit count (``COUNT_BIG``: ``COUNT`` is an ``int`` on SQL
     Server and overflows past 2,147,483,647 rows). The estimated total of an initial snapshot's progress."""

@@ -67,6 +67,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.reconciled(ORDERS, T0, {"missing": 1})
     metrics.set_group_writer("ga", True)
     metrics.set_snapshot_progress(ORDERS, 10, 100)
+    metrics.set_retention_margin(ORDERS, 3600.0)
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}
@@ -224,3 +225,10 @@ def test_lag_of_a_source_whose_clock_is_behind_is_corrected_not_inflated(metrics
     assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 3
     assert value(metrics, "mssql2pg_source_max_lsn_age_seconds") == 1
     assert metrics.source_now() == (T0 - timedelta(days=2)).timestamp()
+
+
+def test_retention_margin_appears_with_its_first_measurement_not_at_zero(metrics: Metrics) -> None:
+    """0 would say "cleanup is about to pass this table": the series exists only once measured."""
+    assert value(metrics, "mssql2pg_retention_margin_seconds", table=str(ORDERS)) is None
+    metrics.set_retention_margin(ORDERS, -120.0)
+    assert value(metrics, "mssql2pg_retention_margin_seconds", table=str(ORDERS)) == -120.0

@@ -60,6 +60,8 @@ STATEMENTS: dict[str, ClauseElement] = {
     "is_db_owner": statements.IS_DB_OWNER,
     "enable_table": statements.ENABLE_TABLE,
     "disable_table": statements.DISABLE_TABLE,
+    # the retention margin of a held position (issue 12)
+    "cleanup_retention": statements.cleanup_retention(mssql=True),
 }
 
 
