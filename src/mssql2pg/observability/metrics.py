@@ -214,9 +214,13 @@ class Metrics:
         )
         self._dead_letters = Gauge(DEAD_LETTERS, "Rows in the dead-letter table by status.", [LABEL_STATUS], registry=r)
         self._stale = Counter(STALE_EVENTS, "Changes older than stale_after when applied.", [LABEL_TABLE], registry=r)
-        self._schema_changes = Counter(
-            SCHEMA_CHANGES, "Source schema changes detected, by outcome.", [LABEL_TABLE, LABEL_STATUS], registry=r
+        self._schema_changes = Gauge(
+            SCHEMA_CHANGES,
+            "Recorded source schema changes (mssql2pg.schema_changes) by table and current status.",
+            [LABEL_TABLE, LABEL_STATUS],
+            registry=r,
         )
+        self._schema_change_series: set[tuple[str, str]] = set()
         self._batch_rows = Histogram(BATCH_ROWS, "Rows per applied batch.", buckets=BATCH_ROWS_BUCKETS, registry=r)
         self._apply_duration = Histogram(
             APPLY_DURATION_SECONDS,
@@ -296,6 +300,7 @@ class Metrics:
                 self._errors.labels(label, kind)
             for status in SCHEMA_CHANGE_STATUSES:
                 self._schema_changes.labels(label, status)
+                self._schema_change_series.add((label, status))
             self._dead_letters_routed.labels(label)
             self._stale.labels(label)
 
@@ -389,8 +394,17 @@ class Metrics:
     def stale_event(self, table: TableRef, n: int = 1) -> None:
         self._stale.labels(_table_label(table)).inc(n)
 
-    def schema_change(self, table: TableRef, status: str) -> None:
-        self._schema_changes.labels(_table_label(table), status).inc()
+    def set_schema_changes(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """The rows of ``mssql2pg.schema_changes`` now, by (table, status): read from the control table (at
+        start, after this process records a change, and at every control-schema poll), so that an approval
+        made by ``mssql2pg schema approve`` in another process shows here too. A gauge, not a counter: an
+        approval moves a change from one status to another. Series no longer counted read 0."""
+        with self._lock:
+            for key in self._schema_change_series - set(counts):
+                self._schema_changes.labels(*key).set(0)
+            for (table, status), n in counts.items():
+                self._schema_changes.labels(table, status).set(n)
+            self._schema_change_series |= set(counts)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_group_writer(self, group: str, writing: bool) -> None:

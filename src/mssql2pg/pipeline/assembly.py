@@ -292,6 +292,7 @@ class Pipeline:
                     frozenset(str(t.source) for t in pipeline.tables),
                     pipeline.inactive_at_start,
                     replan,
+                    obs=self.obs,
                 ).start()
             )
             loader = pipeline._start_snapshots(stop, replan)

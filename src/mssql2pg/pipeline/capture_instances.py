@@ -45,7 +45,7 @@ from mssql2pg.config import Config
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.connections import target_connector
-from mssql2pg.pipeline.evolution import tell
+from mssql2pg.pipeline.evolution import publish_schema_changes, tell
 from mssql2pg.pipeline.plan import control_state
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
@@ -308,6 +308,7 @@ class InstanceManager:
                 return
             change_id, new = control.record_schema_change(conn, self.config.pipeline.name, change)
             conn.run("COMMIT")
+            publish_schema_changes(conn, self.config.pipeline.name, self.obs)
         finally:
             conn.close()
         if new:

@@ -84,8 +84,16 @@ def test_after_approve_rows_the_migrated_target_refuses_are_dead_letters_and_the
                 dst.run('ALTER TABLE "dbo"."c" ADD CONSTRAINT d_below_1000 CHECK ("d" < 1000)')
                 pending = [c for c in list_changes(config, "pending-review") if c.change == "type-change"]
                 assert len(pending) == 1
-                approved = approve_change(config, pending[0].id)
+                gauge = running.pipeline.obs.metrics.registry.get_sample_value
+                assert gauge("mssql2pg_schema_changes", {"table": "dbo.c", "status": "pending-review"}) == 1
+                approved = approve_change(config, pending[0].id)  # what `mssql2pg schema approve` does
                 assert approved.approved, approved.message
+                # the running pipeline's metric follows an approval made elsewhere, within one control poll
+                wait_for(
+                    lambda: gauge("mssql2pg_schema_changes", {"table": "dbo.c", "status": "approved"}) == 1,
+                    what="the running pipeline's mssql2pg_schema_changes showing the approval",
+                )
+                assert gauge("mssql2pg_schema_changes", {"table": "dbo.c", "status": "pending-review"}) == 0
                 wait_for(lambda: table_state(dst, "dbo.c")[0] == "active", what="dbo.c active again")
                 wait_for(lambda: running.instances("dbo.c") == ["dbo_c"], what="the running pipeline taking dbo.c back")
                 # the table goes on after the refused rows: later changes arrive
