@@ -219,10 +219,18 @@ _cc = captured_columns.alias("cc")
 _c = sys_columns.alias("c")
 _ty = sys_types.alias("ty")
 _dc = sys_default_constraints.alias("dc")
+_ic = index_columns.alias("ic")
 
-CAPTURED_COLUMNS = (
+CAPTURE_INSTANCE_CATALOG = (
     select(
-        _cc.c.object_id,
+        _s.c.name.label("source_schema"),
+        _t.c.name.label("source_table"),
+        _ct.c.capture_instance,
+        _ct.c.object_id,
+        _ct.c.source_object_id,
+        _ct.c.start_lsn,
+        _ct.c.supports_net_changes,
+        _ct.c.create_date,
         _cc.c.column_name,
         _cc.c.column_id,
         _cc.c.column_ordinal,
@@ -234,29 +242,31 @@ CAPTURED_COLUMNS = (
         _c.c.is_nullable,
         _dc.c.definition.label("column_default"),
         _c.c.collation_name,
+        _ic.c.index_ordinal,
     )
     .select_from(
-        _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
+        _ct.join(_t, _t.c.object_id == _ct.c.source_object_id)
+        .join(_s, _s.c.schema_id == _t.c.schema_id)
+        .outerjoin(_cc, _cc.c.object_id == _ct.c.object_id)
         .outerjoin(_c, and_(_c.c.object_id == _ct.c.source_object_id, _c.c.column_id == _cc.c.column_id))
         .outerjoin(_ty, _ty.c.user_type_id == _c.c.user_type_id)
         .outerjoin(
             _dc, and_(_dc.c.parent_object_id == _ct.c.source_object_id, _dc.c.parent_column_id == _cc.c.column_id)
         )
+        .outerjoin(_ic, and_(_ic.c.object_id == _ct.c.object_id, _ic.c.column_name == _cc.c.column_name))
     )
-    .order_by(_cc.c.object_id, _cc.c.column_ordinal)
+    .order_by(_s.c.name, _t.c.name, _ct.c.create_date, _ct.c.capture_instance, _cc.c.column_ordinal)
 )
-"""Captured columns of every instance, with the SOURCE column's type facts and nullability.
+"""Every capture instance of the database in ONE query (the reader asks it at every idle poll): one row per
+captured column, with its instance (source table's schema and name, start LSN, ...), the SOURCE column's type
+facts and nullability, and its place in the row-identifying key (``index_ordinal``, NULL for a non-key column).
 
 ``collation_name`` tells the code page of a ``char``/``varchar``/``text`` column (``source/values.py``).
 The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
 precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
 a captured column that was since dropped from the source still has to be read (it is NULL from then on). The
-column's default (``sys.default_constraints.definition``) is kept for a column added to the target later."""
-
-KEY_COLUMNS = select(
-    index_columns.c.object_id, index_columns.c.column_name, index_columns.c.index_ordinal, index_columns.c.column_id
-).order_by(index_columns.c.object_id, index_columns.c.index_ordinal)
-"""The row-identifying columns of every instance (the PK, or the ``@index_name`` index), in index order."""
+column's default (``sys.default_constraints.definition``) is kept for a column added to the target later. Key
+columns are found among the captured ones: ``sp_cdc_enable_table`` requires the index columns to be captured."""
 
 # ---------------------------------------------------------------------------------------------------------------
 # Commit times.
