@@ -105,7 +105,7 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     source,
                     "drop-column",
                     "pending-review",
-                    capture_instance=instance,
+                    capture_instance=_dropped_in(table, column),
                     column_name=column.name,
                     old_type=have_type,
                     ddl=sql.drop_column(table, column),
@@ -162,6 +162,15 @@ def _type_change(
         f"Migrate the target column (recommended DDL shown; check the USING expression for your data), then "
         f"`mssql2pg schema approve ID`; or `mssql2pg resync {source}`",
     )
+
+
+def _dropped_in(table: TargetTable, column: TargetColumn) -> str:
+    """The oldest capture instance that still captures the dropped column (the one the drop was seen in): the
+    same change is then recorded once, not again for the instance that replaces it."""
+    for ci in table.instances:
+        if any(c.name == column.source_name and c.dropped for c in ci.columns):
+            return ci.name
+    return table.capture_instance.name
 
 
 def _newest(table: TargetTable, column: TargetColumn) -> SourceColumn | None:

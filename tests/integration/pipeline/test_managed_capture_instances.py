@@ -25,7 +25,7 @@ from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.capture_instances import InstanceManager
 from mssql2pg.pipeline.connections import source_engine
 from tests.e2e.pipeline_process import write_config
-from tests.fixtures.emulator import two_cdc_tables
+from tests.fixtures.emulator import enable_table, two_cdc_tables
 from tests.fixtures.waiting import wait_for
 from tests.integration.pipeline.schema_workload import Running, Writer, assert_exact, in_transaction, retrying
 
@@ -199,5 +199,71 @@ def test_without_db_owner_nothing_is_attempted_and_the_change_is_recorded_failed
         assert "@capture_instance = N'dbo_a_v2'" in failed.ddl
     finally:
         engine.dispose()
+        src.close()
+        dst.close()
+
+
+def test_a_dropped_column_gets_an_instance_without_it_and_the_old_one_is_retired(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """DROP COLUMN: the old instance keeps capturing the column as NULL; the pipeline enables one that no longer
+    has it (every remaining column, as the old one captured every column), switches, retires the old one. The
+    target column stays (never dropped automatically), NULL from then on; the drop waits for review."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.c (id int PRIMARY KEY, v text, extra int)")
+    enable_table(src, "dbo", "c")
+    src.run("INSERT INTO dbo.c VALUES (1, 'c1', 10), (2, 'c2', 20)")
+    config = load_config(
+        write_config(
+            tmp_path / "p.yaml",
+            emulated_source_url,
+            target_url,
+            ["dbo.c"],
+            snapshot={"mode": "never"},
+            schema_evolution={"manage_capture_instances": True, "manage_interval": 0.1},
+        )
+    )
+    try:
+        with Running(Pipeline.from_config(config)) as running:
+            wait_for(lambda: dst.run("SELECT count(*) FROM dbo.c") == [[2]], what="dbo.c replicated")
+            src.run("ALTER TABLE dbo.c DROP COLUMN extra")
+            src.run("INSERT INTO dbo.c VALUES (3, 'c3')")
+            wait_for(lambda: "dbo_c_v2" in _instances(src, "c"), timeout=60, what="dbo_c_v2 enabled")
+            # a commit after the new instance's start: the switch can commit past it, then dbo_c is retired
+            src.run("INSERT INTO dbo.c VALUES (4, 'c4')")
+            wait_for(
+                lambda: running.failures or running.instances("dbo.c") == ["dbo_c_v2"],
+                timeout=60,
+                what="dbo_c_v2 created, switched to, dbo_c retired",
+            )
+            assert not running.failures, running.failures
+            src.run("UPDATE dbo.c SET v = 'c1+' WHERE id = 1")
+            query = "SELECT id, v FROM dbo.c ORDER BY id"
+            wait_for(lambda: dst.run(query) == src.run(query), what="dbo.c equal")
+            assert_exact(src, dst, "c", "id, v")
+        assert not running.failures
+        assert _instances(src, "c") == ["dbo_c_v2"]
+        assert [r[0] for r in src.run(
+            "SELECT cc.column_name FROM cdc.captured_columns cc JOIN cdc.change_tables ct USING (object_id) "
+            "WHERE ct.capture_instance = 'dbo_c_v2' ORDER BY cc.column_ordinal"
+        )] == ["id", "v"]  # fmt: skip
+        assert dst.run("SELECT id, extra FROM dbo.c ORDER BY id") == [[1, 10], [2, 20], [3, None], [4, None]]
+        changes = [(c.change, c.status, c.capture_instance) for c in control.list_schema_changes(dst, "default")]
+        # the reader or the manager may see the drop first: the order of the first two varies
+        assert sorted(changes) == [
+            ("drop-column", "pending-review", "dbo_c"),  # recorded once, not again for dbo_c_v2
+            ("instance-created", "auto-applied", "dbo_c_v2"),
+            ("instance-retired", "auto-applied", "dbo_c"),
+            ("instance-switch", "auto-applied", "dbo_c_v2"),
+        ]
+        assert changes.index(("instance-switch", "auto-applied", "dbo_c_v2")) < changes.index(
+            ("instance-retired", "auto-applied", "dbo_c")
+        )
+        created = next(c for c in control.list_schema_changes(dst, "default") if c.change == "instance-created")
+        assert "column extra dropped" in str(created.detail)
+        assert dst.run("SELECT count(*) FROM mssql2pg.dead_letters") == [[0]]
+    finally:
         src.close()
         dst.close()
