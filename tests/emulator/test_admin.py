@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pg8000.native
@@ -126,3 +127,27 @@ def test_capture_instance_name_longer_than_postgresql_allows_is_refused(conn: pg
     enable_table(conn, "dbo", "o", capture_instance="y" * 40)
     conn.run("INSERT INTO dbo.o (id, q) VALUES (1, 1)")
     assert conn.run(f'SELECT id FROM cdc."{"y" * 40}_CT"') == [[1]]
+
+
+def test_is_member_db_owner_answers_for_owners_and_not_for_a_plain_login(conn: pg8000.native.Connection) -> None:
+    """``IS_MEMBER('db_owner')`` (what ``schema_evolution.manage_capture_instances`` asks before enabling or
+    disabling an instance): 1 for the emulator's owner (a superuser here), 0 for a login with only SELECT
+    grants, 1 once that login is in a role named db_owner; NULL for a role that does not exist."""
+    assert conn.run("SELECT sys.is_member('db_owner')") == [[1]]
+    assert conn.run("SELECT sys.is_member('no_such_role_here')") == [[None]]
+    name = f"plain_{uuid.uuid4().hex[:8]}"
+    conn.run(f"CREATE ROLE {name} LOGIN")
+    try:
+        conn.run(f"SET ROLE {name}")
+        assert conn.run("SELECT sys.is_member('db_owner')") == [[0]]
+        conn.run("RESET ROLE")
+        conn.run(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'db_owner') THEN "
+            "CREATE ROLE db_owner; END IF; END $$"
+        )
+        conn.run(f"GRANT db_owner TO {name}")
+        conn.run(f"SET ROLE {name}")
+        assert conn.run("SELECT sys.is_member('db_owner')") == [[1]]
+    finally:
+        conn.run("RESET ROLE")
+        conn.run(f"DROP ROLE {name}")

@@ -257,7 +257,8 @@ def test_default_constraints_describe_column_defaults(conn: pg8000.native.Connec
     conn.run(
         "ALTER TABLE dbo.t ADD COLUMN a int DEFAULT 0, ADD COLUMN b varchar(5) DEFAULT 'x''y', "
         "ADD COLUMN c numeric(5,2) DEFAULT -1.5, ADD COLUMN d boolean DEFAULT true, "
-        "ADD COLUMN e timestamp DEFAULT now(), ADD COLUMN f int"
+        "ADD COLUMN e timestamp DEFAULT now(), ADD COLUMN f int, ADD COLUMN g uuid DEFAULT gen_random_uuid(), "
+        "ADD COLUMN h timestamp DEFAULT (now() AT TIME ZONE 'utc'), ADD COLUMN i timestamptz DEFAULT now()"
     )
     rows = conn.run(
         "SELECT c.name, dc.definition, c.default_object_id = dc.object_id FROM sys.columns c "
@@ -272,6 +273,9 @@ def test_default_constraints_describe_column_defaults(conn: pg8000.native.Connec
         ("d", "((1))", True),
         ("e", "(getdate())", True),
         ("f", None, None),
+        ("g", "(newid())", True),  # SQL Server's spelling of the functions with a PostgreSQL equivalent
+        ("h", "(getutcdate())", True),
+        ("i", "(getdate())", True),  # now() is also sysdatetimeoffset(): getdate() is the one SQL Server shows
     ]
     assert conn.run(
         "SELECT default_object_id FROM sys.columns c JOIN sys.tables t USING (object_id) "

@@ -580,6 +580,29 @@ class ClockSkewSettings(Section):
     """A skew larger than this (either way) is logged as a warning at each measurement."""
 
 
+class SchemaEvolutionSettings(Section):
+    """Following the source's schema changes (issue 12; docs/schema-evolution.md). The section is called
+    ``schema_evolution`` rather than ``schema``: pydantic models reserve ``schema``."""
+
+    manage_capture_instances: bool = False
+    """Let the pipeline manage capture instances itself: after an ADD or DROP COLUMN on a replicated table it
+    enables the new capture instance (``sp_cdc_enable_table``, with a generated name and the old instance's
+    role, filegroup, index and captured-columns policy), and once its checkpoint has passed the new instance's
+    start it disables the old one (``sp_cdc_disable_table``), so no operator step is needed. Needs the source
+    login to be ``db_owner``; without it, each such change is recorded ``failed`` with the manual procedure.
+    Only the process that writes a table's group acts on it."""
+
+    manage_interval: Duration = Field(default=5.0, gt=0)
+    """How often, with ``manage_capture_instances``, the source catalog is compared with the capture instances
+    (a table changed without a new instance; an old instance that may be retired)."""
+
+    cdc_retention_fallback: Duration = Field(default=259_200.0, gt=0)
+    """The source's CDC cleanup retention assumed when it cannot be read (on SQL Server it is in
+    ``msdb.dbo.cdc_jobs``, which the pipeline's login usually cannot read): what the retention margin
+    (``mssql2pg check``, ``mssql2pg_retention_margin_seconds``) is computed against. SQL Server's default is 3
+    days (4320 minutes); set it to what ``sys.sp_cdc_help_jobs`` shows for the cleanup job."""
+
+
 class HttpSettings(Section):
     """The HTTP endpoint for ``/metrics``, ``/healthz`` and ``/readyz``."""
 
@@ -678,6 +701,9 @@ class Config(Section):
 
     clock_skew: ClockSkewSettings = ClockSkewSettings()
     """Clock skew between source and target: measured, exported, warned about and corrected for."""
+
+    schema_evolution: SchemaEvolutionSettings = SchemaEvolutionSettings()
+    """Following schema changes at the source."""
 
     http: HttpSettings = HttpSettings()
     """Metrics and health endpoint."""

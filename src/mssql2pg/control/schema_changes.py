@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mssql2pg.control import statements as sql
+from mssql2pg.control.migrations import control_table_exists
 from mssql2pg.pgconn import PgConnection, fetch
 
 SCHEMA_CHANGE_STATUSES = ("auto-applied", "pending-review", "failed", "approved")
@@ -23,6 +24,8 @@ SCHEMA_CHANGE_KINDS = (
     "drop-column",
     "type-change",
     "table-gone",
+    "instance-created",  # schema_evolution.manage_capture_instances: the pipeline enabled a new instance
+    "instance-retired",  # ... and disabled the old one once the switch had committed
 )
 
 
@@ -125,6 +128,15 @@ def list_schema_changes(conn: PgConnection, pipeline: str, status: str | None = 
     return [
         StoredSchemaChange(*row) for row in fetch(conn, sql.SELECT_SCHEMA_CHANGES, pipeline=pipeline, status=status)
     ]
+
+
+def count_schema_changes(conn: PgConnection, pipeline: str) -> dict[tuple[str, str], int]:
+    """How many changes of ``pipeline`` are recorded, by (source table, status); empty before the first run.
+    What ``mssql2pg_schema_changes{table, status}`` exports (whoever changed a status: the pipeline or
+    ``mssql2pg schema approve``)."""
+    if not control_table_exists(conn, "schema_changes"):
+        return {}
+    return {(str(t), str(s)): int(n) for t, s, n in fetch(conn, sql.COUNT_SCHEMA_CHANGES, pipeline=pipeline)}
 
 
 def get_schema_change(conn: PgConnection, pipeline: str, change_id: int) -> StoredSchemaChange | None:

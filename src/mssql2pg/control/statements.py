@@ -408,6 +408,10 @@ WHERE pipeline = :pipeline AND source_table = :source_table AND change = :change
 ORDER BY id DESC LIMIT 1
 """
 
+COUNT_SCHEMA_CHANGES = f"""
+SELECT source_table, status, count(*) FROM {_c("schema_changes")} WHERE pipeline = :pipeline GROUP BY 1, 2
+"""
+
 APPROVE_SCHEMA_CHANGE = f"""
 UPDATE {_c("schema_changes")} SET status = 'approved', applied_at = now() WHERE pipeline = :pipeline AND id = :id
 """

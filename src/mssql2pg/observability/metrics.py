@@ -99,6 +99,7 @@ GROUP_WRITER = "mssql2pg_group_writer"
 SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
 SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
+RETENTION_MARGIN_SECONDS = "mssql2pg_retention_margin_seconds"
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -213,9 +214,13 @@ class Metrics:
         )
         self._dead_letters = Gauge(DEAD_LETTERS, "Rows in the dead-letter table by status.", [LABEL_STATUS], registry=r)
         self._stale = Counter(STALE_EVENTS, "Changes older than stale_after when applied.", [LABEL_TABLE], registry=r)
-        self._schema_changes = Counter(
-            SCHEMA_CHANGES, "Source schema changes detected, by outcome.", [LABEL_TABLE, LABEL_STATUS], registry=r
+        self._schema_changes = Gauge(
+            SCHEMA_CHANGES,
+            "Recorded source schema changes (mssql2pg.schema_changes) by table and current status.",
+            [LABEL_TABLE, LABEL_STATUS],
+            registry=r,
         )
+        self._schema_change_series: set[tuple[str, str]] = set()
         self._batch_rows = Histogram(BATCH_ROWS, "Rows per applied batch.", buckets=BATCH_ROWS_BUCKETS, registry=r)
         self._apply_duration = Histogram(
             APPLY_DURATION_SECONDS,
@@ -263,6 +268,13 @@ class Metrics:
             "Source clock minus target clock, round-trip corrected (positive: the source is ahead).",
             registry=r,
         )
+        self._retention_margin = Gauge(
+            RETENTION_MARGIN_SECONDS,
+            "Time until CDC cleanup removes the oldest change the table still needs (from its checkpoint, or the "
+            "position a paused table holds); negative: already removed.",
+            [LABEL_TABLE],
+            registry=r,
+        )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
         for component in COMPONENTS:
@@ -288,6 +300,7 @@ class Metrics:
                 self._errors.labels(label, kind)
             for status in SCHEMA_CHANGE_STATUSES:
                 self._schema_changes.labels(label, status)
+                self._schema_change_series.add((label, status))
             self._dead_letters_routed.labels(label)
             self._stale.labels(label)
 
@@ -340,6 +353,12 @@ class Metrics:
         with self._lock:
             self._lag.source_offset = source_offset
 
+    def set_retention_margin(self, table: TableRef, seconds: float) -> None:
+        """How long until CDC cleanup removes the oldest change ``table`` still needs (``pipeline/retention.py``).
+        Not started at 0 like the others: 0 would say "cleanup is about to pass it"; the series appears with the
+        first measurement, shortly after the pipeline starts."""
+        self._retention_margin.labels(_table_label(table)).set(seconds)
+
     def source_now(self) -> float:
         """The current time on the source's clock (seconds since the epoch), as last measured."""
         with self._lock:
@@ -375,8 +394,17 @@ class Metrics:
     def stale_event(self, table: TableRef, n: int = 1) -> None:
         self._stale.labels(_table_label(table)).inc(n)
 
-    def schema_change(self, table: TableRef, status: str) -> None:
-        self._schema_changes.labels(_table_label(table), status).inc()
+    def set_schema_changes(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """The rows of ``mssql2pg.schema_changes`` now, by (table, status): read from the control table (at
+        start, after this process records a change, and at every control-schema poll), so that an approval
+        made by ``mssql2pg schema approve`` in another process shows here too. A gauge, not a counter: an
+        approval moves a change from one status to another. Series no longer counted read 0."""
+        with self._lock:
+            for key in self._schema_change_series - set(counts):
+                self._schema_changes.labels(*key).set(0)
+            for (table, status), n in counts.items():
+                self._schema_changes.labels(table, status).set(n)
+            self._schema_change_series |= set(counts)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_group_writer(self, group: str, writing: bool) -> None:

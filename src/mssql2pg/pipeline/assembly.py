@@ -27,6 +27,7 @@ from mssql2pg.errors import ReplanError, SourceError, TableFaultError
 from mssql2pg.instance import this_instance
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
+from mssql2pg.pipeline.capture_instances import InstanceManager
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
 from mssql2pg.pipeline.connections import source_engine, target_connector
@@ -45,6 +46,7 @@ from mssql2pg.pipeline.plan import (
     target_tables,
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
+from mssql2pg.pipeline.retention import RetentionWatch
 from mssql2pg.pipeline.runner import ChangeSource, Runner, RunStats
 from mssql2pg.pipeline.snapshot_load import SnapshotLoader
 from mssql2pg.pipeline.spreading import Presence, Spreader
@@ -288,6 +290,7 @@ class Pipeline:
                     frozenset(str(t.source) for t in pipeline.tables),
                     pipeline.inactive_at_start,
                     replan,
+                    obs=self.obs,
                 ).start()
             )
             loader = pipeline._start_snapshots(stop, replan)
@@ -295,6 +298,12 @@ class Pipeline:
                 None
                 if until_caught_up
                 else ClockWatch(self.config, pipeline.engine, target_connector(self.config), self.obs).start()
+            )
+            manager = pipeline._manage_instances(until_caught_up)
+            margins = (
+                None
+                if until_caught_up
+                else RetentionWatch(self.config, pipeline.engine, [t.source for t in pipeline.tables], self.obs).start()
             )
             try:
                 if pipeline._catch_up(stop):
@@ -308,12 +317,9 @@ class Pipeline:
             except TableFaultError as fault:
                 self.retry.call(functools.partial(self._pause, fault), stop)
             finally:
-                if loader is not None:
-                    loader.close()
-                if watcher is not None:
-                    watcher.close()
-                if clocks is not None:
-                    clocks.close()
+                for helper in (loader, watcher, clocks, manager, margins):
+                    if helper is not None:
+                        helper.close()
             if stop.is_set():
                 return pipeline.runner.stats
             replacement = self.retry.call(functools.partial(self._replace, pipeline), stop)
@@ -339,6 +345,21 @@ class Pipeline:
         )
         self.snapshots = replacement.snapshots
         return replacement
+
+    def _manage_instances(self, until_caught_up: bool) -> InstanceManager | None:
+        """With ``schema_evolution.manage_capture_instances``: create and retire the streamed tables' capture
+        instances (:mod:`.capture_instances`), only while this process writes their group."""
+        if until_caught_up or not self.config.schema_evolution.manage_capture_instances or not self.tables:
+            return None
+        sink = self.runner.sink
+        writing = sink.writing if isinstance(sink, ObservedSink) else None
+        return InstanceManager(
+            self.config,
+            self.engine,
+            [t.source for t in self.tables],
+            self.obs,
+            is_writer=(lambda: writing is not None and writing.is_set()),
+        ).start()
 
     def _start_snapshots(self, stop: threading.Event, replan: threading.Event) -> SnapshotLoader | None:
         """Load the tables met for the first time in a thread of their own; once loaded, the pipeline re-plans and

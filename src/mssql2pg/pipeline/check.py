@@ -27,6 +27,7 @@ from mssql2pg.model import CaptureInstance
 from mssql2pg.pipeline.connections import source_engine
 from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
 from mssql2pg.pipeline.privileges import SourceGrants, source_missing, source_user, target_missing
+from mssql2pg.pipeline.retention import cleanup_retention_seconds, margin_seconds
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
 
@@ -117,7 +118,15 @@ def run_checks(
         held = control.held_positions(target, config.pipeline.name)
     finally:
         target.close()
-    _retention(report, engine, instances, checkpoint, newest, held=held)
+    _retention(
+        report,
+        engine,
+        instances,
+        checkpoint,
+        newest,
+        held=held,
+        fallback=config.schema_evolution.cdc_retention_fallback,
+    )
     return report
 
 
@@ -135,10 +144,13 @@ def _retention(
     newest: datetime | None,
     *,
     held: dict[str, Lsn],
+    fallback: float,
 ) -> None:
-    """Each table's position against the oldest change CDC still keeps. A table paused by a schema change is
+    """Each table's position against the oldest change CDC still keeps, and its retention margin (how long until
+    cleanup removes the oldest change it still needs, :mod:`.retention`). A table paused by a schema change is
     at its held position (its changes wait in CDC until it resumes), not at the group's checkpoint."""
     with engine.connect() as conn:
+        retention = cleanup_retention_seconds(conn, fallback)
         for table, cis in instances.items():
             ci = cis[0]
             checkpoint = held.get(str(table), group_checkpoint)
@@ -161,6 +173,9 @@ def _retention(
             margin = ""
             if floor_time is not None and newest is not None:
                 margin = f"; the oldest kept change is {(newest - floor_time).total_seconds() / 3600:.1f} h old"
+            left = margin_seconds(conn, checkpoint, retention)
+            if left is not None:
+                margin += f"; retention margin {left / 3600:.1f} h (cleanup retention {retention / 3600:.1f} h)"
             report.add(True, f"{table}: checkpoint {checkpoint}{paused} is within the retention window{margin}")
             _switch(report, table, cis, checkpoint)
 

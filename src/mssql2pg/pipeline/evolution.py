@@ -5,8 +5,9 @@ The reader notices a change of capture instances within one polling cycle and th
 before the applier starts, :func:`follow_schema` brings each existing target table up to the capture instances
 as they are now (:mod:`mssql2pg.sink.evolution`), and records every change in ``mssql2pg.schema_changes`` in
 the same transaction as its DDL, so a change is either applied and recorded or neither. Each newly recorded
-change is one JSON log line and one count of ``mssql2pg_schema_changes_total``. A change that waits for review
-pauses its table only, with its position held so that approving it resumes the table where it stopped.
+change is one JSON log line; ``mssql2pg_schema_changes{table, status}`` is read from the record. A change that
+waits for review pauses its table only, with its position held so that approving it resumes the table where it
+stopped.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def follow_schema(
                 )
             conn.run("COMMIT")
             for change_id, change in recorded:
-                _tell(obs, change_id, change)
+                tell(obs, change_id, change)
             if review:
                 followed.paused.append(
                     SchemaChangeReviewError(
@@ -82,6 +83,7 @@ def follow_schema(
                 )
             else:
                 followed.tables.append(table)
+        publish_schema_changes(conn, config.pipeline.name, obs)
     finally:
         conn.close()  # a transaction left open by a failure is rolled back with it
     return followed
@@ -108,10 +110,11 @@ def tables_gone(config: Config, obs: Observability, gone: Sequence[TableId]) -> 
             if new:
                 recorded.append((change_id, change))
         conn.run("COMMIT")
+        publish_schema_changes(conn, config.pipeline.name, obs)
     finally:
         conn.close()
     for change_id, change in recorded:
-        _tell(obs, change_id, change)
+        tell(obs, change_id, change)
     return faults
 
 
@@ -140,7 +143,7 @@ def _failed(  # noqa: PLR0917 - one call site, the facts of one failure
     control.hold_table_position(conn, pipeline, str(table.source), held)
     conn.run("COMMIT")
     if new:
-        _tell(obs, change_id, failed)
+        tell(obs, change_id, failed)
     return SchemaChangeReviewError(table.source, [change_id], [f"the target refused {failure.statement!r}: {error}"])
 
 
@@ -179,9 +182,14 @@ def _follow_one(
     return recorded, review
 
 
-def _tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
-    """One log line and one count per newly recorded change."""
-    obs.metrics.schema_change(change.source_table, change.status)
+def publish_schema_changes(conn: PgConnection, pipeline: str, obs: Observability) -> None:
+    """``mssql2pg_schema_changes{table, status}`` from the control table (see
+    :meth:`~mssql2pg.observability.metrics.Metrics.set_schema_changes`)."""
+    obs.metrics.set_schema_changes(control.count_schema_changes(conn, pipeline))
+
+
+def tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
+    """One log line per newly recorded change (the caller publishes the counts from the control table)."""
     (log.warning if change.status == "pending-review" else log.info)(
         "schema change",
         id=change_id,

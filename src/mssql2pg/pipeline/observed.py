@@ -116,13 +116,18 @@ class ObservedSink:
     _commits_seen: int = -1
     _dead_letters: dict[TableId, int] = field(default_factory=dict)
     _stale: dict[TableId, int] = field(default_factory=dict)
+    writing: threading.Event = field(default_factory=threading.Event)
+    """Set while this process holds its tables' write locks (between a successful ``start`` and the next
+    ``abandon`` or ``close``): what only the group's writer may do (managing capture instances) asks this."""
 
     def start(self) -> Lsn:
+        self.writing.clear()
         try:
             checkpoint: Lsn = self._guard(self.inner.start)
         except OwnedElsewhereError:
             self.obs.metrics.set_group_writer(self.group, False)
             raise
+        self.writing.set()
         self.obs.metrics.set_group_writer(self.group, True)
         self.obs.component_ok("target")
         for table in self.tables:
@@ -152,6 +157,7 @@ class ObservedSink:
         self._step(self.inner.flush)
 
     def abandon(self) -> None:
+        self.writing.clear()
         self.inner.abandon()
 
     def mid_transaction(self) -> bool:
@@ -162,6 +168,7 @@ class ObservedSink:
         return self.inner.checkpoint
 
     def close(self) -> None:
+        self.writing.clear()
         self.inner.close()
 
     @staticmethod

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from mssql2pg.config import Config
+from mssql2pg.observability import Observability
+from mssql2pg.pipeline.connections import target_connector
+from mssql2pg.pipeline.evolution import publish_schema_changes
 from mssql2pg.pipeline.plan import control_state
 
 log = structlog.get_logger(component="pipeline")
@@ -29,6 +32,7 @@ class ControlWatcher:
     left_out: frozenset[str]  # source tables it left out because they were not active
     replan: threading.Event
     interval: float = field(default_factory=lambda: CONTROL_POLL_SECONDS)
+    obs: Observability | None = None  # where the recorded schema changes are published at each poll
     _done: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -42,10 +46,21 @@ class ControlWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def _publish(self, obs: Observability) -> None:
+        """The schema changes by status as recorded now: ``mssql2pg schema approve`` changes them from another
+        process, and this is how the running pipeline's metric follows (within one poll)."""
+        conn = target_connector(self.config)()
+        try:
+            publish_schema_changes(conn, self.config.pipeline.name, obs)
+        finally:
+            conn.close()
+
     def _watch(self) -> None:
         while not self._done.wait(self.interval):
             try:
                 inactive = set(control_state(self.config).inactive)
+                if self.obs is not None:
+                    self._publish(self.obs)
             except Exception as exc:  # the target is down: the runner reports and retries that
                 log.debug("control schema not readable", error=str(exc))
                 continue

@@ -7,7 +7,8 @@ instances as they are now with the columns the target table has, and returns eac
 * a column the target lacks (added at the source, captured by a new capture instance): ``ALTER TABLE ... ADD
   COLUMN`` with the mapped type, nullable (rows replicated before may have no value for it), and the source's
   default when it is a constant (filling the existing rows when the source column is NOT NULL, as SQL Server
-  does), ``auto-applied``;
+  does) or one of the functions with a PostgreSQL equivalent (:data:`NON_CONSTANT_DEFAULTS`, never filling),
+  ``auto-applied``; any other default is not carried, and the record says why;
 * a column dropped at the source: the target column stays and receives NULL from then on (its NOT NULL, if
   any, is dropped so that it can), ``pending-review`` with the exact SQL to archive or drop it;
 * a captured column whose type changed: nothing to do when the target column already holds every value of the
@@ -61,13 +62,24 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
             if column.dropped:
                 continue  # dropped before the target ever had it: nothing to keep
             source_column = _newest(table, column)
-            default = None if source_column is None else pg_default(source_column.default, column.pg_type)
-            fills = default is not None and source_column is not None and not source_column.nullable
+            definition = None if source_column is None else source_column.default
+            default, not_carried = column_default(definition, column.pg_type)
+            constant = default is not None and default == pg_default(definition, column.pg_type)
+            # a constant fills the existing rows as SQL Server did; a function's value at the ALTER is not known
+            fills = constant and source_column is not None and not source_column.nullable
             ddl = sql.add_column(table, column, default if fills else None)
             evolution.ddl.append(ddl)
             if default is not None and not fills:
                 ddl = f"{ddl}; {sql.set_default(table, column, default)}"
                 evolution.ddl.append(sql.set_default(table, column, default))
+            about_default = ""
+            if default is not None and not constant:
+                about_default = (
+                    f"; the source default {definition} carried as {default} (the target's clock or generator; "
+                    f"rows that existed before hold NULL in {column.name} until `mssql2pg reconcile --repair`)"
+                )
+            elif not_carried is not None:
+                about_default = f"; the source default {definition} is not carried: {not_carried}"
             evolution.changes.append(
                 SchemaChange(
                     source,
@@ -80,7 +92,7 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     detail=f"target column added (nullable); filled from capture instance {instance} on. Values "
                     f"written between the ALTER TABLE and {instance}'s start LSN are in no change table: until "
                     f"`mssql2pg reconcile --repair {source}` those rows hold NULL (or the default) in "
-                    f"{column.name}",
+                    f"{column.name}{about_default}",
                 )
             )
             continue
@@ -93,7 +105,7 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     source,
                     "drop-column",
                     "pending-review",
-                    capture_instance=instance,
+                    capture_instance=_dropped_in(table, column),
                     column_name=column.name,
                     old_type=have_type,
                     ddl=sql.drop_column(table, column),
@@ -152,6 +164,15 @@ def _type_change(
     )
 
 
+def _dropped_in(table: TargetTable, column: TargetColumn) -> str:
+    """The oldest capture instance that still captures the dropped column (the one the drop was seen in): the
+    same change is then recorded once, not again for the instance that replaces it."""
+    for ci in table.instances:
+        if any(c.name == column.source_name and c.dropped for c in ci.columns):
+            return ci.name
+    return table.capture_instance.name
+
+
 def _newest(table: TargetTable, column: TargetColumn) -> SourceColumn | None:
     """The newest capture instance's description of the source column behind ``column``."""
     for candidate in table.capture_instance.columns:
@@ -182,6 +203,50 @@ def pg_default(definition: str | None, pg_type: str) -> str | None:
     if string and pg_type != "bytea":
         return string.group(1)  # quotes are doubled the same way in both dialects
     return None
+
+
+_TIME_TYPES = ("timestamp", "timestamptz", "date", "time")
+NON_CONSTANT_DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "getdate()": ("LOCALTIMESTAMP", _TIME_TYPES),
+    "current_timestamp": ("LOCALTIMESTAMP", _TIME_TYPES),
+    "sysdatetime()": ("LOCALTIMESTAMP", _TIME_TYPES),
+    "getutcdate()": ("(now() AT TIME ZONE 'UTC')", _TIME_TYPES),
+    "sysutcdatetime()": ("(now() AT TIME ZONE 'UTC')", _TIME_TYPES),
+    "sysdatetimeoffset()": ("now()", _TIME_TYPES),
+    "newid()": ("gen_random_uuid()", ("uuid",)),
+}
+"""The SQL Server default functions carried to the target, a fixed allowlist: the function (lower case, as
+``sys.default_constraints.definition`` spells it inside its parentheses) -> (the PostgreSQL expression, the
+target type families it is carried for). The local-time functions become ``LOCALTIMESTAMP`` (SQL Server's local
+time, PostgreSQL's session time zone), the UTC ones the UTC time, ``sysdatetimeoffset()`` ``now()``, ``newid()``
+``gen_random_uuid()`` (PostgreSQL 13+). The expressions are constants of this module: nothing from the source
+reaches the DDL text. Anything else (``newsequentialid()``, expressions, user functions) is not carried, and
+the record says why."""
+
+
+def column_default(definition: str | None, pg_type: str) -> tuple[str | None, str | None]:
+    """The target default of a column whose source default is ``definition``: ``(expression, None)`` for a
+    constant (:func:`pg_default`) or an allowlisted function (:data:`NON_CONSTANT_DEFAULTS`); ``(None, reason)``
+    for a default that is not carried; ``(None, None)`` for no default."""
+    if definition is None:
+        return None, None
+    constant = pg_default(definition, pg_type)
+    if constant is not None:
+        return constant, None
+    text = definition.strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    known = NON_CONSTANT_DEFAULTS.get(text.lower())
+    if known is None:
+        return None, (
+            "no PostgreSQL equivalent (only constants and "
+            + ", ".join(NON_CONSTANT_DEFAULTS)
+            + " are carried); set the target column's default yourself if it needs one"
+        )
+    expression, families = known
+    if pg_type.split("(", maxsplit=1)[0] not in families:
+        return None, f"{text.lower()} has no equivalent for a {pg_type} column"
+    return expression, None
 
 
 def _same_type(have: str, want: str) -> bool:

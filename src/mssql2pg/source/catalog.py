@@ -32,9 +32,10 @@ _LENGTH_TYPES = (TEXT_TYPES | BINARY_TYPES) - {"xml", "rowversion", "timestamp",
 
 
 def load_capture_instances(conn: Connection) -> list[CaptureInstance]:
-    """Every capture instance of the connected database (three catalog queries)."""
+    """Every capture instance of the connected database (one catalog query: the reader asks it at every idle
+    poll, so it is one round trip, not one per catalog table)."""
     try:
-        instance_rows = conn.execute(statements.CAPTURE_INSTANCES).all()
+        rows = [dict(r._mapping) for r in conn.execute(statements.CAPTURE_INSTANCE_CATALOG)]
     except DBAPIError as exc:
         if is_undefined_object(exc):
             raise SourceError(
@@ -43,13 +44,15 @@ def load_capture_instances(conn: Connection) -> list[CaptureInstance]:
                 "tables with sys.sp_cdc_enable_table",
             ) from exc
         raise
-    column_rows = conn.execute(statements.CAPTURED_COLUMNS).all()
-    key_rows = conn.execute(statements.KEY_COLUMNS).all()
-    return build_capture_instances(
-        [dict(r._mapping) for r in instance_rows],
-        [dict(r._mapping) for r in column_rows],
-        [dict(r._mapping) for r in key_rows],
+    instance_rows: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        instance_rows.setdefault(int(row["object_id"]), row)
+    column_rows = [row for row in rows if row["column_name"] is not None]
+    key_rows = sorted(
+        (row for row in column_rows if row["index_ordinal"] is not None),
+        key=lambda row: (int(row["object_id"]), int(row["index_ordinal"])),
     )
+    return build_capture_instances(instance_rows.values(), column_rows, key_rows)
 
 
 def build_capture_instances(

@@ -46,8 +46,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnClause, ColumnElement, Label, quoted_name
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnClause, ColumnElement, Label, quoted_name
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
@@ -64,6 +65,18 @@ change_tables = table(
     column("start_lsn", LargeBinary),
     column("supports_net_changes", Boolean),
     column("create_date", DateTime),
+    column("role_name", String),
+    column("index_name", String),
+    column("filegroup_name", String),
+    column("partition_switch", Boolean),
+    schema="cdc",
+)
+
+ddl_history = table(
+    "ddl_history",
+    column("object_id", Integer),
+    column("source_object_id", Integer),
+    column("ddl_lsn", LargeBinary),
     schema="cdc",
 )
 
@@ -207,10 +220,18 @@ _cc = captured_columns.alias("cc")
 _c = sys_columns.alias("c")
 _ty = sys_types.alias("ty")
 _dc = sys_default_constraints.alias("dc")
+_ic = index_columns.alias("ic")
 
-CAPTURED_COLUMNS = (
+CAPTURE_INSTANCE_CATALOG = (
     select(
-        _cc.c.object_id,
+        _s.c.name.label("source_schema"),
+        _t.c.name.label("source_table"),
+        _ct.c.capture_instance,
+        _ct.c.object_id,
+        _ct.c.source_object_id,
+        _ct.c.start_lsn,
+        _ct.c.supports_net_changes,
+        _ct.c.create_date,
         _cc.c.column_name,
         _cc.c.column_id,
         _cc.c.column_ordinal,
@@ -222,29 +243,31 @@ CAPTURED_COLUMNS = (
         _c.c.is_nullable,
         _dc.c.definition.label("column_default"),
         _c.c.collation_name,
+        _ic.c.index_ordinal,
     )
     .select_from(
-        _cc.join(_ct, _ct.c.object_id == _cc.c.object_id)
+        _ct.join(_t, _t.c.object_id == _ct.c.source_object_id)
+        .join(_s, _s.c.schema_id == _t.c.schema_id)
+        .outerjoin(_cc, _cc.c.object_id == _ct.c.object_id)
         .outerjoin(_c, and_(_c.c.object_id == _ct.c.source_object_id, _c.c.column_id == _cc.c.column_id))
         .outerjoin(_ty, _ty.c.user_type_id == _c.c.user_type_id)
         .outerjoin(
             _dc, and_(_dc.c.parent_object_id == _ct.c.source_object_id, _dc.c.parent_column_id == _cc.c.column_id)
         )
+        .outerjoin(_ic, and_(_ic.c.object_id == _ct.c.object_id, _ic.c.column_name == _cc.c.column_name))
     )
-    .order_by(_cc.c.object_id, _cc.c.column_ordinal)
+    .order_by(_s.c.name, _t.c.name, _ct.c.create_date, _ct.c.capture_instance, _cc.c.column_ordinal)
 )
-"""Captured columns of every instance, with the SOURCE column's type facts and nullability.
+"""Every capture instance of the database in ONE query (the reader asks it at every idle poll): one row per
+captured column, with its instance (source table's schema and name, start LSN, ...), the SOURCE column's type
+facts and nullability, and its place in the row-identifying key (``index_ordinal``, NULL for a non-key column).
 
 ``collation_name`` tells the code page of a ``char``/``varchar``/``text`` column (``source/values.py``).
 The change table's own columns are all nullable and ``rowversion`` becomes ``binary(8)`` there, so length,
 precision, scale and nullability come from ``sys.columns`` of the source table (as Debezium does). Outer joins:
 a captured column that was since dropped from the source still has to be read (it is NULL from then on). The
-column's default (``sys.default_constraints.definition``) is kept for a column added to the target later."""
-
-KEY_COLUMNS = select(
-    index_columns.c.object_id, index_columns.c.column_name, index_columns.c.index_ordinal, index_columns.c.column_id
-).order_by(index_columns.c.object_id, index_columns.c.index_ordinal)
-"""The row-identifying columns of every instance (the PK, or the ``@index_name`` index), in index order."""
+column's default (``sys.default_constraints.definition``) is kept for a column added to the target later. Key
+columns are found among the captured ones: ``sp_cdc_enable_table`` requires the index columns to be captured."""
 
 # ---------------------------------------------------------------------------------------------------------------
 # Commit times.
@@ -552,6 +575,24 @@ def can_read(schema: str, name: str) -> Select[Any]:
     return select(literal(1)).select_from(table(_q(name), schema=_q(schema))).where(false())
 
 
+def cleanup_retention(*, mssql: bool) -> Select[Any]:
+    """The cleanup job's retention in minutes (``:job_type`` is ``cleanup``): how long a change stays in the
+    change tables. SQL Server keeps it in ``msdb.dbo.cdc_jobs`` (readable only with access to msdb; the caller
+    falls back to a configured value); the emulator answers through its ``sys.sp_cdc_help_jobs()``."""
+    job_type = bindparam("job_type", "cleanup", type_=String)
+    if mssql:
+        jobs = table(
+            "cdc_jobs",
+            column("retention", BigInteger),
+            column("database_id", Integer),
+            column("job_type", String),
+            schema="msdb.dbo",
+        )
+        return select(jobs.c.retention).where(jobs.c.database_id == func.db_id(), jobs.c.job_type == job_type)
+    help_jobs = func.sys.sp_cdc_help_jobs().table_valued(column("retention", BigInteger), column("job_type", String))
+    return select(help_jobs.c.retention).where(help_jobs.c.job_type == job_type)
+
+
 def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> Select[Any]:
     """How many rows the source table holds, as a 64-bit count (``COUNT_BIG``: ``COUNT`` is an ``int`` on SQL
     Server and overflows past 2,147,483,647 rows). The estimated total of an initial snapshot's progress."""
@@ -559,3 +600,111 @@ def source_row_count(source_schema: str, source_table: str, *, mssql: bool) -> S
     star: ColumnClause[Any] = literal_column("*")
     counted = func.count_big(star, type_=BigInteger) if mssql else func.count(star)
     return select(counted).select_from(src)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Managing capture instances (``schema_evolution.manage_capture_instances``, issue 12 point 8).
+# ---------------------------------------------------------------------------------------------------------------
+
+SOURCE_TABLE_COLUMNS = (
+    select(sys_columns.c.object_id, sys_columns.c.column_id, sys_columns.c.name)
+    .where(sys_columns.c.object_id.in_(bindparam("object_ids", expanding=True)))
+    .order_by(sys_columns.c.object_id, sys_columns.c.column_id)
+)
+"""Every column of the given source tables (``sys.columns``), captured or not: a column the table has and its
+capture instance lacks was added after the instance was created."""
+
+INSTANCE_OPTIONS = select(
+    change_tables.c.capture_instance,
+    change_tables.c.role_name,
+    change_tables.c.index_name,
+    change_tables.c.filegroup_name,
+    change_tables.c.supports_net_changes,
+    change_tables.c.partition_switch,
+).where(change_tables.c.capture_instance == bindparam("capture_instance", type_=String))
+"""How a capture instance was enabled (gating role, row-identifying index, filegroup, net changes, partition
+switch): the instance that replaces it is enabled the same way."""
+
+DDL_SEEN = (
+    select(ddl_history.c.object_id, func.count().label("ddl_count"))
+    .where(ddl_history.c.object_id.in_(bindparam("object_ids", expanding=True)))
+    .group_by(ddl_history.c.object_id)
+)
+"""How many column changes (``cdc.ddl_history``) capture has seen on each given capture instance (by its
+change table's ``object_id``) since the instance was created."""
+
+
+class IsDbOwner(FunctionElement[Any]):
+    """``IS_MEMBER('db_owner')`` on SQL Server: 1 when the login may enable and disable capture instances (their
+    procedures need ``db_owner``), 0 when not. The emulator's ``sys.is_member`` answers the same question from
+    PostgreSQL's roles (superuser, database owner, or a member of a role ``db_owner``)."""
+
+    name = "is_db_owner"
+    inherit_cache = True
+    type = Integer()
+
+
+@compiles(IsDbOwner)
+def _is_db_owner_default(element: IsDbOwner, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"sys.is_member({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(IsDbOwner, "mssql")
+def _is_db_owner_mssql(element: IsDbOwner, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"IS_MEMBER({compiler.process(element.clauses, **kw)})"
+
+
+IS_DB_OWNER = select(IsDbOwner(bindparam("role", "db_owner", type_=String)).label("is_db_owner"))
+"""Whether the source login is in ``db_owner`` (bound: ``:role``, ``db_owner`` by default)."""
+
+
+class CdcProcedure(Executable, ClauseElement):
+    """A call of a ``sys.sp_cdc_*`` procedure with named, bound arguments: ``EXEC sys.<name> @arg = ?, ...`` on
+    SQL Server, ``CALL sys.<name>(arg => ?, ...)`` on the emulator (its procedures take the same names)."""
+
+    inherit_cache = True
+
+    def __init__(self, name: str, arguments: Sequence[str]) -> None:
+        self.name = name
+        self.arguments = tuple(arguments)
+        self.binds: list[BindParameter[Any]] = [bindparam(argument) for argument in arguments]
+
+    def _gen_cache_key(self, anon_map: Any, bindparams: list[Any]) -> tuple[Any, ...]:
+        bindparams.extend(self.binds)
+        return (type(self), self.name, self.arguments)
+
+
+@compiles(CdcProcedure)
+def _cdc_procedure_default(element: CdcProcedure, compiler: SQLCompiler, **kw: Any) -> str:
+    args = ", ".join(
+        f"{a} => {compiler.process(b, **kw)}" for a, b in zip(element.arguments, element.binds, strict=True)
+    )
+    return f"CALL sys.{element.name}({args})"
+
+
+@compiles(CdcProcedure, "mssql")
+def _cdc_procedure_mssql(element: CdcProcedure, compiler: SQLCompiler, **kw: Any) -> str:
+    args = ", ".join(
+        f"@{a} = {compiler.process(b, **kw)}" for a, b in zip(element.arguments, element.binds, strict=True)
+    )
+    return f"EXEC sys.{element.name} {args}"
+
+
+ENABLE_TABLE = CdcProcedure(
+    "sp_cdc_enable_table",
+    (
+        "source_schema",
+        "source_name",
+        "role_name",
+        "capture_instance",
+        "supports_net_changes",
+        "index_name",
+        "captured_column_list",
+        "filegroup_name",
+        "allow_partition_switch",
+    ),
+)
+"""``sys.sp_cdc_enable_table`` with every argument bound: a new capture instance of a source table."""
+
+DISABLE_TABLE = CdcProcedure("sp_cdc_disable_table", ("source_schema", "source_name", "capture_instance"))
+"""``sys.sp_cdc_disable_table`` for one named capture instance (never ``all``)."""

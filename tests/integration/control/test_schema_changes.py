@@ -82,3 +82,18 @@ def test_previous_version_target_gains_schema_changes_in_place(
     change_id, _ = control.record_schema_change(conn, "p", ADDED)
     assert [c.id for c in control.list_schema_changes(conn, "p")] == [change_id]
     conn.close()
+
+
+def test_counts_by_table_and_status_follow_an_approval_made_anywhere(target_connect: Connect) -> None:
+    """What ``mssql2pg_schema_changes{table, status}`` exports: the rows of this pipeline now, so an approval by
+    ``mssql2pg schema approve`` (another process) moves a change from pending-review to approved."""
+    conn = target_connect()
+    assert control.count_schema_changes(conn, "p") == {}  # before the first run: no control schema
+    _ensure(conn)
+    control.record_schema_change(conn, "p", ADDED)
+    pending, _ = control.record_schema_change(conn, "p", NARROWED)
+    control.record_schema_change(conn, "other", NARROWED)
+    assert control.count_schema_changes(conn, "p") == {("dbo.a", "auto-applied"): 1, ("dbo.a", "pending-review"): 1}
+    control.approve_schema_change(conn, "p", pending)
+    assert control.count_schema_changes(conn, "p") == {("dbo.a", "auto-applied"): 1, ("dbo.a", "approved"): 1}
+    conn.close()

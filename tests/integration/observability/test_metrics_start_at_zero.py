@@ -82,7 +82,7 @@ def test_a_fresh_pipeline_exports_zero_for_every_known_label_set(running: int) -
         expected += [("mssql2pg_dead_letters_routed_total", {"table": table})]
         expected += [("mssql2pg_stale_events_total", {"table": table})]
         expected += [
-            ("mssql2pg_schema_changes_total", {"table": table, "status": s})
+            ("mssql2pg_schema_changes", {"table": table, "status": s})
             for s in ("auto-applied", "pending-review", "failed", "approved")
         ]
     expected += [("mssql2pg_errors_total", {"table": "", "kind": "transient"})]

@@ -149,7 +149,7 @@ def test_a_second_capture_instance_is_switched_to_without_gap_or_overlap(
         ]
         assert (
             running.pipeline.obs.metrics.registry.get_sample_value(
-                "mssql2pg_schema_changes_total", {"table": "dbo.a", "status": "auto-applied"}
+                "mssql2pg_schema_changes", {"table": "dbo.a", "status": "auto-applied"}
             )
             == 2
         )

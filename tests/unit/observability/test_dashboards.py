@@ -21,7 +21,7 @@ REQUIRED_METRICS = {
     "mssql2pg_lag_seconds",  # lag
     "mssql2pg_errors_total",  # errors
     "mssql2pg_dead_letters",  # dead letters
-    "mssql2pg_schema_changes_total",  # schema changes
+    "mssql2pg_schema_changes",  # schema changes
     "mssql2pg_process_cpu_seconds_total",  # CPU
     "mssql2pg_process_resident_memory_bytes",  # memory
     "mssql2pg_table_state",  # per-table state

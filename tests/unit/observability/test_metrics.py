@@ -58,7 +58,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.retry("source")
     metrics.dead_lettered(ORDERS)
     metrics.stale_event(ORDERS)
-    metrics.schema_change(ORDERS, "pending-review")
+    metrics.set_schema_changes({(str(ORDERS), "pending-review"): 1})
     metrics.observe_batch(10, 0.2)
     metrics.set_queue_depth(4)
     metrics.set_table_state(ORDERS, "active")
@@ -67,6 +67,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.reconciled(ORDERS, T0, {"missing": 1})
     metrics.set_group_writer("ga", True)
     metrics.set_snapshot_progress(ORDERS, 10, 100)
+    metrics.set_retention_margin(ORDERS, 3600.0)
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}
@@ -173,7 +174,7 @@ def test_every_per_table_counter_of_a_known_table_starts_at_zero(metrics: Metric
         for kind in ("transient", "terminal", "data", "schema"):
             assert value(metrics, "mssql2pg_errors_total", table=table, kind=kind) == 0
         for status in ("auto-applied", "pending-review", "failed", "approved"):
-            assert value(metrics, "mssql2pg_schema_changes_total", table=table, status=status) == 0
+            assert value(metrics, "mssql2pg_schema_changes", table=table, status=status) == 0
         assert value(metrics, "mssql2pg_dead_letters_routed_total", table=table) == 0
         assert value(metrics, "mssql2pg_stale_events_total", table=table) == 0
 
@@ -224,3 +225,24 @@ def test_lag_of_a_source_whose_clock_is_behind_is_corrected_not_inflated(metrics
     assert value(metrics, "mssql2pg_lag_seconds", table="dbo.orders") == 3
     assert value(metrics, "mssql2pg_source_max_lsn_age_seconds") == 1
     assert metrics.source_now() == (T0 - timedelta(days=2)).timestamp()
+
+
+def test_retention_margin_appears_with_its_first_measurement_not_at_zero(metrics: Metrics) -> None:
+    """0 would say "cleanup is about to pass this table": the series exists only once measured."""
+    assert value(metrics, "mssql2pg_retention_margin_seconds", table=str(ORDERS)) is None
+    metrics.set_retention_margin(ORDERS, -120.0)
+    assert value(metrics, "mssql2pg_retention_margin_seconds", table=str(ORDERS)) == -120.0
+
+
+def test_schema_changes_are_the_recorded_counts_so_a_status_can_go_down(metrics: Metrics) -> None:
+    """A gauge of the control table's rows by table and status, not a count of what this process saw: an
+    approval made by ``mssql2pg schema approve`` moves a change from pending-review to approved here too, and a
+    series no longer in the counts reads 0."""
+    metrics.init_tables([ORDERS])
+    metrics.set_schema_changes({("dbo.orders", "pending-review"): 2, ("sales.items", "auto-applied"): 1})
+    assert value(metrics, "mssql2pg_schema_changes", table="dbo.orders", status="pending-review") == 2
+    assert value(metrics, "mssql2pg_schema_changes", table="sales.items", status="auto-applied") == 1
+    metrics.set_schema_changes({("dbo.orders", "pending-review"): 1, ("dbo.orders", "approved"): 1})
+    assert value(metrics, "mssql2pg_schema_changes", table="dbo.orders", status="pending-review") == 1
+    assert value(metrics, "mssql2pg_schema_changes", table="dbo.orders", status="approved") == 1
+    assert value(metrics, "mssql2pg_schema_changes", table="sales.items", status="auto-applied") == 0

@@ -9,7 +9,7 @@ import pytest
 
 from mssql2pg.model import SourceColumn
 from mssql2pg.sink import build_target_table
-from mssql2pg.sink.evolution import pg_default, plan_evolution
+from mssql2pg.sink.evolution import column_default, pg_default, plan_evolution
 from mssql2pg.sink.types import codec_for
 from tests.fixtures.target import capture_instance
 
@@ -146,3 +146,67 @@ def test_a_dropped_decimal_column_still_encodes_the_values_changes_from_before_t
     codec = codec_for(gone)
     assert codec.target.pg_type == "numeric"
     assert codec.encode(Decimal("12345678901234567890.123456789")) == "12345678901234567890.123456789"
+
+
+@pytest.mark.parametrize(
+    ("definition", "pg_type", "expected"),
+    [
+        ("(getdate())", "timestamp(3)", "LOCALTIMESTAMP"),
+        ("(GETDATE())", "timestamp(6)", "LOCALTIMESTAMP"),
+        ("(sysdatetime())", "timestamp(6)", "LOCALTIMESTAMP"),
+        ("(CURRENT_TIMESTAMP)", "timestamp(3)", "LOCALTIMESTAMP"),
+        ("(getdate())", "date", "LOCALTIMESTAMP"),
+        ("(getutcdate())", "timestamp(3)", "(now() AT TIME ZONE 'UTC')"),
+        ("(sysutcdatetime())", "timestamp(6)", "(now() AT TIME ZONE 'UTC')"),
+        ("(sysdatetimeoffset())", "timestamptz(6)", "now()"),
+        ("(newid())", "uuid", "gen_random_uuid()"),
+        ("((0))", "integer", "0"),  # constants as before
+        ("('x')", "varchar(10)", "'x'"),
+    ],
+)
+def test_known_source_functions_become_their_postgresql_equivalent(
+    definition: str, pg_type: str, expected: str
+) -> None:
+    assert column_default(definition, pg_type) == (expected, None)
+
+
+@pytest.mark.parametrize(
+    ("definition", "pg_type", "reason"),
+    [
+        ("(newsequentialid())", "uuid", "no PostgreSQL equivalent"),
+        ("((1)+(2))", "integer", "no PostgreSQL equivalent"),
+        ("([dbo].[next_id]())", "integer", "no PostgreSQL equivalent"),
+        ("(getdate())", "integer", "getdate() has no equivalent for a integer column"),
+        ("(newid())", "varchar(36)", "newid() has no equivalent for a varchar(36) column"),
+        ("(0x00)", "bytea", "no PostgreSQL equivalent"),
+    ],
+)
+def test_anything_else_is_not_carried_and_says_why(definition: str, pg_type: str, reason: str) -> None:
+    carried, why = column_default(definition, pg_type)
+    assert carried is None
+    assert why is not None
+    assert reason in why
+    assert column_default(None, "integer") == (None, None)
+
+
+def test_a_non_constant_default_is_kept_but_never_fills_existing_rows() -> None:
+    """SQL Server filled the existing rows with its own clock at the ALTER; the target's clock at the evolution
+    would be another value: they stay NULL until `reconcile --repair`, and the record says so."""
+    created = SourceColumn("Created", 2, "datetime2", scale=6, nullable=False, default="(sysdatetime())")
+    evolution = plan_evolution(_table(created), _existing())
+    assert evolution.ddl == [
+        'ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "created" timestamp(6)',
+        'ALTER TABLE "dbo"."t" ALTER COLUMN "created" SET DEFAULT LOCALTIMESTAMP',
+    ]
+    (change,) = evolution.changes
+    assert change.detail is not None
+    assert "default (sysdatetime()) carried as LOCALTIMESTAMP" in change.detail
+
+
+def test_a_default_that_is_not_carried_is_recorded_with_the_reason() -> None:
+    odd = SourceColumn("Code", 2, "int", default="([dbo].[next_code]())")
+    evolution = plan_evolution(_table(odd), _existing())
+    assert evolution.ddl == ['ALTER TABLE "dbo"."t" ADD COLUMN IF NOT EXISTS "code" integer']
+    (change,) = evolution.changes
+    assert change.detail is not None
+    assert "the source default ([dbo].[next_code]()) is not carried: no PostgreSQL equivalent" in change.detail

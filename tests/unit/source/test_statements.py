@@ -29,8 +29,7 @@ STATEMENTS: dict[str, ClauseElement] = {
     "min_lsn": statements.MIN_LSN,
     "source_clock": statements.SOURCE_CLOCK,
     "capture_instances": statements.CAPTURE_INSTANCES,
-    "captured_columns": statements.CAPTURED_COLUMNS,
-    "key_columns": statements.KEY_COLUMNS,
+    "capture_instance_catalog": statements.CAPTURE_INSTANCE_CATALOG,
     "commit_times_page": statements.commit_times_page(500),
     "commit_time": statements.COMMIT_TIME,
     "change_rows_first_page": statements.change_rows_page(_CI, _COLS, 500, resume=False),
@@ -68,6 +67,15 @@ STATEMENTS: dict[str, ClauseElement] = {
     ),
     "current_user": statements.CURRENT_USER,
     "can_read": statements.can_read("cdc", f"{_CI}_CT"),
+    # schema_evolution.manage_capture_instances (issue 12 point 8)
+    "source_table_columns": statements.SOURCE_TABLE_COLUMNS,
+    "instance_options": statements.INSTANCE_OPTIONS,
+    "ddl_seen": statements.DDL_SEEN,
+    "is_db_owner": statements.IS_DB_OWNER,
+    "enable_table": statements.ENABLE_TABLE,
+    "disable_table": statements.DISABLE_TABLE,
+    # the retention margin of a held position (issue 12)
+    "cleanup_retention": statements.cleanup_retention(mssql=True),
 }
 
 
@@ -148,3 +156,16 @@ def test_the_emulator_compares_the_key_as_bound() -> None:
 def test_a_collation_name_that_is_not_a_plain_name_is_refused() -> None:
     with pytest.raises(ValueError, match="collation"):
         statements.source_rows_page("dbo", "T", ["k"], ["k"], 10, resume=True, key_collations={"k": "x; DROP"})
+
+
+def test_cdc_procedures_bind_every_argument_by_name() -> None:
+    """No value is ever spliced into a procedure call: the T-SQL names each argument and binds it, and the
+    emulator's form (PostgreSQL ``CALL``) does the same."""
+    text = _tsql(statements.ENABLE_TABLE)
+    assert text.startswith("EXEC sys.sp_cdc_enable_table @source_schema = %(source_schema)s, ")
+    assert "@captured_column_list = %(captured_column_list)s" in text
+    pg = str(statements.DISABLE_TABLE.compile(dialect=postgresql.dialect()))
+    assert pg == (
+        "CALL sys.sp_cdc_disable_table(source_schema => %(source_schema)s, source_name => %(source_name)s, "
+        "capture_instance => %(capture_instance)s)"
+    )

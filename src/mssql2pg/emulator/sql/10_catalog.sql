@@ -280,6 +280,9 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
     WHEN expr = 'false' THEN '((0))'
     WHEN expr IN ('now()', 'CURRENT_TIMESTAMP', 'LOCALTIMESTAMP', 'statement_timestamp()', 'transaction_timestamp()',
                   'clock_timestamp()') THEN '(getdate())'
+    WHEN expr IN ('(now() AT TIME ZONE ''utc''::text)', '(now() AT TIME ZONE ''UTC''::text)',
+                  'timezone(''utc''::text, now())', 'timezone(''UTC''::text, now())') THEN '(getutcdate())'
+    WHEN expr = 'gen_random_uuid()' THEN '(newid())'
     ELSE '(' || expr || ')' END
 $$;
 

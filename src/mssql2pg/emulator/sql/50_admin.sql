@@ -85,6 +85,27 @@ BEGIN
   END LOOP;
 END $$;
 
+-- IS_MEMBER(role): 1 when the current user is in the database role, 0 when not, NULL when no such role. SQL
+-- Server's db_owner (who may enable and disable capture instances) is, here, a superuser, the database's owner,
+-- or a member of a PostgreSQL role named db_owner; any other name is a PostgreSQL role.
+CREATE OR REPLACE FUNCTION sys.is_member(role text) RETURNS int
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF lower(role) = 'db_owner' THEN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       OR pg_has_role(current_user, (SELECT datdba FROM pg_database WHERE datname = current_database()), 'MEMBER')
+       OR (EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'db_owner') AND pg_has_role(current_user, 'db_owner', 'MEMBER'))
+    THEN
+      RETURN 1;
+    END IF;
+    RETURN 0;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role) THEN
+    RETURN NULL;
+  END IF;
+  RETURN pg_has_role(current_user, role, 'MEMBER')::int;
+END $$;
+
 DROP TYPE IF EXISTS cdc_emulator.help_cdc_row CASCADE;
 CREATE TYPE cdc_emulator.help_cdc_row AS (source_schema text, source_table text, capture_instance text, object_id int, source_object_id int,
                start_lsn bytea, end_lsn bytea, supports_net_changes boolean, has_drop_pending boolean,

@@ -1,0 +1,1 @@
+SELECT IS_MEMBER(%(role)s) AS is_db_owner
