@@ -61,7 +61,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mssql2pg.model import TableId
+from mssql2pg.model import TARGET_CONFLICT_KINDS, TableId
 
 PREFIX = "mssql2pg_"
 
@@ -99,6 +99,8 @@ GROUP_WRITER = "mssql2pg_group_writer"
 SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
 SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
+# --- issue 17 point 1: writes to the target by someone else ---
+TARGET_CONFLICTS = "mssql2pg_target_conflicts"  # {table, kind}: kind one of mssql2pg.model.TARGET_CONFLICT_KINDS
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -263,6 +265,13 @@ class Metrics:
             "Source clock minus target clock, round-trip corrected (positive: the source is ahead).",
             registry=r,
         )
+        # --- issue 17 point 1: writes to the target by someone else ---
+        self._target_conflicts = Counter(
+            TARGET_CONFLICTS,
+            "Changes that met a row written in the target by someone else, by kind (see docs/operations.md).",
+            [LABEL_TABLE, LABEL_KIND],
+            registry=r,
+        )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
         for component in COMPONENTS:
@@ -290,6 +299,8 @@ class Metrics:
                 self._schema_changes.labels(label, status)
             self._dead_letters_routed.labels(label)
             self._stale.labels(label)
+            for conflict in TARGET_CONFLICT_KINDS:
+                self._target_conflicts.labels(label, conflict)
 
     # -- throughput -------------------------------------------------------------------------------------------
     def rows_applied(self, table: TableRef, operation: str, n: int = 1) -> None:
@@ -374,6 +385,11 @@ class Metrics:
 
     def stale_event(self, table: TableRef, n: int = 1) -> None:
         self._stale.labels(_table_label(table)).inc(n)
+
+    def target_conflict(self, table: TableRef, kind: str, n: int = 1) -> None:
+        """``n`` changes of ``table`` met a row written in the target by someone else (``kind``: see
+        :data:`mssql2pg.model.TARGET_CONFLICT_KINDS`)."""
+        self._target_conflicts.labels(_table_label(table), kind).inc(n)
 
     def schema_change(self, table: TableRef, status: str) -> None:
         self._schema_changes.labels(_table_label(table), status).inc()

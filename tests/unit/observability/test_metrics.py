@@ -67,6 +67,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.reconciled(ORDERS, T0, {"missing": 1})
     metrics.set_group_writer("ga", True)
     metrics.set_snapshot_progress(ORDERS, 10, 100)
+    metrics.target_conflict(ORDERS, "update_missing")
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}
