@@ -46,6 +46,15 @@ instance the plan does not have, of a table it applies, is a table fault
 
 Everything that belongs to the group being built is one :class:`~mssql2pg.sink.group.Group`.
 
+Writes to the target by someone else (``detect_conflicts``, the streaming pipeline's applier only: a catch-up,
+a snapshot load or a repair re-delivers legitimately): the apply statement judges each key's first change of the
+batch against the target row as it was (:func:`statements.conflict_kind`) and returns what it found, so policy
+``source-wins`` costs no extra round trip; a table with ``on_target_conflict: dead-letter`` has its conflicting
+changes set aside first (:func:`statements.set_aside_conflicts`) and dead-lettered. Either way each conflict is
+counted in ``mssql2pg.target_conflicts`` in the same PostgreSQL transaction, then in ``ApplyStats.conflicts`` and
+the rate-limited log (:mod:`mssql2pg.sink.conflicts`). ``protect`` installs or removes the ``target.protect``
+guard at start.
+
 Stale events: a transaction whose source commit time is older than ``stale_after`` seconds is applied with the
 target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``.
 """
