@@ -83,8 +83,10 @@ def conflict_lines(logs: list[dict[str, Any]]) -> list[tuple[str, str, dict[str,
     ]
 
 
-def make(connect: Connect, policy: str = "source-wins", mode: str = "hard", *, detect: bool = True) -> Applier:
-    applier = Applier(connect, [table(policy, mode)], "p", ApplySettings(), detect_conflicts=detect)
+def make(
+    connect: Connect, policy: str = "source-wins", mode: str = "hard", *, detect: bool = True, **settings: Any
+) -> Applier:
+    applier = Applier(connect, [table(policy, mode)], "p", ApplySettings(**settings), detect_conflicts=detect)
     applier.start()
     return applier
 
@@ -151,10 +153,12 @@ def test_source_wins_detects_counts_and_logs_each_conflict_once_and_applies_the_
     applier.close()
 
 
+@pytest.mark.parametrize("isolate_max_rows", [200_000, 1], ids=["rows-kept", "group-too-big-to-keep-rows"])
 def test_dead_letter_keeps_the_target_rows_and_dead_letters_the_changes_with_their_kind(
-    target_connect: Connect, logs: list[dict[str, Any]]
+    target_connect: Connect, logs: list[dict[str, Any]], isolate_max_rows: int
 ) -> None:
-    applier = make(target_connect, "dead-letter")
+    # a group too big to keep its rows for isolation (retained is None) still builds the dead letters
+    applier = make(target_connect, "dead-letter", isolate_max_rows=isolate_max_rows)
     b = TxBuilder()
     behind_the_back(target_connect, b, applier)
     source_changes(b, applier)
