@@ -228,6 +228,10 @@ class Applier:
         _replan_if_moved(moved)
         if self.settings.work_mem:
             conn.run("SELECT set_config('work_mem', :v, false)", v=self.settings.work_mem)
+        # JIT compiles a statement whose estimated cost is high; the planner cannot estimate joins of CTEs (the
+        # conflict detection joins the batch with what the apply wrote), and compiling then costs more than the
+        # statement itself. The applier's statements are short and run once: no JIT for its session.
+        conn.run(sql.NO_JIT)
         for buffer in self._group.buffers.values():
             conn.run(sql.create_staging(buffer.table, buffer.index))
         self.stats.checkpoint = checkpoint

@@ -118,8 +118,14 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False, d
     the same statement (no extra round trip): each key's FIRST change of the batch is judged against the target row
     as it was before the statement (every part of one statement sees the same snapshot), because the statement
     applies the last change per key and an insert followed by an update in one batch is normal. The window that
-    finds the first change sorts like the DISTINCT ON (so one sort serves both), and the target row is looked up
-    by key once per key (a scalar subquery: an index probe, whatever the table's size).
+    finds the first change sorts like the DISTINCT ON (so one sort serves both). The target row is looked up by key
+    (a scalar subquery: an index probe, whatever the table's size) only where the write itself says something is
+    off, in hard delete mode: the upsert returns whether it inserted (``xmax = 0``) or updated, the delete what it
+    deleted, and a key is a suspect when an insert found its key there, an update or delete did not, or nothing
+    was written (the LSN guard held). So a batch without conflicts costs two hash joins of the batch, not a probe
+    per key. What this misses: a row stamped with an LSN between the first and the last change of its key in one
+    batch (its conflict is only found by a later change). In soft mode a soft-deleted row looks like any other to
+    the upsert, so every key is probed there.
     """
     m = table.meta
     target = table.qualified_name
@@ -154,25 +160,38 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False, d
     else:
         select_deleted, where = "false", f" WHERE {op} <> 1"
         key_match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+        gone_returns = ", ".join(f"t.{quote_ident(k)}" for k in table.key) if detect else "1"
         prelude = (
             f", gone AS (DELETE FROM {target} AS t USING last AS l\n"
-            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn} RETURNING 1)"
+            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn} RETURNING {gone_returns})"
         )
         deletes = f"(SELECT count(*) FROM gone), (SELECT count(*) FROM last WHERE {op} = 1)"
         sets = [f"{c} = EXCLUDED.{c}" for c in data]
     sets += [f"{c} = EXCLUDED.{c}" for c in (lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale))]
-    conflicts = ""
+    returns, seen, conflicts = "1", "", ""
     if detect:
         kind = conflict_kind(table, "l", m.prefix + "first_op", m.prefix + "first_lsn")
         keys = ", ".join(f"l.{quote_ident(k)}" for k in table.key)
-        prelude += f",\nseen AS (SELECT {kind} AS k, json_build_array({keys}) AS key FROM last AS l)"
+        suspects = ""
+        if table.delete_mode == "hard":
+            fresh = quote_ident(m.prefix + "fresh")
+            returns = ", ".join([*(f"t.{quote_ident(k)}" for k in table.key), f"(t.xmax = 0) AS {fresh}"])
+            on_w = " AND ".join(f"w.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+            on_g = " AND ".join(f"g.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+            k0 = quote_ident(table.key[0])
+            suspects = (
+                f" LEFT JOIN written AS w ON {on_w} LEFT JOIN gone AS g ON {on_g}\n"
+                f"WHERE CASE WHEN l.{op} = 1 THEN g.{k0} IS NULL OR l.{first_op} = 2 "
+                f"ELSE w.{k0} IS NULL OR w.{fresh} <> (l.{first_op} = 2) END"
+            )
+        seen = f",\nseen AS MATERIALIZED (SELECT {kind} AS k, json_build_array({keys}) AS key FROM last AS l{suspects})"
         conflicts = ", (SELECT json_agg(json_build_array(k, key)) FROM seen WHERE k > 0)"
     return (
         f"WITH last AS ({last}){prelude},\n"
         f"written AS (INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
         f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, {stale} FROM last{where}\n"
         f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}\n"
-        f"WHERE t.{lsn} <= EXCLUDED.{lsn} RETURNING 1)\n"
+        f"WHERE t.{lsn} <= EXCLUDED.{lsn} RETURNING {returns}){seen}\n"
         f"SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM last{where}), {deletes}{conflicts}"
     )
 
@@ -330,6 +349,10 @@ def lock_for_resync(table: TargetTable) -> str:
 
 
 # --- isolation and write validation ---------------------------------------------------------------------------
+
+
+NO_JIT = "SELECT set_config('jit', 'off', false)"
+"""The applier's session: no JIT compilation (see :meth:`mssql2pg.sink.applier.Applier.start`)."""
 
 
 def truncate_staging(index: int) -> str:

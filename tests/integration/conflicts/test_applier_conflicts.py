@@ -288,3 +288,24 @@ def test_a_group_rolled_back_and_isolated_counts_its_conflicts_once(target_conne
     ]
     assert rows(target_connect) == [[2, "ann", Decimal("1.00")], [4, "ann", Decimal("1.00")]]
     applier.close()
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_several_changes_of_a_key_in_one_batch_are_judged_by_the_first(target_connect: Connect, mode: str) -> None:
+    applier = make(target_connect, mode=mode)
+    b = TxBuilder()
+    applier.offer(b.tx((ORDERS, I, order(1)), (ORDERS, I, order(2))))
+    applier.flush()
+    run(target_connect, "DELETE FROM dbo.orders WHERE orderid = 1")  # someone deletes 1 and inserts 8
+    insert = "INSERT INTO dbo.orders (orderid, customer, amount, _cdc_lsn, _cdc_operation) VALUES (8, 'x', 9, :l, 2)"
+    run(target_connect, insert, l=lsn(1).raw)
+    # one batch: 1 deleted and inserted again by the source; 8 inserted and deleted; 2 updated twice
+    applier.offer(b.tx((ORDERS, D, order(1)), (ORDERS, I, order(1, "again"))))
+    applier.offer(b.tx((ORDERS, I, order(8, "src"))))
+    applier.offer(b.tx((ORDERS, D, order(8, "src"))))
+    applier.offer(b.update(ORDERS, order(2), order(2, "ann", "2.00")))
+    applier.offer(b.update(ORDERS, order(2, "ann", "2.00"), order(2, "ann", "3.00")))
+    applier.flush()
+    assert stored_conflicts(target_connect) == {("dbo.Orders", "delete_missing"): 1, ("dbo.Orders", "insert_exists"): 1}
+    assert rows(target_connect) == [[1, "again", Decimal("1.00")], [2, "ann", Decimal("3.00")]]
+    applier.close()

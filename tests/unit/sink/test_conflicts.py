@@ -56,7 +56,24 @@ def test_detection_judges_each_keys_first_change_in_the_same_statement() -> None
     # the last column: conflicts as JSON, only those found
     assert text.endswith("(SELECT json_agg(json_build_array(k, key)) FROM seen WHERE k > 0)")
     # the LSN guard is as before: source-wins applies as today
-    assert 'WHERE t."_cdc_lsn" <= EXCLUDED."_cdc_lsn" RETURNING 1' in text
+    assert (
+        'WHERE t."_cdc_lsn" <= EXCLUDED."_cdc_lsn" RETURNING t."id", t."region", (t.xmax = 0) AS "_cdc_fresh")' in text
+    )
+    # hard mode: only suspects are probed (what the upsert and the delete say), after they ran
+    assert "seen AS MATERIALIZED (SELECT" in text
+    assert text.index("written AS (") < text.index("seen AS MATERIALIZED")
+    assert 'RETURNING t."id", t."region")' in text  # the delete returns the keys it deleted
+    assert (
+        'WHERE CASE WHEN l."_cdc_operation" = 1 THEN g."id" IS NULL OR l."_cdc_first_op" = 2 '
+        'ELSE w."id" IS NULL OR w."_cdc_fresh" <> (l."_cdc_first_op" = 2) END)'
+    ) in text
+
+
+def test_soft_mode_probes_every_key() -> None:
+    text = sql.apply_staged(table("soft"), 0, detect=True)
+    assert "LEFT JOIN written" not in text
+    assert "RETURNING 1),\nseen AS MATERIALIZED (SELECT coalesce((SELECT" in text
+    assert text.endswith("0, 0, (SELECT json_agg(json_build_array(k, key)) FROM seen WHERE k > 0)")
 
 
 def test_unique_keys_take_the_change_itself_as_the_first() -> None:
