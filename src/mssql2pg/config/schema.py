@@ -301,7 +301,8 @@ class TargetConfig(DatabaseConfig):
     ``TRUNCATE`` from any session that is not mssql2pg's (its sessions carry the setting ``mssql2pg.writer``);
     ``false`` removes it at the next start. Resync, snapshots, ``reconcile --repair`` and ``dlq retry`` still
     write. A session that sets ``mssql2pg.writer`` on purpose, a superuser, and ``session_replication_role =
-    replica`` get past it: it prevents accidents, not attacks (privileges do that). See docs/operations.md."""
+    replica`` get past it: it prevents accidents, not attacks (privileges do that). Installing it needs the
+    ``TRIGGER`` privilege on tables the pipeline's role does not own. See docs/operations.md."""
 
     @model_validator(mode="before")
     @classmethod
@@ -381,7 +382,9 @@ class Defaults(Section):
     have written). Every such conflict is counted (``mssql2pg_target_conflicts_total``, ``mssql2pg status``) and
     logged either way. ``source-wins``: the change is applied as usual (a row stamped with a later ``_cdc_lsn``
     keeps winning until the source passes it). ``dead-letter``: the target row is kept as it is and the change
-    goes to the dead letters (error class ``TargetConflictError [kind]``) for review; see docs/operations.md."""
+    goes to the dead letters (error class ``TargetConflictError [kind]``) for review; it costs one statement more per
+    batch of the table, and the rows of the transactions being applied are kept in memory to dead-letter them (a
+    very large source transaction costs memory in proportion). See docs/operations.md."""
 
     group: TableGroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own

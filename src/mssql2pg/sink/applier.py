@@ -365,7 +365,7 @@ class Applier:
             moved = self._checkpoints.adopt(conn, added) if added else {}
             for buffer in touched:
                 ensure_target_table(conn, buffer.table)
-            _guard(conn, [b.table for b in touched], self._protect)
+            _guard(conn, [b.table for b in touched], self._protect, define=False)  # defined at start
             _register(conn, self.pipeline, [b.table for b in touched], self._checkpoints.group)
             conn.run("COMMIT")
         _replan_if_moved(moved)
@@ -810,9 +810,8 @@ class Applier:
                     written += max(conn.row_count, 0)
             complete = written == staged
         else:
-            counts = fetch(conn, sql.apply_staged(table, buffer.index, unique_keys=buffer.only_inserts, detect=detect))[
-                0
-            ]
+            statement = sql.apply_staged(table, buffer.index, unique_keys=buffer.only_inserts, detect=detect)
+            counts = fetch(conn, statement)[0]
             upserted, upserts, deleted, deletes = (int(n) for n in counts[:4])
             if detect:
                 self._note_conflicts(table, counts[4])
@@ -965,14 +964,15 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
-def _guard(conn: PgConnection, tables: Sequence[TargetTable], protect: bool | None) -> None:
+def _guard(conn: PgConnection, tables: Sequence[TargetTable], protect: bool | None, *, define: bool = True) -> None:
     """``target.protect``: install the guard trigger on ``tables`` (True) or remove it (False); None: leave them
-    as they are (the catch-up, snapshot and repair appliers, which do not own the setting). Inside the start's
-    transaction, under the control schema's lock, so concurrent starts do not race on the DDL."""
+    as they are (the catch-up, snapshot and repair appliers, which do not own the setting). ``define``: (re)define
+    the trigger function first - at start, inside its transaction under the control schema's lock, so concurrent
+    starts do not race on it; a table added later only gets its trigger."""
     if protect is None:
         return
     present = {(str(s), str(n)) for s, n in fetch(conn, sql.PROTECTED_TABLES)}
-    if protect:
+    if protect and define:
         conn.run(sql.CREATE_PROTECT_FUNCTION)
     changed = []
     for table in tables:
