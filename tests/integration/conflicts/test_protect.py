@@ -99,3 +99,13 @@ def test_a_session_without_the_setting_is_foreign_even_under_the_same_role_and_a
         foreign.run("DELETE FROM dbo.orders")
     foreign.run("SET mssql2pg.writer = 'on'")  # on purpose: the documented way around the guard
     foreign.run("DELETE FROM dbo.orders")
+
+
+def test_a_table_added_while_running_gets_the_guard(target_url: str, target_connect: Connect) -> None:
+    customers = capture_instance("dbo.Customers", [SourceColumn("Id", 1, "int", nullable=False)], key=["Id"])
+    applier = start(mssql2pg_sessions(target_url, protect=True), True)
+    applier.add_table(build_target_table(customers))
+    foreign = target_connect()
+    with pytest.raises(pg8000.exceptions.DatabaseError, match=r"dbo\.customers is replicated by mssql2pg"):
+        foreign.run("INSERT INTO dbo.customers (id, _cdc_lsn, _cdc_operation) VALUES (1, '\\x00', 2)")
+    applier.close()
