@@ -60,6 +60,21 @@ class Operation(enum.IntEnum):
     UPDATE_AFTER = 4
 
 
+TARGET_CONFLICT_KINDS: tuple[str, ...] = ("update_missing", "delete_missing", "insert_exists", "foreign_lsn")
+"""What a write to the target by someone other than the pipeline looks like when the pipeline next applies a
+change to the same key (the one list of kinds: metric labels, logs, dead-letter error classes, the control
+table; the applier's SQL uses each kind's position + 1 as its code):
+
+* ``update_missing``: an update whose key is not in the target (deleted there, or soft-deleted);
+* ``delete_missing``: a delete whose key is not in the target;
+* ``insert_exists``: an insert whose key the target already holds, live, with an older commit LSN (a row
+  inserted there; a soft-deleted row or a re-delivery with the same LSN is not a conflict);
+* ``foreign_lsn``: the target row's ``_cdc_lsn`` is one the pipeline cannot have written before this change
+  (NULL, or later than the change's commit LSN).
+
+See docs/operations.md (runbook "target written by others")."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class TableId:
     """A two-part table name, kept exactly as SQL Server spells it."""

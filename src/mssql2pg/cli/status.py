@@ -53,6 +53,10 @@ def command(config_path: Path | None, as_json: bool) -> None:
         if "resumes_after" in t:  # resynced; the pipeline checkpoint does not cover it yet
             line += f" (resynced: resumes after {t['resumes_after']})"
         click.echo(line)
+        conflicts = t.get("target_conflicts") or {}
+        if conflicts:  # writes to the target by someone else (see docs/operations.md)
+            counted = ", ".join(f"{kind}: {n}" for kind, n in sorted(conflicts.items()))
+            click.echo(f"      target written by others: {counted}")
         if t["state"] != "active":
             click.echo(f"      reason: {t['reason']}\n      do: {t['remediation']}")
     dl = report["dead_letters"]

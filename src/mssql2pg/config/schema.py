@@ -24,6 +24,8 @@ from mssql2pg.instance import application_name
 DeleteMode = Literal["hard", "soft"]
 Naming = Literal["lower", "preserve"]
 Spatial = Literal["native", "wkb"]
+# --- issue 17 point 1: writes to the target by someone else ---
+OnTargetConflict = Literal["source-wins", "dead-letter"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 JitterMode = Literal["full", "decorrelated"]
@@ -292,6 +294,16 @@ class TargetConfig(DatabaseConfig):
     sslkey: Path | None = None
     """The private key (PEM, unencrypted) of ``sslcert``."""
 
+    # --- issue 17 point 1: writes to the target by someone else ---
+    protect: bool = False
+    """Guard the replicated tables against writes by anyone but mssql2pg: at start the pipeline installs on each
+    of its tables a statement trigger (``mssql2pg_protect``) that refuses ``INSERT``, ``UPDATE``, ``DELETE`` and
+    ``TRUNCATE`` from any session that is not mssql2pg's (its sessions carry the setting ``mssql2pg.writer``);
+    ``false`` removes it at the next start. Resync, snapshots, ``reconcile --repair`` and ``dlq retry`` still
+    write. A session that sets ``mssql2pg.writer`` on purpose, a superuser, and ``session_replication_role =
+    replica`` get past it: it prevents accidents, not attacks (privileges do that). Installing it needs the
+    ``TRIGGER`` privilege on tables the pipeline's role does not own. See docs/operations.md."""
+
     @model_validator(mode="before")
     @classmethod
     def _tls_from_query(cls, data: Any) -> Any:
@@ -363,6 +375,17 @@ class Defaults(Section):
     (WKB carrying the SRID) in the same ``bytea`` column, so PostGIS reads it with ``ST_GeomFromEWKB(col)`` or
     ``col::geometry``; 2-D only (Z and M values are dropped, as ``STAsBinary()`` drops them). See docs/types.md."""
 
+    # --- issue 17 point 1: writes to the target by someone else ---
+    on_target_conflict: OnTargetConflict = "source-wins"
+    """What the applier does when a change meets a row written in the target by someone else (an update or
+    delete of a key deleted there, an insert of a key inserted there, a row whose ``_cdc_lsn`` the pipeline cannot
+    have written). Every such conflict is counted (``mssql2pg_target_conflicts_total``, ``mssql2pg status``) and
+    logged either way. ``source-wins``: the change is applied as usual (a row stamped with a later ``_cdc_lsn``
+    keeps winning until the source passes it). ``dead-letter``: the target row is kept as it is and the change
+    goes to the dead letters (error class ``TargetConflictError [kind]``) for review; it costs one statement more per
+    batch of the table, and the rows of the transactions being applied are kept in memory to dead-letter them (a
+    very large source transaction costs memory in proportion). See docs/operations.md."""
+
     group: TableGroupName = "default"
     """The table group. Source transactions are kept atomic within a group, and each group keeps its own
     position; one process writes a group at a time (see ``pipeline.group`` and docs/scale-out.md). Tables that
@@ -397,6 +420,10 @@ class TableEntry(Section):
     spatial: Spatial | None = None
     """Overrides ``defaults.spatial`` for these tables: ``wkb`` reads their ``geography``/``geometry`` columns as
     EWKB (``STAsBinary()`` + ``STSrid``) instead of SQL Server's native serialization."""
+
+    # --- issue 17 point 1: writes to the target by someone else ---
+    on_target_conflict: OnTargetConflict | None = None
+    """Overrides ``defaults.on_target_conflict`` for these tables."""
 
     @field_validator("name")
     @classmethod

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from mssql2pg.config.patterns import TablePattern
-from mssql2pg.config.schema import Config, DeleteMode, Naming, Spatial, TableEntry
+from mssql2pg.config.schema import Config, DeleteMode, Naming, OnTargetConflict, Spatial, TableEntry
 from mssql2pg.control.statements import CONTROL_SCHEMA
 from mssql2pg.errors import ConfigError
 from mssql2pg.identifiers import quote_ident
@@ -49,6 +49,8 @@ class TableSelection:
     """The ``tables:`` entry that selected it (for messages)."""
     spatial: Spatial = "native"
     """How its ``geography``/``geometry`` columns are read (``defaults.spatial``)."""
+    on_target_conflict: OnTargetConflict = "source-wins"
+    """What a change that meets a row written in the target by someone else does (``defaults.on_target_conflict``)."""
 
 
 def resolve_tables(config: Config, available: Sequence[TableId]) -> list[TableSelection]:
@@ -171,6 +173,7 @@ def _select(config: Config, table: TableId, entry: TableEntry) -> TableSelection
         group=entry.group or defaults.group,
         entry=entry.name,
         spatial=entry.spatial or defaults.spatial,
+        on_target_conflict=entry.on_target_conflict or defaults.on_target_conflict,
     )
 
 

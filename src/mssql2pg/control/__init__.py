@@ -14,7 +14,8 @@ pg8000 native connection and runs in the caller's transaction unless it says oth
 * :mod:`~mssql2pg.control.snapshots`: the progress of each table's initial load;
 * :mod:`~mssql2pg.control.reconciliations`: the record of ``mssql2pg reconcile`` runs;
 * :mod:`~mssql2pg.control.schema_changes`: the record of source schema changes (``mssql2pg schema``);
-* :mod:`~mssql2pg.control.instances`: the live processes of a pipeline that spreads its groups.
+* :mod:`~mssql2pg.control.instances`: the live processes of a pipeline that spreads its groups;
+* :mod:`~mssql2pg.control.conflicts`: conflicts with writes to the target by someone else, per table and kind.
 """
 
 from mssql2pg.control.checkpoints import (
@@ -29,6 +30,7 @@ from mssql2pg.control.checkpoints import (
     read_checkpoint_row,
     table_checkpoint,
 )
+from mssql2pg.control.conflicts import ConflictCount, count_target_conflicts, target_conflicts
 from mssql2pg.control.deadletters import (
     DeadLetterRecord,
     StoredDeadLetter,
@@ -102,6 +104,7 @@ __all__ = [
     "SCHEMA_CHANGE_STATUSES",
     "CheckpointRow",
     "CheckpointStore",
+    "ConflictCount",
     "DeadLetterRecord",
     "GroupWriter",
     "LatestReconciliation",
@@ -125,6 +128,7 @@ __all__ = [
     "control_table_exists",
     "count_dead_letters_by_status",
     "count_schema_changes",
+    "count_target_conflicts",
     "ensure_control_schema",
     "fail_dead_letter_retry",
     "finish_snapshot",
@@ -163,5 +167,6 @@ __all__ = [
     "start_snapshot",
     "table_checkpoint",
     "table_groups",
+    "target_conflicts",
     "try_claim_table",
 ]

@@ -36,6 +36,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "a position per table group: checkpoints and table_state keyed by group_name", sql.MIGRATION_4),
     Migration(5, "snapshots: progress of each table's initial load (snapshot.mode: initial)", sql.MIGRATION_5),
     Migration(6, "schema_changes (schema evolution)", sql.MIGRATION_6),
+    # --- issue 17 point 1 (target written by others) ---
+    Migration(7, "target_conflicts: writes to the target by someone else, per table and kind", sql.MIGRATION_7),
 )
 
 CONTROL_VERSION = MIGRATIONS[-1].version

@@ -452,3 +452,32 @@ UPDATE {_c("snapshots")} SET state = 'done', rows_loaded = :rows_loaded, consist
   updated_at = now(), finished_at = now()
 WHERE pipeline = :pipeline AND source_table = :source_table
 """
+
+
+# --- target conflicts: writes to the target by someone else (issue 17 point 1) -----------------------------------
+
+MIGRATION_7 = (
+    f"""CREATE TABLE IF NOT EXISTS {_c("target_conflicts")} (
+  pipeline text NOT NULL,
+  source_table text NOT NULL,
+  kind text NOT NULL,
+  conflicts bigint NOT NULL DEFAULT 0,
+  first_at timestamptz NOT NULL DEFAULT now(),
+  last_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (pipeline, source_table, kind)
+)""",
+)
+"""Version 7 (issue 17): how many conflicts with writes by someone else the applier met, per table and kind
+(``mssql2pg.model.TARGET_CONFLICT_KINDS``), counted in the transaction that applies the changes and moves the
+checkpoint (so a count is exactly once, whatever restarts), for ``mssql2pg status`` across processes."""
+
+COUNT_TARGET_CONFLICTS = f"""
+INSERT INTO {_c("target_conflicts")} AS c (pipeline, source_table, kind, conflicts)
+VALUES (:pipeline, :source_table, :kind, :n)
+ON CONFLICT (pipeline, source_table, kind) DO UPDATE SET conflicts = c.conflicts + EXCLUDED.conflicts, last_at = now()
+"""
+
+SELECT_TARGET_CONFLICTS = f"""
+SELECT source_table, kind, conflicts, last_at FROM {_c("target_conflicts")} WHERE pipeline = :pipeline
+ORDER BY source_table, kind
+"""

@@ -3,7 +3,8 @@
 Its checkpoint row (of one group, and every group's own), each table's state and group (with the resume
 position of a table a resync loaded or that moved between groups, until its group's checkpoint covers it, and the
 progress of its initial snapshot) and
-its dead letters by status - counted per pipeline, exactly as the ``mssql2pg_dead_letters`` gauge counts them.
+its dead letters by status - counted per pipeline, exactly as the ``mssql2pg_dead_letters`` gauge counts them -
+and the conflicts with writes to the target by someone else, per table and kind.
 It only reads, and works before the first start (nothing yet).
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime
 
 from mssql2pg.control import statements as sql
 from mssql2pg.control.checkpoints import NO_CHECKPOINT, CheckpointRow, group_checkpoints, read_checkpoint_row
+from mssql2pg.control.conflicts import target_conflicts
 from mssql2pg.control.deadletters import count_dead_letters_by_status
 from mssql2pg.control.migrations import control_table_exists
 from mssql2pg.control.snapshots import SnapshotProgress, snapshots
@@ -32,6 +34,7 @@ class TableStatus:
     resume_after: Lsn | None  # resynced or moved here, and its group's checkpoint does not cover it yet
     group: str = ""  # the group whose checkpoint covers the table ('': no group)
     snapshot: SnapshotProgress | None = None  # its initial snapshot (loading, or done), if it had one
+    conflicts: dict[str, int] = field(default_factory=dict)  # writes to the target by someone else: kind -> count
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,21 @@ def read_status(conn: PgConnection, pipeline: str, group: str = "") -> PipelineS
     for name in {group, *groups.values()}:
         positions.update(resume_positions(conn, pipeline, name))
     loads = snapshots(conn, pipeline)
+    conflicts: dict[str, dict[str, int]] = {}
+    for count in target_conflicts(conn, pipeline):
+        conflicts.setdefault(count.source_table, {})[count.kind] = count.conflicts
     tables = tuple(
-        TableStatus(r[0], r[1], r[2], r[3], r[4], positions.get(r[0]), groups.get(r[0], ""), loads.get(r[0]))
+        TableStatus(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            positions.get(r[0]),
+            groups.get(r[0], ""),
+            loads.get(r[0]),
+            conflicts.get(r[0], {}),
+        )
         for r in fetch(conn, sql.SELECT_TABLE_STATES, pipeline=pipeline)
     )
     return PipelineStatus(

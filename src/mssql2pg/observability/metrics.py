@@ -61,7 +61,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mssql2pg.model import TableId
+from mssql2pg.model import TARGET_CONFLICT_KINDS, TableId
 
 PREFIX = "mssql2pg_"
 
@@ -100,6 +100,8 @@ SNAPSHOT_ROWS_LOADED = "mssql2pg_snapshot_rows_loaded"
 SNAPSHOT_ROWS_ESTIMATED = "mssql2pg_snapshot_rows_estimated"
 CLOCK_SKEW_SECONDS = "mssql2pg_clock_skew_seconds"
 RETENTION_MARGIN_SECONDS = "mssql2pg_retention_margin_seconds"
+# --- issue 17 point 1: writes to the target by someone else ---
+TARGET_CONFLICTS = "mssql2pg_target_conflicts"  # {table, kind}: kind one of mssql2pg.model.TARGET_CONFLICT_KINDS
 PROCESS_NAMESPACE = "mssql2pg"  # ProcessCollector → mssql2pg_process_cpu_seconds_total, …_resident_memory_bytes
 
 # Label values the runner is expected to use (documented; other values are accepted). Every series of these
@@ -275,6 +277,13 @@ class Metrics:
             [LABEL_TABLE],
             registry=r,
         )
+        # --- issue 17 point 1: writes to the target by someone else ---
+        self._target_conflicts = Counter(
+            TARGET_CONFLICTS,
+            "Changes that met a row written in the target by someone else, by kind (see docs/operations.md).",
+            [LABEL_TABLE, LABEL_KIND],
+            registry=r,
+        )
         build = Gauge(BUILD_INFO, "Always 1; the version is in the label.", [LABEL_VERSION], registry=r)
         build.labels(version).set(1)
         for component in COMPONENTS:
@@ -303,6 +312,8 @@ class Metrics:
                 self._schema_change_series.add((label, status))
             self._dead_letters_routed.labels(label)
             self._stale.labels(label)
+            for conflict in TARGET_CONFLICT_KINDS:
+                self._target_conflicts.labels(label, conflict)
 
     # -- throughput -------------------------------------------------------------------------------------------
     def rows_applied(self, table: TableRef, operation: str, n: int = 1) -> None:
@@ -405,6 +416,11 @@ class Metrics:
             for (table, status), n in counts.items():
                 self._schema_changes.labels(table, status).set(n)
             self._schema_change_series |= set(counts)
+
+    def target_conflict(self, table: TableRef, kind: str, n: int = 1) -> None:
+        """``n`` changes of ``table`` met a row written in the target by someone else (``kind``: see
+        :data:`mssql2pg.model.TARGET_CONFLICT_KINDS`)."""
+        self._target_conflicts.labels(_table_label(table), kind).inc(n)
 
     # -- state ---------------------------------------------------------------------------------------------------
     def set_group_writer(self, group: str, writing: bool) -> None:

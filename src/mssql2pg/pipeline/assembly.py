@@ -229,6 +229,8 @@ class Pipeline:
             apply_settings(config),
             checkpoints=control.PipelineCheckpoint(config.pipeline.name, dict(positions), config.pipeline.group_key),
             wall_clock=obs.source_now,  # stale events judged on the source's clock (pipeline/clock.py)
+            detect_conflicts=True,  # writes to the target by someone else (catch-up, snapshots, repairs: off)
+            protect=config.target.protect,  # the guard follows the setting at every start (installed or removed)
         )
         runner = Runner(
             ObservedSource(reader, obs),

@@ -21,6 +21,7 @@ from mssql2pg.classify import server_refuses_tls, sqlstate
 from mssql2pg.config import Config
 from mssql2pg.pgconn import PgConnection, PgConnector
 from mssql2pg.pipeline.tls import source_tls_args, target_tls
+from mssql2pg.sink.statements import WRITER_SETTING
 
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 # Data sent but not acknowledged for this long (ms) closes the connection: bounds the case keepalive cannot
@@ -96,9 +97,13 @@ def target_connector(config: Config) -> PgConnector:
     factory rather than an SQLAlchemy engine. ``connect_timeout`` bounds the connect only: once connected the
     socket blocks without a timeout (keepalive finds a dead peer).
 
+    Every session carries the setting ``mssql2pg.writer`` (a startup parameter: no extra round trip) that the
+    ``target.protect`` guard checks (:data:`mssql2pg.sink.statements.WRITER_SETTING`).
+
     TLS is set up here for every target connection (:mod:`mssql2pg.pipeline.tls`: libpq's ``sslmode``); for
     ``allow`` and ``prefer`` a connection the server refuses is tried once more the other way."""
-    params = config.target.pg8000_params()
+    # every mssql2pg session on the target says so: the guard of target.protect lets only these write
+    params = {**config.target.pg8000_params(), "startup_params": {WRITER_SETTING: "on"}}
     tls = target_tls(config.target)
 
     def open_connection() -> pg8000.native.Connection:

@@ -2,7 +2,8 @@
 without the reader or the applier knowing about either; and the pipeline's retry policy, reporting the same way.
 
 :class:`ObservedSource` reports source reachability and the source position; :class:`ObservedSink` publishes
-what the applier committed (rows, transactions, lag, batch timings, dead letters) and target reachability.
+what the applier committed (rows, transactions, lag, batch timings, dead letters, target conflicts) and target
+reachability.
 An error passing through either is tagged with its side (``source`` / ``target``) so that retry reporting
 names the database that is failing.
 """
@@ -119,6 +120,7 @@ class ObservedSink:
     writing: threading.Event = field(default_factory=threading.Event)
     """Set while this process holds its tables' write locks (between a successful ``start`` and the next
     ``abandon`` or ``close``): what only the group's writer may do (managing capture instances) asks this."""
+    _conflicts: dict[tuple[TableId, str], int] = field(default_factory=dict)
 
     def start(self) -> Lsn:
         self.writing.clear()
@@ -172,7 +174,7 @@ class ObservedSink:
         self.inner.close()
 
     @staticmethod
-    def _publish_deltas(totals: Mapping[TableId, int], seen: dict[TableId, int], count: Any) -> bool:
+    def _publish_deltas(totals: Mapping[Any, int], seen: dict[Any, int], count: Any) -> bool:
         """Turn the applier's cumulative per-table counts into metric increments; True if any grew."""
         grew = False
         for table, total in list(totals.items()):
@@ -206,6 +208,9 @@ class ObservedSink:
         if self._publish_deltas(stats.dead_letters, self._dead_letters, self.obs.metrics.dead_lettered):
             self._publish_dead_letter_counts()
         self._publish_deltas(stats.stale, self._stale, self.obs.metrics.stale_event)
+        self._publish_deltas(
+            stats.conflicts, self._conflicts, lambda pair, n: self.obs.metrics.target_conflict(pair[0], pair[1], n)
+        )
         hb = self._heartbeat
         if hb is not None and stats.checkpoint >= hb.lsn:
             self.obs.heartbeat_applied(hb.source_time, self.tables)

@@ -122,6 +122,7 @@ def target_tables(
                 target_name=sel.target.name,
                 naming=sel.naming,
                 delete_mode=sel.delete_mode,
+                on_target_conflict=sel.on_target_conflict,
             ),
         )
         for sel in selections

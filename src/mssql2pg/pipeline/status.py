@@ -68,6 +68,8 @@ def collect(config_path: Path | None) -> dict[str, Any]:
                 "state": "snapshotting" if _snapshotting(t, selected) else t.state,
                 "reason": t.reason,
                 "remediation": t.remediation,
+                # writes to the target by someone else the applier met (issue 17), kind -> count; {}: none
+                "target_conflicts": t.conflicts,
             }
             | ({"resumes_after": str(t.resume_after)} if t.resume_after is not None else {})
             | ({"snapshot": _snapshot(t.snapshot)} if t.snapshot is not None else {})

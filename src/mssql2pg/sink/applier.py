@@ -46,6 +46,15 @@ instance the plan does not have, of a table it applies, is a table fault
 
 Everything that belongs to the group being built is one :class:`~mssql2pg.sink.group.Group`.
 
+Writes to the target by someone else (``detect_conflicts``, the streaming pipeline's applier only: a catch-up,
+a snapshot load or a repair re-delivers legitimately): the apply statement judges each key's first change of the
+batch against the target row as it was (:func:`statements.conflict_kind`) and returns what it found, so policy
+``source-wins`` costs no extra round trip; a table with ``on_target_conflict: dead-letter`` has its conflicting
+changes set aside first (:func:`statements.set_aside_conflicts`) and dead-lettered. Either way each conflict is
+counted in ``mssql2pg.target_conflicts`` in the same PostgreSQL transaction, then in ``ApplyStats.conflicts`` and
+the rate-limited log (:mod:`mssql2pg.sink.conflicts`). ``protect`` installs or removes the ``target.protect``
+guard at start.
+
 Stale events: a transaction whose source commit time is older than ``stale_after`` seconds is applied with the
 target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``.
 """
@@ -69,6 +78,7 @@ from mssql2pg.pgconn import PgConnection, PgConnector, fetch
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import deadletters
 from mssql2pg.sink import statements as sql
+from mssql2pg.sink.conflicts import ERROR_CLASS, ConflictLog, TargetConflict, conflict_message, key_of, kind_of
 from mssql2pg.sink.ddl import ensure_target_table
 from mssql2pg.sink.encoders import InstanceEncoder
 from mssql2pg.sink.errors import UnknownCaptureInstanceError
@@ -110,6 +120,7 @@ class ApplyStats:
     last_batch_rows: int = 0
     dead_letters: dict[TableId, int] = field(default_factory=lambda: defaultdict(int))  # rows dead-lettered
     stale: dict[TableId, int] = field(default_factory=lambda: defaultdict(int))  # rows applied stale-flagged
+    conflicts: dict[tuple[TableId, str], int] = field(default_factory=lambda: defaultdict(int))  # (table, kind)
 
 
 @dataclass(eq=False, slots=True)
@@ -160,7 +171,12 @@ class Applier:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         checkpoints: control.CheckpointStore | None = None,
+        detect_conflicts: bool = False,
+        protect: bool | None = None,
     ) -> None:
+        self._detect = detect_conflicts
+        self._protect = protect  # target.protect: install (True) or remove (False) the guard; None: leave it
+        self._conflict_log = ConflictLog(clock=clock)
         self._connect = connect
         self.pipeline = pipeline
         self.settings = settings or ApplySettings()
@@ -205,12 +221,17 @@ class Applier:
         moved = self._checkpoints.adopt(conn, names)
         for table in tables:
             ensure_target_table(conn, table)
+        _guard(conn, tables, self._protect)
         _register(conn, self.pipeline, tables, self._checkpoints.group)
         checkpoint = self._checkpoints.read(conn)
         conn.run("COMMIT")
         _replan_if_moved(moved)
         if self.settings.work_mem:
             conn.run("SELECT set_config('work_mem', :v, false)", v=self.settings.work_mem)
+        # JIT compiles a statement whose estimated cost is high; the planner cannot estimate joins of CTEs (the
+        # conflict detection joins the batch with what the apply wrote), and compiling then costs more than the
+        # statement itself. The applier's statements are short and run once: no JIT for its session.
+        conn.run(sql.NO_JIT)
         for buffer in self._group.buffers.values():
             conn.run(sql.create_staging(buffer.table, buffer.index))
         self.stats.checkpoint = checkpoint
@@ -316,6 +337,9 @@ class Applier:
                 if not _same_definition(buffer.table, table):
                     change.changed.append((buffer.table, buffer))
                 buffer.table = table
+            keep = self._detect and table.options.on_target_conflict == "dead-letter"
+            if keep != (buffer.by_seq is not None):
+                buffer.by_seq = {} if keep else None
             buffers[source] = buffer
         self._group.buffers = buffers
         self._tables = dict(plan)
@@ -341,6 +365,7 @@ class Applier:
             moved = self._checkpoints.adopt(conn, added) if added else {}
             for buffer in touched:
                 ensure_target_table(conn, buffer.table)
+            _guard(conn, [b.table for b in touched], self._protect, define=False)  # defined at start
             _register(conn, self.pipeline, [b.table for b in touched], self._checkpoints.group)
             conn.run("COMMIT")
         _replan_if_moved(moved)
@@ -506,21 +531,23 @@ class Applier:
                 )
                 self._dead_letter(buffer, row, error, "value read from the source cannot be decoded")
                 continue
-            op = int(row.operation)
+            op = staged = int(row.operation)
             if op == 3:  # update before-image: not applied, but remembered to detect a key change
                 buffer.before = row
                 continue
             if op == 4:
                 before, buffer.before = buffer.before, None
                 if before is not None and before.seqval == row.seqval and _key(before, route) != _key(row, route):
-                    # the update changed the key: the old key no longer exists
+                    # the update changed the key: the old key no longer exists, the new one is inserted (staged
+                    # as an insert, so that conflict detection expects the new key absent)
                     delete_middle = middles[1] or sql.staging_middle(1, lsn_raw, time_field)[stale]
                     middles[1] = delete_middle
                     self._append(route, before, delete_middle, group)
                     buffer.counts[1] += 1
-            middle = middles[op]
+                    staged = 2
+            middle = middles[staged]
             if middle is None:
-                middle = middles[op] = sql.staging_middle(op, lsn_raw, time_field)[stale]
+                middle = middles[staged] = sql.staging_middle(staged, lsn_raw, time_field)[stale]
             if not self._append(route, row, middle, group):
                 continue
             buffer.counts[op] += 1
@@ -607,6 +634,9 @@ class Applier:
         line = f"{self._seq}{middle}{fields}\n"
         buffer = route.buffer
         buffer.lines.append(line)
+        by_seq = buffer.by_seq
+        if by_seq is not None:
+            by_seq[self._seq] = row
         retained = group.retained
         if retained is not None:
             retained.append((buffer, row, line))
@@ -685,6 +715,7 @@ class Applier:
                 raise
             self._isolate(exc)
         conn = self._live
+        self._record_conflicts()
         self._record_dead_letters()
         self._checkpoints.write(conn, lsn, group.commit_time)
         conn.run("COMMIT")
@@ -700,6 +731,7 @@ class Applier:
         for buffer in group.buffers.values():
             if buffer.stale:
                 stats.stale[buffer.table.source] += buffer.stale
+        self._count_conflicts(group)
         stats.transactions += group.transactions
         stats.commits += 1
         stats.checkpoint = lsn
@@ -708,6 +740,29 @@ class Applier:
         stats.last_batch_rows = group.rows
         stats.last_batch_seconds = self._last_checkpoint_write - started
         group.clear()
+
+    def _count_conflicts(self, group: Group) -> None:
+        """After the commit: the conflicts reach the stats (metrics) and the rate-limited log."""
+        for conflict in group.conflicts:
+            self.stats.conflicts[(conflict.table, conflict.kind)] += 1
+            self._conflict_log.report(conflict, pipeline=self.pipeline)
+        self._conflict_log.flush()
+
+    def _record_conflicts(self) -> None:
+        """Before the commit: the conflicts' dead letters join the group's (and leave the applied counts), and the
+        counts per table and kind are added to ``mssql2pg.target_conflicts``, in this transaction."""
+        group = self._group
+        if not group.conflicts:
+            return
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for conflict in group.conflicts:
+            counts[(str(conflict.table), conflict.kind)] += 1
+            letter = conflict.letter
+            if letter is not None:
+                group.dead.append(letter)
+                op = letter.row.operation
+                group.buffers[conflict.table].counts[1 if op == Operation.UPDATE_BEFORE else int(op)] -= 1
+        control.count_target_conflicts(self._live, self.pipeline, counts)
 
     def _record_dead_letters(self) -> None:
         dead = self._group.dead
@@ -727,26 +782,75 @@ class Applier:
             )
 
     def _apply_staged(self, buffer: TableBuffer, *, validate: bool = False) -> None:
-        """The set-based apply of one staged table, then the write validation."""
+        """The set-based apply of one staged table, then the write validation.
+
+        With conflict detection (``detect_conflicts``), policy ``source-wins`` finds the conflicts in the apply
+        statement itself; policy ``dead-letter`` first sets the conflicting changes aside (one more statement, for
+        those tables only), so what remains applies without conflict."""
         conn = self._live
+        table = buffer.table
+        detect = self._detect
+        if detect and buffer.by_seq is not None:
+            self._set_aside_conflicts(buffer)
+            detect = False
         staged = buffer.staged
         if not staged:
             return
         if buffer.only_inserts and staged >= BULK_INSERT_ROWS:
             written = 0
-            for statement in sql.apply_staged_inserts(buffer.table, buffer.index):
-                conn.run(statement)
-                written += max(conn.row_count, 0) if not statement.startswith("ANALYZE") else 0
+            for statement in sql.apply_staged_inserts(table, buffer.index, detect=detect):
+                if statement.startswith("ANALYZE"):
+                    conn.run(statement)
+                elif detect and statement.startswith("WITH"):
+                    updated, found = fetch(conn, statement)[0]
+                    written += int(updated)
+                    self._note_conflicts(table, found)
+                else:
+                    conn.run(statement)
+                    written += max(conn.row_count, 0)
             complete = written == staged
         else:
-            counts = fetch(conn, sql.apply_staged(buffer.table, buffer.index, unique_keys=buffer.only_inserts))[0]
-            upserted, upserts, deleted, deletes = (int(n) for n in counts)
+            statement = sql.apply_staged(table, buffer.index, unique_keys=buffer.only_inserts, detect=detect)
+            counts = fetch(conn, statement)[0]
+            upserted, upserts, deleted, deletes = (int(n) for n in counts[:4])
+            if detect:
+                self._note_conflicts(table, counts[4])
             complete = upserted == upserts and deleted == deletes
-            restore = None if buffer.only_inserts else sql.restore_kept_columns(buffer.table, buffer.index)
+            restore = None if buffer.only_inserts else sql.restore_kept_columns(table, buffer.index)
             if restore is not None:
                 conn.run(restore)
         if validate or not complete:  # fewer writes than changes: a later row already there, or lost writes
             self._validate_written(buffer)
+
+    def _note_conflicts(self, table: TargetTable, found: Sequence[Sequence[Any]] | None) -> None:
+        """Keep the conflicts an apply statement found (``[[code, [key values]], ...]`` or None) with the group."""
+        for code, key in found or ():
+            self._group.conflicts.append(TargetConflict(table.source, kind_of(code), key_of(table.key, key)))
+
+    def _set_aside_conflicts(self, buffer: TableBuffer) -> None:
+        """Policy ``dead-letter``: take the conflicting changes out of staging and make them dead letters of the
+        group (recorded with it, in the same PostgreSQL transaction); the target rows stay as they are."""
+        if not buffer.staged:
+            return
+        table = buffer.table
+        by_seq = buffer.by_seq or {}
+        group = self._group
+        found = fetch(self._live, sql.set_aside_conflicts(table, buffer.index))
+        for seq, code, key in sorted(found, key=lambda r: int(r[0])):
+            kind = kind_of(code)
+            row = by_seq[int(seq)]
+            tran_id, commit_time = group.tran_ids.get(row.commit_lsn, (None, None))
+            letter = deadletters.DeadLetter(
+                table=table,
+                row=row,
+                tran_id=tran_id,
+                commit_time=commit_time,
+                error_class=f"{ERROR_CLASS} [{kind}]",
+                message=conflict_message(kind),
+                stack="",
+            )
+            group.conflicts.append(TargetConflict(table.source, kind, key_of(table.key, key), letter))
+        buffer.staged -= len(found)
 
     def _validate_written(self, buffer: TableBuffer) -> None:
         check_written(self._live, buffer.table, buffer.index)
@@ -761,6 +865,7 @@ class Applier:
             conn.run("ROLLBACK")
             group.in_pg_tx = False
         group.failure = None
+        group.conflicts.clear()  # found again by the re-apply
         self._begin()
         for buffer in group.buffers.values():
             items = [(row, line) for b, row, line in retained if b is buffer]
@@ -769,6 +874,7 @@ class Applier:
 
     def _bisect(self, buffer: TableBuffer, items: Sequence[tuple[ChangeRow, str]]) -> None:
         conn = self._live
+        found = len(self._group.conflicts)  # conflicts found by a half that is rolled back are forgotten with it
         conn.run("SAVEPOINT mssql2pg_isolate")
         try:
             conn.run(sql.truncate_staging(buffer.index))
@@ -783,6 +889,7 @@ class Applier:
                 raise
             conn.run("ROLLBACK TO SAVEPOINT mssql2pg_isolate")
             conn.run("RELEASE SAVEPOINT mssql2pg_isolate")
+            del self._group.conflicts[found:]
             if len(items) == 1:
                 row, line = items[0]
                 buffer.counts[1 if row.operation == Operation.UPDATE_BEFORE else int(row.operation)] -= 1
@@ -855,6 +962,30 @@ def _message(exc: BaseException) -> str:
     if fields is not None:
         return f"{fields.get('M', '')} ({fields.get('C', '')}) {fields.get('W', '')}".strip()
     return str(exc)
+
+
+def _guard(conn: PgConnection, tables: Sequence[TargetTable], protect: bool | None, *, define: bool = True) -> None:
+    """``target.protect``: install the guard trigger on ``tables`` (True) or remove it (False); None: leave them
+    as they are (the catch-up, snapshot and repair appliers, which do not own the setting). ``define``: (re)define
+    the trigger function first - at start, inside its transaction under the control schema's lock, so concurrent
+    starts do not race on it; a table added later only gets its trigger."""
+    if protect is None:
+        return
+    present = {(str(s), str(n)) for s, n in fetch(conn, sql.PROTECTED_TABLES)}
+    if protect and define:
+        conn.run(sql.CREATE_PROTECT_FUNCTION)
+    changed = []
+    for table in tables:
+        has = (table.schema, table.name) in present
+        if protect and not has:
+            conn.run(sql.protect_table(table))
+        elif not protect and has:
+            conn.run(sql.unprotect_table(table.schema, table.name))
+        else:
+            continue
+        changed.append(f"{table.schema}.{table.name}")
+    if changed:
+        log.info("target.protect: guard " + ("installed" if protect else "removed"), tables=changed)
 
 
 def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable], group: str) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from mssql2pg.model import ChangeRow, TableId
 from mssql2pg.positions import Lsn
+from mssql2pg.sink.conflicts import TargetConflict
 from mssql2pg.sink.deadletters import DeadLetter
 from mssql2pg.sink.schema import TargetTable
 
@@ -34,10 +35,15 @@ class TableBuffer:
     counts: list[int] = field(default_factory=lambda: [0] * OPERATION_SLOTS)  # rows per operation code
     stale: int = 0  # rows flagged stale
     only_inserts: bool = True  # staged rows are all inserts: keys are unique, no "last change per key" needed
+    by_seq: dict[int, ChangeRow] | None = None
+    """Policy ``dead-letter`` (conflicts detected): every row of the group by arrival seq, so a change set aside
+    as a conflict can be dead-lettered even when the group is too big to keep ``Group.retained``."""
 
     def clear(self) -> None:
         self.lines.clear()
         self.rows.clear()
+        if self.by_seq is not None:
+            self.by_seq.clear()
         self.staged = 0
         self.before = None
         self.counts = [0] * OPERATION_SLOTS
@@ -64,6 +70,7 @@ class Group:
     tran_ids: dict[Lsn, tuple[bytes | None, datetime | None]] = field(default_factory=dict)
     failure: BaseException | None = None  # a row fault during a COPY before the commit
     stale_logged: int = 0
+    conflicts: list[TargetConflict] = field(default_factory=list)  # writes by someone else met while applying
 
     @property
     def is_empty(self) -> bool:
@@ -92,5 +99,6 @@ class Group:
         self.tran_ids = {}
         self.failure = None
         self.stale_logged = 0
+        self.conflicts = []
         for buffer in self.buffers.values():
             buffer.clear()

@@ -27,6 +27,7 @@ from mssql2pg.sink.types import ColumnCodec, codec_for
 
 Naming = Literal["lower", "preserve"]
 DeleteMode = Literal["hard", "soft"]
+ConflictPolicy = Literal["source-wins", "dead-letter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class TableOptions:
     naming: Naming = "lower"
     delete_mode: DeleteMode = "hard"
     metadata_prefix: str = "_cdc_"
+    on_target_conflict: ConflictPolicy = "source-wins"  # when the applier detects conflicts (see Applier)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; valu
 from __future__ import annotations
 
 from mssql2pg.identifiers import qualified, quote_ident
+from mssql2pg.model import TARGET_CONFLICT_KINDS
 from mssql2pg.sink.schema import TargetColumn, TargetTable
 
 __all__ = ["qualified", "quote_ident"]
@@ -96,7 +97,7 @@ def copy_into_staging(table: TargetTable, index: int) -> str:
     return f"COPY {staging_name(index)} ({cols}) FROM STDIN"
 
 
-def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -> str:
+def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False, detect: bool = False) -> str:
     """One set-based statement: the last change per key wins (arrival order = commit order, then row order).
 
     Hard delete mode: keys whose last change is a delete are deleted, the others upserted. Soft mode: every
@@ -111,17 +112,39 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     ``unique_keys``: the caller knows every staged row is an insert. A consistent source cannot insert one key
     twice without a delete in between, so the keys are unique and the sort for "last per key" is skipped (if
     the source were inconsistent, PostgreSQL refuses the statement loudly: "cannot affect row a second time").
+
+    ``detect``: the row has a fifth column, the target conflicts (writes by someone else, see
+    :data:`~mssql2pg.model.TARGET_CONFLICT_KINDS`) as JSON ``[[code, [key values]], ...]`` (NULL: none), found in
+    the same statement (no extra round trip): each key's FIRST change of the batch is judged against the target row
+    as it was before the statement (every part of one statement sees the same snapshot), because the statement
+    applies the last change per key and an insert followed by an update in one batch is normal. The window that
+    finds the first change sorts like the DISTINCT ON (so one sort serves both). The target row is looked up by key
+    (a scalar subquery: an index probe, whatever the table's size) only where the write itself says something is
+    off, in hard delete mode: the upsert returns whether it inserted (``xmax = 0``) or updated, the delete what it
+    deleted, and a key is a suspect when an insert found its key there, an update or delete did not, or nothing
+    was written (the LSN guard held). So a batch without conflicts costs two hash joins of the batch, not a probe
+    per key. What this misses: a row stamped with an LSN between the first and the last change of its key in one
+    batch (its conflict is only found by a later change). In soft mode a soft-deleted row looks like any other to
+    the upsert, so every key is probed there.
     """
     m = table.meta
     target = table.qualified_name
     key = ", ".join(quote_ident(k) for k in table.key)
     seq, op, lsn, ctime, stale = (quote_ident(n) for n in staging_columns(table)[:5])
     data = [quote_ident(c) for c in table.column_names]
-    last = (
-        f"SELECT * FROM {staging_name(index)}"
-        if unique_keys
-        else f"SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC"
-    )
+    first_op, first_lsn = quote_ident(m.prefix + "first_op"), quote_ident(m.prefix + "first_lsn")
+    if unique_keys:
+        last = f"SELECT * FROM {staging_name(index)}"
+        if detect:
+            last = f"SELECT *, {op} AS {first_op}, {lsn} AS {first_lsn} FROM {staging_name(index)}"
+    elif detect:
+        window = f"PARTITION BY {key} ORDER BY {seq} DESC ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+        last = (
+            f"SELECT DISTINCT ON ({key}) *, last_value({op}) OVER w AS {first_op}, last_value({lsn}) OVER w AS "
+            f"{first_lsn} FROM {staging_name(index)} WINDOW w AS ({window}) ORDER BY {key}, {seq} DESC"
+        )
+    else:
+        last = f"SELECT DISTINCT ON ({key}) * FROM {staging_name(index)} ORDER BY {key}, {seq} DESC"
     deleted = quote_ident(m.deleted)
     insert_cols = [*data, lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale)]
     keep = {quote_ident(c) for c in table.keep_on_delete()}
@@ -137,20 +160,93 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False) -
     else:
         select_deleted, where = "false", f" WHERE {op} <> 1"
         key_match = " AND ".join(f"t.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+        gone_returns = ", ".join(f"t.{quote_ident(k)}" for k in table.key) if detect else "1"
         prelude = (
             f", gone AS (DELETE FROM {target} AS t USING last AS l\n"
-            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn} RETURNING 1)"
+            f"WHERE l.{op} = 1 AND {key_match} AND t.{lsn} <= l.{lsn} RETURNING {gone_returns})"
         )
         deletes = f"(SELECT count(*) FROM gone), (SELECT count(*) FROM last WHERE {op} = 1)"
         sets = [f"{c} = EXCLUDED.{c}" for c in data]
     sets += [f"{c} = EXCLUDED.{c}" for c in (lsn, op, ctime, quote_ident(m.applied_at), deleted, quote_ident(m.stale))]
+    returns, seen, conflicts = "1", "", ""
+    if detect:
+        kind = conflict_kind(table, "l", m.prefix + "first_op", m.prefix + "first_lsn")
+        keys = ", ".join(f"l.{quote_ident(k)}" for k in table.key)
+        suspects = ""
+        if table.delete_mode == "hard":
+            fresh = quote_ident(m.prefix + "fresh")
+            returns = ", ".join([*(f"t.{quote_ident(k)}" for k in table.key), f"(t.xmax = 0) AS {fresh}"])
+            on_w = " AND ".join(f"w.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+            on_g = " AND ".join(f"g.{quote_ident(k)} = l.{quote_ident(k)}" for k in table.key)
+            k0 = quote_ident(table.key[0])
+            suspects = (
+                f" LEFT JOIN written AS w ON {on_w} LEFT JOIN gone AS g ON {on_g}\n"
+                f"WHERE CASE WHEN l.{op} = 1 THEN g.{k0} IS NULL OR l.{first_op} = 2 "
+                f"ELSE w.{k0} IS NULL OR w.{fresh} <> (l.{first_op} = 2) END"
+            )
+        seen = f",\nseen AS MATERIALIZED (SELECT {kind} AS k, json_build_array({keys}) AS key FROM last AS l{suspects})"
+        conflicts = ", (SELECT json_agg(json_build_array(k, key)) FROM seen WHERE k > 0)"
     return (
         f"WITH last AS ({last}){prelude},\n"
         f"written AS (INSERT INTO {target} AS t ({', '.join(insert_cols)})\n"
         f"SELECT {', '.join(data)}, {lsn}, {op}, {ctime}, now(), {select_deleted}, {stale} FROM last{where}\n"
         f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}\n"
-        f"WHERE t.{lsn} <= EXCLUDED.{lsn} RETURNING 1)\n"
-        f"SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM last{where}), {deletes}"
+        f"WHERE t.{lsn} <= EXCLUDED.{lsn} RETURNING {returns}){seen}\n"
+        f"SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM last{where}), {deletes}{conflicts}"
+    )
+
+
+# --- writes to the target by someone else (issue 17 point 1; docs/operations.md) -------------------------------
+
+UPDATE_MISSING, DELETE_MISSING, INSERT_EXISTS, FOREIGN_LSN = range(1, 5)
+"""The SQL codes of :data:`~mssql2pg.model.TARGET_CONFLICT_KINDS` (position + 1; 0: no conflict)."""
+assert TARGET_CONFLICT_KINDS[FOREIGN_LSN - 1] == "foreign_lsn"  # noqa: S101 - the codes follow the kinds' order
+
+
+def conflict_kind(table: TargetTable, alias: str, operation: str, commit_lsn: str) -> str:
+    """The conflict code (0: none) of a change against the target row of its key as it is now.
+
+    ``alias`` names the change's relation (its key columns), ``operation`` and ``commit_lsn`` its columns
+    holding the change's operation and commit LSN. The target row is looked up by key in a scalar subquery: one
+    index probe per change, never a scan of the target. Legitimate states are not conflicts: an insert over a
+    soft-deleted row, a re-delivery whose LSN the target row already carries.
+    """
+    m = table.meta
+    t_lsn, t_deleted = f"t.{quote_ident(m.lsn)}", f"t.{quote_ident(m.deleted)}"
+    a = quote_ident(alias)
+    op, lsn = f"{a}.{quote_ident(operation)}", f"{a}.{quote_ident(commit_lsn)}"
+    match = " AND ".join(f"t.{quote_ident(k)} = {a}.{quote_ident(k)}" for k in table.key)
+    missing = f"CASE {op} WHEN 2 THEN 0 WHEN 1 THEN {int(DELETE_MISSING)} ELSE {int(UPDATE_MISSING)} END"
+    soft = f"WHEN {t_deleted} THEN {missing} " if table.delete_mode == "soft" else ""
+    present = (
+        f"CASE WHEN {t_lsn} IS NULL OR {t_lsn} > {lsn} THEN {int(FOREIGN_LSN)} {soft}"  # sql-lint: quoted above
+        f"WHEN {op} = 2 AND {t_lsn} < {lsn} THEN {int(INSERT_EXISTS)} ELSE 0 END"
+    )
+    # sql-lint: present and missing are built above from quoted names and integer codes only
+    return f"coalesce((SELECT {present} FROM {table.qualified_name} AS t WHERE {match}), {missing})"
+
+
+def set_aside_conflicts(table: TargetTable, index: int) -> str:
+    """Policy ``dead-letter``: remove from staging the changes that conflict with the target, before the apply.
+
+    A change is set aside when it conflicts with the target row as it is (:func:`conflict_kind`) and so did every
+    earlier change of its key in the batch: the target row stays as it is while changes are set aside, so each one
+    is judged as if it arrived alone, whatever the batching. E.g. a key deleted in the target: its updates and
+    deletes are set aside until the source inserts it again; a key inserted in the target: the source's insert is
+    set aside, its later updates apply. Returns (arrival seq, conflict code, key values as JSON) per change.
+    """
+    m = table.meta
+    stage = staging_name(index)
+    key = ", ".join(quote_ident(k) for k in table.key)
+    seq = quote_ident(staging_columns(table)[0])
+    kind = conflict_kind(table, "s", m.operation, m.lsn)
+    keys = ", ".join(f"s.{quote_ident(k)}" for k in table.key)
+    judged = f"SELECT s.{seq}, {keys}, {kind} AS k FROM {stage} AS s"
+    leading = f"bool_and(x.k > 0) OVER (PARTITION BY {key} ORDER BY {seq})"
+    return (
+        f"DELETE FROM {stage} AS d USING (SELECT * FROM (SELECT x.*, {leading} AS aside FROM ({judged}) AS x) AS y"
+        f" WHERE aside) AS c WHERE d.{seq} = c.{seq}\n"
+        f"RETURNING d.{seq}, c.k, json_build_array({', '.join(f'd.{quote_ident(k)}' for k in table.key)})"
     )
 
 
@@ -181,25 +277,48 @@ def restore_kept_columns(table: TargetTable, index: int) -> str | None:
     )
 
 
-def apply_staged_inserts(table: TargetTable, index: int) -> list[str]:
+def apply_staged_inserts(table: TargetTable, index: int, *, detect: bool = False) -> list[str]:
     """The fast path of :func:`apply_staged` when every staged row is an insert (so keys are unique).
 
     A plain update of the keys that already exist (only by a newer commit LSN: a re-delivery after a resync)
     followed by an anti-join insert of the rest is much cheaper than ``INSERT ... ON CONFLICT`` for large
     batches. A single writer per pipeline is assumed (the checkpoint refuses to move backwards otherwise).
+
+    ``detect``: the update becomes a statement that returns (rows updated, target conflicts as in
+    :func:`apply_staged`): the keys of the batch that the target already holds are found once (one join of
+    staging with the target, as the update did), judged, and the update is driven by them.
     """
     m = table.meta
     target = table.qualified_name
     stage = staging_name(index)
-    _seq, op, lsn, ctime, stale = (quote_ident(n) for n in staging_columns(table)[:5])
+    seq, op, lsn, ctime, stale = (quote_ident(n) for n in staging_columns(table)[:5])
     data = [quote_ident(c) for c in table.column_names]
     key_match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in table.key)
     meta = [lsn, op, ctime, quote_ident(m.applied_at), quote_ident(m.deleted), stale]
     values = [f"s.{c}" for c in (*data, lsn, op, ctime)] + ["now()", "false", f"s.{stale}"]
     sets = ", ".join(f"{c} = {v}" for c, v in zip([*data, *meta], values, strict=True))
+    update = f"UPDATE {target} AS t SET {sets} FROM {stage} AS s WHERE {key_match} AND t.{lsn} <= s.{lsn}"
+    if detect:
+        t_lsn, t_deleted = f"t.{lsn}", f"t.{quote_ident(m.deleted)}"
+        soft = f"WHEN {t_deleted} THEN 0 " if table.delete_mode == "soft" else ""
+        kind = (
+            f"CASE WHEN {t_lsn} IS NULL OR {t_lsn} > s.{lsn} THEN {int(FOREIGN_LSN)} {soft}"
+            f"WHEN {t_lsn} < s.{lsn} THEN {int(INSERT_EXISTS)} ELSE 0 END"
+        )
+        keys = ", ".join(f"s.{quote_ident(k)}" for k in table.key)
+        seen_match = " AND ".join(f"t.{quote_ident(k)} = e.{quote_ident(k)}" for k in table.key)
+        seen_keys = ", ".join(f"e.{quote_ident(k)}" for k in table.key)
+        update = (
+            f"WITH seen AS (SELECT s.{seq}, {keys}, {kind} AS k FROM {stage} AS s JOIN {target} AS t ON {key_match}),\n"
+            f"written AS (UPDATE {target} AS t SET {sets} FROM seen AS e JOIN {stage} AS s ON s.{seq} = e.{seq}\n"
+            f"WHERE {seen_match} AND t.{lsn} <= s.{lsn} RETURNING 1)\n"
+            f"SELECT (SELECT count(*) FROM written), "
+            f"(SELECT json_agg(json_build_array(e.k, json_build_array({seen_keys}))) FROM seen AS e "
+            f"WHERE e.k > 0)"
+        )
     return [
         f"ANALYZE {stage}",
-        f"UPDATE {target} AS t SET {sets} FROM {stage} AS s WHERE {key_match} AND t.{lsn} <= s.{lsn}",
+        update,
         f"INSERT INTO {target} ({', '.join([*data, *meta])})\n"
         f"SELECT {', '.join(values)} FROM {stage} AS s\n"
         f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {key_match})",
@@ -230,6 +349,10 @@ def lock_for_resync(table: TargetTable) -> str:
 
 
 # --- isolation and write validation ---------------------------------------------------------------------------
+
+
+NO_JIT = "SELECT set_config('jit', 'off', false)"
+"""The applier's session: no JIT compilation (see :meth:`mssql2pg.sink.applier.Applier.start`)."""
 
 
 def truncate_staging(index: int) -> str:
@@ -340,3 +463,53 @@ WHERE n.nspname = :schema AND c.relkind IN ('r', 'p')
 TARGET_CLOCK = "SELECT clock_timestamp()"
 """The target's current time, to measure clock skew (``pipeline/clock.py``). ``clock_timestamp()``, not ``now()``:
 ``now()`` is the start of the transaction, which may lie before the round trip being measured."""
+
+
+# --- target.protect: replicated tables refuse writes from sessions other than mssql2pg's (issue 17) ---------------
+
+WRITER_SETTING = "mssql2pg.writer"
+"""The session setting every mssql2pg target session carries (a startup parameter of its connection, see
+:func:`mssql2pg.pipeline.connections.target_connector`). A placeholder setting with a dotted name: no client sets
+it by accident (unlike ``application_name``, which tools copy and users type); a session can still set it on
+purpose (``SET mssql2pg.writer = 'on'``), which is the documented way around the guard."""
+
+PROTECT_TRIGGER = "mssql2pg_protect"
+PROTECT_FUNCTION = qualified("mssql2pg", "refuse_foreign_write")
+
+CREATE_PROTECT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PROTECT_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $mssql2pg_protect$
+BEGIN
+  IF coalesce(current_setting('{WRITER_SETTING}', true), '') = '' THEN
+    RAISE EXCEPTION '%.% is replicated by mssql2pg and protected (target.protect): % refused for this session',
+      TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'change the data at the source (SQL Server); mssql2pg replicates it here. To write anyway, '
+                   'set target.protect: false and restart the pipeline (see docs/operations.md)';
+  END IF;
+  RETURN NULL;
+END
+$mssql2pg_protect$
+"""
+"""The guard's trigger function, in the control schema: refuses the statement unless the session is mssql2pg's.
+A statement-level trigger: once per statement, never per row, so the pipeline's own writes cost nothing
+measurable."""
+
+PROTECTED_TABLES = f"""
+SELECT n.nspname, c.relname FROM pg_catalog.pg_trigger g
+JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE g.tgname = '{PROTECT_TRIGGER}' AND NOT g.tgisinternal
+"""
+"""Every table that carries the guard (schema, name)."""
+
+
+def protect_table(table: TargetTable) -> str:
+    """Install the guard on one replicated table (the caller checks it is not there yet)."""
+    return (
+        f"CREATE TRIGGER {quote_ident(PROTECT_TRIGGER)} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE "
+        f"ON {table.qualified_name} FOR EACH STATEMENT EXECUTE FUNCTION {PROTECT_FUNCTION}()"
+    )
+
+
+def unprotect_table(schema: str, name: str) -> str:
+    """Remove the guard from one table (``target.protect`` set back to false, or the table no longer replicated)."""
+    return f"DROP TRIGGER IF EXISTS {quote_ident(PROTECT_TRIGGER)} ON {qualified(schema, name)}"

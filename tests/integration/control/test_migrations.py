@@ -124,7 +124,7 @@ def test_control_schema_is_created_once_and_versioned(target_connect: Connect) -
     )
     assert [t[0] for t in tables] == [
         "checkpoints", "dead_letters", "reconciliation_runs", "schema_changes", "schema_version", "snapshots",
-        "table_state",
+        "table_state", "target_conflicts",
     ]  # fmt: skip
     assert conn.run("SELECT component, version FROM mssql2pg.schema_version") == [["control", CONTROL_VERSION]]
     assert conn.run(
@@ -247,7 +247,7 @@ def test_version_2_target_upgrades_in_place_to_reconciliation_runs(
     )
     assert control.installed_version(conn) == 2
 
-    assert _ensure(conn) == [3, 4, 5, 6]
+    assert _ensure(conn) == [3, 4, 5, 6, 7]
 
     assert control.installed_version(conn) == CONTROL_VERSION
     assert control.resume_positions(conn, "p") == {"dbo.a": Lsn.parse("0000002a:00000001:0001")}
@@ -324,7 +324,7 @@ def test_version_4_target_upgrades_to_snapshot_progress(target_connect: Connect)
         "VALUES ('p', 'dbo.a', 'dbo_a', 'dbo.a')"
     )
     assert control.snapshots(conn, "p") == {}  # readers never migrate: no table yet reads as no load
-    assert _ensure(conn) == [5, 6]
+    assert _ensure(conn) == [5, 6, 7]
     assert control.registered_tables(conn, "p") == frozenset({"dbo.a"})
     at = Lsn.parse("0000002a:00000001:0001")
     started = control.start_snapshot(conn, "p", "dbo.b", group="", lsn=at, estimated=3_000_000_000)

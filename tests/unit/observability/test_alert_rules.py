@@ -28,6 +28,7 @@ REQUIRED_ALERTS = {
     "Mssql2pgTablePaused",
     "Mssql2pgTableNeedsResync",
     "Mssql2pgStaleEvents",
+    "Mssql2pgTargetWrittenByOthers",
 }
 
 

@@ -25,6 +25,7 @@ REQUIRED_METRICS = {
     "mssql2pg_process_cpu_seconds_total",  # CPU
     "mssql2pg_process_resident_memory_bytes",  # memory
     "mssql2pg_table_state",  # per-table state
+    "mssql2pg_target_conflicts_total",  # the target written by others (issue 17)
 }
 
 

@@ -68,6 +68,7 @@ def test_every_exported_name_has_the_prefix_and_the_list_matches_a_real_scrape(m
     metrics.set_group_writer("ga", True)
     metrics.set_snapshot_progress(ORDERS, 10, 100)
     metrics.set_retention_margin(ORDERS, 3600.0)
+    metrics.target_conflict(ORDERS, "update_missing")
     scraped = {name for name, _ in samples(metrics) if not name.endswith("_created")}
     assert scraped <= names
     assert scraped >= names - {n for n in names if "_process_" in n}
@@ -177,6 +178,15 @@ def test_every_per_table_counter_of_a_known_table_starts_at_zero(metrics: Metric
             assert value(metrics, "mssql2pg_schema_changes", table=table, status=status) == 0
         assert value(metrics, "mssql2pg_dead_letters_routed_total", table=table) == 0
         assert value(metrics, "mssql2pg_stale_events_total", table=table) == 0
+        for kind in ("update_missing", "delete_missing", "insert_exists", "foreign_lsn"):
+            assert value(metrics, "mssql2pg_target_conflicts_total", table=table, kind=kind) == 0
+
+
+def test_target_conflicts_are_counted_by_table_and_kind(metrics: Metrics) -> None:
+    metrics.init_tables([ORDERS])
+    metrics.target_conflict(ORDERS, "insert_exists", 2)
+    assert value(metrics, "mssql2pg_target_conflicts_total", table="dbo.orders", kind="insert_exists") == 2
+    assert value(metrics, "mssql2pg_target_conflicts_total", table="dbo.orders", kind="update_missing") == 0
 
 
 def test_announcing_a_table_again_keeps_its_counts(metrics: Metrics) -> None:
