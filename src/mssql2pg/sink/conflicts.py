@@ -33,7 +33,6 @@ MEANING = {
     "insert_exists": "an insert of a key the target already holds (inserted in the target behind the pipeline)",
     "foreign_lsn": "the target row carries a _cdc_lsn the pipeline cannot have written (NULL or later than the change)",
 }
-assert set(MEANING) == set(TARGET_CONFLICT_KINDS)  # noqa: S101 - one meaning per kind
 
 ERROR_CLASS = "TargetConflictError"
 """Error class of a dead letter of the ``dead-letter`` policy: ``TargetConflictError [update_missing]``."""

@@ -9,7 +9,6 @@ Identifiers reach SQL only through :func:`quote_ident` / :func:`qualified`; valu
 from __future__ import annotations
 
 from mssql2pg.identifiers import qualified, quote_ident
-from mssql2pg.model import TARGET_CONFLICT_KINDS
 from mssql2pg.sink.schema import TargetColumn, TargetTable
 
 __all__ = ["qualified", "quote_ident"]
@@ -200,7 +199,6 @@ def apply_staged(table: TargetTable, index: int, *, unique_keys: bool = False, d
 
 UPDATE_MISSING, DELETE_MISSING, INSERT_EXISTS, FOREIGN_LSN = range(1, 5)
 """The SQL codes of :data:`~mssql2pg.model.TARGET_CONFLICT_KINDS` (position + 1; 0: no conflict)."""
-assert TARGET_CONFLICT_KINDS[FOREIGN_LSN - 1] == "foreign_lsn"  # noqa: S101 - the codes follow the kinds' order
 
 
 def conflict_kind(table: TargetTable, alias: str, operation: str, commit_lsn: str) -> str:

@@ -192,3 +192,10 @@ def test_nothing_suppressed_means_no_summary() -> None:
         clock.now = 120.0
         limiter.flush()
     assert len(logs) == 1
+
+
+def test_every_kind_has_one_meaning_and_the_sql_codes_follow_the_kinds_order() -> None:
+    assert set(MEANING) == set(TARGET_CONFLICT_KINDS)
+    codes = (sql.UPDATE_MISSING, sql.DELETE_MISSING, sql.INSERT_EXISTS, sql.FOREIGN_LSN)
+    assert [kind_of(code) for code in codes] == list(TARGET_CONFLICT_KINDS)
+    assert [kind_of(code) for code in codes] == ["update_missing", "delete_missing", "insert_exists", "foreign_lsn"]
