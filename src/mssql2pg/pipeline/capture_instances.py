@@ -31,9 +31,8 @@ is recorded ``failed`` with the exact command, and the manual procedure of docs/
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +45,7 @@ from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.connections import target_connector
 from mssql2pg.pipeline.evolution import publish_schema_changes, tell
+from mssql2pg.pipeline.periodic import Periodic
 from mssql2pg.pipeline.plan import control_state
 from mssql2pg.source import statements
 from mssql2pg.source.catalog import load_capture_instances, select_instances
@@ -111,7 +111,7 @@ def _exec_text(procedure: str, arguments: Mapping[str, object]) -> str:  # sql-l
 
 
 @dataclass
-class InstanceManager:
+class InstanceManager(Periodic):
     """Watches the capture instances of ``tables`` every ``config.schema_evolution.manage_interval`` while
     ``is_writer()`` says this process writes their group; creates and retires instances (module docstring)."""
 
@@ -120,25 +120,16 @@ class InstanceManager:
     tables: Sequence[TableId]
     obs: Observability
     is_writer: Callable[[], bool]
-    _done: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    thread_name = "mssql2pg-instances"
 
-    def start(self) -> InstanceManager:
-        self._thread = threading.Thread(target=self._watch, name="mssql2pg-instances", daemon=True)
-        self._thread.start()
-        return self
+    def period(self) -> float:
+        return self.config.schema_evolution.manage_interval
 
-    def close(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _watch(self) -> None:
-        while not self._done.wait(self.config.schema_evolution.manage_interval):
-            try:
-                self.check_once()
-            except Exception as exc:  # a database away, a deadlock with a writer: tried again at the next poll
-                log.warning("managing capture instances failed; trying again", error=str(exc).splitlines()[0])
+    def tick(self) -> None:
+        try:
+            self.check_once()
+        except Exception as exc:  # a database away, a deadlock with a writer: tried again at the next poll
+            log.warning("managing capture instances failed; trying again", error=str(exc).splitlines()[0])
 
     def check_once(self) -> list[str]:
         """One look: create or retire what is due (only as the group's writer). The actions taken, as words."""

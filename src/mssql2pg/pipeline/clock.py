@@ -19,7 +19,6 @@ clock reading is never a reason to stop replicating.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import structlog
 from mssql2pg.config import Config
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnector
+from mssql2pg.pipeline.periodic import Periodic
 from mssql2pg.sink import statements as sink_sql
 from mssql2pg.source import statements as source_sql
 
@@ -144,8 +144,10 @@ def measure_and_publish(config: Config, engine: sa.Engine, connect: PgConnector,
     return True
 
 
-class ClockWatch:
+class ClockWatch(Periodic):
     """Measures again every ``clock_skew.interval`` in a daemon thread until :meth:`close`."""
+
+    thread_name = "mssql2pg-clock"
 
     def __init__(self, config: Config, engine: sa.Engine, connect: PgConnector, obs: Observability) -> None:
         self._config = config
@@ -153,17 +155,9 @@ class ClockWatch:
         self._engine = engine
         self._connect = connect
         self._obs = obs
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mssql2pg-clock", daemon=True)
 
-    def start(self) -> ClockWatch:
-        self._thread.start()
-        return self
+    def period(self) -> float:
+        return self._interval
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            measure_and_publish(self._config, self._engine, self._connect, self._obs)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    def tick(self) -> None:
+        measure_and_publish(self._config, self._engine, self._connect, self._obs)

@@ -19,7 +19,6 @@ least-privilege login; the emulator's ``sys.sp_cdc_help_jobs()``), else ``schema
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +31,7 @@ from mssql2pg.config import Config
 from mssql2pg.model import TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.connections import target_connector
+from mssql2pg.pipeline.periodic import Periodic
 from mssql2pg.pipeline.plan import control_state
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
@@ -93,7 +93,7 @@ def measure_margins(config: Config, engine: sa.Engine, tables: Sequence[TableId]
 
 
 @dataclass
-class RetentionWatch:
+class RetentionWatch(Periodic):
     """Exports ``mssql2pg_retention_margin_seconds`` at start and every :data:`RETENTION_POLL_SECONDS`."""
 
     config: Config
@@ -101,25 +101,17 @@ class RetentionWatch:
     tables: Sequence[TableId]
     obs: Observability
     interval: float = field(default_factory=lambda: RETENTION_POLL_SECONDS)
-    _done: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> RetentionWatch:
-        self._thread = threading.Thread(target=self._watch, name="mssql2pg-retention", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "mssql2pg-retention"
+    tick_at_start = True
+    close_timeout = 10.0
 
-    def close(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def period(self) -> float:
+        return self.interval
 
-    def _watch(self) -> None:
-        while True:
-            try:
-                for table, margin in measure_margins(self.config, self.engine, self.tables).items():
-                    self.obs.metrics.set_retention_margin(table, margin)
-            except Exception as exc:  # a database away: the runner reports that; measured again next time
-                log.debug("retention margin not measured", error=str(exc).split("\n")[0])
-            if self._done.wait(self.interval):
-                return
+    def tick(self) -> None:
+        try:
+            for table, margin in measure_margins(self.config, self.engine, self.tables).items():
+                self.obs.metrics.set_retention_margin(table, margin)
+        except Exception as exc:  # a database away: the runner reports that; measured again next time
+            log.debug("retention margin not measured", error=str(exc).split("\n")[0])

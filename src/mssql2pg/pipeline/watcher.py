@@ -12,6 +12,7 @@ from mssql2pg.config import Config
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline.connections import target_connector
 from mssql2pg.pipeline.evolution import publish_schema_changes
+from mssql2pg.pipeline.periodic import Periodic
 from mssql2pg.pipeline.plan import control_state
 
 log = structlog.get_logger(component="pipeline")
@@ -21,7 +22,7 @@ CONTROL_POLL_SECONDS = 10.0
 
 
 @dataclass
-class ControlWatcher:
+class ControlWatcher(Periodic):
     """Sets ``replan`` when the control schema's table states no longer match what a pipeline was built for:
     a table it replicates (``replicated``) was paused (``mssql2pg resync`` pauses a table first and waits for
     the pipeline to leave it), or a table it left out (``left_out``) is active again (the resync is done). The
@@ -33,18 +34,12 @@ class ControlWatcher:
     replan: threading.Event
     interval: float = field(default_factory=lambda: CONTROL_POLL_SECONDS)
     obs: Observability | None = None  # where the recorded schema changes are published at each poll
-    _done: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> ControlWatcher:
-        self._thread = threading.Thread(target=self._watch, name="mssql2pg-control", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "mssql2pg-control"
+    close_timeout = 5.0
 
-    def close(self) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def period(self) -> float:
+        return self.interval
 
     def _publish(self, obs: Observability) -> None:
         """The schema changes by status as recorded now: ``mssql2pg schema approve`` changes them from another
@@ -55,22 +50,23 @@ class ControlWatcher:
         finally:
             conn.close()
 
-    def _watch(self) -> None:
-        while not self._done.wait(self.interval):
-            try:
-                inactive = set(control_state(self.config).inactive)
-                if self.obs is not None:
-                    self._publish(self.obs)
-            except Exception as exc:  # the target is down: the runner reports and retries that
-                log.debug("control schema not readable", error=str(exc))
-                continue
-            rejoined = self.left_out - inactive
-            paused = self.replicated & inactive
-            if rejoined or paused:
-                log.info(
-                    "table states changed; re-planning the pipeline at the next transaction boundary",
-                    active_again=sorted(rejoined),
-                    paused=sorted(paused),
-                )
-                self.replan.set()
-                return
+    def tick(self) -> bool:
+        """One look at the table states; True (done) once it asked for a re-plan."""
+        try:
+            inactive = set(control_state(self.config).inactive)
+            if self.obs is not None:
+                self._publish(self.obs)
+        except Exception as exc:  # the target is down: the runner reports and retries that
+            log.debug("control schema not readable", error=str(exc))
+            return False
+        rejoined = self.left_out - inactive
+        paused = self.replicated & inactive
+        if not (rejoined or paused):
+            return False
+        log.info(
+            "table states changed; re-planning the pipeline at the next transaction boundary",
+            active_again=sorted(rejoined),
+            paused=sorted(paused),
+        )
+        self.replan.set()
+        return True
