@@ -97,13 +97,15 @@ def target_connector(config: Config) -> PgConnector:
     factory rather than an SQLAlchemy engine. ``connect_timeout`` bounds the connect only: once connected the
     socket blocks without a timeout (keepalive finds a dead peer).
 
-    Every session carries the setting ``mssql2pg.writer`` (a startup parameter: no extra round trip) that the
-    ``target.protect`` guard checks (:data:`mssql2pg.sink.statements.WRITER_SETTING`).
+    With ``target.protect``, every session carries the setting ``mssql2pg.writer`` (a startup parameter: no
+    extra round trip) that the guard checks (:data:`mssql2pg.sink.statements.WRITER_SETTING`). Only then: a
+    pooler that refuses unknown startup parameters (PgBouncer) keeps working for pipelines without the guard.
 
     TLS is set up here for every target connection (:mod:`mssql2pg.pipeline.tls`: libpq's ``sslmode``); for
     ``allow`` and ``prefer`` a connection the server refuses is tried once more the other way."""
-    # every mssql2pg session on the target says so: the guard of target.protect lets only these write
-    params = {**config.target.pg8000_params(), "startup_params": {WRITER_SETTING: "on"}}
+    params = config.target.pg8000_params()
+    if config.target.protect:  # every mssql2pg session on the target says so: the guard lets only these write
+        params = {**params, "startup_params": {WRITER_SETTING: "on"}}
     tls = target_tls(config.target)
 
     def open_connection() -> pg8000.native.Connection:

@@ -109,3 +109,17 @@ def test_a_table_added_while_running_gets_the_guard(target_url: str, target_conn
     with pytest.raises(pg8000.exceptions.DatabaseError, match=r"dbo\.customers is replicated by mssql2pg"):
         foreign.run("INSERT INTO dbo.customers (id, _cdc_lsn, _cdc_operation) VALUES (1, '\\x00', 2)")
     applier.close()
+
+
+def test_only_a_pipeline_with_the_guard_marks_its_sessions(target_url: str) -> None:
+    """The mark is a startup parameter: a pooler that refuses unknown ones (PgBouncer) must not break pipelines
+    that never asked for the guard."""
+    setting = "SELECT coalesce(current_setting('mssql2pg.writer', true), '')"
+    unguarded = mssql2pg_sessions(target_url, protect=False)()
+    guarded = mssql2pg_sessions(target_url, protect=True)()
+    try:
+        assert unguarded.run(setting) == [[""]]
+        assert guarded.run(setting) == [["on"]]
+    finally:
+        unguarded.close()
+        guarded.close()
