@@ -71,6 +71,8 @@ def test_getdate_and_newid_defaults_are_carried_and_others_are_recorded_as_not_c
             wait_for(lambda: dst.run(query) == src.run(query), timeout=60, what="the rows written after the switch")
             assert all(r[2] is not None and r[3] is not None for r in dst.run(query))
             assert running.alive(), running.failures
+            # the writer's last changes applied too, before the stop: reconcile must not find the target behind
+            assert running.pipeline.wait_caught_up(60), "the pipeline did not catch up with the source"
 
         # the target columns have the PostgreSQL equivalents as defaults; code's default is not carried
         defaults = dict(

@@ -299,6 +299,8 @@ def test_ddl_the_target_refuses_is_recorded_failed_and_pauses_only_its_table(
             query = "SELECT id, v, note FROM dbo.a WHERE id BETWEEN 100 AND 104 ORDER BY id"
             wait_for(lambda: dst.run(query) == src.run(query), timeout=60, what="the held changes applied")
             assert running.alive(), running.failures
+            # every change applied before the stop: reconcile must not find the target behind
+            assert running.pipeline.wait_caught_up(60), "the pipeline did not catch up with the source"
         assert table_state(dst, "dbo.a")[0] == "active"
         (report,) = reconcile(config, ["dbo.a"], Settings(settle_seconds=0, repair=True))
         assert report.status == "consistent", report
