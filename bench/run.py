@@ -22,9 +22,9 @@ sampled from /proc every 50 ms - what the instance really needs.
 
 Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
 MSSQL2PG_BENCH_LAG_SECONDS (default 60), MSSQL2PG_BENCH_SCENARIOS (comma-separated subset of
-one_transaction, single_row_transactions, steady_lag, reconcile, scale_out, snapshot; default all). The pipeline
-subprocess inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench`` measures the
-one-process reader.
+one_transaction, single_row_transactions, updates, steady_lag, reconcile, scale_out, snapshot; default all).
+The pipeline subprocess inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench``
+measures the one-process reader.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
 LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
 SCENARIOS = os.environ.get(
     "MSSQL2PG_BENCH_SCENARIOS",
-    "one_transaction,single_row_transactions,steady_lag,reconcile,scale_out,snapshot",
+    "one_transaction,single_row_transactions,updates,steady_lag,reconcile,scale_out,snapshot",
 )
 
 TABLE_SQL = """CREATE TABLE dbo.items (
@@ -206,10 +206,19 @@ def count(server: LocalPostgres, db: str, sql: str) -> int:
 
 
 def _throughput(
-    name: str, rows: int, load: str, *, source: LocalPostgres, target: LocalPostgres, workdir: Path
+    name: str,
+    rows: int,
+    load: str,
+    *,
+    source: LocalPostgres,
+    target: LocalPostgres,
+    workdir: Path,
+    changes: int | None = None,
 ) -> None:
     """Load ``rows`` into the source with the SQL ``load``, drain them with the pipeline, and compare to the
-    PostgreSQL-alone baseline of the same number of rows."""
+    PostgreSQL-alone baseline of the same number of rows. ``changes``: the load makes this many changes (updates
+    and deletes too), leaving ``rows`` rows; rates are per change then."""
+    rows_changed = rows if changes is None else changes
     sdb, tdb = source.create_database("src"), target.create_database("dw")
     conn = setup_source(source, sdb)
     started = time.perf_counter()
@@ -219,15 +228,16 @@ def _throughput(
     config = write_config(workdir / f"{name}.yaml", source.url(sdb), target.url(tdb))
     seconds, rss, tree_rss = run_until_caught_up(config)
     arrived = count(target, tdb, "SELECT count(*) FROM dbo.items")
-    base = baseline_copy_upsert(target, rows)
+    base = baseline_copy_upsert(target, rows_changed)
     emit(
         scenario=name,
         rows=rows,
+        changes=rows_changed,
         rows_arrived=arrived,
         pipeline_seconds=round(seconds, 2),
-        pipeline_rows_per_s=round(rows / seconds),
+        pipeline_rows_per_s=round(rows_changed / seconds),
         baseline_seconds=round(base, 2),
-        baseline_rows_per_s=round(rows / base),
+        baseline_rows_per_s=round(rows_changed / base),
         ratio_to_baseline=round(base / seconds, 3),
         peak_rss_mb=round(rss / 2**20, 1),
         peak_tree_rss_mb=round(tree_rss / 2**20, 1),
@@ -252,6 +262,29 @@ def scenario_small_transactions(source: LocalPostgres, target: LocalPostgres, wo
         INSERT INTO dbo.items VALUES (i, 'item-' || i, i % 100, (i % 1000) + 0.25, localtimestamp);
         COMMIT; END LOOP; END $$"""
     _throughput("single_row_transactions", n, load, source=source, target=target, workdir=workdir)
+
+
+def scenario_updates(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """An update-heavy OLTP mix: ROWS/4 rows inserted in one transaction, then every row updated twice and every
+    tenth deleted, in source transactions of 100 rows each (the applier's general path: last change per key,
+    deletes, and the detection of writes to the target by others)."""
+    n = int(ROWS) // 4 // 100 * 100  # whole batches of 100; integers we own, spelled into the SQL
+    batches = n // 100
+    load = f"""
+        INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp
+        FROM generate_series(1, {n}) g;
+        DO $$ BEGIN
+          FOR round IN 1..2 LOOP FOR b IN 0..{batches - 1} LOOP
+            UPDATE dbo.items SET qty = qty + 1, name = 'updated-' || id WHERE id BETWEEN b * 100 + 1 AND b * 100 + 100;
+            COMMIT;
+          END LOOP; END LOOP;
+          FOR b IN 0..{batches // 10 - 1} LOOP
+            DELETE FROM dbo.items WHERE id BETWEEN b * 1000 + 1 AND b * 1000 + 1000 AND id % 10 = 0;
+            COMMIT;
+          END LOOP;
+        END $$"""
+    deleted = batches // 10 * 100
+    _throughput("updates", n - deleted, load, source=source, target=target, workdir=workdir, changes=3 * n + deleted)
 
 
 def scenario_snapshot(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
@@ -470,6 +503,7 @@ def main() -> int:
             "reconcile": scenario_reconcile,
             "scale_out": scenario_scale_out,
             "snapshot": scenario_snapshot,
+            "updates": scenario_updates,
         }
         chosen = [name.strip() for name in SCENARIOS.split(",") if name.strip()]
         unknown = sorted(set(chosen) - set(scenarios))

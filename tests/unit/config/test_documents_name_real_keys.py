@@ -86,7 +86,11 @@ def test_every_key_value_in_the_prose_loads(path: Path, tmp_path: Path) -> None:
             continue
         section, name = key.split(".")
 
-        config = _load_with({**MINIMAL, section: {name: yaml.safe_load(value)}}, tmp_path)
+        within = MINIMAL.get(section)  # target.protect: true keeps the minimal target's url
+        config = _load_with(
+            {**MINIMAL, section: {**(within if isinstance(within, dict) else {}), name: yaml.safe_load(value)}},
+            tmp_path,
+        )
 
         assert getattr(getattr(config, section), name) is not None, key
 
