@@ -623,6 +623,14 @@ class SchemaEvolutionSettings(Section):
     """How often, with ``manage_capture_instances``, the source catalog is compared with the capture instances
     (a table changed without a new instance; an old instance that may be retired)."""
 
+    fill_added_columns: bool = True
+    """After a column is added at the source, set it in the target rows no change table carried its value for
+    (rows changed between the ``ALTER TABLE`` and the new capture instance's start, and rows whose value the
+    source filled with a function such as ``getdate()``): once the checkpoint has passed the new instance's
+    start, the source table is read in key order and those rows' new column is set, page by page under the
+    table's write lock; recorded ``column-filled``. Only the process that writes the table's group does it.
+    ``false``: those rows keep NULL (or the target default) until ``mssql2pg reconcile --repair``."""
+
     cdc_retention_fallback: Duration = Field(default=259_200.0, gt=0)
     """The source's CDC cleanup retention assumed when it cannot be read (on SQL Server it is in
     ``msdb.dbo.cdc_jobs``, which the pipeline's login usually cannot read): what the retention margin

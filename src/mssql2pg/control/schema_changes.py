@@ -26,6 +26,7 @@ SCHEMA_CHANGE_KINDS = (
     "table-gone",
     "instance-created",  # schema_evolution.manage_capture_instances: the pipeline enabled a new instance
     "instance-retired",  # ... and disabled the old one once the switch had committed
+    "column-filled",  # an added column set in the rows no change table carried it for (pipeline/column_fill.py)
 )
 
 

@@ -30,6 +30,7 @@ from mssql2pg.observability import Observability
 from mssql2pg.pipeline.capture_instances import InstanceManager
 from mssql2pg.pipeline.catchup import catch_up
 from mssql2pg.pipeline.clock import ClockWatch, measure_and_publish
+from mssql2pg.pipeline.column_fill import ColumnFill
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.pipeline.evolution import follow_schema, tables_gone
 from mssql2pg.pipeline.observed import ObservedSink, ObservedSource, reaching, retry_policy
@@ -302,6 +303,7 @@ class Pipeline:
                 else ClockWatch(self.config, pipeline.engine, target_connector(self.config), self.obs).start()
             )
             manager = pipeline._manage_instances(until_caught_up)
+            filler = pipeline._fill_added_columns(until_caught_up)
             margins = (
                 None
                 if until_caught_up
@@ -319,7 +321,7 @@ class Pipeline:
             except TableFaultError as fault:
                 self.retry.call(functools.partial(self._pause, fault), stop)
             finally:
-                for helper in (loader, watcher, clocks, manager, margins):
+                for helper in (loader, watcher, clocks, manager, filler, margins):
                     if helper is not None:
                         helper.close()
             if stop.is_set():
@@ -353,15 +355,23 @@ class Pipeline:
         instances (:mod:`.capture_instances`), only while this process writes their group."""
         if until_caught_up or not self.config.schema_evolution.manage_capture_instances or not self.tables:
             return None
+        return InstanceManager(
+            self.config, self.engine, [t.source for t in self.tables], self.obs, is_writer=self._is_writer()
+        ).start()
+
+    def _fill_added_columns(self, until_caught_up: bool) -> ColumnFill | None:
+        """With ``schema_evolution.fill_added_columns``: set added columns in the rows no change table carried
+        them for (:mod:`.column_fill`), only while this process writes the tables' group. A run that stops once
+        caught up leaves it to the next continuous run (the record is what says it is done)."""
+        if until_caught_up or not self.config.schema_evolution.fill_added_columns or not self.tables:
+            return None
+        return ColumnFill(self.config, self.engine, self.tables, self.obs, is_writer=self._is_writer()).start()
+
+    def _is_writer(self) -> Callable[[], bool]:
+        """Whether this process holds its tables' write locks now (what only the group's writer may do asks)."""
         sink = self.runner.sink
         writing = sink.writing if isinstance(sink, ObservedSink) else None
-        return InstanceManager(
-            self.config,
-            self.engine,
-            [t.source for t in self.tables],
-            self.obs,
-            is_writer=(lambda: writing is not None and writing.is_set()),
-        ).start()
+        return lambda: writing is not None and writing.is_set()
 
     def _start_snapshots(self, stop: threading.Event, replan: threading.Event) -> SnapshotLoader | None:
         """Load the tables met for the first time in a thread of their own; once loaded, the pipeline re-plans and

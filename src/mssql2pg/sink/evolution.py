@@ -76,7 +76,7 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
             if default is not None and not constant:
                 about_default = (
                     f"; the source default {definition} carried as {default} (the target's clock or generator; "
-                    f"rows that existed before hold NULL in {column.name} until `mssql2pg reconcile --repair`)"
+                    f"rows that existed before hold NULL in {column.name} until they are set from the source)"
                 )
             elif not_carried is not None:
                 about_default = f"; the source default {definition} is not carried: {not_carried}"
@@ -89,10 +89,11 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     column_name=column.name,
                     new_type=column.pg_type,
                     ddl=ddl,
-                    detail=f"target column added (nullable); filled from capture instance {instance} on. Values "
-                    f"written between the ALTER TABLE and {instance}'s start LSN are in no change table: until "
-                    f"`mssql2pg reconcile --repair {source}` those rows hold NULL (or the default) in "
-                    f"{column.name}{about_default}",
+                    detail=f"target column added (nullable); filled from capture instance {instance} on. Rows "
+                    f"whose last change is older than {instance}'s start LSN (values written between the ALTER "
+                    f"TABLE and it are in no change table) are set from the source table once the checkpoint "
+                    f"passes that start, recorded column-filled (with schema_evolution.fill_added_columns: false, "
+                    f"run `mssql2pg reconcile --repair {source}`){about_default}",
                 )
             )
             continue

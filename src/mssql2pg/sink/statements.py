@@ -346,6 +346,40 @@ def lock_for_resync(table: TargetTable) -> str:
     return f"LOCK TABLE {table.qualified_name} IN SHARE ROW EXCLUSIVE MODE"
 
 
+# --- filling added columns (pipeline/column_fill.py) ----------------------------------------------------------
+
+FILL_TABLE = quote_ident("mssql2pg_fill")
+"""The session-local temp table a page of source rows is copied into before it fills the target's columns."""
+
+
+def create_fill_table(table: TargetTable) -> str:
+    """A temp table of ``table``'s data columns (no constraints: a page is copied in as read)."""
+    cols = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in table.columns)  # sql-lint: mapped type names
+    return f"CREATE TEMP TABLE IF NOT EXISTS {FILL_TABLE} ({cols}) ON COMMIT DELETE ROWS"
+
+
+def copy_into_fill(table: TargetTable) -> str:
+    cols = ", ".join(quote_ident(c.name) for c in table.columns)
+    return f"COPY {FILL_TABLE} ({cols}) FROM STDIN"
+
+
+def fill_columns(table: TargetTable, columns: list[TargetColumn]) -> str:
+    """Set ``columns`` of the target rows the stream has not written since ``:start`` (their ``_cdc_lsn`` is
+    below it) to the values copied into the fill table; only where a value differs, so a row that already holds
+    the source's value is not rewritten. The metadata columns are left alone: this is not a change of the row,
+    and conflict detection (``_cdc_lsn``) must not see one. A soft-deleted row is left as it is."""
+    m = table.meta
+    names = [quote_ident(c.name) for c in columns]
+    assignments = ", ".join(f"{n} = f.{n}" for n in names)
+    match = " AND ".join(f"t.{quote_ident(k)} = f.{quote_ident(k)}" for k in table.key)
+    differs = " OR ".join(f"t.{n} IS DISTINCT FROM f.{n}" for n in names)
+    live = f" AND NOT t.{quote_ident(m.deleted)}" if table.delete_mode == "soft" else ""
+    return (
+        f"UPDATE {table.qualified_name} AS t SET {assignments} FROM {FILL_TABLE} AS f "
+        f"WHERE {match} AND t.{quote_ident(m.lsn)} < :start{live} AND ({differs})"
+    )
+
+
 # --- isolation and write validation ---------------------------------------------------------------------------
 
 

@@ -3,8 +3,8 @@
 carried and the record says why. A writer changes both tables throughout; the pipeline manages the capture
 instances itself (no operator step). The values themselves arrive from the source as any other (the change
 rows carry them); the target's default serves rows written there directly. Rows that existed before the ALTER
-were filled by the source's clock and generator at the ALTER: those the record sends to ``reconcile --repair``,
-and after it every row is exact."""
+were filled by the source's clock and generator at the ALTER: the pipeline sets them from the source table
+(``column-filled``), and then every row is exact."""
 
 from __future__ import annotations
 
@@ -71,6 +71,13 @@ def test_getdate_and_newid_defaults_are_carried_and_others_are_recorded_as_not_c
             wait_for(lambda: dst.run(query) == src.run(query), timeout=60, what="the rows written after the switch")
             assert all(r[2] is not None and r[3] is not None for r in dst.run(query))
             assert running.alive(), running.failures
+            wait_for(
+                lambda: (
+                    len([c for c in control.list_schema_changes(dst, "default") if c.change == "column-filled"]) == 3
+                ),
+                timeout=60,
+                what="the added columns filled",
+            )
             # the writer's last changes applied too, before the stop: reconcile must not find the target behind
             assert running.pipeline.wait_caught_up(60), "the pipeline did not catch up with the source"
 
@@ -105,8 +112,11 @@ def test_getdate_and_newid_defaults_are_carried_and_others_are_recorded_as_not_c
         assert "the source default (newid()) carried as gen_random_uuid()" in str(added["token"].detail)
         assert "is not carried: no PostgreSQL equivalent" in str(added["code"].detail)
 
-        # the rows from before the ALTER were filled at the source: reconcile --repair, as the record says
-        (report,) = reconcile(config, ["dbo.a"], Settings(settle_seconds=0, repair=True))
+        # the rows from before the ALTER, filled by the source's clock and generator at the ALTER, were set from
+        # the source table by the pipeline (column-filled): nothing left for reconcile
+        filled = {c.column_name for c in control.list_schema_changes(dst, "default") if c.change == "column-filled"}
+        assert filled == {"created", "token", "code"}
+        (report,) = reconcile(config, ["dbo.a"], Settings(settle_seconds=0))
         assert report.status == "consistent", report
         assert_exact(src, dst, "a", COLUMNS)
         assert_exact(src, dst, "b", "id, v")

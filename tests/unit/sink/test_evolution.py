@@ -191,7 +191,8 @@ def test_anything_else_is_not_carried_and_says_why(definition: str, pg_type: str
 
 def test_a_non_constant_default_is_kept_but_never_fills_existing_rows() -> None:
     """SQL Server filled the existing rows with its own clock at the ALTER; the target's clock at the evolution
-    would be another value: they stay NULL until `reconcile --repair`, and the record says so."""
+    would be another value: they stay NULL until the pipeline sets them from the source table after the switch
+    (pipeline/column_fill.py), and the record says so."""
     created = SourceColumn("Created", 2, "datetime2", scale=6, nullable=False, default="(sysdatetime())")
     evolution = plan_evolution(_table(created), _existing())
     assert evolution.ddl == [
