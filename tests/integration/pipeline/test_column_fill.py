@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pg8000.native
 import pytest
+import sqlalchemy as sa
 
 from mssql2pg import control
 from mssql2pg.config import Config, load_config
@@ -18,9 +22,10 @@ from mssql2pg.emulator import connect
 from mssql2pg.observability import Observability
 from mssql2pg.pipeline import column_fill
 from mssql2pg.pipeline.assembly import Pipeline
-from mssql2pg.pipeline.column_fill import ColumnFill, fill_rows
+from mssql2pg.pipeline.column_fill import ColumnFill, Filled, fill_rows
 from mssql2pg.pipeline.connections import source_engine, target_connector
 from mssql2pg.reconcile.run import Settings, reconcile
+from mssql2pg.sink.schema import TargetTable
 from tests.e2e.pipeline_process import write_config
 from tests.fixtures.emulator import two_cdc_tables
 from tests.fixtures.waiting import wait_for
@@ -56,6 +61,42 @@ def _switched_with_a_gap(src: pg8000.native.Connection, config: Config) -> Pipel
     return _catch_up(config)
 
 
+@dataclass
+class Switched:
+    """Source, target, configuration and engine of a pipeline that applied an added-column switch with a gap
+    (:func:`_switched_with_a_gap`), and the target table of dbo.a as planned then."""
+
+    src: pg8000.native.Connection
+    dst: pg8000.native.Connection
+    config: Config
+    engine: sa.Engine
+    pipeline: Pipeline
+
+    @property
+    def table(self) -> TargetTable:
+        (table,) = [t for t in self.pipeline.tables if str(t.source) == "dbo.a"]
+        return table
+
+    def fill_note(self) -> Filled:
+        """The fill of ``note`` alone, as the filler runs it."""
+        note = [c for c in self.table.columns if c.name == "note"]
+        return fill_rows(self.engine, target_connector(self.config), self.table, self.table.capture_instance, note)
+
+
+@contextmanager
+def _switched(source_url: str, target_url: str, tmp_path: Path, **extra: object) -> Iterator[Switched]:
+    src, dst = connect(source_url), connect(target_url)
+    two_cdc_tables(src)
+    config = _config(tmp_path, source_url, target_url, **extra)
+    engine = source_engine(config)
+    try:
+        yield Switched(src, dst, config, engine, _switched_with_a_gap(src, config))
+    finally:
+        engine.dispose()
+        src.close()
+        dst.close()
+
+
 def _notes(conn: pg8000.native.Connection) -> list[list[object]]:
     return conn.run("SELECT id, v, note FROM dbo.a ORDER BY id")
 
@@ -72,22 +113,17 @@ def _filled(dst: pg8000.native.Connection) -> list[control.StoredSchemaChange]:
 def test_the_gap_rows_get_the_source_values_once_and_nothing_else_is_touched(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
-    two_cdc_tables(src)
-    config = _config(tmp_path, emulated_source_url, target_url)
-    engine = source_engine(config)
-    try:
-        pipeline = _switched_with_a_gap(src, config)
-        (table,) = [t for t in pipeline.tables if str(t.source) == "dbo.a"]
+    with _switched(emulated_source_url, target_url, tmp_path) as it:
+        src, dst = it.src, it.dst
         gap = dst.run("SELECT id, note, at FROM dbo.a WHERE id IN (1, 2) ORDER BY id")
         assert gap == [[1, None, None], [2, None, None]]  # what the old instance carried: no value
         stamps = dst.run("SELECT id, _cdc_lsn, _cdc_applied_at FROM dbo.a ORDER BY id")
 
-        standby = ColumnFill(config, engine, pipeline.tables, Observability(), is_writer=lambda: False)
+        standby = ColumnFill(it.config, it.engine, it.pipeline.tables, Observability(), is_writer=lambda: False)
         assert standby.check_once() == ["dbo.a"]  # a standby waits for the writer; nothing done
         assert _filled(dst) == []
 
-        writer = ColumnFill(config, engine, pipeline.tables, Observability(), is_writer=lambda: True)
+        writer = ColumnFill(it.config, it.engine, it.pipeline.tables, Observability(), is_writer=lambda: True)
         assert writer.check_once() == []
         assert _notes(dst) == _notes(src)
         assert _instants(dst) == [
@@ -110,86 +146,50 @@ def test_the_gap_rows_get_the_source_values_once_and_nothing_else_is_touched(
         count = len(control.list_schema_changes(dst, "default"))
         assert writer.check_once() == []
         assert len(control.list_schema_changes(dst, "default")) == count
-        ci = table.capture_instance
-        again = fill_rows(engine, target_connector(config), table, ci, [c for c in table.columns if c.name == "note"])
+        again = it.fill_note()
         assert (again.read, again.updated, again.skipped) == (4, 0, 0)
-    finally:
-        engine.dispose()
-        src.close()
-        dst.close()
 
 
 def test_rows_the_stream_wrote_since_the_new_instance_started_are_left_to_it(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
-    two_cdc_tables(src)
-    config = _config(tmp_path, emulated_source_url, target_url)
-    engine = source_engine(config)
-    try:
-        pipeline = _switched_with_a_gap(src, config)
-        (table,) = [t for t in pipeline.tables if str(t.source) == "dbo.a"]
+    with _switched(emulated_source_url, target_url, tmp_path) as it:
         # changes the pipeline has not applied yet: id 3 (written by the stream since the start) must not be set
         # from the source by the fill, id 1 (in the gap) is set to the value as read; the stream then converges
-        src.run("UPDATE dbo.a SET note = 'later' WHERE id = 3")
-        src.run("UPDATE dbo.a SET note = 'gap-later' WHERE id = 1")
-        note = [c for c in table.columns if c.name == "note"]
-        filled = fill_rows(engine, target_connector(config), table, table.capture_instance, note)
-        assert filled.updated == 2  # ids 1 and 2
-        assert dst.run("SELECT id, note FROM dbo.a ORDER BY id") == [
+        it.src.run("UPDATE dbo.a SET note = 'later' WHERE id = 3")
+        it.src.run("UPDATE dbo.a SET note = 'gap-later' WHERE id = 1")
+        assert it.fill_note().updated == 2  # ids 1 and 2
+        assert it.dst.run("SELECT id, note FROM dbo.a ORDER BY id") == [
             [1, "gap-later"],
             [2, "gap2"],
             [3, "new"],
             [4, None],
         ]
-        _catch_up(config)
-        assert _notes(dst)[:3] == _notes(src)[:3]
-        assert dst.run("SELECT note FROM dbo.a WHERE id = 3") == [["later"]]
-    finally:
-        engine.dispose()
-        src.close()
-        dst.close()
+        _catch_up(it.config)
+        assert _notes(it.dst)[:3] == _notes(it.src)[:3]
+        assert it.dst.run("SELECT note FROM dbo.a WHERE id = 3") == [["later"]]
 
 
 def test_soft_deleted_rows_are_left_as_they_are(emulated_source_url: str, target_url: str, tmp_path: Path) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
-    two_cdc_tables(src)
-    config = _config(tmp_path, emulated_source_url, target_url, defaults={"delete_mode": "soft"})
-    engine = source_engine(config)
-    try:
-        pipeline = _switched_with_a_gap(src, config)
-        (table,) = [t for t in pipeline.tables if str(t.source) == "dbo.a"]
-        # a row soft-deleted in the target while the source still has it (the delete not applied in the target's
-        # view of things): the fill does not bring a value into a deleted row
-        dst.run("UPDATE dbo.a SET _cdc_deleted = true WHERE id = 2")
-        note = [c for c in table.columns if c.name == "note"]
-        filled = fill_rows(engine, target_connector(config), table, table.capture_instance, note)
-        assert filled.updated == 1
-        assert dst.run("SELECT id, note FROM dbo.a WHERE id IN (1, 2) ORDER BY id") == [[1, "gap"], [2, None]]
-    finally:
-        engine.dispose()
-        src.close()
-        dst.close()
+    with _switched(emulated_source_url, target_url, tmp_path, defaults={"delete_mode": "soft"}) as it:
+        # a row soft-deleted in the target while the source still has it: the fill brings no value into it
+        it.dst.run("UPDATE dbo.a SET _cdc_deleted = true WHERE id = 2")
+        assert it.fill_note().updated == 1
+        assert it.dst.run("SELECT id, note FROM dbo.a WHERE id IN (1, 2) ORDER BY id") == [[1, "gap"], [2, None]]
 
 
 def test_switched_off_nothing_is_filled_and_the_record_names_reconcile(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
-    src, dst = connect(emulated_source_url), connect(target_url)
-    two_cdc_tables(src)
-    config = _config(tmp_path, emulated_source_url, target_url, schema_evolution={"fill_added_columns": False})
-    try:
-        pipeline = _switched_with_a_gap(src, config)
-        assert pipeline._fill_added_columns(until_caught_up=False) is None
+    off = {"fill_added_columns": False}
+    with _switched(emulated_source_url, target_url, tmp_path, schema_evolution=off) as it:
+        assert it.pipeline._fill_added_columns(until_caught_up=False) is None
         on = _config(tmp_path, emulated_source_url, target_url)
         assert Pipeline.from_config(on)._fill_added_columns(until_caught_up=True) is None  # a run that stops
-        added = [c for c in control.list_schema_changes(dst, "default") if c.change == "add-column"]
+        added = [c for c in control.list_schema_changes(it.dst, "default") if c.change == "add-column"]
         assert added
         assert all("reconcile --repair dbo.a" in str(c.detail) for c in added)
-        assert dst.run("SELECT note FROM dbo.a WHERE id = 1") == [[None]]
-    finally:
-        src.close()
-        dst.close()
+        assert it.dst.run("SELECT note FROM dbo.a WHERE id = 1") == [[None]]
 
 
 class _Updater:
