@@ -75,6 +75,9 @@ class Filled:
     read: int = 0
     updated: int = 0
     skipped: int = 0
+    complete: bool = True
+    """False when the pipeline closed the filler between two pages: nothing is recorded, the next one starts
+    again (the pages done stay done: they are not set a second time)."""
 
 
 @dataclass
@@ -153,8 +156,12 @@ class ColumnFill(Periodic):
         log.info(
             "filling added columns", table=str(table.source), columns=[c.name for c in fill], since=str(ci.start_lsn)
         )
-        filled = fill_rows(self.engine, target_connector(self.config), table, ci, fill) if fill else Filled()
+        connect = target_connector(self.config)
+        filled = fill_rows(self.engine, connect, table, ci, fill, stop=self.closing) if fill else Filled()
         seconds = round(time.monotonic() - started, 3)
+        if not filled.complete:
+            log.info("filling added columns stopped with the pipeline", table=str(table.source), rows_read=filled.read)
+            return
         log.info(
             "added columns filled",
             table=str(table.source),
@@ -217,9 +224,12 @@ def fill_rows(
     columns: list[TargetColumn],
     *,
     page_rows: int | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Filled:
     """Set ``columns`` of ``table``'s rows whose ``_cdc_lsn`` is below ``ci``'s start to the source's values,
-    reading the source through ``ci`` in key order, one page per target transaction (module docstring)."""
+    reading the source through ``ci`` in key order, one page per target transaction (module docstring).
+    ``stop()`` true between two pages ends it early (``complete`` False): a pipeline closing does not wait for
+    a long table."""
     encoder = table.encoder(ci.name)
     conn = connect()
     read = updated = skipped = 0
@@ -243,6 +253,8 @@ def fill_rows(
                 updated += _fill_page(conn, table, columns, lines, ci.start_lsn)
             if page.final or page.last_key is None:
                 return Filled(read, updated, skipped)
+            if stop():
+                return Filled(read, updated, skipped, complete=False)
             after = page.last_key
             if time.monotonic() - told >= PROGRESS_SECONDS:
                 told = time.monotonic()

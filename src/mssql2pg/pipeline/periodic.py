@@ -33,6 +33,11 @@ class Periodic:
         """One look; True ends the watcher."""
         raise NotImplementedError
 
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called: a long tick checks it between its steps (False before :meth:`start`)."""
+        done: threading.Event | None = getattr(self, "_done", None)
+        return done is not None and done.is_set()
+
     def start(self) -> Self:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)

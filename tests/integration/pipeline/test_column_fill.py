@@ -178,6 +178,23 @@ def test_soft_deleted_rows_are_left_as_they_are(emulated_source_url: str, target
         assert it.dst.run("SELECT id, note FROM dbo.a WHERE id IN (1, 2) ORDER BY id") == [[1, "gap"], [2, None]]
 
 
+def test_a_fill_stopped_between_pages_records_nothing_and_the_next_look_finishes_it(
+    emulated_source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline that closes does not wait for a long fill: it ends after the page in hand, unrecorded."""
+    monkeypatch.setattr(column_fill, "PAGE_ROWS", 1)
+    with _switched(emulated_source_url, target_url, tmp_path) as it:
+        partial = ColumnFill(it.config, it.engine, it.pipeline.tables, Observability(), is_writer=lambda: True)
+        monkeypatch.setattr(partial, "closing", lambda: True)
+        partial.check_once()
+        assert _filled(it.dst) == []
+        assert it.dst.run("SELECT id, note FROM dbo.a WHERE id IN (1, 2) ORDER BY id") == [[1, "gap"], [2, None]]
+        again = ColumnFill(it.config, it.engine, it.pipeline.tables, Observability(), is_writer=lambda: True)
+        assert again.check_once() == []
+        assert _notes(it.dst) == _notes(it.src)
+        assert "1 rows set from the source table (4 read)" in str(_filled(it.dst)[0].detail)
+
+
 def test_switched_off_nothing_is_filled_and_the_record_names_reconcile(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
