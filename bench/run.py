@@ -12,7 +12,8 @@ Scenarios:
      doing nothing but count(*) and a sum of per-row MD5 hashes of the same rows, at the same time;
   e) scale-out: one backlog over six busy tables drained by 1, 2 and 3 processes, one table group each;
   f) the initial snapshot (``snapshot.mode: initial``) of a 1,000,000-row table whose rows predate CDC, next to
-     the same COPY + upsert baseline as a).
+     the same COPY + upsert baseline as a);
+  g) the fill of a column added with a per-row default in all 1,000,000 rows, next to the same baseline.
 Scenarios a) to c) and e) measure streaming: they run with ``snapshot.mode: never`` (their rows are in the CDC
 history).
 The pipeline runs as a subprocess (`mssql2pg run --until-caught-up`, or `run` for the lag scenario).
@@ -22,7 +23,8 @@ sampled from /proc every 50 ms - what the instance really needs.
 
 Environment knobs: MSSQL2PG_BENCH_ROWS (default 1000000), MSSQL2PG_BENCH_TXNS (default 100000),
 MSSQL2PG_BENCH_LAG_SECONDS (default 60), MSSQL2PG_BENCH_SCENARIOS (comma-separated subset of
-one_transaction, single_row_transactions, updates, steady_lag, reconcile, scale_out, snapshot; default all).
+one_transaction, single_row_transactions, updates, steady_lag, reconcile, scale_out, snapshot, column_fill;
+default all).
 The pipeline subprocess inherits the environment, so ``MSSQL2PG__READER__SEPARATE_PROCESS=false make bench``
 measures the one-process reader.
 """
@@ -43,15 +45,20 @@ from pathlib import Path
 import pg8000.native
 import yaml
 
+from mssql2pg.config import load_config
 from mssql2pg.emulator import install
 from mssql2pg.localpg import LocalPostgres
+from mssql2pg.observability.logging import configure_logging
+from mssql2pg.pipeline.assembly import Pipeline
+from mssql2pg.pipeline.column_fill import fill_rows
+from mssql2pg.pipeline.connections import target_connector
 
 ROWS = int(os.environ.get("MSSQL2PG_BENCH_ROWS", "1000000"))
 TXNS = int(os.environ.get("MSSQL2PG_BENCH_TXNS", "100000"))
 LAG_SECONDS = float(os.environ.get("MSSQL2PG_BENCH_LAG_SECONDS", "60"))
 SCENARIOS = os.environ.get(
     "MSSQL2PG_BENCH_SCENARIOS",
-    "one_transaction,single_row_transactions,updates,steady_lag,reconcile,scale_out,snapshot",
+    "one_transaction,single_row_transactions,updates,steady_lag,reconcile,scale_out,snapshot,column_fill",
 )
 
 TABLE_SQL = """CREATE TABLE dbo.items (
@@ -314,6 +321,55 @@ def scenario_snapshot(source: LocalPostgres, target: LocalPostgres, workdir: Pat
     )
 
 
+def scenario_column_fill(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
+    """g) The fill after ``ALTER TABLE ... ADD COLUMN`` with a per-row default (``random()``, standing for
+    ``newid()``): every one of ROWS rows holds a value no change table carries, so the pipeline sets each from the
+    source table (``pipeline/column_fill.py``). Timed in this process, as the filler runs it: read by key, COPY,
+    UPDATE under the table lock, page by page."""
+    n = int(ROWS)
+    load = (
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        f"FROM generate_series(1, {n}) g"
+    )
+    sdb, tdb = source.create_database("src"), target.create_database("dw")
+    conn = setup_source(source, sdb, before_cdc=load)
+    config = write_config(workdir / "fill.yaml", source.url(sdb), target.url(tdb), snapshot="initial")
+    run_until_caught_up(config)
+    conn.run("ALTER TABLE dbo.items ADD COLUMN note int DEFAULT (random() * 1000)::int")
+    conn.run(
+        "CALL sys.sp_cdc_enable_table(source_schema => 'dbo', source_name => 'items', role_name => NULL, "
+        "capture_instance => 'dbo_items_v2')"
+    )
+    conn.run("INSERT INTO dbo.items VALUES (0, 'after', 0, 0, localtimestamp, 0)")  # the new instance's first change
+    conn.close()
+    run_until_caught_up(config)  # the switch: the target column added, the checkpoint past the new start
+    loaded = load_config(config)
+    configure_logging("WARNING", "json", stream=sys.stderr)  # stdout carries the figures only
+    pipeline = Pipeline.from_config(loaded)
+    try:
+        (table,) = pipeline.tables
+        note = [c for c in table.columns if c.name == "note"]
+        started = time.perf_counter()
+        filled = fill_rows(pipeline.engine, target_connector(loaded), table, table.capture_instance, note)
+        seconds = time.perf_counter() - started
+    finally:
+        pipeline.engine.dispose()
+    unset = count(target, tdb, "SELECT count(*) FROM dbo.items WHERE note IS NULL")
+    base = baseline_copy_upsert(target, n)
+    emit(
+        scenario="column_fill",
+        rows=n,
+        rows_read=filled.read,
+        rows_set=filled.updated,
+        rows_left_unset=unset,
+        fill_seconds=round(seconds, 2),
+        fill_rows_per_s=round(filled.read / seconds),
+        baseline_seconds=round(base, 2),
+        baseline_rows_per_s=round(n / base),
+        ratio_to_baseline=round(base / seconds, 3),
+    )
+
+
 def scenario_lag(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
     sdb, tdb = source.create_database("src"), target.create_database("dw")
     conn = setup_source(source, sdb)
@@ -504,6 +560,7 @@ def main() -> int:
             "scale_out": scenario_scale_out,
             "snapshot": scenario_snapshot,
             "updates": scenario_updates,
+            "column_fill": scenario_column_fill,
         }
         chosen = [name.strip() for name in SCENARIOS.split(",") if name.strip()]
         unknown = sorted(set(chosen) - set(scenarios))
