@@ -315,6 +315,8 @@ class Pipeline:
                     if loader is not None and until_caught_up and not stop.is_set():
                         loader.wait(stop)  # caught up but for the tables still loading: re-plan once loaded
                     elif until_caught_up or stop.is_set():
+                        if not stop.is_set():
+                            pipeline._fill_once_caught_up()
                         return stats
             except ReplanError as change:
                 log.info("re-planning the pipeline", reason=str(change))
@@ -362,10 +364,16 @@ class Pipeline:
     def _fill_added_columns(self, until_caught_up: bool) -> ColumnFill | None:
         """With ``schema_evolution.fill_added_columns``: set added columns in the rows no change table carried
         them for (:mod:`.column_fill`), only while this process writes the tables' group. A run that stops once
-        caught up leaves it to the next continuous run (the record is what says it is done)."""
+        caught up fills at its end instead (:meth:`_fill_once_caught_up`)."""
         if until_caught_up or not self.config.schema_evolution.fill_added_columns or not self.tables:
             return None
         return ColumnFill(self.config, self.engine, self.tables, self.obs, is_writer=self._is_writer()).start()
+
+    def _fill_once_caught_up(self) -> None:
+        """``run --until-caught-up`` runs no filler alongside: what is due (the checkpoint is past every new
+        instance's start now) is filled before it exits. A fault is logged, and the next run tries again."""
+        if self.config.schema_evolution.fill_added_columns and self.tables:
+            ColumnFill(self.config, self.engine, self.tables, self.obs, is_writer=lambda: True).tick()
 
     def _is_writer(self) -> Callable[[], bool]:
         """Whether this process holds its tables' write locks now (what only the group's writer may do asks)."""

@@ -35,6 +35,9 @@ pytestmark = pytest.mark.integration
 
 
 def _config(tmp_path: Path, source_url: str, target_url: str, **extra: object) -> Config:
+    """The pipeline's configuration; the fill off unless ``extra`` says otherwise, so that running it until caught
+    up (which fills at its end) leaves the gap for the case to fill step by step."""
+    extra.setdefault("schema_evolution", {"fill_added_columns": False})
     return load_config(
         write_config(
             tmp_path / "p.yaml", source_url, target_url, ["dbo.a", "dbo.b"], snapshot={"mode": "never"}, **extra
@@ -195,14 +198,21 @@ def test_a_fill_stopped_between_pages_records_nothing_and_the_next_look_finishes
         assert "1 rows set from the source table (4 read)" in str(_filled(it.dst)[0].detail)
 
 
+def test_a_run_until_caught_up_fills_at_its_end(emulated_source_url: str, target_url: str, tmp_path: Path) -> None:
+    on = {"fill_added_columns": True}
+    with _switched(emulated_source_url, target_url, tmp_path, schema_evolution=on) as it:
+        assert _notes(it.dst) == _notes(it.src)
+        assert sorted(str(r.column_name) for r in _filled(it.dst)) == ["at", "at_offset", "note"]
+
+
 def test_switched_off_nothing_is_filled_and_the_record_names_reconcile(
     emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
     off = {"fill_added_columns": False}
     with _switched(emulated_source_url, target_url, tmp_path, schema_evolution=off) as it:
         assert it.pipeline._fill_added_columns(until_caught_up=False) is None
-        on = _config(tmp_path, emulated_source_url, target_url)
-        assert Pipeline.from_config(on)._fill_added_columns(until_caught_up=True) is None  # a run that stops
+        on = _config(tmp_path, emulated_source_url, target_url, schema_evolution={"fill_added_columns": True})
+        assert Pipeline.from_config(on)._fill_added_columns(until_caught_up=True) is None  # fills at its end instead
         added = [c for c in control.list_schema_changes(it.dst, "default") if c.change == "add-column"]
         assert added
         assert all("reconcile --repair dbo.a" in str(c.detail) for c in added)
@@ -256,7 +266,7 @@ def test_a_fill_of_many_pages_under_concurrent_updates_leaves_the_table_exact(
     two_cdc_tables(src)
     rows = 20_000
     src.run("INSERT INTO dbo.a SELECT i, 'a' || i FROM generate_series(2, :n) AS i", n=rows)
-    config = _config(tmp_path, emulated_source_url, target_url)
+    config = _config(tmp_path, emulated_source_url, target_url, schema_evolution={"fill_added_columns": True})
     query = "SELECT id, v, n FROM dbo.a ORDER BY id"
     try:
         with Running(Pipeline.from_config(config)) as running:
