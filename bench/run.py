@@ -215,7 +215,7 @@ def count(server: LocalPostgres, db: str, sql: str) -> int:
 def _throughput(
     name: str,
     rows: int,
-    load: str,
+    load: str | list[str],
     *,
     source: LocalPostgres,
     target: LocalPostgres,
@@ -229,7 +229,8 @@ def _throughput(
     sdb, tdb = source.create_database("src"), target.create_database("dw")
     conn = setup_source(source, sdb)
     started = time.perf_counter()
-    conn.run(load)
+    for statement in [load] if isinstance(load, str) else load:  # a DO block that COMMITs must stand alone
+        conn.run(statement)
     capture_s = time.perf_counter() - started
     conn.close()
     config = write_config(workdir / f"{name}.yaml", source.url(sdb), target.url(tdb))
@@ -277,9 +278,11 @@ def scenario_updates(source: LocalPostgres, target: LocalPostgres, workdir: Path
     deletes, and the detection of writes to the target by others)."""
     n = int(ROWS) // 4 // 100 * 100  # whole batches of 100; integers we own, spelled into the SQL
     batches = n // 100
-    load = f"""
-        INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp
-        FROM generate_series(1, {n}) g;
+    insert = (
+        "INSERT INTO dbo.items SELECT g, 'item-' || g, g % 100, (g % 1000) + 0.25, localtimestamp "
+        f"FROM generate_series(1, {n}) g"
+    )
+    changes = f"""
         DO $$ BEGIN
           FOR round IN 1..2 LOOP FOR b IN 0..{batches - 1} LOOP
             UPDATE dbo.items SET qty = qty + 1, name = 'updated-' || id WHERE id BETWEEN b * 100 + 1 AND b * 100 + 100;
@@ -291,7 +294,15 @@ def scenario_updates(source: LocalPostgres, target: LocalPostgres, workdir: Path
           END LOOP;
         END $$"""
     deleted = batches // 10 * 100
-    _throughput("updates", n - deleted, load, source=source, target=target, workdir=workdir, changes=3 * n + deleted)
+    _throughput(
+        "updates",
+        n - deleted,
+        [insert, changes],
+        source=source,
+        target=target,
+        workdir=workdir,
+        changes=3 * n + deleted,
+    )
 
 
 def scenario_snapshot(source: LocalPostgres, target: LocalPostgres, workdir: Path) -> None:
