@@ -186,9 +186,10 @@ class ColumnFill(Periodic):
             conn.run("BEGIN")
             for change in changes:
                 detail = (
-                    f"{filled.updated} rows set from the source table ({filled.read} read): the rows whose last "
-                    f"change the target holds is older than {ci.name}'s start ({ci.start_lsn}) now hold the source's "
-                    f"value of {change.column_name}"
+                    f"{filled.updated} rows set from the source table ({filled.read} read; counted for "
+                    f"{', '.join(sorted(fill))} together, a row is set where any of them differs): the rows whose "
+                    f"last change the target holds is older than {ci.name}'s start ({ci.start_lsn}) now hold the "
+                    f"source's value of {change.column_name}"
                     if change.column_name in fill
                     else f"{change.column_name} is not captured by {ci.name}: nothing to fill"
                 )

@@ -9,7 +9,10 @@ pipeline runs.
    commits, so the repair cannot interleave with them. Inside it, before the rows, the listed keys' target rows
    are removed (in soft-delete mode a key the source no longer has is flagged deleted at ``S`` instead).
 3. Changes the pipeline applies afterwards are ordered against ``S`` by the applier's LSN guard: one at or below
-   ``S`` is already in the repaired row and is skipped; a later one applies.
+   ``S`` is already in the repaired row and is skipped; a later one applies. One the pipeline applied BEFORE the
+   lock but after the read (its LSN is above ``S``, and at most the source's max LSN read under the lock) is
+   newer than the row read: that target row is left as it is (a row stamped above that max LSN is not the
+   pipeline's and is rewritten).
 
 The pipeline checkpoint is not touched. The caller re-checks the keys afterwards and reports what was fixed.
 """
@@ -49,6 +52,8 @@ class RepairPosition:
     remove: Sequence[Sequence[Any]]  # keys whose target rows are rewritten (or removed)
     flag: Sequence[Sequence[Any]]  # soft-delete mode: keys the source no longer has
     lsn: Lsn = Lsn.NULL
+    ceiling: Callable[[], Lsn] = lambda: Lsn.NULL
+    """The source's max LSN now: read under the table lock, bounds what the pipeline can have written."""
     removed: int = field(default=0, init=False)
     group: str = ""  # a table never recorded is recorded without a group; a recorded one keeps its group
 
@@ -63,10 +68,8 @@ class RepairPosition:
 
     def begin(self, conn: Any) -> None:
         conn.run(sink_sql.lock_for_resync(self.table))
-        for keys, build, extra in (
-            (self.remove, delete_keys, {}),
-            (self.flag, flag_deleted_keys, {"lsn": self.lsn.raw}),
-        ):
+        bounds = {"lsn": self.lsn.raw, "ceiling": self.ceiling().raw}  # rows the pipeline wrote since stay
+        for keys, build, extra in ((self.remove, delete_keys, bounds), (self.flag, flag_deleted_keys, bounds)):
             for i in range(0, len(keys), KEYS_PER_STATEMENT):
                 chunk = keys[i : i + KEYS_PER_STATEMENT]
                 text, params = compile_for_target(build(self.table, len(chunk)), {**key_params(chunk), **extra})
@@ -87,6 +90,13 @@ def _source_rows(conn: sa.Connection, ci: CaptureInstance, keys: Sequence[Sequen
             stmt = source_sql.rows_for_keys(ci, len(chunk), as_read=by_bytes)
             rows.extend(conn.execute(stmt, key_params(chunk)).all())
     return rows
+
+
+def _max_lsn(engine: sa.Engine) -> Lsn:
+    with engine.connect() as conn:
+        lsn = Lsn.from_bytes(conn.execute(src_statements.MAX_LSN).scalar())
+        conn.rollback()
+    return lsn
 
 
 def repair_keys(
@@ -117,7 +127,13 @@ def repair_keys(
     present = {tuple(row.values[p] for p in positions) for row in rows}
     gone = [k for k in keys if tuple(k) not in present]
     soft = table.delete_mode == "soft"
-    position = RepairPosition(table, remove=[*present] if soft else list(keys), flag=gone if soft else [], lsn=lsn)
+    position = RepairPosition(
+        table,
+        remove=[*present] if soft else list(keys),
+        flag=gone if soft else [],
+        lsn=lsn,
+        ceiling=lambda: _max_lsn(engine),
+    )
     if not rows:  # nothing to write: only the removal, in the same locked transaction
         target = connect()
         try:

@@ -75,19 +75,33 @@ def _matching(keys: list[Any], count: int) -> ColumnElement[bool]:
     return sa.or_(*(sa.and_(*(c == sa.bindparam(f"k{i}_{j}") for i, c in enumerate(keys))) for j in range(count)))
 
 
+def _not_newer(tbl: Any, meta: Any) -> ColumnElement[bool]:
+    """A row the repair may rewrite: one whose ``_cdc_lsn`` is at or below the repair's position ``:lsn``, or one
+    the pipeline cannot have written (NULL, or above ``:ceiling``, the source's max LSN read under the table
+    lock). A row between the two carries a change the pipeline applied after the repair read the source: it is
+    newer than what the repair holds, and nothing would replay it if it were overwritten."""
+    lsn = tbl.c[meta.lsn]
+    return sa.or_(
+        lsn <= sa.bindparam("lsn", type_=sa.LargeBinary),
+        lsn > sa.bindparam("ceiling", type_=sa.LargeBinary),
+        lsn.is_(None),
+    )
+
+
 def delete_keys(target: TargetTable, count: int) -> ClauseElement:
-    """Remove the rows of ``count`` keys (bound as ``:k<i>_<j>``), whatever LSN they carry: a repair rewrites
-    them from the source."""
+    """Remove the rows of ``count`` keys (bound as ``:k<i>_<j>``) that the repair rewrites from the source
+    (:func:`_not_newer`)."""
     tbl, keys = _key_table(target)
-    return sa.delete(tbl).where(_matching(keys, count))
+    return sa.delete(tbl).where(_matching(keys, count), _not_newer(tbl, target.meta))
 
 
 def flag_deleted_keys(target: TargetTable, count: int) -> ClauseElement:
-    """Soft-delete mode: flag the rows of ``count`` keys deleted at ``:lsn`` (the repair's source position)."""
+    """Soft-delete mode: flag the rows of ``count`` keys deleted at ``:lsn`` (the repair's source position), those
+    the repair may rewrite (:func:`_not_newer`)."""
     tbl, keys = _key_table(target)
     meta = target.meta
     return (
         sa.update(tbl)
-        .where(_matching(keys, count))
+        .where(_matching(keys, count), _not_newer(tbl, meta))
         .values({meta.deleted: sa.true(), meta.lsn: sa.bindparam("lsn", type_=sa.LargeBinary)})
     )

@@ -4,8 +4,11 @@ while the pipeline runs and the source changes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from mssql2pg.reconcile import repair
 from mssql2pg.reconcile.run import Settings, reconcile
 from tests.integration.reconcile.conftest import Replicated
 
@@ -44,3 +47,28 @@ def test_repair_while_the_pipeline_runs_and_the_source_changes(live: Replicated)
     assert report.status == "consistent"
     (again,) = reconcile(live.config, ["dbo.by_uuid"], Settings(settle_seconds=30))
     assert again.status == "consistent", again
+
+
+def test_a_change_the_pipeline_applies_between_the_repairs_read_and_its_write_is_kept(
+    replicated: Replicated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair reads the source, then takes the table lock to write. A change committed at the source after
+    that read and applied by the running pipeline before the lock carries a later LSN than the repair's
+    position: the repair must not put the older row it read back over it (nothing would replay that change)."""
+    src, dst = replicated.src, replicated.dst
+    read_rows = repair._source_rows
+
+    def read_then_the_pipeline_applies(*args: Any, **kwargs: Any) -> list[Any]:
+        rows = read_rows(*args, **kwargs)
+        src.run("UPDATE dbo.by_uuid SET code = 'newer' WHERE v = 7")  # committed after the repair's read
+        replicated.catch_up()  # ... and applied before the repair's write
+        return rows
+
+    monkeypatch.setattr(repair, "_source_rows", read_then_the_pipeline_applies)
+    key = src.run("SELECT k::text FROM dbo.by_uuid WHERE v = 7")[0][0]
+    dst.run("UPDATE dbo.by_uuid SET code = 'drifted' WHERE k = :k", k=key)
+
+    (report,) = reconcile(replicated.config, ["dbo.by_uuid"], Settings(settle_seconds=5, repair=True))
+
+    assert dst.run("SELECT code FROM dbo.by_uuid WHERE k = :k", k=key) == [["newer"]]
+    assert report.status == "consistent", report
