@@ -143,7 +143,9 @@ def test_the_gap_rows_get_the_source_values_once_and_nothing_else_is_touched(
                 "dbo_a_v2",
                 "auto-applied",
             )
-            assert "2 rows set from the source table (4 read; counted for at, at_offset, note together" in str(record.detail)
+            assert "2 rows set from the source table (4 read; counted for at, at_offset, note together" in str(
+                record.detail
+            )
 
         # done once: the next look finds nothing to do, and a repeated fill (a crash before the record) sets nothing
         count = len(control.list_schema_changes(dst, "default"))
