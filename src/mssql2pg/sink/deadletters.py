@@ -28,7 +28,7 @@ from mssql2pg import control
 from mssql2pg.classify import classify, postgres_error, scrub, server_fields, sqlstate
 from mssql2pg.errors import TerminalError
 from mssql2pg.model import ChangeRow, Operation, SourceColumn
-from mssql2pg.pgconn import PgConnection
+from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.schema import TargetTable
@@ -263,7 +263,7 @@ def _retry_in_transaction(
         )
     conn.run("SAVEPOINT mssql2pg_dlq_retry")
     try:
-        _apply_one(conn, table, letter.change, stale_after, now)
+        changed = _apply_one(conn, table, letter.change, stale_after, now)
     except Exception as exc:
         if not isinstance(classify(exc), TerminalError):
             raise  # connection trouble: nothing was recorded, the dead letter stays as it was
@@ -278,15 +278,21 @@ def _retry_in_transaction(
         )
         return RetryOutcome(letter_id, False, f"failed again: {message}")
     control.resolve_dead_letter(conn, letter_id)
-    return RetryOutcome(letter_id, True, "applied; resolved")
+    return RetryOutcome(letter_id, True, "applied; resolved" if changed else NOTHING_TO_APPLY)
 
+
+NOTHING_TO_APPLY = (
+    "resolved, nothing to apply: the target already holds a later change of this key (or, for a delete, no row)"
+)
 
 _RETRY_STAGE = 9_999  # staging index of a retry session (the applier's are 0..tables-1)
 
 
 def _apply_one(
     conn: PgConnection, table: TargetTable, change: dict[str, Any], stale_after: float | None, now: Any
-) -> None:
+) -> bool:
+    """Apply the stored change; False when the target had nothing to do for it (it already holds a later change
+    of the key: the LSN guard kept that row; or a delete found no row)."""
     row = row_from_payload(change, table)
     fields = table.encoder(row.capture_instance).encode(row.values)
     commit_time = datetime.fromisoformat(change["commit_time"]) if change.get("commit_time") else None
@@ -301,9 +307,10 @@ def _apply_one(
     conn.run(sql.create_staging(table, _RETRY_STAGE))
     conn.run(sql.copy_into_staging(table, _RETRY_STAGE), stream=[line.encode("utf-8")])
     check_copied(conn, table, 1)
-    conn.run(sql.apply_staged(table, _RETRY_STAGE))
+    ((upserted, upserts, deleted, deletes),) = fetch(conn, sql.apply_staged(table, _RETRY_STAGE))
     restore = sql.restore_kept_columns(table, _RETRY_STAGE)
     if restore is not None:
         conn.run(restore)
     check_written(conn, table, _RETRY_STAGE)
     conn.run(f"DROP TABLE {sql.staging_name(_RETRY_STAGE)}")
+    return int(upserted) + int(deleted) > 0 or int(upserts) + int(deletes) == 0

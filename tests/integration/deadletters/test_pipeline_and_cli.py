@@ -140,6 +140,7 @@ def test_retry_never_overwrites_a_newer_row(emulated_source_url: str, target_url
     code, out = _dlq("retry", "--config", str(config), str(letter_id))
     assert code == 0, out
     assert dst.run("SELECT person, _cdc_lsn FROM dbo.orders WHERE id = 1") == newer
+    assert "nothing to apply: the target already holds a later change of this key" in out  # not "applied"
     src.close()
     dst.close()
 
