@@ -232,6 +232,10 @@ class Pipeline:
             wall_clock=obs.source_now,  # stale events judged on the source's clock (pipeline/clock.py)
             detect_conflicts=True,  # writes to the target by someone else (catch-up, snapshots, repairs: off)
             protect=config.target.protect,  # the guard follows the setting at every start (installed or removed)
+            # changes a snapshot's pages may already hold are replayed, not written by someone else
+            quiet_until={
+                t.source: known.snapshot_ends[str(t.source)] for t in tables if str(t.source) in known.snapshot_ends
+            },
         )
         runner = Runner(
             ObservedSource(reader, obs),

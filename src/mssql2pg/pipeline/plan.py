@@ -9,7 +9,7 @@ A table that cannot be replicated is paused here (:func:`pause_table`) rather th
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import structlog
@@ -138,6 +138,9 @@ class ControlState:
     checkpoint: Lsn  # of this process's group (pipeline.group)
     registered: frozenset[str] = frozenset()  # tables the pipeline has met before (no initial snapshot for them)
     loading: frozenset[str] = frozenset()  # tables whose initial snapshot is under way (paused for streaming)
+    snapshot_ends: dict[str, Lsn] = field(default_factory=dict)
+    """Loaded tables: the source's max LSN after their snapshot's last page (``consistent_lsn``). Their changes up
+    to it may already be in the rows read, so the applier does not judge them as conflicts (``quiet_until``)."""
 
 
 def control_state(config: Config) -> ControlState:
@@ -150,12 +153,14 @@ def control_state(config: Config) -> ControlState:
             if control.control_table_exists(conn, "checkpoints")
             else Lsn.NULL
         )
+        loads = control.snapshots(conn, name)
         return ControlState(
             control.inactive_tables(conn, name),
             control.resume_positions(conn, name, group),
             checkpoint,
             control.registered_tables(conn, name),
-            frozenset(t for t, p in control.snapshots(conn, name).items() if p.loading),
+            frozenset(t for t, p in loads.items() if p.loading),
+            {t: p.consistent_lsn for t, p in loads.items() if not p.loading and not p.consistent_lsn.is_null},
         )
     finally:
         conn.close()

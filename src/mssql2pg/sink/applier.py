@@ -55,6 +55,13 @@ counted in ``mssql2pg.target_conflicts`` in the same PostgreSQL transaction, the
 the rate-limited log (:mod:`mssql2pg.sink.conflicts`). ``protect`` installs or removes the ``target.protect``
 guard at start.
 
+``quiet_until`` (table -> LSN ``E``): a table whose initial snapshot read its pages until ``E`` (the source's max
+LSN after the last page, :mod:`mssql2pg.pipeline.snapshot_load`) holds rows that already contain some changes up
+to ``E``; streaming replays them legitimately, so changes of that table with a commit LSN at or below ``E`` are
+applied without judging conflicts (as a catch-up applies). A group never spans such an ``E`` (it is committed
+before the first transaction above it), so one group is judged, or not, as a whole; a position passed is
+forgotten.
+
 Stale events: a transaction whose source commit time is older than ``stale_after`` seconds is applied with the
 target's stale flag set, logged as a warning and counted in ``ApplyStats.stale``.
 """
@@ -173,8 +180,10 @@ class Applier:
         checkpoints: control.CheckpointStore | None = None,
         detect_conflicts: bool = False,
         protect: bool | None = None,
+        quiet_until: Mapping[TableId, Lsn] | None = None,
     ) -> None:
         self._detect = detect_conflicts
+        self._quiet = {t: lsn for t, lsn in (quiet_until or {}).items() if not lsn.is_null}
         self._protect = protect  # target.protect: install (True) or remove (False) the guard; None: leave it
         self._conflict_log = ConflictLog(clock=clock)
         self._connect = connect
@@ -469,6 +478,8 @@ class Applier:
                 raise TerminalError(msg, hint="this is a reader bug; restart the pipeline (it resumes safely)")
             if not chunk.last and group.pending_lsn is not None:
                 self._commit()  # a streamed transaction starts its own group (see the module docstring)
+            elif group.last_tx is not None and self._crosses_quiet(group.last_tx, lsn):
+                self._commit()  # changes up to a snapshot's end are applied without judging conflicts, after it not
             group.open_tx = lsn
         if group.started is None:
             group.started = self._clock()
@@ -476,7 +487,7 @@ class Applier:
         if not chunk.last:
             return
         group.open_tx = None
-        group.pending_lsn = lsn
+        group.pending_lsn = group.last_tx = lsn
         if chunk.commit_time is not None:
             group.commit_time = chunk.commit_time
         group.transactions += 1
@@ -496,6 +507,18 @@ class Applier:
                 self._commit()
         elif self._heartbeat_due():
             self._commit()
+
+    def _crosses_quiet(self, last: Lsn, lsn: Lsn) -> bool:
+        """Whether a group holding transactions up to ``last`` and one at ``lsn`` would span a ``quiet_until``."""
+        return any(last <= end < lsn for end in self._quiet.values())
+
+    def _judges_conflicts(self, table: TableId) -> bool:
+        """Whether this group's changes of ``table`` are judged against the target (see ``quiet_until``)."""
+        if not self._detect:
+            return False
+        end = self._quiet.get(table)
+        last = self._group.last_tx
+        return end is None or last is None or last > end
 
     def _group_age(self) -> float:
         started = self._group.started
@@ -735,6 +758,7 @@ class Applier:
         stats.transactions += group.transactions
         stats.commits += 1
         stats.checkpoint = lsn
+        self._quiet = {t: end for t, end in self._quiet.items() if end > lsn}  # a snapshot's end passed: judged
         if group.commit_time is not None:
             stats.last_commit_time = group.commit_time
         stats.last_batch_rows = group.rows
@@ -789,7 +813,7 @@ class Applier:
         those tables only), so what remains applies without conflict."""
         conn = self._live
         table = buffer.table
-        detect = self._detect
+        detect = self._judges_conflicts(table.source)
         if detect and buffer.by_seq is not None:
             self._set_aside_conflicts(buffer)
             detect = False

@@ -59,6 +59,7 @@ class Group:
     in_pg_tx: bool = False  # a PostgreSQL transaction is open (a COPY into staging happened, or the commit began)
     open_tx: Lsn | None = None  # a source transaction that has only partly arrived
     pending_lsn: Lsn | None = None  # what the commit writes as checkpoint
+    last_tx: Lsn | None = None  # commit LSN of the group's last complete source transaction (heartbeats aside)
     commit_time: datetime | None = None  # source commit time of the last complete transaction
     transactions: int = 0  # complete source transactions
     has_rows: bool = False  # rows to apply or dead letters to record (else a commit only moves the checkpoint)
@@ -89,6 +90,7 @@ class Group:
         self.in_pg_tx = False
         self.open_tx = None
         self.pending_lsn = None
+        self.last_tx = None
         self.commit_time = None
         self.transactions = 0
         self.has_rows = False

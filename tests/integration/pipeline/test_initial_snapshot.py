@@ -19,6 +19,7 @@ from typing import Any
 import pg8000.native
 import pytest
 
+from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.pipeline import snapshot_load
@@ -296,3 +297,59 @@ def test_a_load_left_by_a_table_no_longer_configured_is_not_shown_as_snapshottin
     assert big["snapshot"]["state"] == "loading"
     src.close()
     dst.close()
+
+
+@pytest.mark.parametrize("policy", ["source-wins", "dead-letter"])
+def test_changes_the_load_read_already_are_no_conflict_when_replayed_but_later_writes_by_others_are(
+    emulated_source_url: str, target_url: str, tmp_path: Path, gate: Gate, policy: str
+) -> None:
+    """A writer runs during the load: the pages read after a change already hold it, and streaming replays it
+    from the snapshot LSN on (a delete of a row the load never saw, an insert of a row it read). That is no
+    write by someone else: no conflict, no dead letter. A write behind the pipeline's back after the load still
+    is one."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    _big_table_before_cdc(src, 3_000)
+    config = write_config(
+        tmp_path / "p.yaml",
+        emulated_source_url,
+        target_url,
+        ["dbo.big"],
+        snapshot={"chunk_rows": 500},
+        defaults={"on_target_conflict": policy},
+    )
+    running = Running(config)
+    try:
+        assert gate.reached.wait(60), "the snapshot loader never reached its third chunk"
+        # rows of pages not read yet: those pages read them with these changes in
+        src.run("DELETE FROM dbo.big WHERE id IN (4000, 5000)")
+        src.run("INSERT INTO dbo.big VALUES (4001, 'ins', 1), (5001, 'ins', 2)")
+        src.run("UPDATE dbo.big SET v = 'held' WHERE id IN (3000, 5998)")
+        gate.release.set()
+        rng = random.Random(15)
+        while (_snapshot_row(dst, "dbo.big") or ["loading"])[0] == "loading":
+            _mutate(src, rng, 6_200)
+        for _ in range(30):
+            _mutate(src, rng, 6_200)
+        wait_for(lambda: _rows(dst, "dbo.big") == _rows(src, "dbo.big"), timeout=60, what="the target to converge")
+        assert control.target_conflicts(dst, "default") == []
+        assert dst.run("SELECT count(*) FROM mssql2pg.dead_letters")[0][0] == 0
+        # someone else deletes a target row; the source then updates it: that conflict is found
+        key = dst.run("SELECT min(id) FROM dbo.big")[0][0]
+        dst.run("DELETE FROM dbo.big WHERE id = :k", k=key)
+        src.run("UPDATE dbo.big SET v = 'after the load' WHERE id = :k", k=key)
+        wait_for(
+            lambda: (
+                [(c.source_table, c.kind, c.conflicts) for c in control.target_conflicts(dst, "default")]
+                == [("dbo.big", "update_missing", 1)]
+            ),
+            timeout=60,
+            what="the write by someone else after the load to be counted",
+        )
+        letters = dst.run("SELECT count(*) FROM mssql2pg.dead_letters")[0][0]
+        assert letters == (1 if policy == "dead-letter" else 0)
+    finally:
+        gate.release.set()
+        running.close()
+        src.close()
+        dst.close()
