@@ -12,11 +12,14 @@ Whatever ends a command other than a click exception (a configuration mistake, a
 refused login, a terminal fault, a bug) is caught once, in :meth:`_Root.invoke`, and told in one line on
 stderr with the database it concerns and what to do (:mod:`mssql2pg.cli.failures`); no traceback. Exit codes:
 0 done, 1 a fault while working (or a check that failed), 2 a set-up problem (configuration, connection,
-login), 130 interrupted.
+login), 130 interrupted, 141 (128 + SIGPIPE, as a shell reports for a Unix tool ended by it) when whoever read
+stdout closed it first (``mssql2pg status | head -1``): no error line then, nothing failed but the reader left.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 from typing import IO, Any
 
@@ -27,6 +30,36 @@ from mssql2pg.cli import check, demo, dlq, emulator, reconcile, resync, run, sch
 from mssql2pg.cli.options import recorded_databases
 
 COMMANDS = (run, check, status, dlq, resync, reconcile, schema, emulator, demo)
+
+CLOSED_STDOUT_EXIT = 141
+"""128 + SIGPIPE: what a shell reports for a tool that wrote to a pipe nobody reads any more."""
+
+
+class StdoutClosedError(Exception):
+    """The reader of stdout closed it (``| head -1``): the command ends quietly with :data:`CLOSED_STDOUT_EXIT`."""
+
+
+def stdout_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write to a stdout whose reader has gone. A ``BrokenPipeError`` alone does not tell
+    (a database socket breaks the same way), so stdout itself is asked: a pipe or socket without a reader polls
+    as an error or a hang-up."""
+    if not isinstance(exc, BrokenPipeError):
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's capture): not a closed pipe
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 class CommandFailedError(click.ClickException):
@@ -51,6 +84,8 @@ class _Root(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:
+            if stdout_closed(exc):  # not a database failure: the reader of the output has gone
+                raise StdoutClosedError from exc
             raise _failed(ctx, exc) from exc
 
 
@@ -89,6 +124,18 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except (StdoutClosedError, BrokenPipeError) as exc:
+        if not isinstance(exc, StdoutClosedError) and not stdout_closed(exc):
+            raise
+        _quiet_stdout()
+        sys.exit(CLOSED_STDOUT_EXIT)
     # Without standalone mode click returns the code of an Exit (`--version`, a failed `dlq retry`) instead of
     # exiting; a command that completes returns None.
+    try:
+        sys.stdout.flush()  # what is still buffered: a closed pipe shows here when the command wrote little
+    except BrokenPipeError as exc:
+        if not stdout_closed(exc):
+            raise
+        _quiet_stdout()
+        sys.exit(CLOSED_STDOUT_EXIT)
     sys.exit(code if isinstance(code, int) else 0)

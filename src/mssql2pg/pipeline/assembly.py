@@ -67,6 +67,9 @@ QUEUE_ROW_BUDGET = 40_000
 
 _T = TypeVar("_T")
 
+NOTHING_TO_REPLICATE = "no table left to replicate: every selected table is paused or needs a resync"
+NOTHING_TO_REPLICATE_HINT = "see `mssql2pg status` and `mssql2pg check`; a continuous `mssql2pg run` waits for them"
+
 
 def run_pipeline(config: Config, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
     """What ``mssql2pg run`` does: serve ``/metrics``, ``/healthz`` and ``/readyz`` first (so that a database
@@ -202,8 +205,13 @@ class Pipeline:
         kept = {t.source for t in followed.tables}
         selections = [s for s in selections if s.source in kept]
         if not selections:
-            msg = "no table left to replicate: every selected table is paused or needs a resync"
-            raise SourceError(msg, hint="see `mssql2pg check` and the mssql2pg.table_state table in the target")
+            # Not a reason to exit: a resync loading the only table, or a review (`schema approve`) of every table,
+            # needs a running pipeline to take the tables back. It idles (see _stream), degraded on /readyz.
+            log.warning(
+                "no table to replicate now: every selected table is paused or needs a resync; waiting for one to "
+                "be active again (see `mssql2pg status`)",
+                inactive=sorted(inactive_now(inactive, gone_faults, followed.paused)),
+            )
         selections, loads = initial_snapshots(config, selections, known)
         streaming, loading = {s.source for s in selections}, {s.source for s in loads}
         tables = [t for t in followed.tables if t.source in streaming]
@@ -256,7 +264,7 @@ class Pipeline:
             retry,
             tables,
             positions,
-            frozenset(inactive) | {str(fault.table) for fault in [*followed.paused, *gone_faults]},
+            frozenset(inactive_now(inactive, gone_faults, followed.paused)),
             spreading,
             snapshots,
             _snapshot_instances(config, [s.source for s in loads], instances),
@@ -313,6 +321,9 @@ class Pipeline:
                 if until_caught_up
                 else RetentionWatch(self.config, pipeline.engine, [t.source for t in pipeline.tables], self.obs).start()
             )
+            if until_caught_up and not pipeline.tables and not pipeline.snapshots:
+                pipeline.close()
+                raise SourceError(NOTHING_TO_REPLICATE, hint=NOTHING_TO_REPLICATE_HINT)
             try:
                 if pipeline._catch_up(stop):
                     stats = pipeline._stream(stop, until_caught_up, replan)
@@ -401,7 +412,8 @@ class Pipeline:
         ).start()
 
     def _stream(self, stop: threading.Event, until_caught_up: bool, replan: threading.Event) -> RunStats:
-        """Stream the planned tables; with none (every table is still loading), wait for the loads instead."""
+        """Stream the planned tables; with none (every table is still loading, or inactive: paused, needs a
+        resync, waits for review), wait for a re-plan instead (a load done, a table active again)."""
         if self.tables:
             return self._run_once(stop, until_caught_up)
         self.applier.close()
@@ -412,7 +424,7 @@ class Pipeline:
             self.obs.beat()
             stop.wait(0.2)
         if replan.is_set() and not until_caught_up:
-            raise ReplanError("every initial snapshot is loaded")
+            raise ReplanError("a table is ready to stream (its initial snapshot loaded, or active again)")
         return self.runner.stats
 
     def _catch_up(self, stop: threading.Event) -> bool:
@@ -470,3 +482,10 @@ def _snapshot_instances(
     wkb = spatial_wkb_tables(config, tables)
     newest = {t: instances[t][-1] for t in tables}
     return {t: with_spatial_as_wkb(ci) if t in wkb else ci for t, ci in newest.items()}
+
+
+def inactive_now(
+    inactive: Mapping[str, object], gone: list[TableFaultError], paused: list[TableFaultError]
+) -> set[str]:
+    """The tables a pipeline leaves out after building: inactive in the control schema, gone, or paused now."""
+    return set(inactive) | {str(fault.table) for fault in [*gone, *paused]}
