@@ -518,18 +518,22 @@ PROTECT_FUNCTION = qualified("mssql2pg", "refuse_foreign_write")
 CREATE_PROTECT_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {PROTECT_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $mssql2pg_protect$
 BEGIN
-  IF coalesce(current_setting('{WRITER_SETTING}', true), '') = '' THEN
-    RAISE EXCEPTION '%.% is replicated by mssql2pg and protected (target.protect): % refused for this session',
-      TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+  IF current_setting('{WRITER_SETTING}', true) IS DISTINCT FROM 'on' THEN
+    RAISE EXCEPTION '% is replicated by mssql2pg and protected (target.protect): % refused for this session',
+      format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), TG_OP
       USING ERRCODE = 'insufficient_privilege',
-            HINT = 'change the data at the source (SQL Server); mssql2pg replicates it here. To write anyway, '
-                   'set target.protect: false and restart the pipeline (see docs/operations.md)';
+            HINT = 'change the data at the source (SQL Server); mssql2pg replicates it here. A mssql2pg command '
+                   '(resync, reconcile --repair, dlq retry) writes here only when its configuration has '
+                   'target.protect: true; to write anyway, set target.protect: false and restart the pipeline '
+                   '(see docs/operations.md)';
   END IF;
   RETURN NULL;
 END
 $mssql2pg_protect$
 """
-"""The guard's trigger function, in the control schema: refuses the statement unless the session is mssql2pg's.
+"""The guard's trigger function, in the control schema: refuses the statement unless the session is mssql2pg's
+(the setting is exactly ``on``: ``SET mssql2pg.writer = 'off'`` must not open it). The table is named as an
+identifier (``format('%I.%I')``), so a name with quotes or a dot reads unambiguously.
 A statement-level trigger: once per statement, never per row, so the pipeline's own writes cost nothing
 measurable."""
 
