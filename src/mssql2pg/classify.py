@@ -192,6 +192,11 @@ POSTGRES_CODES: dict[str, Rule] = {
 
 POSTGRES_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 """SQLSTATE classes whose unlisted codes are transient too (40002 and 57P04 above are the exceptions)."""
+_SERVER_HINTED = frozenset({"42501"})
+"""Codes whose server-given HINT replaces the rule's hint: a refusal raised with a HINT of its own (the
+``target.protect`` guard's trigger raises insufficient_privilege saying which configuration writes through it)
+knows better than the generic "grant the privileges" what to do; PostgreSQL's own permission errors carry none."""
+
 _POSTGRES_ROW_CLASSES = frozenset({"22", "23"})
 _POSTGRES_PIPELINE_CLASSES = frozenset({"28", "3D"})
 
@@ -206,6 +211,9 @@ def classify_postgres(exc: BaseException) -> Classified | None:
         if fields.get("D"):
             text += f" ({fields['D']})"
         label = f"PostgreSQL error {code} ({rule.name})" if code else "PostgreSQL error"
+        server_hint = str(fields.get("H", "")) or None
+        if code in _SERVER_HINTED and server_hint is not None:
+            rule = Rule(rule.transient, rule.scope, rule.name, redact_text(server_hint))
         return _build(rule, f"{label}: {text}", code, "pg8000")
     if isinstance(exc, pg8000.exceptions.InterfaceError):
         # "network error", "connection is closed", "communication error": the connection is gone. pg8000 also

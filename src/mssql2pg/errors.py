@@ -89,5 +89,13 @@ class IncompatibleTargetError(TerminalError):
     """An existing target table cannot hold the source table's rows."""
 
 
+class TargetPrivilegeError(TerminalError):
+    """The target role lacks a privilege a configured option needs (``target.protect``: TRIGGER to install its
+    guard, ownership to remove it). Told before the statement that would fail, so the message names the privilege
+    and the option rather than PostgreSQL's bare "permission denied"; a set-up fault (exit code 2)."""
+
+    scope = "pipeline"
+
+
 class SourceError(Mssql2pgError):
     """The source is not set up for CDC the way mssql2pg needs (CDC off, no capture instance, ...)."""

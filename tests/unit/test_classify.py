@@ -327,3 +327,12 @@ def test_a_sql_server_certificate_for_another_host_is_transient_and_named() -> N
     assert isinstance(error, TransientError)
     assert "certificate was refused" in error.args[0]
     assert "mssql.example" in error.args[0]
+
+
+def test_a_refusal_with_a_hint_of_its_own_keeps_it() -> None:
+    """The ``target.protect`` guard raises insufficient_privilege with a HINT saying which configuration writes
+    through it: that, not the generic "grant the privileges", is what the user must read."""
+    guarded = classify(pg_error("42501", "dbo.t is replicated by mssql2pg", H="use target.protect: true"))
+    assert guarded.hint == "use target.protect: true"
+    assert "privileges listed" in str(classify(pg_error("42501", "permission denied for table t")).hint)
+    assert classify(pg_error("23505", "duplicate", H="server hint")).hint != "server hint"  # only where it knows

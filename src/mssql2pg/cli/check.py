@@ -1,6 +1,7 @@
 """``mssql2pg check``: print each finding of :mod:`mssql2pg.pipeline.check` as it is made.
 
-Exit code 1 when a check failed (each failure is followed by what to do), 2 when a database cannot be
+Exit code 1 when a check failed (each failure is followed by what to do; a finding that passed may be
+followed by advice too, such as the ``EXEC`` that disables a capture instance no longer needed), 2 when a database cannot be
 reached (told in one line by :mod:`mssql2pg.cli`, like in every command).
 """
 
@@ -34,5 +35,5 @@ def command(config_path: Path | None) -> None:
 
 def _print(finding: Finding) -> None:
     click.echo(("  ok    " if finding.ok else "  FAIL  ") + finding.what)
-    if finding.hint and not finding.ok:
+    if finding.hint:  # a failure's remedy, or advice on a finding that passed (the EXEC that retires an instance)
         click.echo(f"        -> {finding.hint}")

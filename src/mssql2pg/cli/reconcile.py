@@ -153,7 +153,8 @@ def _print_table(reports: list[TableReport], max_keys: int) -> None:
                 click.echo(f"    {label}: {shown}{more}")
         if r.repaired:
             click.echo(
-                f"    repaired {r.repaired} keys: " + ", ".join(json.dumps(k) for k in r.repaired_keys[:max_keys])
+                f"    repaired {r.repaired} key{'' if r.repaired == 1 else 's'}: "
+                + ", ".join(json.dumps(k) for k in r.repaired_keys[:max_keys])
             )
         if r.status != "consistent":
             click.echo(f"    do: {r.suggested_action}")

@@ -109,7 +109,7 @@ def run_checks(
     target = connect_target()
     report.add(True, f"target {config.target.redacted_url()} is reachable")
     try:
-        lacking = target_missing(target, target_tables(usable, instances))
+        lacking = target_missing(target, target_tables(usable, instances), protect=config.target.protect)
         for grant in lacking:
             report.add(False, grant.what, f"run on the target: {grant.grant}")
         if not lacking:

@@ -8,7 +8,8 @@ The minimum, documented in docs/security.md and used by the compose stack:
   Server shows only for tables the login has a permission on). Nothing server-wide, nothing that writes.
 * target role: TEMPORARY on the database (staging tables), CREATE on the database while the control schema or a
   target schema does not exist yet (or CREATE on those schemas while a table is missing), and SELECT, INSERT,
-  UPDATE, DELETE on the target tables and the control tables.
+  UPDATE, DELETE on the target tables and the control tables; with ``target.protect``, TRIGGER on each target
+  table it does not own (the guard is a trigger the pipeline creates at start).
 
 Each probe reads nothing (``WHERE 0 = 1``, or the servers' own ``has_*_privilege`` functions). The GRANT texts
 built here are advice printed for the operator, never executed; names in them are quoted the way the server
@@ -99,8 +100,9 @@ def source_missing(engine: sa.Engine, instances: Mapping[TableId, Sequence[Captu
     return missing
 
 
-def target_missing(conn: PgConnection, tables: Iterable[TargetTable]) -> list[MissingGrant]:
-    """The grants the target role lacks to create and write the control schema and ``tables``."""
+def target_missing(conn: PgConnection, tables: Iterable[TargetTable], *, protect: bool = False) -> list[MissingGrant]:
+    """The grants the target role lacks to create and write the control schema and ``tables`` (and, with
+    ``protect``, to install the ``target.protect`` guard trigger on them)."""
     [[user, database, can_create, can_temp]] = fetch(conn, sink_sql.DATABASE_PRIVILEGES)
     role, db = quote_ident(str(user)), quote_ident(str(database))
     missing: list[MissingGrant] = []
@@ -130,7 +132,10 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable]) -> list[Mi
             )
         lacking: dict[str, list[str]] = {}
         for name in names:
-            for relname, privilege in fetch(conn, sink_sql.TABLE_PRIVILEGES_MISSING, schema=schema, name=name):
+            trigger = protect and schema != CONTROL_SCHEMA
+            for relname, privilege in fetch(
+                conn, sink_sql.TABLE_PRIVILEGES_MISSING, schema=schema, name=name, trigger=trigger
+            ):
                 lacking.setdefault(str(relname), []).append(str(privilege))
         existing = {str(r[0]) for r in fetch(conn, sink_sql.TABLES_OF_SCHEMA, schema=schema)}
         if not create and (schema == CONTROL_SCHEMA or any(n not in existing for n in names if n is not None)):
@@ -150,9 +155,10 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable]) -> list[Mi
             )
             continue
         for relname, privileges in lacking.items():
+            why = " (target.protect installs its guard trigger on it)" if "TRIGGER" in privileges else ""
             missing.append(
                 MissingGrant(
-                    f"target: the role {user} lacks {', '.join(privileges)} on {schema}.{relname}",
+                    f"target: the role {user} lacks {', '.join(privileges)} on {schema}.{relname}{why}",
                     # sql-lint: privileges are names from TABLE_PRIVILEGES_MISSING's fixed array
                     f"GRANT {', '.join(privileges)} ON {quoted}.{quote_ident(relname)} TO {role};",
                 )

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 import structlog
 
 from mssql2pg import control
+from mssql2pg.classify import classify
 from mssql2pg.config import Config, spatial_wkb_tables
-from mssql2pg.errors import ConfigError, Mssql2pgError
+from mssql2pg.errors import ConfigError
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
@@ -67,6 +68,7 @@ class TableReport:
     seconds: float = 0.0
     repaired: int = 0
     repaired_keys: list[Key] = field(default_factory=list)
+    hint: str | None = None  # what to do about ``error`` (becomes ``suggested_action``)
 
     @property
     def differing(self) -> int:
@@ -120,6 +122,14 @@ def _keys(found: dict[str, tuple[Any, ...]], names: Sequence[str]) -> list[Key]:
     return [{n: json_value(v) for n, v in zip(names, key, strict=True)} for _kt, key in rows]
 
 
+def _failed(target: TargetTable, exc: Exception) -> TableReport:
+    """The report of a table whose reconciliation failed: the classified message (never a driver's field dict)
+    and its hint, which becomes the suggested action."""
+    error = classify(exc)
+    message = str(error.args[0]) if error.args else type(error).__name__
+    return TableReport(target.source, target.qualified_name, "error", error=message, hint=error.hint)
+
+
 def suggest(report: TableReport) -> str:
     """What to do about ``report`` (docs/reconciliation.md explains each)."""
     if report.status == "consistent":
@@ -127,7 +137,7 @@ def suggest(report: TableReport) -> str:
             return "none; keys written at the source all along could not be compared: run reconcile again later"
         return "none"
     if report.status == "error":
-        return "fix the error named, then run reconcile again"
+        return f"{report.hint or 'fix the error named'}; then run reconcile again"
     if not report.confirmed:
         return (
             "the pipeline is behind the source: let it catch up (start it if it is stopped), then run reconcile again"
@@ -176,7 +186,7 @@ def reconcile(
         plan, unmappable = _plan(engine, config, tables)
         connect = target_connector(config)
         reports: list[TableReport] = [
-            TableReport(table, "", "error", error=str(exc), suggested_action=exc.hint or "none")
+            TableReport(table, "", "error", error=str(exc.args[0]), suggested_action=exc.hint or "none")
             for table, exc in unmappable
         ]  # paused by the pipeline too (names that map to no target table): nothing to compare
         run_id = str(uuid.uuid4())
@@ -191,12 +201,8 @@ def reconcile(
 
             try:
                 report = _reconcile_table(engine, conn, config, target, settings, phase=phase)
-            except Mssql2pgError as exc:
-                report = TableReport(target.source, target.qualified_name, "error", error=str(exc))
             except Exception as exc:  # one table's database error must not hide the other tables' results
-                report = TableReport(
-                    target.source, target.qualified_name, "error", error=f"{type(exc).__name__}: {exc}"
-                )
+                report = _failed(target, exc)
             finally:
                 conn.close()
             report.seconds = time.monotonic() - started

@@ -79,7 +79,7 @@ import structlog
 
 from mssql2pg import control
 from mssql2pg.classify import classify, copy_error_position, server_fields
-from mssql2pg.errors import ReplanError, SourceValueError, TerminalError
+from mssql2pg.errors import ReplanError, SourceValueError, TargetPrivilegeError, TerminalError
 from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
 from mssql2pg.pgconn import PgConnection, PgConnector, fetch
 from mssql2pg.positions import Lsn
@@ -1001,15 +1001,35 @@ def _guard(conn: PgConnection, tables: Sequence[TargetTable], protect: bool | No
     changed = []
     for table in tables:
         has = (table.schema, table.name) in present
-        if protect and not has:
-            conn.run(sql.protect_table(table))
-        elif not protect and has:
-            conn.run(sql.unprotect_table(table.schema, table.name))
-        else:
+        if protect == has:
             continue
+        _guard_allowed(conn, table, install=protect)
+        if protect:
+            conn.run(sql.protect_table(table))
+        else:
+            conn.run(sql.unprotect_table(table.schema, table.name))
         changed.append(f"{table.schema}.{table.name}")
     if changed:
         log.info("target.protect: guard " + ("installed" if protect else "removed"), tables=changed)
+
+
+def _guard_allowed(conn: PgConnection, table: TargetTable, *, install: bool) -> None:
+    """Refuse, naming the privilege and ``target.protect``, to install the guard without TRIGGER on ``table`` or
+    to remove it without owning ``table``: PostgreSQL's own refusal says only "permission denied for table"."""
+    [[role, may_trigger, owns]] = fetch(conn, sql.GUARD_PRIVILEGES, schema=table.schema, name=table.name)
+    name = f"{table.schema}.{table.name}"
+    if install and not may_trigger:
+        raise TargetPrivilegeError(
+            f"target.protect: the role {role} lacks the TRIGGER privilege on {name}, needed to install the guard",
+            hint=f"run on the target: {sql.grant_trigger(table, str(role))} or set target.protect: false",
+        )
+    if not install and not owns:
+        raise TargetPrivilegeError(
+            f"target.protect is false but {name} carries the guard trigger {sql.PROTECT_TRIGGER}, and only the "
+            f"table's owner may drop it (the role {role} does not own it)",
+            hint=f"have the owner run on the target: {sql.unprotect_table(table.schema, table.name)}; or set "
+            "target.protect: true",
+        )
 
 
 def _register(conn: PgConnection, pipeline: str, tables: Sequence[TargetTable], group: str) -> None:

@@ -18,8 +18,10 @@ from mssql2pg.sink.schema import TargetTable
 
 
 def ensure_target_table(conn: PgConnection, table: TargetTable) -> None:
-    """Create the schema and table if missing, else verify the existing table (inside the caller's transaction)."""
-    conn.run(sql.create_schema(table.schema))
+    """Create the schema and table if missing, else verify the existing table (inside the caller's transaction).
+    The schema is looked for first: creating it needs CREATE on the database even when it exists."""
+    if not fetch(conn, sql.SCHEMA_EXISTS, schema=table.schema):
+        conn.run(sql.create_schema(table.schema))
     existing = _existing_columns(conn, table)
     if not existing:
         conn.run(sql.create_target_table(table))

@@ -16,6 +16,12 @@ __all__ = ["qualified", "quote_ident"]
 # --- target tables --------------------------------------------------------------------------------------------
 
 
+SCHEMA_EXISTS = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :schema"
+"""Whether a target schema exists, asked before :func:`create_schema`: PostgreSQL checks CREATE on the database
+for ``CREATE SCHEMA IF NOT EXISTS`` before it looks, so a role without that privilege (docs/security.md: it is
+needed only while a schema is missing) must not send it for a schema that is there."""
+
+
 def create_schema(schema: str) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
 
@@ -475,13 +481,14 @@ TABLE_PRIVILEGES_MISSING = """
 SELECT c.relname, p.privilege
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS p(privilege, position)
+CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRIGGER']) WITH ORDINALITY AS p(privilege, position)
 WHERE n.nspname = :schema AND (CAST(:name AS text) IS NULL OR c.relname = :name) AND c.relkind IN ('r', 'p')
+  AND (p.privilege <> 'TRIGGER' OR CAST(:trigger AS boolean))
   AND NOT has_table_privilege(c.oid, p.privilege)
 ORDER BY c.relname, p.position
 """
 """The privileges the applier needs that the role lacks, per table of ``:schema`` (one table when ``:name`` is
-not NULL)."""
+not NULL); TRIGGER too when ``:trigger`` (``target.protect`` installs its guard trigger on each table)."""
 
 TABLES_OF_SCHEMA = """
 SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -511,18 +518,22 @@ PROTECT_FUNCTION = qualified("mssql2pg", "refuse_foreign_write")
 CREATE_PROTECT_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {PROTECT_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $mssql2pg_protect$
 BEGIN
-  IF coalesce(current_setting('{WRITER_SETTING}', true), '') = '' THEN
-    RAISE EXCEPTION '%.% is replicated by mssql2pg and protected (target.protect): % refused for this session',
-      TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+  IF current_setting('{WRITER_SETTING}', true) IS DISTINCT FROM 'on' THEN
+    RAISE EXCEPTION '% is replicated by mssql2pg and protected (target.protect): % refused for this session',
+      format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME), TG_OP
       USING ERRCODE = 'insufficient_privilege',
-            HINT = 'change the data at the source (SQL Server); mssql2pg replicates it here. To write anyway, '
-                   'set target.protect: false and restart the pipeline (see docs/operations.md)';
+            HINT = 'change the data at the source (SQL Server); mssql2pg replicates it here. A mssql2pg command '
+                   '(resync, reconcile --repair, dlq retry) writes here only when its configuration has '
+                   'target.protect: true; to write anyway, set target.protect: false and restart the pipeline '
+                   '(see docs/operations.md)';
   END IF;
   RETURN NULL;
 END
 $mssql2pg_protect$
 """
-"""The guard's trigger function, in the control schema: refuses the statement unless the session is mssql2pg's.
+"""The guard's trigger function, in the control schema: refuses the statement unless the session is mssql2pg's
+(the setting is exactly ``on``: ``SET mssql2pg.writer = 'off'`` must not open it). The table is named as an
+identifier (``format('%I.%I')``), so a name with quotes or a dot reads unambiguously.
 A statement-level trigger: once per statement, never per row, so the pipeline's own writes cost nothing
 measurable."""
 
@@ -532,6 +543,20 @@ JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid JOIN pg_catalog.pg_namespace n O
 WHERE g.tgname = '{PROTECT_TRIGGER}' AND NOT g.tgisinternal
 """
 """Every table that carries the guard (schema, name)."""
+
+
+GUARD_PRIVILEGES = """
+SELECT current_user, has_table_privilege(c.oid, 'TRIGGER'), pg_has_role(c.relowner, 'USAGE')
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relname = :name
+"""
+"""The role, whether it may create a trigger on one table (TRIGGER) and whether it may drop one (ownership):
+asked before the guard is installed or removed, so a missing privilege is told by name."""
+
+
+def grant_trigger(table: TargetTable, role: str) -> str:
+    """Advice printed when the role lacks TRIGGER on ``table`` (never executed by mssql2pg)."""
+    return f"GRANT TRIGGER ON {table.qualified_name} TO {quote_ident(role)};"
 
 
 def protect_table(table: TargetTable) -> str:

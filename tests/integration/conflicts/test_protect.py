@@ -11,6 +11,7 @@ import pg8000.exceptions
 import pytest
 
 from mssql2pg.config import Config
+from mssql2pg.identifiers import quote_ident
 from mssql2pg.model import Operation, SourceColumn
 from mssql2pg.pgconn import PgConnector
 from mssql2pg.pipeline.connections import target_connector
@@ -123,3 +124,23 @@ def test_only_a_pipeline_with_the_guard_marks_its_sessions(target_url: str) -> N
     finally:
         unguarded.close()
         guarded.close()
+
+
+def test_only_the_setting_on_opens_the_guard(target_url: str, target_connect: Connect) -> None:
+    start(mssql2pg_sessions(target_url, protect=True), True).close()
+    foreign = target_connect()
+    for value in ("off", "false", "x"):
+        foreign.run(f"SET mssql2pg.writer = '{value}'")
+        with pytest.raises(pg8000.exceptions.DatabaseError, match="protected"):
+            foreign.run("DELETE FROM dbo.orders")
+
+
+def test_the_refusal_names_the_table_as_an_identifier(target_url: str, target_connect: Connect) -> None:
+    hostile = capture_instance('dbo.We\'ird "T";--', [SourceColumn("Id", 1, "int", nullable=False)], key=["Id"])
+    table = build_target_table(hostile)
+    applier = Applier(mssql2pg_sessions(target_url, protect=True), [table], "p", ApplySettings(), protect=True)
+    applier.start()
+    applier.close()
+    with pytest.raises(pg8000.exceptions.DatabaseError) as refused:
+        target_connect().run(f"DELETE FROM {table.qualified_name}")
+    assert refused.value.args[0]["M"].startswith(f"dbo.{quote_ident(table.name)} is replicated by mssql2pg")

@@ -77,3 +77,43 @@ def test_every_mssql2pg_writer_passes_the_guard_and_others_are_refused(
     dst.run("DELETE FROM dbo.t WHERE id = 1")  # allowed again
     src.close()
     dst.close()
+
+
+def test_a_command_run_with_protect_false_while_the_guard_is_installed_says_what_the_guard_says(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """Sessions of a configuration with ``protect: false`` carry no mark, so the guard refuses them: each command
+    tells the guard's message and its hint (use the configuration with ``target.protect: true``) in one line,
+    not the hint for a missing grant and not the driver's field dict."""
+    src = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.t (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "t")
+    src.run("INSERT INTO dbo.t VALUES (1, 'one'), (2, 'two')")
+    on = write_config(
+        tmp_path / "on.yaml", emulated_source_url, target_url, ["dbo.t"], target={"url": target_url, "protect": True}
+    )
+    off = write_config(tmp_path / "off.yaml", emulated_source_url, target_url, ["dbo.t"])
+    run_once(on)
+    run_once(on)
+    dst = connect(target_url)
+    dst.run("SET mssql2pg.writer = 'on'")
+    dst.run("DELETE FROM dbo.t WHERE id = 2")
+    dst.run("RESET mssql2pg.writer")
+
+    resync = run_cli("resync", "--config", str(off), "dbo.t")
+    assert resync.returncode != 0
+    line = resync.stderr.strip().splitlines()[-1]
+    assert "dbo.t is replicated by mssql2pg and protected (target.protect)" in line, line
+    assert "when its configuration has target.protect: true" in line, line
+    assert "privileges listed in docs/configuration.md" not in line, line
+
+    repair = run_cli("reconcile", "--config", str(off), "--repair")
+    assert repair.returncode != 0
+    output = repair.stdout + repair.stderr
+    assert "{'S'" not in output, output
+    [error] = [text for text in output.splitlines() if "error:" in text]
+    assert "dbo.t is replicated by mssql2pg and protected (target.protect)" in error, output
+    assert "when its configuration has target.protect: true" in output, output
+    src.close()
+    dst.close()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.native
 import pytest
+import yaml
 
 from mssql2pg.emulator import connect
 from tests.e2e.pipeline_process import run_cli, write_config
@@ -128,4 +129,85 @@ def test_check_names_each_missing_grant_and_exactly_those_grants_are_enough(
     assert code == 1, out
     assert _grants(out, "target") == [f'GRANT UPDATE, DELETE ON "dbo"."a" TO "{writer}";']
     src.close()
+    dst.close()
+
+
+def _restricted_target(
+    emulated_source_url: str, target_url: str, tmp_path: Path, *, protect: bool = False
+) -> tuple[pg8000.native.Connection, str, str, Path]:
+    """A source table ``dbo.t`` replicated once by a target role that then keeps only the documented minimum
+    for existing schemas: CONNECT and TEMPORARY on the database, USAGE and CREATE on ``dbo``, and the table
+    privileges on ``dbo.t``, which it no longer owns. (admin connection, role, target database, config)"""
+    src = connect(emulated_source_url)
+    src.run("CREATE SCHEMA dbo")
+    src.run("CREATE TABLE dbo.t (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "t")
+    src.run("INSERT INTO dbo.t VALUES (1, 'one')")
+    src.close()
+    dst = connect(target_url)
+    target_db = urlsplit(target_url).path[1:]
+    dst.run(f'REVOKE ALL ON DATABASE "{target_db}" FROM PUBLIC')
+    writer, writer_pw = _role(dst, target_db)
+    dst.run(f'GRANT TEMPORARY, CREATE ON DATABASE "{target_db}" TO {writer}')
+    dst.run("CREATE SCHEMA dbo")
+    dst.run(f"GRANT USAGE, CREATE ON SCHEMA dbo TO {writer}")
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, _as(target_url, writer, writer_pw), ["dbo.t"])
+    if protect:
+        settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+        settings["target"]["protect"] = True
+        config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    first = write_config(tmp_path / "first.yaml", emulated_source_url, _as(target_url, writer, writer_pw), ["dbo.t"])
+    result = run_cli("run", "--config", str(first), "--until-caught-up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    dst.run(f'REVOKE CREATE ON DATABASE "{target_db}" FROM {writer}')  # every schema exists now
+    dst.run("ALTER TABLE dbo.t OWNER TO CURRENT_USER")
+    dst.run(f"GRANT SELECT, INSERT, UPDATE, DELETE ON dbo.t TO {writer}")
+    return dst, writer, target_db, config
+
+
+def test_existing_schemas_need_no_create_on_the_database(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """docs/security.md: CREATE ON DATABASE only while the control schema or a target schema does not exist. A
+    start must look before it creates a schema: PostgreSQL checks the database privilege of ``CREATE SCHEMA IF
+    NOT EXISTS`` before it looks."""
+    dst, _, _, config = _restricted_target(emulated_source_url, target_url, tmp_path)
+    code, out = _check(config)
+    assert code == 0, out
+    for args in (("run", "--until-caught-up"), ("resync", "dbo.t"), ("run", "--until-caught-up")):
+        result = run_cli(args[0], "--config", str(config), *args[1:])
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert dst.run("SELECT id, v FROM dbo.t") == [[1, "one"]]
+    dst.close()
+
+
+def test_protect_needs_the_trigger_privilege_and_check_and_run_say_so(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    dst, writer, _, config = _restricted_target(emulated_source_url, target_url, tmp_path, protect=True)
+    code, out = _check(config)
+    assert code == 1, out
+    assert "lacks TRIGGER on dbo.t (target.protect installs its guard trigger on it)" in out, out
+    assert _grants(out, "target") == [f'GRANT TRIGGER ON "dbo"."t" TO "{writer}";']
+    result = run_cli("run", "--config", str(config), "--until-caught-up")
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "target.protect: the role" in line, line
+    assert "lacks the TRIGGER privilege on dbo.t" in line, line
+    assert f'GRANT TRIGGER ON "dbo"."t" TO "{writer}"' in line, line
+
+    dst.run(f'GRANT TRIGGER ON "dbo"."t" TO "{writer}"')
+    code, out = _check(config)
+    assert code == 0, out
+    result = run_cli("run", "--config", str(config), "--until-caught-up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert dst.run("SELECT count(*) FROM pg_trigger WHERE tgname = 'mssql2pg_protect'") == [[1]]
+
+    # protect: false again: only the table's owner may drop the guard, and the line says so
+    result = run_cli("run", "--config", str(tmp_path / "first.yaml"), "--until-caught-up")
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "target.protect is false but dbo.t carries the guard trigger" in line, line
+    assert "only the table's owner may drop it" in line, line
+    assert 'DROP TRIGGER IF EXISTS "mssql2pg_protect" ON "dbo"."t"' in line, line
     dst.close()

@@ -94,3 +94,14 @@ def test_the_run_tells_each_table_and_phase() -> None:
     say.table(2, TableId("dbo", "b"), "re-checking 4 keys")
 
     assert seen == ["dbo.a (1/2): segment checksums", "dbo.b (2/2): re-checking 4 keys"]
+
+
+def test_the_repaired_count_reads_right_for_one_key_and_for_several(capsys) -> None:  # type: ignore[no-untyped-def]
+    one = TableReport(TableId("dbo", "t"), '"dbo"."t"', "inconsistent", repaired=1, repaired_keys=[{"id": 1}])
+    two = TableReport(
+        TableId("dbo", "u"), '"dbo"."u"', "inconsistent", repaired=2, repaired_keys=[{"id": 1}, {"id": 2}]
+    )
+    cli._print_table([one, two], 10)
+    out = capsys.readouterr().out
+    assert 'repaired 1 key: {"id": 1}' in out
+    assert "repaired 2 keys: " in out
