@@ -42,7 +42,7 @@ def _with_closed_stdout(*args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     "command",
     [["status"], ["schema", "list"], ["dlq", "list"], ["reconcile"], ["check"]],
-    ids=lambda c: " ".join(c),
+    ids=" ".join,
 )
 def test_a_closed_stdout_ends_a_printing_command_quietly(
     emulated_source_url: str, target_url: str, tmp_path: Path, command: list[str]

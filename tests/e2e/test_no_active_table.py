@@ -78,7 +78,9 @@ def test_a_run_started_with_every_table_paused_stays_up_degraded_and_resumes_aft
     config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a"])
     assert run_cli("run", "--config", str(config), "--until-caught-up").returncode == 0
     dst = connect(target_url)
-    dst.run("UPDATE mssql2pg.table_state SET state = 'paused', reason = 'paused by the test' WHERE source_table = 'dbo.a'")
+    dst.run(
+        "UPDATE mssql2pg.table_state SET state = 'paused', reason = 'paused by the test' WHERE source_table = 'dbo.a'"
+    )
     port = free_port()
     proc = PipelineProcess(config, tmp_path / "run.log", env={"MSSQL2PG__HTTP__PORT": str(port)})
     proc.start()

@@ -286,7 +286,7 @@ class Pipeline:
     def stats(self) -> RunStats:
         return self.runner.stats
 
-    def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:
+    def run(self, stop: threading.Event, *, until_caught_up: bool = False) -> RunStats:  # noqa: PLR0912 - one loop: each helper's start and close stay side by side
         """Replicate; a table fault (an LSN gap: ``needs-resync``; a change table that does not match its capture
         instance: ``paused``) pauses only its table, and the others go on in a pipeline rebuilt without it.
 
