@@ -248,6 +248,7 @@ class Applier:
         return checkpoint
 
     def close(self) -> None:
+        self._conflict_log.close()  # what the rate limit held back is said before the process goes
         self.abandon()
 
     def abandon(self) -> None:
@@ -418,6 +419,7 @@ class Applier:
 
     def tick(self) -> None:
         """Commit a complete group whose time bound has passed, or a due heartbeat checkpoint."""
+        self._conflict_log.flush()  # a window that ended while the source is idle is summed up now, not later
         group = self._group
         if self._conn is None or group.open_tx is not None:
             return

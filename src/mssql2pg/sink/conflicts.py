@@ -15,6 +15,7 @@ the next change of the key unseen (``target.protect`` refuses such writes instea
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,8 @@ def conflict_message(kind: str) -> str:
     """The dead letter's message: what was found, and that the target row was kept."""
     return (
         f"target conflict {kind}: {MEANING[kind]}; the target row was kept as it is (on_target_conflict: "
-        "dead-letter). Review it: `mssql2pg dlq retry ID` applies the change over the target row (source wins), "
+        "dead-letter). Review it: `mssql2pg dlq retry ID` rewrites the key from the source's current row "
+        "(source wins), "
         "`mssql2pg dlq ignore ID` keeps the target as it is"
     )
 
@@ -96,12 +98,18 @@ class ConflictLog:
             self._windows[conflict.table] = (start, logged, suppressed + 1)
 
     def flush(self) -> None:
-        """Say what was suppressed in windows that have ended (called after every commit: cheap when quiet)."""
+        """Say what was suppressed in windows that have ended (called after every commit and on the applier's idle
+        tick: cheap when quiet)."""
         if not self._windows:
             return
         now = self.clock()
         for table in list(self._windows):
             self._roll(table, now)
+
+    def close(self) -> None:
+        """Say what was suppressed in every window, ended or not (the applier closes: nobody would say it later)."""
+        for table in list(self._windows):
+            self._roll(table, math.inf)
 
     def _roll(self, table: TableId, now: float) -> tuple[float, int, int]:
         current = self._windows.get(table)

@@ -199,3 +199,20 @@ def test_every_kind_has_one_meaning_and_the_sql_codes_follow_the_kinds_order() -
     codes = (sql.UPDATE_MISSING, sql.DELETE_MISSING, sql.INSERT_EXISTS, sql.FOREIGN_LSN)
     assert [kind_of(code) for code in codes] == list(TARGET_CONFLICT_KINDS)
     assert [kind_of(code) for code in codes] == ["update_missing", "delete_missing", "insert_exists", "foreign_lsn"]
+
+
+def test_closing_says_what_an_unfinished_window_suppressed() -> None:
+    """A process that stops within the window must not take the summary with it."""
+    clock = Clock()
+    limiter = ConflictLog(limit=1, window=60.0, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        limiter.report(conflict(key=1))
+        limiter.report(conflict(key=2))
+        limiter.report(conflict(key=3))
+        clock.now = 5.0
+        limiter.close()
+        limiter.close()  # said once
+    assert lines(logs) == [
+        ("target conflict: the target table was written by someone else", "dbo.A", {"id": 1}),
+        ("target conflicts not logged one by one", "dbo.A", 2),
+    ]
