@@ -1,8 +1,8 @@
 """``mssql2pg check``: print each finding of :mod:`mssql2pg.pipeline.check` as it is made.
 
 Exit code 1 when a check failed (each failure is followed by what to do; a finding that passed may be
-followed by advice too, such as the ``EXEC`` that disables a capture instance no longer needed), 2 when a database cannot be
-reached (told in one line by :mod:`mssql2pg.cli`, like in every command).
+followed by advice too, such as the ``EXEC`` that disables a capture instance no longer needed), 2 when a
+database cannot be reached (told in one line by :mod:`mssql2pg.cli`, like in every command).
 """
 
 from __future__ import annotations
