@@ -43,10 +43,25 @@ def retry_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, 
         engine.dispose()
     usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
     tables = {ci.name: t for t in target_tables(usable, instances) for ci in t.instances}
-    return _with_target(
-        config,
-        lambda conn: [(i, deadletters.retry(conn, i, tables, stale_after=config.stale_after)) for i in letter_ids],
-    )
+
+    def work(conn: Any) -> list[tuple[int, RetryOutcome]]:
+        _upgrade(conn)
+        return [(i, deadletters.retry(conn, i, tables, stale_after=config.stale_after)) for i in letter_ids]
+
+    return _with_target(config, work)
+
+
+def _upgrade(conn: Any) -> None:
+    """``dlq retry`` writes the dead letters (``last_error``, version 8): bring an existing control schema up to
+    this version first, as a start of the pipeline would (nothing to do before a first start: no letters)."""
+    if control.control_table_exists(conn, "schema_version"):
+        conn.run("BEGIN")
+        try:
+            control.ensure_control_schema(conn)
+        except BaseException:
+            conn.run("ROLLBACK")
+            raise
+        conn.run("COMMIT")
 
 
 def ignore_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, bool]]:
