@@ -54,6 +54,7 @@ def retry_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, 
         selections, instances = discover(engine, config)
         usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
         tables = {ci.name: t for t in target_tables(usable, instances) for ci in t.instances}
+        _with_target(config, _upgrade)
         outcomes: list[tuple[int, RetryOutcome]] = []
         for letter_id in letter_ids:
             letter = get_letter(config, letter_id)
@@ -125,6 +126,19 @@ def _resolve(conn: Any, letter_id: int) -> None:
     conn.run("BEGIN")
     control.resolve_dead_letter(conn, letter_id)
     conn.run("COMMIT")
+
+
+def _upgrade(conn: Any) -> None:
+    """``dlq retry`` writes the dead letters (``last_error``, version 8): bring an existing control schema up to
+    this version first, as a start of the pipeline would (nothing to do before a first start: no letters)."""
+    if control.control_table_exists(conn, "schema_version"):
+        conn.run("BEGIN")
+        try:
+            control.ensure_control_schema(conn)
+        except BaseException:
+            conn.run("ROLLBACK")
+            raise
+        conn.run("COMMIT")
 
 
 def ignore_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, bool]]:

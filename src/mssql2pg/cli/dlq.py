@@ -53,7 +53,10 @@ def list_command(config_path: Path | None, status: str, limit: int) -> None:
 
 
 def _summary(letter: StoredDeadLetter) -> tuple[str, ...]:
-    error = f"{letter.error_class}: {letter.message}".replace("\n", " ")
+    error = f"{letter.error_class}: {letter.message}"
+    if letter.last_error:  # the letter's own class first (a conflict stays visible), then the retry's refusal
+        error = f"{letter.error_class} (last retry: {letter.last_error})"
+    error = error.replace("\n", " ")
     return (
         str(letter.id),
         letter.source_table,
@@ -91,6 +94,7 @@ def show_command(config_path: Path | None, letter_id: int) -> None:
         ("attempts", letter.retry_count + 1),
         ("error class", letter.error_class),
         ("message", letter.message),
+        ("last retry error", letter.last_error or "-"),
     ]
     for name, value in fields:
         click.echo(f"{name + ':':<20}{value}")

@@ -2,7 +2,8 @@
 (``mssql2pg.schema_changes``, see docs/schema-evolution.md).
 
 * ``schema list [--status S] [--json]``: one line per recorded change (or a JSON array);
-* ``schema approve ID``: after migrating the target as the change recommends, re-check and resume the table.
+* ``schema approve ID [--keep-column]``: after migrating the target as the change recommends (or, for a dropped
+  column, dropping it or deciding to keep it), re-check and resume the table.
 
 The work is :mod:`mssql2pg.schema_ops`. Exit code 1 when an approval is refused, 2 for a configuration or
 connection problem.
@@ -12,10 +13,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mssql2pg.cli.options import config_option, load
+
+if TYPE_CHECKING:
+    from mssql2pg.control import StoredSchemaChange
 
 STATUSES = ("auto-applied", "pending-review", "failed", "approved", "all")
 
@@ -48,7 +53,7 @@ def list_command(config_path: Path | None, status: str, as_json: bool) -> None:
             c.source_table,
             c.change,
             c.column_name or "-",
-            f"{c.old_type or ''} -> {c.new_type or ''}" if c.old_type or c.new_type else "-",
+            _types(c),
             c.status,
             c.ddl or "-",
         )
@@ -62,11 +67,25 @@ def list_command(config_path: Path | None, status: str, as_json: bool) -> None:
 @command.command("approve")
 @config_option
 @click.argument("change_id", metavar="ID", type=int)
-def approve_command(config_path: Path | None, change_id: int) -> None:
+@click.option(
+    "--keep-column",
+    is_flag=True,
+    help="a drop-column change: keep the target column on purpose (it receives NULL from now on)",
+)
+def approve_command(config_path: Path | None, change_id: int, keep_column: bool) -> None:
     """Re-check the target after a reviewed change and resume the table it paused."""
     from mssql2pg.schema_ops import approve_change  # noqa: PLC0415 - start-up speed only
 
-    approval = approve_change(load(config_path), change_id)
+    approval = approve_change(load(config_path), change_id, keep_column=keep_column)
     click.echo(approval.message)
     if not approval.approved:
         raise click.exceptions.Exit(1)
+
+
+def _types(change: StoredSchemaChange) -> str:
+    """The TYPE cell: ``old -> new``; a dropped column has no new type, so it reads ``old -> (dropped)``."""
+    if change.change == "drop-column":
+        return f"{change.old_type or '?'} -> (dropped)"
+    if change.old_type or change.new_type:
+        return f"{change.old_type or ''} -> {change.new_type or ''}"
+    return "-"

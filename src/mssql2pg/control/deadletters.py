@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from mssql2pg.control import statements as sql
-from mssql2pg.control.migrations import control_table_exists
+from mssql2pg.control.migrations import control_columns, control_table_exists
 from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.positions import Lsn
 
@@ -60,6 +60,9 @@ class StoredDeadLetter:
     last_attempt_at: datetime
     retry_count: int
     status: str
+    last_error: str | None = None
+    """The latest retry's refusal (``DatabaseError [23514]: ...``); ``error_class`` and ``message`` keep why the
+    change was dead-lettered."""
 
     @classmethod
     def from_row(cls, row: list[Any]) -> StoredDeadLetter:
@@ -100,7 +103,10 @@ def list_dead_letters(
     if not control_table_exists(conn, "dead_letters"):
         return []
     statement = sql.select_dead_letters(
-        by_status=status is not None, by_pipeline=pipeline is not None, limit=bool(limit)
+        by_status=status is not None,
+        by_pipeline=pipeline is not None,
+        limit=bool(limit),
+        last_error=_has_last_error(conn),
     )
     params: dict[str, Any] = {}
     if status is not None:
@@ -116,7 +122,7 @@ def get_dead_letter(conn: PgConnection, letter_id: int) -> StoredDeadLetter | No
     """One dead letter, locked for the rest of the caller's transaction (a retry updates it)."""
     if not control_table_exists(conn, "dead_letters"):
         return None
-    rows = conn.run(sql.SELECT_DEAD_LETTER, id=letter_id)
+    rows = conn.run(sql.select_dead_letter(last_error=_has_last_error(conn)), id=letter_id)
     return StoredDeadLetter.from_row(rows[0]) if rows else None
 
 
@@ -132,9 +138,14 @@ def resolve_dead_letter(conn: PgConnection, letter_id: int) -> None:
     conn.run(sql.RESOLVE_DEAD_LETTER, id=letter_id)
 
 
-def fail_dead_letter_retry(conn: PgConnection, letter_id: int, *, error_class: str, message: str, stack: str) -> None:
-    """A retry failed again: the dead letter stays pending with the new error and the attempt counted."""
-    conn.run(sql.FAIL_DEAD_LETTER_RETRY, id=letter_id, error_class=error_class, message=message, stack=stack)
+def fail_dead_letter_retry(conn: PgConnection, letter_id: int, *, last_error: str) -> None:
+    """A retry failed again: the dead letter stays pending, its own error as it was, the retry's in
+    ``last_error``, the attempt counted. (The caller upgraded the control schema: ``dlq retry`` writes.)"""
+    conn.run(sql.FAIL_DEAD_LETTER_RETRY, id=letter_id, last_error=last_error)
+
+
+def _has_last_error(conn: PgConnection) -> bool:
+    return "last_error" in control_columns(conn, "dead_letters")
 
 
 def count_dead_letters_by_status(conn: PgConnection, pipeline: str) -> dict[str, int]:

@@ -38,6 +38,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "schema_changes (schema evolution)", sql.MIGRATION_6),
     # --- issue 17 point 1 (target written by others) ---
     Migration(7, "target_conflicts: writes to the target by someone else, per table and kind", sql.MIGRATION_7),
+    Migration(8, "dead_letters.last_error: a failed retry's error, kept apart from the letter's own", sql.MIGRATION_8),
 )
 
 CONTROL_VERSION = MIGRATIONS[-1].version

@@ -324,19 +324,28 @@ DEAD_LETTER_COLUMNS = (
 )
 
 
-def select_dead_letters(*, by_status: bool, by_pipeline: bool, limit: bool) -> str:
+def _dead_letter_columns(last_error: bool) -> str:
+    """The columns read, with ``last_error`` (version 8) or NULL in its place on a target not upgraded yet
+    (readers never migrate)."""
+    return f"{DEAD_LETTER_COLUMNS}, {'last_error' if last_error else 'NULL'}"
+
+
+def select_dead_letters(*, by_status: bool, by_pipeline: bool, limit: bool, last_error: bool = True) -> str:
     where = []
     if by_status:
         where.append("status = :status")
     if by_pipeline:
         where.append("pipeline = :pipeline")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    return f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')}{clause} ORDER BY id" + (
+    return f"SELECT {_dead_letter_columns(last_error)} FROM {_c('dead_letters')}{clause} ORDER BY id" + (
         " LIMIT :limit" if limit else ""
     )
 
 
-SELECT_DEAD_LETTER = f"SELECT {DEAD_LETTER_COLUMNS} FROM {_c('dead_letters')} WHERE id = :id FOR UPDATE"
+def select_dead_letter(*, last_error: bool = True) -> str:
+    """One dead letter by id, locked (a retry updates it)."""
+    return f"SELECT {_dead_letter_columns(last_error)} FROM {_c('dead_letters')} WHERE id = :id FOR UPDATE"
+
 
 RESOLVE_DEAD_LETTER = f"""
 UPDATE {_c("dead_letters")} SET status = 'resolved', last_attempt_at = now(), retry_count = retry_count + 1
@@ -345,10 +354,11 @@ WHERE id = :id
 
 FAIL_DEAD_LETTER_RETRY = f"""
 UPDATE {_c("dead_letters")}
-SET last_attempt_at = now(), retry_count = retry_count + 1, error_class = :error_class, message = :message,
-    stack = :stack
+SET last_attempt_at = now(), retry_count = retry_count + 1, last_error = :last_error
 WHERE id = :id
 """
+"""A retry refused again: ``error_class``, ``message`` and ``stack`` keep why the change was dead-lettered (a
+conflict stays a conflict in ``dlq list``); the retry's refusal goes to ``last_error``."""
 
 IGNORE_DEAD_LETTER = (
     f"UPDATE {_c('dead_letters')} SET status = 'ignored' WHERE id = :id AND status = 'pending' RETURNING id"
@@ -481,3 +491,10 @@ SELECT_TARGET_CONFLICTS = f"""
 SELECT source_table, kind, conflicts, last_at FROM {_c("target_conflicts")} WHERE pipeline = :pipeline
 ORDER BY source_table, kind
 """
+
+
+# --- dead letters: the last retry's error, apart from why the change was dead-lettered ------------------------
+
+MIGRATION_8 = (f"ALTER TABLE {_c('dead_letters')} ADD COLUMN IF NOT EXISTS last_error text",)
+"""Version 8: ``dead_letters.last_error``, the error of the latest ``dlq retry`` that was refused again (class and
+message), so that a retry no longer overwrites the letter's own ``error_class`` and ``message``."""

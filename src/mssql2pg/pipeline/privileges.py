@@ -115,8 +115,12 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable], *, protect
         )
     need_db_create = False
     by_schema: dict[str, list[str | None]] = {CONTROL_SCHEMA: [None]}
+    tables = list(tables)
     for t in tables:
         by_schema.setdefault(t.schema, []).append(t.name)
+    guarded = {(str(s), str(n)) for s, n in fetch(conn, sink_sql.PROTECTED_TABLES)}
+    if not protect:
+        missing += _guards_to_remove(conn, [t for t in tables if (t.schema, t.name) in guarded])
     for schema, names in by_schema.items():
         rows = fetch(conn, sink_sql.SCHEMA_PRIVILEGES, schema=schema)
         if not rows:
@@ -132,7 +136,7 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable], *, protect
             )
         lacking: dict[str, list[str]] = {}
         for name in names:
-            trigger = protect and schema != CONTROL_SCHEMA
+            trigger = protect and schema != CONTROL_SCHEMA and (schema, name) not in guarded  # installed: not needed
             for relname, privilege in fetch(
                 conn, sink_sql.TABLE_PRIVILEGES_MISSING, schema=schema, name=name, trigger=trigger
             ):
@@ -170,4 +174,21 @@ def target_missing(conn: PgConnection, tables: Iterable[TargetTable], *, protect
                 f"GRANT CREATE ON DATABASE {db} TO {role};",
             )
         )
+    return missing
+
+
+def _guards_to_remove(conn: PgConnection, tables: Iterable[TargetTable]) -> list[MissingGrant]:
+    """With ``target.protect: false`` a start removes the guard from ``tables``, which only their owner may do."""
+    missing = []
+    for table in tables:
+        [[user, _may_trigger, owns]] = fetch(conn, sink_sql.GUARD_PRIVILEGES, schema=table.schema, name=table.name)
+        if not owns:
+            missing.append(
+                MissingGrant(
+                    f"target: target.protect is false but {table.schema}.{table.name} carries the guard trigger, "
+                    f"which only the table's owner may drop (the role {user} does not own it; or set "
+                    "target.protect: true)",
+                    f"{sink_sql.unprotect_table(table.schema, table.name)}; (as the table's owner)",
+                )
+            )
     return missing

@@ -269,13 +269,7 @@ def _retry_in_transaction(
             raise  # connection trouble: nothing was recorded, the dead letter stays as it was
         conn.run("ROLLBACK TO SAVEPOINT mssql2pg_dlq_retry")
         message = scrub(error_message(exc))
-        control.fail_dead_letter_retry(
-            conn,
-            letter_id,
-            error_class=error_class(exc),
-            message=message,
-            stack=scrub("".join(traceback.format_exception(exc))),
-        )
+        control.fail_dead_letter_retry(conn, letter_id, last_error=f"{error_class(exc)}: {message}")
         return RetryOutcome(letter_id, False, f"failed again: {message}")
     control.resolve_dead_letter(conn, letter_id)
     return RetryOutcome(letter_id, True, "applied; resolved" if changed else NOTHING_TO_APPLY)

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pg8000.native
 import pytest
 
-from mssql2pg import control
-from mssql2pg.control import CONTROL_VERSION, ensure_control_schema
+from mssql2pg import control, deadletter_ops
+from mssql2pg.control import CONTROL_VERSION, ensure_control_schema, migrations
 from mssql2pg.errors import IncompatibleTargetError
 from mssql2pg.model import SourceColumn
 from mssql2pg.positions import Lsn
@@ -137,7 +137,7 @@ def test_control_schema_is_created_once_and_versioned(target_connect: Connect) -
     assert [c[0] for c in dl_columns] == [
         "id", "pipeline", "source_table", "capture_instance", "commit_lsn", "commit_lsn_text", "seqval", "operation",
         "source_tran_id", "change", "error_class", "message", "stack", "first_attempt_at", "last_attempt_at",
-        "retry_count", "status",
+        "retry_count", "status", "last_error",
     ]  # fmt: skip
     conn.close()
 
@@ -196,7 +196,9 @@ def test_version_1_target_upgrades_in_place_and_keeps_its_rows(
     assert [row[:-2] for row in conn.run("SELECT * FROM mssql2pg.table_state ORDER BY source_table")] == before[
         "table_state"
     ]  # version 2 appended resume_after, empty; version 4 group_name ('': no group)
-    assert conn.run("SELECT * FROM mssql2pg.dead_letters") == before["dead_letters"]
+    assert [row[:-1] for row in conn.run("SELECT * FROM mssql2pg.dead_letters")] == before[
+        "dead_letters"
+    ]  # version 8 appended last_error, empty
     # the code reads and writes the upgraded target
     assert control.read_checkpoint(conn, "p") == Lsn.parse("0000002a:00000001:0001")
     assert control.inactive_tables(conn, "p") == {"dbo.b": ("needs-resync", "LSN gap")}
@@ -247,7 +249,7 @@ def test_version_2_target_upgrades_in_place_to_reconciliation_runs(
     )
     assert control.installed_version(conn) == 2
 
-    assert _ensure(conn) == [3, 4, 5, 6, 7]
+    assert _ensure(conn) == [3, 4, 5, 6, 7, 8]
 
     assert control.installed_version(conn) == CONTROL_VERSION
     assert control.resume_positions(conn, "p") == {"dbo.a": Lsn.parse("0000002a:00000001:0001")}
@@ -324,7 +326,7 @@ def test_version_4_target_upgrades_to_snapshot_progress(target_connect: Connect)
         "VALUES ('p', 'dbo.a', 'dbo_a', 'dbo.a')"
     )
     assert control.snapshots(conn, "p") == {}  # readers never migrate: no table yet reads as no load
-    assert _ensure(conn) == [5, 6, 7]
+    assert _ensure(conn) == [5, 6, 7, 8]
     assert control.registered_tables(conn, "p") == frozenset({"dbo.a"})
     at = Lsn.parse("0000002a:00000001:0001")
     started = control.start_snapshot(conn, "p", "dbo.b", group="", lsn=at, estimated=3_000_000_000)
@@ -337,3 +339,40 @@ def test_version_4_target_upgrades_to_snapshot_progress(target_connect: Connect)
     done = control.read_snapshot_progress(conn, "p", "dbo.b")
     assert done is not None
     assert (done.state, done.rows_loaded, done.consistent_lsn, done.loading) == ("done", 1200, at, False)
+
+
+def test_dead_letters_of_a_version_7_target_are_read_as_they_are_and_a_retry_upgrades_it(
+    target_connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers never migrate (``dlq list`` and ``show`` read a version 7 target without ``last_error``); ``dlq
+    retry`` writes it, so it upgrades the control schema first, as a start would."""
+    conn = target_connect()
+    before = tuple(m for m in migrations.MIGRATIONS if m.version < 8)
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "MIGRATIONS", before)
+        patched.setattr(migrations, "CONTROL_VERSION", before[-1].version)
+        _ensure(conn)
+    letter = control.DeadLetterRecord(
+        "dbo.a", "dbo_a", lsn(41), lsn(41), 2, None, {"values": {"id": 1}},
+        "TargetConflictError [update_missing]", "the row is missing", "",
+    )  # fmt: skip
+    conn.run("BEGIN")
+    [letter_id] = control.record_dead_letters(conn, "p", [letter])
+    conn.run("COMMIT")
+    [listed] = control.list_dead_letters(conn, pipeline="p")
+    assert (listed.error_class, listed.last_error) == ("TargetConflictError [update_missing]", None)
+
+    deadletter_ops._upgrade(conn)
+    assert control.installed_version(conn) == CONTROL_VERSION
+    conn.run("BEGIN")
+    control.fail_dead_letter_retry(conn, letter_id, last_error="DatabaseError [42501]: refused")
+    conn.run("COMMIT")
+    stored = control.get_dead_letter(conn, letter_id)
+    assert stored is not None
+    assert (stored.error_class, stored.message, stored.retry_count, stored.last_error) == (
+        "TargetConflictError [update_missing]",
+        "the row is missing",
+        1,
+        "DatabaseError [42501]: refused",
+    )
+    conn.close()

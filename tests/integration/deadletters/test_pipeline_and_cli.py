@@ -89,7 +89,28 @@ def test_conflicting_rows_dead_letter_then_retry_resolves_and_ignore_marks(
     assert "failed again" in out
     assert dst.run("SELECT status, retry_count FROM mssql2pg.dead_letters WHERE id = :i", i=first) == [["pending", 1]]
 
+    # refused again for another reason: the letter keeps why it was dead-lettered, and tells the retry's refusal
     dst.run("DROP INDEX dbo.people_email")
+    dst.run("ALTER TABLE dbo.people ADD CONSTRAINT no_ann CHECK (email <> 'ann@x') NOT VALID")
+    code, out = _dlq("retry", "--config", str(config), str(first))
+    assert code == 1
+    assert "no_ann" in out
+    [[error_class, message, last_error, retries]] = dst.run(
+        "SELECT error_class, message, last_error, retry_count FROM mssql2pg.dead_letters WHERE id = :i", i=first
+    )
+    assert (error_class, retries) == ("DatabaseError [23505]", 2)
+    assert "people_email" in message
+    assert last_error.startswith("DatabaseError [23514]: ")
+    assert "no_ann" in last_error
+    code, out = _dlq("list", "--config", str(config))
+    [line] = [text for text in out.splitlines() if text.startswith(str(first))]
+    assert "DatabaseError [23505]" in line
+    assert "last retry: DatabaseError [23514]" in line
+    code, out = _dlq("show", "--config", str(config), str(first))
+    assert "error class:        DatabaseError [23505]" in out
+    assert "last retry error:   DatabaseError [23514]" in out
+    dst.run("ALTER TABLE dbo.people DROP CONSTRAINT no_ann")
+
     code, out = _dlq("retry", "--config", str(config), str(first))
     assert code == 0, out
     assert "resolved" in out

@@ -245,6 +245,15 @@ def test_type_changes_widen_the_target_or_pause_only_their_table_until_approved(
         assert dropped.ddl == 'ALTER TABLE "dbo"."c" DROP COLUMN "gone"'
         assert dropped.detail is not None
         assert 'CREATE TABLE "dbo"."c_gone_archive" AS SELECT "id", "gone" FROM "dbo"."c"' in dropped.detail
+        # approving a dropped column records a decision: the column dropped from the target, or kept on purpose
+        undecided = approve_change(config, dropped.id)
+        assert not undecided.approved
+        assert "column gone is still in the target table dbo.c" in undecided.message
+        assert f"mssql2pg schema approve {dropped.id} --keep-column" in undecided.message
+        kept = approve_change(config, dropped.id, keep_column=True)
+        assert kept.approved, kept.message
+        assert "the target keeps column gone" in kept.message
+        assert ("dbo.c", "drop-column", "approved", "dbo_c", "gone", "integer", None) in _changes(dst)
     finally:
         src.close()
         dst.close()

@@ -203,7 +203,15 @@ def test_protect_needs_the_trigger_privilege_and_check_and_run_say_so(
     assert result.returncode == 0, result.stdout + result.stderr
     assert dst.run("SELECT count(*) FROM pg_trigger WHERE tgname = 'mssql2pg_protect'") == [[1]]
 
-    # protect: false again: only the table's owner may drop the guard, and the line says so
+    dst.run(f'REVOKE TRIGGER ON "dbo"."t" FROM "{writer}"')  # installed: no longer needed
+    code, out = _check(config)
+    assert code == 0, out
+
+    # protect: false again: only the table's owner may drop the guard; check and the start say so
+    code, out = _check(tmp_path / "first.yaml")
+    assert code == 1, out
+    assert "target.protect is false but dbo.t carries the guard trigger" in out, out
+    assert _grants(out, "target") == ['DROP TRIGGER IF EXISTS "mssql2pg_protect" ON "dbo"."t"; (as the table\'s owner)']
     result = run_cli("run", "--config", str(tmp_path / "first.yaml"), "--until-caught-up")
     assert result.returncode == 2, result.stdout + result.stderr
     line = result.stderr.strip().splitlines()[-1]
