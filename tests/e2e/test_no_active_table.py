@@ -85,9 +85,15 @@ def test_a_run_started_with_every_table_paused_stays_up_degraded_and_resumes_aft
     proc = PipelineProcess(config, tmp_path / "run.log", env={"MSSQL2PG__HTTP__PORT": str(port)})
     proc.start()
     try:
+        # components start "not checked yet" (unhealthy) until the process has reached both databases: wait for
+        # the settled answer, degraded because of the paused table
         ready = wait_for(
-            lambda: (body := _readyz(port))["tables"].get("dbo.a", {}).get("reason") and body,
-            what=f"/readyz naming the paused table; log:\n{proc.log_text()[-3000:]}",
+            lambda: (
+                (body := _readyz(port))["tables"].get("dbo.a", {}).get("reason")
+                and body["status"] == "degraded"
+                and body
+            ),
+            what=f"/readyz degraded, naming the paused table; log:\n{proc.log_text()[-3000:]}",
             timeout=60,
         )
         assert ready["status"] == "degraded"
