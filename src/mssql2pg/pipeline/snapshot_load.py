@@ -317,7 +317,7 @@ class SnapshotLoader:
             control.ensure_control_schema(conn)
             progress = control.read_snapshot_progress(conn, name, source)
             if progress is None:
-                lsn, _ = snapshot_lsn(self.engine)
+                lsn, _ = snapshot_lsn(self.engine, instance=instance)
                 progress = control.start_snapshot(conn, name, source, group=group, lsn=lsn, estimated=estimated)
                 control.register_table(
                     conn,

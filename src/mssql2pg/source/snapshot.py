@@ -60,6 +60,7 @@ def read_snapshot(
             )
         value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar()
         commit_time = value if isinstance(value, datetime) else None
+        lsn = _not_below_instance_start(conn, instance, lsn)
         yield Snapshot(lsn, commit_time, _chunks(conn, instance, lsn, commit_time, page_rows))
 
 
@@ -138,17 +139,36 @@ class Page:
     final: bool = True
 
 
-def snapshot_lsn(engine: Engine, at: Lsn | None = None) -> tuple[Lsn, datetime | None]:
+def snapshot_lsn(
+    engine: Engine, at: Lsn | None = None, *, instance: CaptureInstance | None = None
+) -> tuple[Lsn, datetime | None]:
     """The source's max LSN (and its commit time): the position an initial snapshot is taken at. Read *before*
-        the first row, so every change at or below it is in the rows read (see the module docstring). With ``at``,
-        the commit time of that LSN (a resumed snapshot). A source that has captured nothing yet (no max LSN) gives
-    :attr:`Lsn.ZERO`: every change it captures later is after the rows read now, and streaming replays it."""
+    the first row, so every change at or below it is in the rows read (see the module docstring). With ``at``,
+    the commit time of that LSN (a resumed snapshot). A source that has captured nothing yet (no max LSN) gives
+    :attr:`Lsn.ZERO`: every change it captures later is after the rows read now, and streaming replays it. With
+    ``instance``, never below that instance's start (:func:`_not_below_instance_start`)."""
     with engine.connect() as conn:
         lsn = at if at is not None else Lsn.from_bytes(conn.execute(statements.MAX_LSN).scalar())
         if lsn.is_null:  # nothing captured yet: every change to come is after the rows read now
-            return Lsn.ZERO, None
-        value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar()
+            lsn = Lsn.ZERO
+        value = conn.execute(statements.COMMIT_TIME, {"lsn": lsn.raw}).scalar() if lsn != Lsn.ZERO else None
+        if instance is not None and at is None:
+            lsn = _not_below_instance_start(conn, instance, lsn)
     return lsn, value if isinstance(value, datetime) else None
+
+
+def _not_below_instance_start(conn: Connection, instance: CaptureInstance, lsn: Lsn) -> Lsn:
+    """``lsn``, or the LSN just below ``instance``'s first (``sys.fn_cdc_get_min_lsn``) when that is higher.
+
+    SQL Server's log moves on between captured commits, so an instance enabled while the source captured nothing
+    starts well above the max LSN: streaming from the max LSN would then look like a gap (changes after it that
+    the instance no longer has). There is none: every change below the instance's first LSN committed before this
+    read, so the rows read next hold it; the same holds when cleanup raised that first LSN. Streaming from just
+    below it misses nothing and repeats nothing the LSN guard would not absorb."""
+    floor = Lsn.from_bytes(conn.execute(statements.MIN_LSN, {"capture_instance": instance.name}).scalar())
+    if floor.is_null or floor == Lsn.ZERO or floor <= lsn.increment():
+        return lsn
+    return floor.decrement()
 
 
 def count_rows(engine: Engine, instance: CaptureInstance) -> int:

@@ -274,6 +274,37 @@ def test_table_enabled_after_the_last_captured_change_is_loaded_and_streams(
     dst.close()
 
 
+def test_table_enabled_while_nothing_was_captured_streams_from_its_instance_start(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """On SQL Server the log moves on between commits, so an instance enabled while the source captured nothing
+    starts well above the source's max LSN (here: another table enabled in between). The snapshot reads every
+    change below that start, so its position is the start: no false LSN gap, the table streams."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    only_a = write_config(tmp_path / "a.yaml", emulated_source_url, target_url, ["dbo.a"])
+    Pipeline.from_config(load_config(only_a)).run(threading.Event(), until_caught_up=True)
+    src.run("CREATE TABLE dbo.other (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "other")
+    src.run("CREATE TABLE dbo.late (id int PRIMARY KEY, v text, n int)")
+    src.run("INSERT INTO dbo.late SELECT g, 'late', g FROM generate_series(1, 30) g")
+    enable_table(src, "dbo", "late")
+    max_lsn = src.run("SELECT sys.fn_cdc_get_max_lsn()")[0][0]
+    start = src.run("SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = 'dbo_late'")[0][0]
+    assert int.from_bytes(start, "big") > int.from_bytes(max_lsn, "big") + 1  # the case under test
+    both = write_config(tmp_path / "both.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.late"])
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    src.run("UPDATE dbo.late SET v = 'streamed' WHERE id = 7")
+    src.run("DELETE FROM dbo.late WHERE id = 8")
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    assert dst.run("SELECT state, reason FROM mssql2pg.table_state WHERE source_table = 'dbo.late'")[0][0] == "active"
+    assert _rows(dst, "dbo.late") == _rows(src, "dbo.late")
+    assert dst.run("SELECT count(*) FROM mssql2pg.target_conflicts")[0][0] == 0
+    src.close()
+    dst.close()
+
+
 def test_a_load_left_by_a_table_no_longer_configured_is_not_shown_as_snapshotting(
     emulated_source_url: str, target_url: str, tmp_path: Path, gate: Gate
 ) -> None:

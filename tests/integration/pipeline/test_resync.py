@@ -25,7 +25,7 @@ from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, re
 from mssql2pg.pipeline.status import collect
 from mssql2pg.positions import Lsn
 from tests.e2e.pipeline_process import run_cli, write_config
-from tests.fixtures.emulator import two_cdc_tables
+from tests.fixtures.emulator import enable_table, two_cdc_tables
 from tests.fixtures.target import table_state
 from tests.fixtures.waiting import wait_for
 
@@ -175,6 +175,33 @@ def test_resync_repairs_drift_of_an_active_table(
     _run_once(config)
     assert _rows(dst, "dbo.a", live) == _rows(src, "dbo.a")
     src.close()
+    dst.close()
+
+
+def test_resync_of_a_table_enabled_while_nothing_was_captured_streams_from_its_instance_start(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """The instance starts above the source's max LSN (the log moved on; here another table was enabled in
+    between): a resync's position is that start, every change below it being in the rows read, not a gap."""
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a"])
+    _run_once(config)
+    src.run("CREATE TABLE dbo.other (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "other")
+    src.run("CREATE TABLE dbo.late (id int PRIMARY KEY, v text)")
+    src.run("INSERT INTO dbo.late SELECT g, 'late' FROM generate_series(1, 5) g")
+    enable_table(src, "dbo", "late")
+    both = write_config(
+        tmp_path / "both.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.late"], snapshot={"mode": "never"}
+    )
+    result = resync_table(load_config(both), "dbo.late")
+    start = src.run("SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = 'dbo_late'")[0][0]
+    assert result.lsn == Lsn(start).decrement()
+    src.run("UPDATE dbo.late SET v = 'streamed' WHERE id = 2")
+    _run_once(both)
+    dst = connect(target_url)
+    assert _state(dst, "dbo.late") == "active"
+    assert _rows(dst, "dbo.late") == _rows(src, "dbo.late")
     dst.close()
 
 
