@@ -20,7 +20,7 @@ from mssql2pg import control
 from mssql2pg.config import Config
 from mssql2pg.control import StoredDeadLetter
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
+from mssql2pg.pipeline.plan import discover_known, target_tables, usable_selections
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile.live import wait_for_checkpoint
 from mssql2pg.reconcile.repair import repair_keys
@@ -51,7 +51,7 @@ def retry_letters(config: Config, letter_ids: Iterable[int]) -> list[tuple[int, 
     source's current row (:func:`_retry_conflict`)."""
     engine = source_engine(config)
     try:
-        selections, instances = discover(engine, config)
+        selections, instances, _gone = discover_known(engine, config)  # letters of a gone table: not retryable
         usable, _unusable = usable_selections(selections, instances)  # their letters are reported as not retryable
         tables = {ci.name: t for t in target_tables(usable, instances) for ci in t.instances}
         _with_target(config, _upgrade)

@@ -23,7 +23,7 @@ from mssql2pg.config import Config
 from mssql2pg.control import StoredSchemaChange
 from mssql2pg.pgconn import PgConnection, fetch
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.plan import discover, target_tables
+from mssql2pg.pipeline.plan import discover_known, target_tables
 from mssql2pg.sink import statements as sink_sql
 from mssql2pg.sink.ddl import type_can_hold
 from mssql2pg.sink.schema import TargetTable
@@ -98,9 +98,13 @@ def _still_wrong(config: Config, conn: PgConnection, stored: StoredSchemaChange,
         return []
     engine = source_engine(config)
     try:
-        selections, instances = discover(engine, config)
+        selections, instances, gone = discover_known(engine, config)
     finally:
         engine.dispose()
+    if any(str(t) == stored.source_table for t in gone):
+        return [
+            f"{stored.source_table} has no capture instance at the source any more (dropped, renamed or CDC disabled)"
+        ]
     selected = [s for s in selections if str(s.source) == stored.source_table]
     if not selected:
         return [f"{stored.source_table} is not replicated by this configuration"]

@@ -39,8 +39,8 @@ from mssql2pg.pipeline.plan import (
     apply_settings,
     build_reader,
     control_state,
-    discover,
     discover_following,
+    discover_known,
     initial_snapshots,
     pause_table,
     pause_unusable,
@@ -107,7 +107,7 @@ def _spread(config: Config, obs: Observability, stop: threading.Event, until_cau
     def group_names() -> list[str]:
         engine = source_engine(config)
         try:
-            selections, _ = discover(engine, config)
+            selections, _, _gone = discover_known(engine, config)  # a gone table is no reason to fail
         finally:
             engine.dispose()
         return sorted({s.group for s in selections})

@@ -25,11 +25,12 @@ from mssql2pg.config import Config
 from mssql2pg.errors import Mssql2pgError
 from mssql2pg.model import CaptureInstance
 from mssql2pg.pipeline.connections import source_engine
-from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
+from mssql2pg.pipeline.plan import discover_following, target_tables, usable_selections
 from mssql2pg.pipeline.privileges import SourceGrants, source_missing, source_user, target_missing
 from mssql2pg.pipeline.retention import cleanup_retention_seconds, margin_seconds
 from mssql2pg.positions import Lsn
 from mssql2pg.source import statements
+from mssql2pg.source.errors import TableGoneError
 
 
 @dataclass
@@ -69,7 +70,7 @@ def run_checks(
         conn.execute(sa.select(sa.literal(1))).scalar()
     report.add(True, f"source {config.source.redacted_url()} is reachable")
     try:
-        selections, instances = discover(engine, config)
+        selections, instances, gone = discover_following(engine, config, registered=_registered(config, connect_target))
     except Mssql2pgError as exc:
         report.add(False, str(exc).split("\n  hint:")[0], exc.hint)
         return report
@@ -86,6 +87,9 @@ def run_checks(
             "SELECT on the cdc schema",
         )
         return report
+    for table in gone:  # `run` pauses it and replicates the others
+        gone_fault = TableGoneError(table)
+        report.add(False, str(gone_fault.args[0]), gone_fault.remediation)
     for sel in selections:
         names = ", ".join(ci.name for ci in instances[sel.source])
         report.add(True, f"{sel.source}: CDC enabled (capture instance {names}) -> {sel.target}")
@@ -128,6 +132,20 @@ def run_checks(
         fallback=config.schema_evolution.cdc_retention_fallback,
     )
     return report
+
+
+def _registered(config: Config, connect_target: Callable[[], pg8000.native.Connection]) -> frozenset[str]:
+    """The tables the pipeline replicated before (a table among them gone from the source is a finding, not a
+    configuration error). A target that cannot be reached yet has none to tell: the target check that follows
+    reports it unreachable."""
+    try:
+        conn = connect_target()
+    except Exception:  # reported by the target check below, in its place in the order
+        return frozenset()
+    try:
+        return control.registered_tables(conn, config.pipeline.name)
+    finally:
+        conn.close()
 
 
 def _checkpoint(conn: pg8000.native.Connection, pipeline: str, group: str) -> Lsn:

@@ -21,7 +21,7 @@ import structlog
 from mssql2pg import control
 from mssql2pg.classify import classify
 from mssql2pg.config import Config
-from mssql2pg.errors import TableFaultError, TransientError
+from mssql2pg.errors import ConfigError, TableFaultError, TransientError
 from mssql2pg.model import TableId
 from mssql2pg.observability import Observability
 from mssql2pg.pgconn import PgConnection
@@ -87,6 +87,43 @@ def follow_schema(
     finally:
         conn.close()  # a transaction left open by a failure is rolled back with it
     return followed
+
+
+def evolve_before_load(config: Config, table: TargetTable) -> None:
+    """Bring ``table``'s target up to its capture instances before ``mssql2pg resync`` loads it: its source may
+    have changed while the table was paused or needed a resync (a column added, a type widened). The same
+    evolution and records as :func:`follow_schema`, in one transaction; the load then fills every column. A
+    change that waits for review, or DDL the target refuses, ends the resync before anything is loaded, with
+    what to do (the review is recorded, so ``schema list`` shows its recommended migration)."""
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        try:
+            recorded, review = _follow_one(conn, config.pipeline.name, table)
+        except EvolutionDdlError as failure:
+            conn.run("ROLLBACK")
+            cause = failure.__cause__ or failure
+            if isinstance(classify(cause), TransientError):
+                raise cause from failure
+            error = str(cause).split("\n")[0]
+            raise ConfigError(
+                f"cannot resync {table.source}: the target refused {failure.statement!r}: {error}",
+                hint="run that DDL yourself (or fix what refused it), then run the resync again",
+            ) from failure
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    for change_id, change in recorded:
+        tell(None, change_id, change)
+    if review:
+        ids = ", ".join(str(i) for i, _ in review)
+        what = "; ".join(f"{c.column_name}: {c.old_type} -> {c.new_type}" for _, c in review)
+        raise ConfigError(
+            f"cannot resync {table.source}: its target table cannot hold the source's new column types ({what})",
+            hint=f"migrate the target column as `mssql2pg schema list` recommends, approve it (mssql2pg schema "
+            f"approve {review[0][0]}), then run the resync again (schema changes {ids})",
+        )
 
 
 def tables_gone(config: Config, obs: Observability, gone: Sequence[TableId]) -> list[TableFaultError]:
@@ -188,7 +225,7 @@ def publish_schema_changes(conn: PgConnection, pipeline: str, obs: Observability
     obs.metrics.set_schema_changes(control.count_schema_changes(conn, pipeline))
 
 
-def tell(obs: Observability, change_id: int, change: control.SchemaChange) -> None:
+def tell(obs: Observability | None, change_id: int, change: control.SchemaChange) -> None:
     """One log line per newly recorded change (the caller publishes the counts from the control table)."""
     (log.warning if change.status == "pending-review" else log.info)(
         "schema change",

@@ -64,6 +64,20 @@ def discover_following(
     return selections, by_table, gone
 
 
+def discover_known(
+    engine: sa.Engine, config: Config
+) -> tuple[list[TableSelection], dict[TableId, tuple[CaptureInstance, ...]], list[TableId]]:
+    """:func:`discover_following` with the tables the pipeline recorded on the target: what the commands other
+    than ``run`` use, so that a table gone from the source (still under ``tables:``) is named as gone, as ``run``
+    pauses it, instead of failing the command for every other table."""
+    conn = target_connector(config)()
+    try:
+        registered = control.registered_tables(conn, config.pipeline.name)
+    finally:
+        conn.close()
+    return discover_following(engine, config, registered=registered)
+
+
 def registered_table(name: str) -> TableId:
     """The source table of a ``table_state`` row: its ``schema.table`` as written (``str(TableId)``, unquoted, so
     a name with quotes, brackets or dots may not parse as the configuration's syntax does: then the schema is

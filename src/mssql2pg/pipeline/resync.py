@@ -40,12 +40,14 @@ from mssql2pg.errors import ConfigError, Mssql2pgError
 from mssql2pg.model import TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.plan import discover, target_tables, usable_selections
+from mssql2pg.pipeline.evolution import evolve_before_load
+from mssql2pg.pipeline.plan import discover_known, target_tables, usable_selections
 from mssql2pg.positions import Lsn
 from mssql2pg.sink import statements as sql
 from mssql2pg.sink.applier import Applier, ApplySettings
 from mssql2pg.sink.errors import UnmappableTableError
 from mssql2pg.sink.schema import TargetTable
+from mssql2pg.source.errors import TableGoneError
 from mssql2pg.source.snapshot import read_snapshot
 from mssql2pg.source.values import with_spatial_as_wkb
 
@@ -140,7 +142,10 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
     started = time.monotonic()
     engine = source_engine(config)
     try:
-        selections, instances = discover(engine, config)
+        selections, instances, gone = discover_known(engine, config)
+        if wanted in gone:
+            fault = TableGoneError(wanted)
+            raise ConfigError(f"cannot resync {fault.args[0]}", hint=fault.hint)
         selection = next((s for s in selections if s.source == wanted), None)
         if selection is None:
             known = ", ".join(str(s.source) for s in selections) or "none"
@@ -173,6 +178,7 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
         progress = _Progress(wanted)
         previous = _pause_for_resync(config, wanted)
         try:
+            evolve_before_load(config, target)
             applier.start()
             with read_snapshot(engine, newest, page_rows=config.reader.page_rows) as snapshot:
                 log.info(

@@ -26,7 +26,7 @@ from mssql2pg.errors import ConfigError
 from mssql2pg.model import CaptureInstance, TableId
 from mssql2pg.pgconn import PgConnection
 from mssql2pg.pipeline.connections import source_engine, target_connector
-from mssql2pg.pipeline.plan import discover, target_tables
+from mssql2pg.pipeline.plan import discover_known, target_tables
 from mssql2pg.positions import Lsn
 from mssql2pg.reconcile.canonical import Dialect
 from mssql2pg.reconcile.compare import Differences, compare_table
@@ -37,6 +37,7 @@ from mssql2pg.reconcile.source import key_decoder, reading_instance, source_rela
 from mssql2pg.reconcile.target import target_relation
 from mssql2pg.sink.schema import TargetTable
 from mssql2pg.source import statements as source_sql
+from mssql2pg.source.errors import TableGoneError
 from mssql2pg.source.values import wkb_columns
 
 log = structlog.get_logger(component="reconcile")
@@ -225,15 +226,15 @@ def reconcile(
 def _plan(
     engine: sa.Engine, config: Config, tables: Sequence[str]
 ) -> tuple[list[TargetTable], list[tuple[TableId, ConfigError]]]:
-    """The target tables to compare, and the selected tables whose names map to no target table (the pipeline
-    pauses those; they are reported as errors instead of ending the whole run)."""
-    selections, instances = discover(engine, config)
+    """The target tables to compare, and the selected tables whose names map to no target table or that are gone
+    at the source (the pipeline pauses those; they are reported as errors instead of ending the whole run)."""
+    selections, instances, gone = discover_known(engine, config)
     if tables:
         try:
             wanted = [TableId.parse(t) for t in tables]
         except ValueError as exc:
             raise ConfigError(str(exc), hint="name tables as schema.table, e.g. dbo.orders") from exc
-        known = {s.source for s in selections}
+        known = {s.source for s in selections} | set(gone)
         unknown = [str(t) for t in wanted if t not in known]
         if unknown:
             raise ConfigError(
@@ -241,8 +242,12 @@ def _plan(
                 hint="check the spelling, or add the table under `tables:` in the configuration",
             )
         selections = [s for s in selections if s.source in set(wanted)]
+        gone = [t for t in gone if t in set(wanted)]
     targets: list[TargetTable] = []
     unmappable: list[tuple[TableId, ConfigError]] = []
+    for table in gone:  # paused by the pipeline too: its source side cannot be read
+        fault = TableGoneError(table)
+        unmappable.append((table, ConfigError(str(fault.args[0]), hint=fault.hint)))
     for selection in selections:
         try:
             targets += target_tables([selection], instances)  # the same target tables the pipeline applies

@@ -205,6 +205,38 @@ def test_resync_of_a_table_enabled_while_nothing_was_captured_streams_from_its_i
     dst.close()
 
 
+def test_resync_of_a_table_whose_source_gained_a_column_while_it_was_inactive_adds_the_column_first(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """dbo.b lost its changes (needs a resync); meanwhile its source gained a column, captured by a new instance,
+    the old one retired. The resync brings the target table up to the instance first (the column added and
+    recorded, as ``run`` does), then loads it whole: the new column arrives filled, and streaming goes on."""
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+    src.run("INSERT INTO dbo.b VALUES (2, 'lost')")
+    low = src.run("SELECT sys.fn_cdc_get_max_lsn()")[0][0]
+    src.run("CALL sys.sp_cdc_cleanup_change_table(capture_instance => 'dbo_b', low_water_mark => :l)", l=low)
+    src.run("INSERT INTO dbo.a VALUES (2, 'a2')")
+    _run_once(config)
+    dst = connect(target_url)
+    assert _state(dst, "dbo.b") == "needs-resync"
+    src.run("ALTER TABLE dbo.b ADD COLUMN n int NOT NULL DEFAULT 7")
+    src.run("UPDATE dbo.b SET n = id * 10")
+    enable_table(src, "dbo", "b", capture_instance="dbo_b_v2")
+    src.run("CALL sys.sp_cdc_disable_table(source_schema => 'dbo', source_name => 'b', capture_instance => 'dbo_b')")
+    result = resync_table(load_config(config), "dbo.b")
+    assert result.rows == 2
+    assert dst.run("SELECT id, v, n FROM dbo.b ORDER BY id") == [[1, "b1", 10], [2, "lost", 20]]
+    changes = [(c.source_table, c.change, c.column_name, c.status) for c in control.list_schema_changes(dst, "default")]
+    assert ("dbo.b", "add-column", "n", "auto-applied") in changes
+    src.run("INSERT INTO dbo.b VALUES (3, 'b3', 33)")
+    _run_once(config)
+    assert _state(dst, "dbo.b") == "active"
+    assert dst.run("SELECT id, v, n FROM dbo.b ORDER BY id") == src.run("SELECT id, v, n FROM dbo.b ORDER BY id")
+    dst.close()
+
+
 def test_resync_of_a_table_the_pipeline_does_not_replicate_is_refused(
     two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
 ) -> None:
