@@ -148,3 +148,9 @@ def get_schema_change(conn: PgConnection, pipeline: str, change_id: int) -> Stor
 def approve_schema_change(conn: PgConnection, pipeline: str, change_id: int) -> None:
     """Mark a reviewed change ``approved`` (the caller re-checked the target first)."""
     conn.run(sql.APPROVE_SCHEMA_CHANGE, pipeline=pipeline, id=change_id)
+
+
+def fail_schema_change(conn: PgConnection, pipeline: str, change_id: int, detail: str) -> None:
+    """Turn a change recorded before its action ran (the pipeline's own capture-instance actions, recorded first
+    so that a crash cannot leave the action unrecorded) into ``failed``, with why, when the action was refused."""
+    conn.run(sql.FAIL_SCHEMA_CHANGE, pipeline=pipeline, id=change_id, detail=detail)

@@ -425,6 +425,11 @@ SELECT source_table, status, count(*) FROM {_c("schema_changes")} WHERE pipeline
 APPROVE_SCHEMA_CHANGE = f"""
 UPDATE {_c("schema_changes")} SET status = 'approved', applied_at = now() WHERE pipeline = :pipeline AND id = :id
 """
+
+FAIL_SCHEMA_CHANGE = f"""
+UPDATE {_c("schema_changes")} SET status = 'failed', applied_at = NULL, detail = :detail
+WHERE pipeline = :pipeline AND id = :id
+"""
 # --- initial snapshots ----------------------------------------------------------------------------------------
 
 START_SNAPSHOT = f"""

@@ -183,17 +183,14 @@ class InstanceManager(Periodic):
         }
         why = ", ".join([*(f"column {c} added" for c in plan.added), *(f"column {c} dropped" for c in plan.dropped)])
         ddl = _exec_text("sp_cdc_enable_table", arguments)
-        if self._refused(ci.source, "instance-created", name, ddl, why):
+        if self._failed_before(ci.source, "instance-created", name) or self._refused(
+            ci.source, "instance-created", name, ddl, why
+        ):
             return False
-        try:
-            self._call(statements.ENABLE_TABLE, arguments)
-        except sa.exc.DBAPIError as exc:
-            if not is_permission_denied(exc):
-                raise
-            self._record_failed(ci.source, "instance-created", name, ddl, f"{why}; the source refused: {_first(exc)}")
-            return False
-        taken.add(name)
-        self._record(
+        # Recorded BEFORE the procedure runs: a process killed right after it cannot leave an instance it created
+        # without its record. A call that fails for another reason (an outage, a deadlock) leaves the record, and
+        # the next look runs the same call under the same name (the record is not repeated).
+        change_id = self._record(
             control.SchemaChange(
                 str(ci.source),
                 "instance-created",
@@ -205,6 +202,14 @@ class InstanceManager(Periodic):
                 f"where {name} starts",
             )
         )
+        try:
+            self._call(statements.ENABLE_TABLE, arguments)
+        except sa.exc.DBAPIError as exc:
+            if not is_permission_denied(exc):
+                raise
+            self._fail(change_id, f"{why}; the source refused: {_first(exc)}")
+            return False
+        taken.add(name)
         return True
 
     # --- retire -----------------------------------------------------------------------------------------------
@@ -272,19 +277,40 @@ class InstanceManager(Periodic):
         """Record a refused action once per instance (a failed record is not matched by
         :func:`~mssql2pg.control.record_schema_change`, so the earlier ones are looked up here)."""
         failed = control.SchemaChange(
-            str(table),
-            change,
-            "failed",
-            capture_instance=instance,
-            ddl=ddl,
-            detail=f"{why}: schema_evolution.manage_capture_instances needs db_owner at the source. Run the DDL "
-            "shown yourself, or follow the manual procedure of docs/schema-evolution.md",
+            str(table), change, "failed", capture_instance=instance, ddl=ddl, detail=_needs_db_owner(why)
         )
         self._record(failed, once=True)
 
-    def _record(self, change: control.SchemaChange, *, once: bool = False) -> None:
-        """Record ``change`` (log line and count when new); ``once``: not when the same table, kind and
-        instance is recorded already, whatever its status."""
+    def _failed_before(self, table: TableId, change: str, instance: str) -> bool:
+        """The source refused this very action before: it is not attempted again (the record says what to run)."""
+        conn = target_connector(self.config)()
+        try:
+            if not control.control_table_exists(conn, "schema_changes"):
+                return False
+            return any(
+                (c.source_table, c.change, c.capture_instance, c.status) == (str(table), change, instance, "failed")
+                for c in control.list_schema_changes(conn, self.config.pipeline.name, "failed")
+            )
+        finally:
+            conn.close()
+
+    def _fail(self, change_id: int | None, why: str) -> None:
+        """The action recorded before it ran was refused: its record becomes ``failed``, with why."""
+        if change_id is None:
+            return
+        conn = target_connector(self.config)()
+        try:
+            conn.run("BEGIN")
+            control.fail_schema_change(conn, self.config.pipeline.name, change_id, _needs_db_owner(why))
+            conn.run("COMMIT")
+            publish_schema_changes(conn, self.config.pipeline.name, self.obs)
+        finally:
+            conn.close()
+        log.warning("schema change failed", id=change_id, detail=why)
+
+    def _record(self, change: control.SchemaChange, *, once: bool = False) -> int | None:
+        """Record ``change`` (log line and count when new); its id. ``once``: not when the same table, kind and
+        instance is recorded already, whatever its status (None then)."""
         conn = target_connector(self.config)()
         try:
             conn.run("BEGIN")
@@ -296,7 +322,7 @@ class InstanceManager(Periodic):
                 for c in earlier
             ):
                 conn.run("ROLLBACK")
-                return
+                return None
             change_id, new = control.record_schema_change(conn, self.config.pipeline.name, change)
             conn.run("COMMIT")
             publish_schema_changes(conn, self.config.pipeline.name, self.obs)
@@ -304,6 +330,14 @@ class InstanceManager(Periodic):
             conn.close()
         if new:
             tell(self.obs, change_id, change)
+        return change_id
+
+
+def _needs_db_owner(why: str) -> str:
+    return (
+        f"{why}: schema_evolution.manage_capture_instances needs db_owner at the source. Run the DDL shown "
+        "yourself, or follow the manual procedure of docs/schema-evolution.md"
+    )
 
 
 def _column_list(names: Sequence[str]) -> str:

@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import pg8000.exceptions
 import pg8000.native
 import pytest
+import sqlalchemy as sa
 
 from mssql2pg import control
 from mssql2pg.config import load_config
@@ -265,5 +267,112 @@ def test_a_dropped_column_gets_an_instance_without_it_and_the_old_one_is_retired
         assert "column extra dropped" in str(created.detail)
         assert dst.run("SELECT count(*) FROM mssql2pg.dead_letters") == [[0]]
     finally:
+        src.close()
+        dst.close()
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 of the process right after the source ran the procedure."""
+
+
+def test_a_crash_right_after_the_instance_is_created_leaves_its_record(
+    emulated_source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is written before ``sp_cdc_enable_table`` runs (and completed by the next look if the process
+    dies in between): an instance created by the pipeline is never without its ``instance-created`` record, and
+    the next look neither creates another instance nor records it twice."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    src.run("ALTER TABLE dbo.a ADD COLUMN note text")
+    config = load_config(
+        write_config(
+            tmp_path / "p.yaml",
+            emulated_source_url,
+            target_url,
+            ["dbo.a", "dbo.b"],
+            schema_evolution={"manage_capture_instances": True},
+        )
+    )
+    engine = source_engine(config)
+    tables = [TableId("dbo", "a"), TableId("dbo", "b")]
+    real_call = InstanceManager._call
+
+    def call_then_die(self: InstanceManager, statement: object, arguments: object) -> None:
+        real_call(self, statement, arguments)  # type: ignore[arg-type]
+        raise Killed
+
+    try:
+        dying = InstanceManager(config, engine, tables, Observability(), is_writer=lambda: True)
+        monkeypatch.setattr(InstanceManager, "_call", call_then_die)
+        with pytest.raises(Killed):
+            dying.check_once()
+        monkeypatch.undo()
+        assert _instances(src, "a") == ["dbo_a", "dbo_a_v2"]
+        [created] = control.list_schema_changes(dst, "default")
+        assert (created.source_table, created.change, created.status, created.capture_instance) == (
+            "dbo.a",
+            "instance-created",
+            "auto-applied",
+            "dbo_a_v2",
+        )
+        assert created.ddl is not None
+        assert "sp_cdc_enable_table" in created.ddl
+        again = InstanceManager(config, engine, tables, Observability(), is_writer=lambda: True)
+        again.check_once()
+        assert _instances(src, "a") == ["dbo_a", "dbo_a_v2"]
+        assert [c.id for c in control.list_schema_changes(dst, "default")] == [created.id]
+    finally:
+        engine.dispose()
+        src.close()
+        dst.close()
+
+
+def test_a_procedure_the_source_refuses_turns_its_record_into_failed_once(
+    emulated_source_url: str, target_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login is db_owner, yet the source refuses ``sp_cdc_enable_table`` for lack of permission: the record
+    written before the call says ``failed`` with the server's words, once, and nothing is attempted again."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    src.run("ALTER TABLE dbo.a ADD COLUMN note text")
+    config = load_config(
+        write_config(
+            tmp_path / "p.yaml",
+            emulated_source_url,
+            target_url,
+            ["dbo.a", "dbo.b"],
+            schema_evolution={"manage_capture_instances": True},
+        )
+    )
+    engine = source_engine(config)
+    calls: list[object] = []
+
+    def refused(self: InstanceManager, statement: object, arguments: object) -> None:
+        calls.append(arguments)
+        denied = pg8000.exceptions.DatabaseError({"S": "ERROR", "C": "42501", "M": "permission denied for cdc"})
+        raise sa.exc.DBAPIError("CALL sys.sp_cdc_enable_table", {}, denied)
+
+    monkeypatch.setattr(InstanceManager, "_call", refused)
+    try:
+        manager = InstanceManager(
+            config, engine, [TableId("dbo", "a"), TableId("dbo", "b")], Observability(), is_writer=lambda: True
+        )
+        assert manager.check_once() == []
+        assert manager.check_once() == []
+        assert _instances(src, "a") == ["dbo_a"]
+        [failed] = control.list_schema_changes(dst, "default")
+        assert (failed.change, failed.status, failed.capture_instance, failed.applied_at) == (
+            "instance-created",
+            "failed",
+            "dbo_a_v2",
+            None,
+        )
+        assert failed.detail is not None
+        assert "permission denied for cdc" in failed.detail
+        assert len(calls) == 1
+    finally:
+        engine.dispose()
         src.close()
         dst.close()
