@@ -548,8 +548,9 @@ class SnapshotSettings(Section):
     """``initial``: a selected table this pipeline never replicated (its first start, or a table added to the
     configuration later) is first loaded from the source table as of a snapshot LSN, in chunks by key, while the
     other tables keep streaming; it then streams from that LSN on, like after ``mssql2pg resync``. ``never``:
-    such a table streams from the pipeline's checkpoint (or from the start of its CDC history), so rows that
-    existed before CDC was enabled never reach the target. A load already under way is finished either way."""
+    such a table streams from the pipeline's checkpoint, or from where its capture instance starts when that is
+    later (or from the start of its CDC history on a first run), so rows that existed before CDC was enabled
+    never reach the target. A load already under way is finished either way."""
 
     chunk_rows: int = Field(default=50_000, ge=1)
     """Rows read by key and committed to the target together with the load's progress, per chunk: a restart

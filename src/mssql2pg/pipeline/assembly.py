@@ -44,6 +44,7 @@ from mssql2pg.pipeline.plan import (
     initial_snapshots,
     pause_table,
     pause_unusable,
+    start_new_tables_at_their_instance,
     target_tables,
 )
 from mssql2pg.pipeline.reader_process import ChildLogging, ProcessSource
@@ -213,6 +214,8 @@ class Pipeline:
                 inactive=sorted(inactive_now(inactive, gone_faults, followed.paused)),
             )
         selections, loads = initial_snapshots(config, selections, known)
+        with reaching(obs, "target"):
+            start_new_tables_at_their_instance(config, selections, instances, known)
         streaming, loading = {s.source for s in selections}, {s.source for s in loads}
         tables = [t for t in followed.tables if t.source in streaming]
         snapshots = [t for t in followed.tables if t.source in loading]

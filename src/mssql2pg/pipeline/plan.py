@@ -197,6 +197,56 @@ def initial_snapshots(
     return stream, load
 
 
+def start_new_tables_at_their_instance(
+    config: Config,
+    selections: Sequence[TableSelection],
+    instances: Mapping[TableId, tuple[CaptureInstance, ...]],
+    known: ControlState,
+) -> dict[str, Lsn]:
+    """Tables met for the first time that stream without a snapshot (``snapshot.mode: never``) and whose
+    capture instance starts above the checkpoint: each starts just below its instance's first LSN, recorded
+    (``table_state.resume_after``, with the table) before it streams, so a restart starts it there too.
+
+    Such an instance was enabled after the checkpoint: it holds nothing older, and on SQL Server its first LSN
+    lies well above the checkpoint (the log moves on between captured commits), so streaming from the
+    checkpoint would look like an LSN gap and put the table in ``needs-resync``. The positions are added to
+    ``known.positions`` and returned."""
+    if known.checkpoint.is_null:
+        return {}  # a first run reads every table from the start of its CDC history
+    due: dict[str, tuple[TableSelection, Lsn]] = {}
+    for selection in selections:
+        name = str(selection.source)
+        if name in known.registered or name in known.positions:
+            continue
+        start = instances[selection.source][0].start_lsn
+        if not start.is_null and start.decrement() > known.checkpoint:
+            due[name] = (selection, start.decrement())
+    if not due:
+        return {}
+    conn = target_connector(config)()
+    try:
+        conn.run("BEGIN")
+        control.ensure_control_schema(conn)
+        for name, (selection, position) in due.items():
+            control.register_table(
+                conn,
+                config.pipeline.name,
+                source_table=name,
+                capture_instance=instances[selection.source][-1].name,
+                target_table=str(selection.target),
+                group=config.pipeline.group_key,
+            )
+            control.hold_table_position(conn, config.pipeline.name, name, position)
+        conn.run("COMMIT")
+    finally:
+        conn.close()
+    positions = {name: position for name, (_, position) in due.items()}
+    known.positions.update(positions)
+    for name, position in positions.items():
+        log.info("new table starts where its capture instance starts", table=name, resume_after=str(position))
+    return positions
+
+
 def pause_table(config: Config, obs: Observability, fault: TableFaultError) -> None:
     """Record a table fault: the table's state (``paused`` / ``needs-resync``) with reason and remediation in
     ``mssql2pg.table_state``, the ``mssql2pg_table_state`` metric and ``/readyz``, and an error log line."""

@@ -305,6 +305,35 @@ def test_table_enabled_while_nothing_was_captured_streams_from_its_instance_star
     dst.close()
 
 
+def test_with_snapshot_mode_never_a_table_enabled_after_the_checkpoint_streams_from_its_instance_start(
+    emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """``snapshot.mode: never`` and a table added to the configuration whose capture instance starts above the
+    pipeline's checkpoint (enabled later; the log moved on): it streams its whole CDC history, with no false
+    LSN gap, also after a restart before any change of it."""
+    src = connect(emulated_source_url)
+    dst = connect(target_url)
+    two_cdc_tables(src)
+    never = {"mode": "never"}
+    only_a = write_config(tmp_path / "a.yaml", emulated_source_url, target_url, ["dbo.a"], snapshot=never)
+    Pipeline.from_config(load_config(only_a)).run(threading.Event(), until_caught_up=True)
+    src.run("CREATE TABLE dbo.other (id int PRIMARY KEY, v text)")
+    enable_table(src, "dbo", "other")
+    src.run("CREATE TABLE dbo.late (id int PRIMARY KEY, v text, n int)")
+    src.run("INSERT INTO dbo.late VALUES (1, 'before cdc', 1)")
+    enable_table(src, "dbo", "late")
+    both = write_config(tmp_path / "both.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.late"], snapshot=never)
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)  # a restart, nothing new
+    src.run("INSERT INTO dbo.late VALUES (2, 'after cdc', 2)")
+    src.run("UPDATE dbo.late SET v = 'updated' WHERE id = 2")
+    Pipeline.from_config(load_config(both)).run(threading.Event(), until_caught_up=True)
+    assert dst.run("SELECT state FROM mssql2pg.table_state WHERE source_table = 'dbo.late'") == [["active"]]
+    assert _rows(dst, "dbo.late") == [[2, "updated", 2]]  # only what CDC captured, as snapshot.mode: never says
+    src.close()
+    dst.close()
+
+
 def test_a_load_left_by_a_table_no_longer_configured_is_not_shown_as_snapshotting(
     emulated_source_url: str, target_url: str, tmp_path: Path, gate: Gate
 ) -> None:
