@@ -9,6 +9,7 @@ The emulated SQL Server is the source.
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,35 @@ def test_resync_of_a_table_whose_source_gained_a_column_while_it_was_inactive_ad
     _run_once(config)
     assert _state(dst, "dbo.b") == "active"
     assert dst.run("SELECT id, v, n FROM dbo.b ORDER BY id") == src.run("SELECT id, v, n FROM dbo.b ORDER BY id")
+    dst.close()
+
+
+def test_resync_of_a_table_whose_source_type_needs_review_stops_before_loading_and_says_what_to_do(
+    two_tables: pg8000.native.Connection, emulated_source_url: str, target_url: str, tmp_path: Path
+) -> None:
+    src = two_tables
+    src.run("CREATE TABLE dbo.c (id int PRIMARY KEY, d numeric(5,2))")
+    enable_table(src, "dbo", "c")
+    src.run("INSERT INTO dbo.c VALUES (1, 1.25)")
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.c"])
+    _run_once(config)
+    dst = connect(target_url)
+    src.run("ALTER TABLE dbo.c ALTER COLUMN d TYPE real")
+    src.run("UPDATE dbo.c SET d = 2.5")
+    with pytest.raises(Mssql2pgError) as caught:
+        resync_table(load_config(config), "dbo.c")
+    (pending,) = control.list_schema_changes(dst, "default", "pending-review")
+    assert (pending.change, pending.column_name) == ("type-change", "d")
+    assert "cannot hold" in str(caught.value.args[0])
+    assert caught.value.hint is not None
+    assert f"mssql2pg schema approve {pending.id}" in caught.value.hint
+    assert dst.run("SELECT id, d FROM dbo.c") == [[1, Decimal("1.25")]]  # nothing loaded
+    dst.run(pending.ddl)
+    approved = run_cli("schema", "approve", "--config", str(config), str(pending.id))
+    assert approved.returncode == 0, approved.stderr
+    result = resync_table(load_config(config), "dbo.c")
+    assert result.rows == 1
+    assert dst.run("SELECT id, d FROM dbo.c") == [[1, 2.5]]
     dst.close()
 
 
