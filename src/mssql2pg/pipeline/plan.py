@@ -51,6 +51,12 @@ def discover_following(
     caller to pause."""
     with engine.connect() as conn:
         instances = load_capture_instances(conn)
+    return _following(config, instances, skip, registered)
+
+
+def _following(
+    config: Config, instances: Sequence[CaptureInstance], skip: Collection[str], registered: Collection[str]
+) -> tuple[list[TableSelection], dict[TableId, tuple[CaptureInstance, ...]], list[TableId]]:
     available = sorted({ci.source for ci in instances})
     folded = {str(t).casefold() for t in available}
     vanished = {registered_table(name) for name in registered if name.casefold() not in folded}
@@ -70,12 +76,14 @@ def discover_known(
     """:func:`discover_following` with the tables the pipeline recorded on the target: what the commands other
     than ``run`` use, so that a table gone from the source (still under ``tables:``) is named as gone, as ``run``
     pauses it, instead of failing the command for every other table."""
+    with engine.connect() as source:  # the source first, as every command reaches it first
+        instances = load_capture_instances(source)
     conn = target_connector(config)()
     try:
         registered = control.registered_tables(conn, config.pipeline.name)
     finally:
         conn.close()
-    return discover_following(engine, config, registered=registered)
+    return _following(config, instances, (), registered)
 
 
 def registered_table(name: str) -> TableId:
