@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from mssql2pg.errors import SourceError
 from mssql2pg.model import CaptureInstance, ChangeRow, Heartbeat, Operation, ReaderItem, TableId, TxChunk
@@ -330,6 +331,23 @@ class Reader:
     # -- one window ------------------------------------------------------------------------------------------
 
     def _read_window(self, after: Lsn, to: Lsn) -> Iterator[ReaderItem]:
+        """One window's items. A planned reader whose read fails looks at the catalog again: an instance
+        disabled (or a table dropped) between the catalog read and its change table's read makes the read fail
+        (``relation ... does not exist``, SQL Server 208, or whatever the race gives); that is the re-plan
+        :class:`CaptureInstancesChangedError` says, not a failure that ends the pipeline. Items already read
+        are not committed past a source transaction (the runner rolls back what is open)."""
+        try:
+            yield from self._window_items(after, to)
+        except SQLAlchemyError as exc:
+            if self._planned is not None:
+                with self._connect() as backend:
+                    try:
+                        self._current_instances(backend)
+                    except CaptureInstancesChangedError as changed:
+                        raise changed from exc
+            raise
+
+    def _window_items(self, after: Lsn, to: Lsn) -> Iterator[ReaderItem]:
         settings = self._settings
         with self._connect() as backend:
             instances = self._current_instances(backend)

@@ -7,7 +7,9 @@ import pickle
 import threading
 from collections.abc import Iterable
 
+import pg8000.exceptions
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from mssql2pg.positions import Lsn
 from mssql2pg.source import LsnGapError, Reader, ReaderSettings, WindowStatus
 from mssql2pg.source.errors import CaptureInstancesChangedError
 from mssql2pg.source.reader import Position, assemble
+from tests.unit.source import fakes
 from tests.unit.source.fakes import FakeSource, instance, lsn
 
 ORDERS = instance("dbo_orders", "dbo.orders")
@@ -317,6 +320,47 @@ def test_a_planned_reader_stops_before_a_window_whose_capture_instances_changed(
         error = pickle.loads(pickle.dumps(raised.value))  # noqa: S301 - our own object
         assert isinstance(error, ReplanError)
         assert (error.table, error.was, error.now) == (orders, ("dbo_orders",), names)
+
+
+def test_an_instance_disabled_while_its_change_table_is_read_is_a_replan_not_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race that ended a running pipeline: the catalog still listed the instance, then its change table was
+    dropped before the page was read (``relation "cdc.dbo_orders_CT" does not exist``, SQL Server 208). The
+    reader looks at the catalog again: the instance is gone, so it is a re-plan (the table pauses as gone)."""
+    orders = TableId("dbo", "orders")
+    src = FakeSource(instances=[ORDERS])
+    src.add(ORDERS, 10, 5, 2, 1, 1, 1)
+    reader = Reader(src.connect, (), ReaderSettings(), tables=[orders], planned={orders: (ORDERS,)})
+    dropped = sa.exc.ProgrammingError(
+        "SELECT ...", {}, pg8000.exceptions.DatabaseError({"C": "42P01", "M": 'relation "cdc.dbo_orders_CT"'})
+    )
+
+    def disabled_meanwhile(*args: object) -> object:
+        src.instances = []
+        raise dropped
+
+    monkeypatch.setattr(fakes._Backend, "change_page", disabled_meanwhile)
+    with pytest.raises(CaptureInstancesChangedError) as raised:
+        list(reader.windows(Lsn.NULL))
+    assert raised.value.now == ()
+    assert raised.value.__cause__ is dropped
+
+
+def test_a_read_failure_with_the_instances_unchanged_stays_what_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    orders = TableId("dbo", "orders")
+    src = FakeSource(instances=[ORDERS])
+    src.add(ORDERS, 10, 5, 2, 1, 1, 1)
+    reader = Reader(src.connect, (), ReaderSettings(), tables=[orders], planned={orders: (ORDERS,)})
+    lost = sa.exc.OperationalError("SELECT ...", {}, ConnectionResetError("reset by peer"))
+
+    def fails(*args: object) -> object:
+        raise lost
+
+    monkeypatch.setattr(fakes._Backend, "change_page", fails)
+    with pytest.raises(sa.exc.OperationalError) as raised:
+        list(reader.windows(Lsn.NULL))
+    assert raised.value is lost
 
 
 def test_a_planned_reader_notices_a_changed_instance_on_an_idle_source() -> None:
