@@ -288,6 +288,7 @@ SELECT_GROUP_WRITERS = f"""
 SELECT DISTINCT ON (t.group_name) t.group_name, a.application_name, host(a.client_addr), a.backend_start
 FROM {_c("table_state")} t
 JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = hashtext('mssql2pg.table')::oid AND l.objid = hashtext(t.pipeline || '/' || t.source_table)::oid
 JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE t.pipeline = :pipeline
@@ -295,7 +296,8 @@ ORDER BY t.group_name, a.backend_start
 """
 """Which session writes each group of a pipeline: the holder of its tables' write locks
 (:data:`TRY_TABLE_LOCK`, two int4 keys: ``classid``/``objid`` in ``pg_locks``, ``objsubid`` 2), named by its
-``application_name`` (``mssql2pg host:pid``). Held by the server, so a process that died holds none."""
+``application_name`` (``mssql2pg host:pid``). Held by the server, so a process that died holds none; only this
+database's locks (another warehouse on the same server may run a pipeline of the same name)."""
 
 REGISTER_INSTANCE = "SELECT pg_try_advisory_lock(hashtext('mssql2pg.instance/' || :pipeline), hashtext(:instance))"
 """A session lock per live process of a pipeline that spreads its groups (``pipeline.group: auto``), held on a
@@ -304,9 +306,11 @@ connection of its own for as long as the process lives; the server drops it when
 COUNT_INSTANCES = """
 SELECT count(*) FROM pg_locks
 WHERE locktype = 'advisory' AND granted AND objsubid = 2
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND classid = hashtext('mssql2pg.instance/' || :pipeline)::oid
 """
-"""How many processes of the pipeline hold :data:`REGISTER_INSTANCE`'s lock: the live spreading processes."""
+"""How many processes of the pipeline hold :data:`REGISTER_INSTANCE`'s lock: the live spreading processes (of
+this database: advisory locks are per database, ``pg_locks`` shows the whole server's)."""
 
 # --- dead letters ---------------------------------------------------------------------------------------------
 
