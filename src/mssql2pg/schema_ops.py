@@ -120,7 +120,17 @@ def still_differs(
     ``table`` as the source describes it now (empty: nothing). Only the change's own column counts: another
     column's pending change is approved on its own."""
     if stored.change == "drop-column":
-        if stored.column_name not in existing or keep_column:
+        if keep_column:
+            return []
+        if stored.column_name not in existing:
+            carrying = [ci.name for ci in table.instances if any(c.name == stored.column_name for c in ci.columns)]
+            if carrying:  # its change table still has the column: the pipeline writes it (NULL) into the target
+                return [
+                    f"capture instance {', '.join(carrying)} still captures column {stored.column_name}, so the "
+                    f"pipeline still writes it and the table stops on the missing column: add the column back to "
+                    f"the target table {table.schema}.{table.name}, switch to a capture instance without it and "
+                    f"disable the old one (`mssql2pg check` says when), then drop it and approve"
+                ]
             return []
         return [
             f"column {stored.column_name} is still in the target table {table.schema}.{table.name}: archive it if "

@@ -111,7 +111,9 @@ def plan_evolution(table: TargetTable, existing: Mapping[str, tuple[str, bool]])
                     old_type=have_type,
                     ddl=sql.drop_column(table, column),
                     detail=f"dropped at the source: the target column is kept and receives NULL from now on. To "
-                    f"archive it first: {sql.archive_column(table, column)}; then drop it with the DDL shown",
+                    f"archive it first: {sql.archive_column(table, column)}; then drop it with the DDL shown, only "
+                    f"once no capture instance captures it any more (the old one disabled: `mssql2pg check` says "
+                    f"when)",
                 )
             )
             continue
