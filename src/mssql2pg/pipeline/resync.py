@@ -210,15 +210,26 @@ def resync_table(config: Config, table_name: str, *, wait: float = DEFAULT_WAIT_
         engine.dispose()
 
 
-def _pause_for_resync(config: Config, table: TableId) -> tuple[str, str | None, str | None] | None:
+@dataclass(frozen=True)
+class _Before:
+    """A table's state before the resync paused it, and where it stood in the stream then."""
+
+    state: tuple[str, str | None, str | None] | None
+    position: Lsn = Lsn.NULL
+
+
+def _pause_for_resync(config: Config, table: TableId) -> _Before:
     """Pause the table (a running pipeline re-plans without it) and return its state before, to restore if the
-    resync fails. A table already inactive keeps its state until the resync commits."""
+    resync fails, with its position: the checkpoint covering it (or its own, if later). A table already inactive
+    keeps its state until the resync commits."""
     conn = target_connector(config)()
     try:
         conn.run("BEGIN")
         control.ensure_control_schema(conn)
         before = control.read_table_state(conn, config.pipeline.name, str(table))
+        position = Lsn.NULL
         if before is None or before[0] == "active":
+            position = control.table_checkpoint(conn, config.pipeline.name, str(table))
             control.set_table_state(
                 conn,
                 config.pipeline.name,
@@ -228,21 +239,30 @@ def _pause_for_resync(config: Config, table: TableId) -> tuple[str, str | None, 
                 remediation=f"wait for `mssql2pg resync {table}` to finish, or run it again if it was interrupted",
             )
         conn.run("COMMIT")
-        return before
+        return _Before(before, position)
     finally:
         conn.close()
 
 
-def _restore_state(config: Config, table: TableId, before: tuple[str, str | None, str | None] | None) -> None:
-    """The resync failed (nothing of it was committed): put a table that was active back as it was."""
-    if before is None or before[0] != "active":
+def _restore_state(config: Config, table: TableId, before: _Before) -> None:
+    """The resync failed (nothing of it was committed): put a table that was active back as it was, holding the
+    position it had when it was paused. A running pipeline went on without it meanwhile, its checkpoint past
+    the table's later changes: without the held position the table would resume from there and lose them; with
+    it, it catches up from where it left (a change it had applied after that is replayed, which the LSN guard
+    absorbs)."""
+    if before.state is None or before.state[0] != "active":
         return
+    reason, remediation = before.state[1] or "", before.state[2] or ""
     try:
         conn = target_connector(config)()
         try:
+            conn.run("BEGIN")
+            if not before.position.is_null:
+                control.hold_table_position(conn, config.pipeline.name, str(table), before.position)
             control.set_table_state(
-                conn, config.pipeline.name, str(table), "active", reason=before[1] or "", remediation=before[2] or ""
+                conn, config.pipeline.name, str(table), "active", reason=reason, remediation=remediation
             )
+            conn.run("COMMIT")
         finally:
             conn.close()
     except Exception as exc:

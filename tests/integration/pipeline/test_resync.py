@@ -20,7 +20,7 @@ from mssql2pg import control
 from mssql2pg.config import load_config
 from mssql2pg.emulator import connect
 from mssql2pg.errors import Mssql2pgError
-from mssql2pg.pipeline import watcher
+from mssql2pg.pipeline import resync, watcher
 from mssql2pg.pipeline.assembly import Pipeline
 from mssql2pg.pipeline.resync import ResyncResult, TableStillReplicatedError, resync_table
 from mssql2pg.pipeline.status import collect
@@ -264,6 +264,37 @@ def test_resync_of_a_table_whose_source_type_needs_review_stops_before_loading_a
     result = resync_table(load_config(config), "dbo.c")
     assert result.rows == 1
     assert dst.run("SELECT id, d FROM dbo.c") == [[1, 2.5]]
+    dst.close()
+
+
+def test_a_resync_that_fails_after_the_table_left_the_stream_loses_none_of_its_changes(
+    two_tables: pg8000.native.Connection,
+    emulated_source_url: str,
+    target_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resync pauses dbo.b; the running pipeline goes on without it, its checkpoint passing dbo.b's new
+    changes; then the resync fails. dbo.b is put back active AND keeps the position it left the stream at, so
+    it catches up on those changes instead of resuming from the newer checkpoint (it lost them before)."""
+    src = two_tables
+    config = write_config(tmp_path / "p.yaml", emulated_source_url, target_url, ["dbo.a", "dbo.b"])
+    _run_once(config)
+
+    def meanwhile_then_fail(*_: object) -> None:
+        src.run("INSERT INTO dbo.b VALUES (2, 'while paused')")
+        src.run("INSERT INTO dbo.a VALUES (2, 'a2')")
+        _run_once(config)  # streams dbo.a only: the checkpoint passes dbo.b's insert
+        raise Mssql2pgError("the resync failed", hint="run it again")
+
+    monkeypatch.setattr(resync, "evolve_before_load", meanwhile_then_fail)
+    with pytest.raises(Mssql2pgError, match="the resync failed"):
+        resync_table(load_config(config), "dbo.b")
+    dst = connect(target_url)
+    assert _state(dst, "dbo.b") == "active"
+    _run_once(config)
+    assert _rows(dst, "dbo.b") == [[1, "b1"], [2, "while paused"]]
+    assert _rows(dst, "dbo.a") == [[1, "a1"], [2, "a2"]]
     dst.close()
 
 
